@@ -1,0 +1,1 @@
+"""benchmarks_data package of neurosim (see DESIGN.md)."""

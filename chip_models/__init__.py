@@ -1,0 +1,1 @@
+"""chip_models package of neurosim (see DESIGN.md)."""

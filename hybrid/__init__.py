@@ -1,0 +1,1 @@
+"""hybrid package of neurosim (see DESIGN.md)."""

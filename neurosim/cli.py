@@ -1,0 +1,210 @@
+"""The ``neurosim`` command: a thin shell over the packages' Python APIs.
+
+``neurosim <group> <verb> ...``. Each package keeps its verbs in its own ``cli.py`` with a
+``register(name, subparsers)`` function; this shell imports only the module of the command
+being run, so ``neurosim --help`` stays fast and a broken optional part does not break the
+rest. Every verb gets ``--json``, ``--config FILE.toml``, ``--set key=value`` and ``--quiet``
+(see :func:`add_common_options`); a :class:`~neurosim.errors.NeurosimError` becomes one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import pathlib
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from neurosim.errors import NeurosimError, ParameterError
+
+T = TypeVar("T")
+
+# command -> (module with register(name, subparsers), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "events": ("sim_events.cli", "video -> DVS events: simulate, calibrate, compare, info, render"),
+    "snn": ("neurosim.snn.cli", "spiking networks: NIR export/import, brian2 cross-check"),
+    "quant": ("neurosim.quant.cli", "int8 training: schemes, train on digits, export integer networks"),
+    "data": ("benchmarks_data.cli", "event datasets: build, synth, import, info"),
+    "train": ("hybrid.cli", "train a hybrid ANN-SNN tracker on a dataset"),
+    "eval": ("hybrid.cli", "evaluate a trained tracker (OTB protocol: success, precision, AUC)"),
+    "track": ("hybrid.cli", "track a target through a sequence file or recording"),
+    "export": ("hybrid.cli", "export a trained tracker to the integer network format"),
+    "chip": ("chip_models.cli", "neuromorphic chip models: estimate, simulate, map"),
+    "demo": ("neurosim.cli", "run the whole pipeline on a built-in generated scene"),
+}
+
+# Demo stages in order: module with run(outdir, summary, say) -> dict. Missing modules are skipped.
+DEMO_STAGES = ["sim_events.demo", "benchmarks_data.demo", "hybrid.demo", "chip_models.demo"]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclasses.dataclass
+class Context:
+    """What a verb handler gets besides its arguments: output and progress helpers."""
+
+    json_mode: bool = False
+    quiet: bool = False
+
+    def say(self, *parts: Any) -> None:
+        """Print human-readable output (suppressed with --json or --quiet)."""
+        if not (self.json_mode or self.quiet):
+            print(*parts, flush=True)
+
+    def progress(self, iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterable[T]:
+        """A tqdm progress bar on stderr, off with --quiet or --json."""
+        from tqdm import tqdm
+
+        return tqdm(iterable, disable=self.quiet or self.json_mode, file=sys.stderr, leave=False, **kwargs)
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add --json, --config, --set and --quiet to a verb's parser."""
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--config", metavar="FILE.toml", help="read parameters from a TOML file")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+        help="override one parameter (repeatable), e.g. --set contrast_threshold=0.25",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or text")
+
+
+def params_from_args(args: argparse.Namespace, cls: type[T], base: dict[str, Any] | None = None) -> T:
+    """Parameters for a verb: ``base`` defaults, then --config TOML, then --set overrides."""
+    from neurosim.config import apply_overrides, from_dict, load_toml
+
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(load_toml(args.config))
+    values = apply_overrides(values, getattr(args, "overrides", []) or [])
+    return from_dict(cls, values)
+
+
+def add_verb(
+    subparsers: argparse._SubParsersAction, name: str, handler: Callable[..., dict | None],
+    help: str, example: str, description: str | None = None,
+) -> argparse.ArgumentParser:
+    """Add one verb with the common options and an example in its --help."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description or help, epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_options(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser(command: str | None) -> ArgumentParser:
+    """The top parser; only ``command``'s module is imported to fill its sub-parser."""
+    parser = ArgumentParser(
+        prog="neurosim",
+        description="Hybrid ANN-SNN neuromorphic simulation toolkit.",
+        epilog="example:\n  neurosim demo -o demo_out\n  neurosim events simulate video.mp4 -o seq.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from neurosim import __version__
+
+    parser.add_argument("--version", action="version", version=f"neurosim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name, (module, help_text) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        if name == "demo":
+            _register_demo(sub)
+            continue
+        importlib.import_module(module).register(name, sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``neurosim`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = build_parser(command if command in COMMANDS else None)
+        args = parser.parse_args(argv)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            sub = _subparser(parser, args.command)
+            (sub or parser).print_help()
+            return 0 if args.command is None else 2
+        ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+        summary = handler(args, ctx)
+        if ctx.json_mode and summary is not None:
+            print(json.dumps(summary, indent=2, default=_json_default))
+        return 0
+    except NeurosimError as err:
+        print(f"neurosim: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("neurosim: interrupted", file=sys.stderr)
+        return 130
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, pathlib.Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+# ---------------------------------------------------------------------------------- demo
+
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:
+    parser = add_verb(
+        sub, "demo", _demo, help=COMMANDS["demo"][1], example="neurosim demo -o demo_out",
+        description="Run every stage of neurosim on a built-in, deterministic generated scene "
+        "(textured objects moving fast, known boxes): events, dataset, tracker, chip estimate. "
+        "Writes each stage's files and summary.json into the output folder.",
+    )
+    parser.add_argument("-o", "--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _demo(args: argparse.Namespace, ctx: Context) -> dict:
+    outdir = pathlib.Path(args.out)
+    if outdir.exists() and not outdir.is_dir():
+        raise ParameterError(f"demo output {outdir} is a file: choose a folder with -o")
+    outdir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"out": str(outdir), "seed": args.seed, "stages": {}}
+    start = time.perf_counter()
+    for module_name in DEMO_STAGES:
+        try:
+            stage = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name or module_name.startswith(f"{exc.name}."):
+                continue
+            raise
+        t0 = time.perf_counter()
+        result = stage.run(outdir, summary, ctx.say, seed=args.seed)
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        summary["stages"][module_name.split(".")[0]] = result
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    ctx.say(f"demo finished in {summary['seconds']} s; summary: {outdir / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())

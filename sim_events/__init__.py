@@ -1,0 +1,1 @@
+"""sim_events package of neurosim (see DESIGN.md)."""

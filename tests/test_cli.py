@@ -1,0 +1,34 @@
+"""The CLI shell: help, one-line errors with exit code 2, config handling."""
+
+import subprocess
+import sys
+
+import pytest
+
+from neurosim.cli import main
+from neurosim.config import apply_overrides, parse_value
+
+
+def test_help_lists_every_group(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("events", "data", "train", "eval", "track", "chip", "demo"):
+        assert name in out
+
+
+def test_unknown_command_is_one_line_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "neurosim.cli", "frobnicate"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "invalid choice" in proc.stderr
+
+
+def test_overrides_parse_toml_literals():
+    assert parse_value("0.25") == 0.25 and parse_value("true") is True and parse_value("abc") == "abc"
+    assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=[1,2]"]) == {"a": {"b": 2}, "c": [1, 2]}
+
+
+def test_bad_override_is_a_parameter_error():
+    from neurosim.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="key=value"):
+        apply_overrides({}, ["novalue"])
