@@ -61,10 +61,11 @@ class Context:
             print(*parts, flush=True)
 
     def progress(self, iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterable[T]:
-        """A tqdm progress bar on stderr, off with --quiet or --json."""
+        """A tqdm progress bar on stderr; off with --quiet or --json, or when stderr is not a terminal."""
         from tqdm import tqdm
 
-        return tqdm(iterable, disable=self.quiet or self.json_mode, file=sys.stderr, leave=False, **kwargs)
+        off = self.quiet or self.json_mode or not sys.stderr.isatty()
+        return tqdm(iterable, disable=off, file=sys.stderr, leave=False, **kwargs)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

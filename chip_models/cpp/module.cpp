@@ -1,3 +1,306 @@
-// nanobind module chip_models._kernels (placeholder until the kernels land).
+// nanobind module chip_models._kernels: the integer kernels of kernels.cpp on numpy arrays,
+// without copies (the arrays are viewed in place; outputs are written into caller arrays).
+// Shapes are checked here; value ranges (shifts, K <= 65536) in chip_models/kernels.py.
 #include <nanobind/nanobind.h>
-NB_MODULE(_kernels, m) { m.def("abi_version", []() { return 1; }); }
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "kernels.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+template <typename T, typename... Extra>
+using arr = nb::ndarray<T, nb::device::cpu, nb::c_contig, Extra...>;
+
+using I8_1 = arr<const int8_t, nb::ndim<1>>;
+using I8_2 = arr<const int8_t, nb::ndim<2>>;
+using I32_1 = arr<const int32_t, nb::ndim<1>>;
+using I32_1w = arr<int32_t, nb::ndim<1>>;
+using I32_2w = arr<int32_t, nb::ndim<2>>;
+using I8_1w = arr<int8_t, nb::ndim<1>>;
+
+static void require(bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+}
+
+static const int32_t* bias_ptr(const std::optional<I32_1>& bias, int64_t m) {
+    if (!bias) return nullptr;
+    require(static_cast<int64_t>(bias->shape(0)) == m, "bias must have one entry per output");
+    return bias->data();
+}
+
+static int check_path(int path) {
+    using namespace chip;
+    require(path >= SCALAR && path <= AVXVNNI, "unknown path");
+    require(path == SCALAR || cpu_has_avx2(), "this CPU has no AVX2");
+    require(path != AVX512VNNI || cpu_has_avx512vnni(), "this CPU has no AVX-512 VNNI");
+    require(path != AVXVNNI || cpu_has_avxvnni(), "this CPU has no AVX-VNNI");
+    return path;
+}
+
+NB_MODULE(_kernels, m) {
+    m.doc() = "int8 MAC, spike accumulation, integer LIF, output stage and packet counting kernels";
+    m.def("abi_version", []() { return 3; });
+    m.def("cpu_features", []() {
+        nb::dict d;
+        d["avx2"] = chip::cpu_has_avx2();
+        d["avx512vnni"] = chip::cpu_has_avx512vnni();
+        d["avxvnni"] = chip::cpu_has_avxvnni();
+        return d;
+    });
+
+    nb::class_<chip::PackedWeights>(m, "PackedWeights", "int8 weights (M, K) packed for one dense-MAC path")
+        .def_ro("path", &chip::PackedWeights::path)
+        .def_ro("m", &chip::PackedWeights::m)
+        .def_ro("k", &chip::PackedWeights::k);
+
+    m.def(
+        "pack_weights",
+        [](I8_2 w, int path) {
+            return chip::pack_weights(w.data(), w.shape(0), w.shape(1), check_path(path));
+        },
+        "w"_a, "path"_a);
+
+    m.def(
+        "dense_mac",
+        [](const chip::PackedWeights& pw, I8_2 x, std::optional<I32_1> bias, I32_2w out) {
+            require(static_cast<int64_t>(x.shape(1)) == pw.k, "x must have K columns");
+            require(static_cast<int64_t>(out.shape(0)) == static_cast<int64_t>(x.shape(0)) &&
+                        static_cast<int64_t>(out.shape(1)) == pw.m, "out must be (N, M)");
+            const int32_t* b = bias_ptr(bias, pw.m);
+            nb::gil_scoped_release release;
+            chip::dense_mac(pw, x.data(), x.shape(0), b, out.data());
+        },
+        "packed"_a, "x"_a, "bias"_a.none(), "out"_a);
+
+    m.def(
+        "spike_accumulate",
+        [](I8_2 x, I8_2 wt, std::optional<I32_1> bias, I32_2w out, int path,
+           std::optional<arr<int64_t, nb::ndim<1>>> row_active) {
+            const int64_t n = x.shape(0), k = x.shape(1), mm = wt.shape(1);
+            require(static_cast<int64_t>(wt.shape(0)) == k, "wt must be (K, M)");
+            require(static_cast<int64_t>(out.shape(0)) == n && static_cast<int64_t>(out.shape(1)) == mm,
+                    "out must be (N, M)");
+            const int32_t* b = bias_ptr(bias, mm);
+            require(!row_active || static_cast<int64_t>(row_active->shape(0)) == n, "row_active must have N entries");
+            int64_t* ra = row_active ? row_active->data() : nullptr;
+            check_path(path);
+            nb::gil_scoped_release release;
+            return chip::spike_accumulate(x.data(), n, k, wt.data(), mm, b, out.data(), path, ra);
+        },
+        "x"_a, "wt"_a, "bias"_a.none(), "out"_a, "path"_a, "row_active"_a.none() = nb::none());
+
+    m.def(
+        "conv_events",
+        [](arr<const int8_t, nb::ndim<4>> x, arr<const int8_t, nb::ndim<4>> wt, std::optional<I32_1> bias,
+           arr<int32_t, nb::ndim<3>> out, int stride, int pad, int path,
+           std::optional<arr<int64_t, nb::ndim<2>>> row_active) {
+            chip::ConvEventsArgs a{};
+            a.x = x.data();
+            a.steps = x.shape(0); a.c = x.shape(1); a.h = x.shape(2); a.w = x.shape(3);
+            require(static_cast<int64_t>(wt.shape(0)) == a.c, "wt must be (C, kh, kw, M)");
+            a.wt = wt.data();
+            a.kh = wt.shape(1); a.kw = wt.shape(2); a.m = wt.shape(3);
+            require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
+            a.stride = stride; a.pad = pad;
+            a.ho = (a.h + 2 * pad - a.kh) / stride + 1;
+            a.wo = (a.w + 2 * pad - a.kw) / stride + 1;
+            require(a.ho >= 1 && a.wo >= 1, "kernel larger than the padded input");
+            require(static_cast<int64_t>(out.shape(0)) == a.steps && static_cast<int64_t>(out.shape(1)) == a.ho * a.wo &&
+                        static_cast<int64_t>(out.shape(2)) == a.m, "out must be (T, Ho*Wo, M)");
+            a.bias = bias_ptr(bias, a.m);
+            a.out = out.data();
+            if (row_active) {
+                require(static_cast<int64_t>(row_active->shape(0)) == a.steps &&
+                            static_cast<int64_t>(row_active->shape(1)) == a.ho * a.wo, "row_active must be (T, Ho*Wo)");
+                a.row_active = row_active->data();
+            }
+            check_path(path);
+            nb::gil_scoped_release release;
+            return chip::conv_events(a, path);
+        },
+        "x"_a, "wt"_a, "bias"_a.none(), "out"_a, "stride"_a, "pad"_a, "path"_a, "row_active"_a.none() = nb::none());
+
+    m.def(
+        "im2col",
+        [](arr<const int8_t, nb::ndim<4>> x, int kh, int kw, int stride, int pad, arr<int8_t, nb::ndim<3>> out,
+           std::optional<arr<int64_t, nb::ndim<2>>> row_nonzero) {
+            const int64_t t = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+            require(kh >= 1 && kw >= 1 && stride >= 1 && pad >= 0, "bad kernel, stride or padding");
+            const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
+            require(ho >= 1 && wo >= 1, "kernel larger than the padded input");
+            require(static_cast<int64_t>(out.shape(0)) == ho * wo && static_cast<int64_t>(out.shape(1)) == t &&
+                        static_cast<int64_t>(out.shape(2)) == c * kh * kw, "out must be (Ho*Wo, T, C*kh*kw)");
+            int64_t* nz = nullptr;
+            if (row_nonzero) {
+                require(static_cast<int64_t>(row_nonzero->shape(0)) == ho * wo &&
+                            static_cast<int64_t>(row_nonzero->shape(1)) == t, "row_nonzero must be (Ho*Wo, T)");
+                nz = row_nonzero->data();
+            }
+            nb::gil_scoped_release release;
+            chip::im2col_pt(x.data(), t, c, h, w, kh, kw, stride, pad, out.data(), nz);
+        },
+        "x"_a, "kh"_a, "kw"_a, "stride"_a, "pad"_a, "out"_a, "row_nonzero"_a.none() = nb::none());
+
+    m.def(
+        "lif_step",
+        [](I32_1 current, I32_1w v, I32_1w counter, I8_1w spikes, int v_th, int v_reset, int reset_mode,
+           int reset_constant, int leak_alpha, int leak_beta, int refractory_steps, int path) {
+            const size_t n = current.shape(0);
+            require(v.shape(0) == n && counter.shape(0) == n && spikes.shape(0) == n, "arrays must match in size");
+            check_path(path);
+            chip::LIFParams p{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps};
+            nb::gil_scoped_release release;
+            chip::lif_step(current.data(), v.data(), counter.data(), spikes.data(), n, p, path);
+        },
+        "current"_a, "v"_a, "counter"_a, "spikes"_a, "v_th"_a, "v_reset"_a, "reset_mode"_a, "reset_constant"_a,
+        "leak_alpha"_a, "leak_beta"_a, "refractory_steps"_a, "path"_a);
+
+    m.def(
+        "lif_run",
+        [](arr<const int32_t, nb::ndim<2>> current, I32_1w v, I32_1w counter, arr<int8_t, nb::ndim<2>> spikes,
+           int v_th, int v_reset, int reset_mode, int reset_constant, int leak_alpha, int leak_beta,
+           int refractory_steps, int path) {
+            const size_t steps = current.shape(0), n = current.shape(1);
+            require(v.shape(0) == n && counter.shape(0) == n && spikes.shape(0) == steps && spikes.shape(1) == n,
+                    "arrays must match: current and spikes (T, n), v and counter (n,)");
+            check_path(path);
+            chip::LIFParams p{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps};
+            nb::gil_scoped_release release;
+            chip::lif_run(current.data(), v.data(), counter.data(), spikes.data(), steps, n, p, path);
+        },
+        "current"_a, "v"_a, "counter"_a, "spikes"_a, "v_th"_a, "v_reset"_a, "reset_mode"_a, "reset_constant"_a,
+        "leak_alpha"_a, "leak_beta"_a, "refractory_steps"_a, "path"_a);
+
+    m.def(
+        "output_stage",
+        [](I32_1 acc, I8_1w out, int shift, int act, std::optional<I8_1> lut, int path) {
+            require(out.shape(0) == acc.shape(0), "out must match acc");
+            require(act != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
+            check_path(path);
+            const int8_t* l = lut ? lut->data() : nullptr;
+            nb::gil_scoped_release release;
+            chip::output_stage(acc.data(), out.data(), acc.shape(0), shift, act, l, path);
+        },
+        "acc"_a, "out"_a, "shift"_a, "act"_a, "lut"_a.none(), "path"_a);
+
+    m.def(
+        "current_stage",
+        [](I32_1 acc, I32_1w out, int shift, int path) {
+            require(out.shape(0) == acc.shape(0), "out must match acc");
+            check_path(path);
+            nb::gil_scoped_release release;
+            chip::current_stage(acc.data(), out.data(), acc.shape(0), shift, path);
+        },
+        "acc"_a, "out"_a, "shift"_a, "path"_a);
+
+    m.def(
+        "madd_probe",
+        [](int64_t n) {
+            require(chip::cpu_has_avx2(), "this CPU has no AVX2");
+            nb::gil_scoped_release release;
+            return chip::madd_probe(n);
+        },
+        "n"_a, "diagnostics: n rounds of 12 register-only vpmaddwd (for the peak in benchmarks)");
+
+    m.def(
+        "count_nonzero_groups",
+        [](I8_2 values, arr<const int64_t, nb::ndim<1>> ptr, arr<const int32_t, nb::ndim<1>> idx,
+           arr<int64_t, nb::ndim<1>> out, int path) {
+            const int64_t groups = static_cast<int64_t>(ptr.shape(0)) - 1;
+            require(groups >= 0 && static_cast<int64_t>(out.shape(0)) == groups, "out must have len(ptr) - 1 entries");
+            const int64_t steps = values.shape(0), n = values.shape(1);
+            for (int64_t g = 0; g < groups; ++g)
+                require(ptr.data()[g] <= ptr.data()[g + 1], "ptr must be non-decreasing");
+            require(groups == 0 || (ptr.data()[0] >= 0 && ptr.data()[groups] <= static_cast<int64_t>(idx.shape(0))),
+                    "ptr out of range of idx");
+            bool idx_ok = true;  // (one flag, not a check per entry: idx can be long)
+            for (size_t e = 0; e < idx.shape(0); ++e) idx_ok &= idx.data()[e] >= 0 && idx.data()[e] < n;
+            require(idx_ok, "idx out of range of values");
+            check_path(path);
+            nb::gil_scoped_release release;
+            chip::count_nonzero_groups(values.data(), steps, n, ptr.data(), idx.data(), groups, out.data(), path);
+        },
+        "values"_a, "ptr"_a, "idx"_a, "out"_a, "path"_a);
+
+    m.def(
+        "conv_layer",
+        [](arr<const int8_t, nb::ndim<4>> x, arr<const int8_t, nb::ndim<4>> weight, std::optional<I32_1> bias,
+           int stride, int pad, int shift, int soma, std::optional<I8_1> lut, std::tuple<int, int, int, int, int, int, int> lif,
+           arr<int8_t, nb::ndim<4>> out, std::optional<arr<int32_t, nb::ndim<3>>> in_count,
+           std::optional<arr<int32_t, nb::ndim<3>>> out_count, int mode, int path) {
+            chip::ConvLayerArgs a{};
+            a.x = x.data();
+            a.steps = x.shape(0); a.c = x.shape(1); a.h = x.shape(2); a.w = x.shape(3);
+            require(static_cast<int64_t>(weight.shape(1)) == a.c, "weight must be (M, C, kh, kw) with the input's C");
+            a.weight = weight.data();
+            a.m = weight.shape(0); a.kh = weight.shape(2); a.kw = weight.shape(3);
+            require(a.c * a.kh * a.kw <= 65536, "fan-in C*kh*kw must be at most 65536");
+            require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
+            a.stride = stride; a.pad = pad;
+            a.ho = (a.h + 2 * pad - a.kh) / stride + 1;
+            a.wo = (a.w + 2 * pad - a.kw) / stride + 1;
+            require(a.h + 2 * pad >= a.kh && a.w + 2 * pad >= a.kw, "kernel larger than the padded input");
+            require(static_cast<int64_t>(out.shape(0)) == a.steps && static_cast<int64_t>(out.shape(1)) == a.m &&
+                        static_cast<int64_t>(out.shape(2)) == a.ho && static_cast<int64_t>(out.shape(3)) == a.wo,
+                    "out must be (T, M, Ho, Wo)");
+            a.bias = bias_ptr(bias, a.m);
+            require(shift >= -24, "shift must be >= -24");
+            require(soma >= 0 && soma <= 3, "soma must be 0 (none), 1 (relu), 2 (lut) or 3 (lif)");
+            a.shift = shift; a.soma = soma;
+            require(soma != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
+            a.lut = lut ? lut->data() : nullptr;
+            auto [v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory] = lif;
+            a.lif = chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory};
+            a.out = out.data();
+            if (in_count) {
+                require(static_cast<int64_t>(in_count->shape(0)) == a.c && static_cast<int64_t>(in_count->shape(1)) == a.h &&
+                            static_cast<int64_t>(in_count->shape(2)) == a.w, "in_count must be (C, H, W)");
+                a.in_count = in_count->data();
+            }
+            if (out_count) {
+                require(static_cast<int64_t>(out_count->shape(0)) == a.m && static_cast<int64_t>(out_count->shape(1)) == a.ho &&
+                            static_cast<int64_t>(out_count->shape(2)) == a.wo, "out_count must be (M, Ho, Wo)");
+                a.out_count = out_count->data();
+            }
+            require(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (events) or 1 (plane)");
+            a.mode = mode;
+            check_path(path);
+            nb::gil_scoped_release release;
+            return chip::conv_layer(a, path);
+        },
+        "x"_a, "weight"_a, "bias"_a.none(), "stride"_a, "pad"_a, "shift"_a, "soma"_a, "lut"_a.none(), "lif"_a, "out"_a,
+        "in_count"_a.none(), "out_count"_a.none(), "mode"_a, "path"_a);
+
+    m.def(
+        "window_counts",
+        [](arr<const int32_t, nb::ndim<3>> count, int c0, int c1, int kh, int kw, int stride, int pad,
+           arr<int64_t, nb::ndim<1>> out) {
+            const int64_t c = count.shape(0), h = count.shape(1), w = count.shape(2);
+            require(0 <= c0 && c0 <= c1 && c1 <= c, "channel range out of bounds");
+            require(kh >= 1 && kw >= 1 && stride >= 1 && pad >= 0 && h + 2 * pad >= kh && w + 2 * pad >= kw,
+                    "bad kernel, stride or padding");
+            const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
+            require(static_cast<int64_t>(out.shape(0)) == ho * wo, "out must have Ho*Wo entries");
+            nb::gil_scoped_release release;
+            chip::window_counts(count.data(), c, h, w, c0, c1, kh, kw, stride, pad, out.data());
+        },
+        "count"_a, "c0"_a, "c1"_a, "kh"_a, "kw"_a, "stride"_a, "pad"_a, "out"_a);
+
+    m.def(
+        "count_nonzero_cols",
+        [](I8_2 values, arr<int32_t, nb::ndim<1>> out, int path) {
+            require(out.shape(0) == values.shape(1), "out must have one entry per column");
+            check_path(path);
+            nb::gil_scoped_release release;
+            chip::count_nonzero_cols(values.data(), values.shape(0), values.shape(1), out.data(), path);
+        },
+        "values"_a, "out"_a, "path"_a);
+}

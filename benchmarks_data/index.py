@@ -1,0 +1,145 @@
+"""``index.json``: the table of contents of a dataset folder.
+
+A dataset folder holds ``sequences/NAME.h5`` (one sequence file each, see DESIGN.md) and
+``index.json``::
+
+    {"format": "neurosim-dataset", "format_version": 1,
+     "sensor": {"width": W, "height": H} or {"sizes": [[W, H], ...]} when they differ,
+     "simulator": {...DvsParams...}, "aps_rate_hz": 30.0, "seed": 0,
+     "sequences": [{"name", "file", "layout", "source", "input_frames", "input_fps",
+                    "aps_frames", "duration_us", "events", "width", "height", "seed",
+                    "param_hash"}, ...],
+     "failed": [{"name", "reason"}, ...],
+     "splits": {"train": [...], "val": [...], "test": [...]}, "split": {"seed": 0, ...}}
+
+Splits are either drawn with a fixed seed (sequence names sorted, permuted by
+``numpy.random.default_rng(seed)``, the first ``round(test_fraction·n)`` go to test, the next
+``round(val_fraction·n)`` to val, the rest to train) or read from a given list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+
+from neurosim.errors import InputError
+
+INDEX_NAME = "index.json"
+FORMAT = "neurosim-dataset"
+FORMAT_VERSION = 1
+
+
+def make_splits(names: Iterable[str], seed: int = 0, test_fraction: float = 0.2,
+                val_fraction: float = 0.0) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of ``names`` (independent of their order).
+
+    With n names: n_test = round(test_fraction·n) (at least 1 when test_fraction > 0 and n ≥ 2),
+    n_val = round(val_fraction·n), the rest train. Each list is sorted.
+    """
+    names = sorted(set(names))
+    n = len(names)
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(test_fraction * n))
+    if test_fraction > 0 and n >= 2:
+        n_test = max(n_test, 1)
+    n_test = min(n_test, max(n - 1, 0))
+    n_val = min(int(round(val_fraction * n)), n - n_test - 1) if n - n_test > 1 else 0
+    test = sorted(names[i] for i in order[:n_test])
+    val = sorted(names[i] for i in order[n_test:n_test + n_val])
+    train = sorted(names[i] for i in order[n_test + n_val:])
+    return {"train": train, "val": val, "test": test}
+
+
+def read_split_list(path: str | pathlib.Path, names: Iterable[str]) -> dict[str, list[str]]:
+    """Splits from a file: JSON ``{"train": [...], "test": [...]}`` or lines ``NAME SPLIT``.
+
+    Names of the file that are not in the dataset are ignored (they may have failed to
+    build); dataset sequences the file does not mention go to ``"unassigned"``.
+    """
+    p = pathlib.Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"split list {p} cannot be read ({exc}): check the path") from None
+    splits: dict[str, list[str]] = {}
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"split list {p} is not valid JSON ({exc}): fix the file") from None
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise InputError(f"split list {p} must map split names to lists of sequence names")
+        splits = {str(k): [str(x) for x in v] for k, v in data.items()}
+    else:
+        for i, line in enumerate(text.splitlines()):
+            parts = line.split("#")[0].split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise InputError(f"split list {p} line {i + 1}: expected 'NAME SPLIT', got {line.strip()!r}")
+            splits.setdefault(parts[1], []).append(parts[0])
+    known = set(names)
+    out = {k: sorted(n for n in v if n in known) for k, v in splits.items()}
+    listed = {n for v in out.values() for n in v}
+    rest = sorted(known - listed)
+    if rest:
+        out["unassigned"] = rest
+    return out
+
+
+def sensor_of(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"width", "height"}`` when all sequences share one size, else ``{"sizes": [...]}``."""
+    sizes = sorted({(int(e["width"]), int(e["height"])) for e in entries})
+    if len(sizes) == 1:
+        return {"width": sizes[0][0], "height": sizes[0][1]}
+    return {"sizes": [list(s) for s in sizes]}
+
+
+def write_index(out_dir: str | pathlib.Path, index: dict[str, Any]) -> pathlib.Path:
+    """Write ``index.json`` atomically (temp file + rename) with sorted keys; return its path."""
+    out_dir = pathlib.Path(out_dir)
+    final = out_dir / INDEX_NAME
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **index}
+    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".part", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=_plain)
+            f.write("\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, final)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def load_index(dataset: str | pathlib.Path) -> dict[str, Any]:
+    """Read and check ``DATASET/index.json``; raise InputError naming the problem."""
+    root = pathlib.Path(dataset)
+    path = root / INDEX_NAME if root.is_dir() else root
+    if not path.is_file():
+        raise InputError(f"{root} is not a neurosim dataset (no {INDEX_NAME}): build one with 'neurosim data build' or 'neurosim data synth'")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"dataset index {path} is unreadable ({exc}): rebuild the dataset") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("sequences"), list):
+        raise InputError(f"{path} is not a neurosim dataset index: rebuild the dataset")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(f"dataset index {path} has format_version {data['format_version']}, newer than this neurosim reads: upgrade neurosim")
+    return data
+
+
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, pathlib.Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

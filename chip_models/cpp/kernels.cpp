@@ -1,0 +1,748 @@
+// Integer kernels of chip_models: dense int8 MAC, event-driven spike accumulation, the integer
+// LIF soma, the ANN output stage and the router's packet counting.
+//
+// Arithmetic: exactly neurosim/intmath.py + neurosim/intneuron.py (gemmlowp style):
+//   * MAC: int8 x int8 products summed exactly in int32 (K <= 65536 per call, so no partial sum
+//     can leave int32: 65536 * 128 * 128 = 2^30), bias added in int64, result saturated to int32.
+//   * rounding_shift_right(a, s) for s >= 1 is round-half-up(a / 2^s), computed without a wider
+//     type as (a >> s) + ((a >> (s - 1)) & 1) (floor plus the first dropped bit).
+//   * leak floor(v * alpha / 256) with v = 256 * vh + vl (vh = v >> 8, vl = v & 255) is
+//     vh * alpha + ((vl * alpha) >> 8): exact and int32-only for 28-bit membranes.
+//
+// Paths (chosen at run time, bit-identical results):
+//   SCALAR      portable C++ (baseline x86-64 code).
+//   AVX2        int8 sign-extended to int16 then vpmaddwd (16 exact MACs per instruction into
+//               int32; nothing saturates, unlike vpmaddubsw). Other kernels: the same loop
+//               bodies compiled for AVX2 (auto-vectorized on ymm registers).
+//   AVX512VNNI  vpdpbusd: 64 u8 x s8 MACs into s32 per instruction; x is offset by +128 to be
+//               unsigned and the result corrected by 128 * sum_k w[j, k] (row sums packed once).
+//   AVXVNNI     the same with the 256-bit VEX encoding (Alder Lake and later, Zen 5).
+#include "kernels.h"
+#include "soma.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace chip {
+
+namespace {
+
+
+inline int32_t sat32(int64_t v) {
+    return static_cast<int32_t>(std::clamp<int64_t>(v, std::numeric_limits<int32_t>::min(),
+                                                     std::numeric_limits<int32_t>::max()));
+}
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+}  // namespace
+
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+bool cpu_has_avx512vnni() {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+bool cpu_has_avxvnni() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni"); }
+
+// =============================================================================== dense MAC
+
+PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
+    PackedWeights pw;
+    pw.path = path;
+    pw.m = m;
+    pw.k = k;
+    const int64_t mp = round_up(std::max<int64_t>(m, 1), 2);
+    if (path == AVX2) {
+        pw.kp = round_up(std::max<int64_t>(k, 1), 16);
+        pw.w16.assign(mp * pw.kp, 0);
+        for (int64_t j = 0; j < m; ++j)
+            for (int64_t i = 0; i < k; ++i) pw.w16[j * pw.kp + i] = w[j * k + i];
+        pw.kp8 = round_up(std::max<int64_t>(k, 1), 32);
+        pw.w8u.assign(mp * pw.kp8, 0);
+        for (int64_t j = 0; j < m; ++j)
+            for (int64_t i = 0; i < k; ++i) pw.w8u[j * pw.kp8 + i] = w[j * k + i];
+    } else if (path == AVX512VNNI || path == AVXVNNI) {
+        pw.kp = round_up(std::max<int64_t>(k, 1), 64);
+        pw.w8.assign(mp * pw.kp, 0);
+        pw.rowsum.assign(mp, 0);
+        for (int64_t j = 0; j < m; ++j) {
+            int32_t s = 0;
+            for (int64_t i = 0; i < k; ++i) {
+                pw.w8[j * pw.kp + i] = w[j * k + i];
+                s += w[j * k + i];
+            }
+            pw.rowsum[j] = 128 * s;
+        }
+    } else {
+        pw.path = SCALAR;
+        pw.kp = k;
+        pw.w8.assign(w, w + m * k);
+    }
+    return pw;
+}
+
+namespace {
+
+void finish(const int32_t* c, int64_t ldc, int64_t n, int64_t m, const int32_t* bias, int32_t* out) {
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j)
+            out[i * m + j] = sat32(static_cast<int64_t>(c[i * ldc + j]) + (bias ? bias[j] : 0));
+}
+
+void dense_scalar(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k;
+    for (int64_t i = 0; i < n; ++i) {
+        const int8_t* xr = x + i * k;
+        for (int64_t j = 0; j < m; ++j) {
+            const int8_t* wr = pw.w8.data() + j * k;
+            int32_t s = 0;  // |s| <= 65536 * 2^14 = 2^30
+            for (int64_t t = 0; t < k; ++t) s += static_cast<int32_t>(xr[t]) * wr[t];
+            out[i * m + j] = sat32(static_cast<int64_t>(s) + (bias ? bias[j] : 0));
+        }
+    }
+}
+
+// ---- AVX2: int16 operands, vpmaddwd, 4 x-rows by 2 w-rows register tile.
+__attribute__((target("avx2"))) inline __m128i hsum4x2(__m256i a0, __m256i a1, __m256i b0, __m256i b1) {
+    // -> [sum a0, sum a1, sum b0, sum b1]
+    __m256i t0 = _mm256_hadd_epi32(a0, a1);
+    __m256i t1 = _mm256_hadd_epi32(b0, b1);
+    __m256i u = _mm256_hadd_epi32(t0, t1);
+    return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+
+__attribute__((target("avx2"))) void dense_avx2(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                 const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp;
+    const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(m, 1), 2);
+    std::vector<int16_t> xs(np * kp, 0);
+    for (int64_t i = 0; i < n; ++i) {
+        int64_t t = 0;
+        for (; t + 16 <= k; t += 16) {
+            __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i * k + t));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(&xs[i * kp + t]), _mm256_cvtepi8_epi16(b));
+        }
+        for (; t < k; ++t) xs[i * kp + t] = x[i * k + t];
+    }
+    std::vector<int32_t> c(np * mp, 0);
+    constexpr int64_t KC = 2048, MB = 64;
+    const int16_t* W = pw.w16.data();
+    for (int64_t k0 = 0; k0 < kp; k0 += KC) {
+        const int64_t kc = std::min(KC, kp - k0);
+        for (int64_t j0 = 0; j0 < mp; j0 += MB) {
+            const int64_t j1 = std::min(mp, j0 + MB);
+            for (int64_t i = 0; i < np; i += 4) {
+                const int16_t* x0 = xs.data() + i * kp + k0;
+                const int16_t* x1 = x0 + kp;
+                const int16_t* x2 = x1 + kp;
+                const int16_t* x3 = x2 + kp;
+                for (int64_t j = j0; j < j1; j += 2) {
+                    const int16_t* w0 = W + j * kp + k0;
+                    const int16_t* w1 = w0 + kp;
+                    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+                    __m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+                    for (int64_t t = 0; t < kc; t += 16) {
+                        __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + t));
+                        __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + t));
+                        __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + t));
+                        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(a, b0));
+                        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(a, b1));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + t));
+                        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(a, b0));
+                        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(a, b1));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + t));
+                        c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(a, b0));
+                        c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(a, b1));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x3 + t));
+                        c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(a, b0));
+                        c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(a, b1));
+                        // keep each accumulator in one register (GCC 12 otherwise adds 8 vmovdqa per iteration)
+                        __asm__("" : "+x"(c00), "+x"(c01), "+x"(c10), "+x"(c11), "+x"(c20), "+x"(c21), "+x"(c30), "+x"(c31));
+                    }
+                    alignas(16) int32_t r[8];
+                    _mm_store_si128(reinterpret_cast<__m128i*>(r), hsum4x2(c00, c01, c10, c11));
+                    _mm_store_si128(reinterpret_cast<__m128i*>(r + 4), hsum4x2(c20, c21, c30, c31));
+                    int32_t* cr = c.data() + i * mp + j;
+                    cr[0] += r[0]; cr[1] += r[1];
+                    cr[mp] += r[2]; cr[mp + 1] += r[3];
+                    cr[2 * mp] += r[4]; cr[2 * mp + 1] += r[5];
+                    cr[3 * mp] += r[6]; cr[3 * mp + 1] += r[7];
+                }
+            }
+        }
+    }
+    finish(c.data(), mp, n, m, bias, out);
+}
+
+// ---- AVX2, non-negative inputs (ReLU outputs, spikes, frames 0..127): vpmaddubsw multiplies
+// u8 x by s8 w and adds pairs into int16; with 0 <= x <= 127 a pair is at most 2*127*128 = 32512
+// in magnitude, so nothing saturates and the result is exact. vpmaddwd by ones widens to int32.
+__attribute__((target("avx2"))) void dense_avx2_u8(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                    const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp8;
+    const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(m, 1), 2);
+    std::vector<int8_t> xs(np * kp, 0);
+    for (int64_t i = 0; i < n; ++i) std::memcpy(&xs[i * kp], x + i * k, k);
+    std::vector<int32_t> c(np * mp, 0);
+    constexpr int64_t KC = 4096, MB = 64;
+    const int8_t* W = pw.w8u.data();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t k0 = 0; k0 < kp; k0 += KC) {
+        const int64_t kc = std::min(KC, kp - k0);
+        for (int64_t j0 = 0; j0 < mp; j0 += MB) {
+            const int64_t j1 = std::min(mp, j0 + MB);
+            for (int64_t i = 0; i < np; i += 4) {
+                const int8_t* x0 = xs.data() + i * kp + k0;
+                const int8_t* x1 = x0 + kp;
+                const int8_t* x2 = x1 + kp;
+                const int8_t* x3 = x2 + kp;
+                for (int64_t j = j0; j < j1; j += 2) {
+                    const int8_t* w0 = W + j * kp + k0;
+                    const int8_t* w1 = w0 + kp;
+                    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+                    __m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+                    for (int64_t t = 0; t < kc; t += 32) {
+                        const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + t));
+                        const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + t));
+                        __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + t));
+                        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
+                        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + t));
+                        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
+                        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + t));
+                        c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
+                        c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
+                        a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x3 + t));
+                        c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
+                        c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
+                        __asm__("" : "+x"(c00), "+x"(c01), "+x"(c10), "+x"(c11), "+x"(c20), "+x"(c21), "+x"(c30), "+x"(c31));
+                    }
+                    alignas(16) int32_t r[8];
+                    _mm_store_si128(reinterpret_cast<__m128i*>(r), hsum4x2(c00, c01, c10, c11));
+                    _mm_store_si128(reinterpret_cast<__m128i*>(r + 4), hsum4x2(c20, c21, c30, c31));
+                    int32_t* cr = c.data() + i * mp + j;
+                    cr[0] += r[0]; cr[1] += r[1];
+                    cr[mp] += r[2]; cr[mp + 1] += r[3];
+                    cr[2 * mp] += r[4]; cr[2 * mp + 1] += r[5];
+                    cr[3 * mp] += r[6]; cr[3 * mp + 1] += r[7];
+                }
+            }
+        }
+    }
+    finish(c.data(), mp, n, m, bias, out);
+}
+
+bool all_non_negative(const int8_t* x, int64_t n) {
+    int8_t lo = 0;
+    for (int64_t i = 0; i < n; ++i) lo = std::min(lo, x[i]);
+    return lo >= 0;
+}
+
+// ---- VNNI: u8 (x + 128) times s8 w, vpdpbusd, corrected by the packed row sums.
+std::vector<uint8_t> offset_x(const int8_t* x, int64_t n, int64_t k, int64_t np, int64_t kp) {
+    std::vector<uint8_t> xs(np * kp, 0x80);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t t = 0; t < k; ++t) xs[i * kp + t] = static_cast<uint8_t>(x[i * k + t]) ^ 0x80u;
+    return xs;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512(
+    const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp;
+    const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(m, 1), 2);
+    std::vector<uint8_t> xs = offset_x(x, n, k, np, kp);
+    std::vector<int32_t> c(np * mp, 0);
+    constexpr int64_t KC = 4096, MB = 64;
+    const int8_t* W = pw.w8.data();
+    for (int64_t k0 = 0; k0 < kp; k0 += KC) {
+        const int64_t kc = std::min(KC, kp - k0);
+        for (int64_t j0 = 0; j0 < mp; j0 += MB) {
+            const int64_t j1 = std::min(mp, j0 + MB);
+            for (int64_t i = 0; i < np; i += 4) {
+                const uint8_t* xr[4];
+                for (int r = 0; r < 4; ++r) xr[r] = xs.data() + (i + r) * kp + k0;
+                for (int64_t j = j0; j < j1; j += 2) {
+                    const int8_t* w0 = W + j * kp + k0;
+                    const int8_t* w1 = w0 + kp;
+                    __m512i acc[4][2];
+                    for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+                    for (int64_t t = 0; t < kc; t += 64) {
+                        __m512i b0 = _mm512_loadu_si512(w0 + t);
+                        __m512i b1 = _mm512_loadu_si512(w1 + t);
+                        for (int r = 0; r < 4; ++r) {
+                            __m512i a = _mm512_loadu_si512(xr[r] + t);
+                            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], a, b0);
+                            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], a, b1);
+                        }
+                    }
+                    for (int r = 0; r < 4; ++r)
+                        for (int q = 0; q < 2; ++q) c[(i + r) * mp + j + q] += _mm512_reduce_add_epi32(acc[r][q]);
+                }
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j)
+            out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
+}
+
+__attribute__((target("avx2,avxvnni"))) void dense_avxvnni(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                            const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp;
+    const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(m, 1), 2);
+    std::vector<uint8_t> xs = offset_x(x, n, k, np, kp);
+    std::vector<int32_t> c(np * mp, 0);
+    constexpr int64_t KC = 4096, MB = 64;
+    const int8_t* W = pw.w8.data();
+    for (int64_t k0 = 0; k0 < kp; k0 += KC) {
+        const int64_t kc = std::min(KC, kp - k0);
+        for (int64_t j0 = 0; j0 < mp; j0 += MB) {
+            const int64_t j1 = std::min(mp, j0 + MB);
+            for (int64_t i = 0; i < np; i += 4) {
+                for (int64_t j = j0; j < j1; j += 2) {
+                    const int8_t* w0 = W + j * kp + k0;
+                    const int8_t* w1 = w0 + kp;
+                    __m256i acc[4][2];
+                    for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+                    for (int64_t t = 0; t < kc; t += 32) {
+                        __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + t));
+                        __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + t));
+                        for (int r = 0; r < 4; ++r) {
+                            __m256i a = _mm256_loadu_si256(
+                                reinterpret_cast<const __m256i*>(xs.data() + (i + r) * kp + k0 + t));
+                            acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], a, b0);
+                            acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], a, b1);
+                        }
+                    }
+                    for (int r = 0; r < 4; ++r)
+                        for (int q = 0; q < 2; ++q) {
+                            alignas(32) int32_t v[8];
+                            _mm256_store_si256(reinterpret_cast<__m256i*>(v), acc[r][q]);
+                            int32_t s = 0;
+                            for (int e = 0; e < 8; ++e) s += v[e];
+                            c[(i + r) * mp + j + q] += s;
+                        }
+                }
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j)
+            out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
+}
+
+}  // namespace
+
+void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    if (n <= 0 || pw.m <= 0) return;
+    if (pw.k == 0) {
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < pw.m; ++j) out[i * pw.m + j] = bias ? bias[j] : 0;
+        return;
+    }
+    switch (pw.path) {
+        case AVX2:
+            if (all_non_negative(x, n * pw.k)) dense_avx2_u8(pw, x, n, bias, out);
+            else dense_avx2(pw, x, n, bias, out);
+            break;
+        case AVX512VNNI: dense_vnni512(pw, x, n, bias, out); break;
+        case AVXVNNI: dense_avxvnni(pw, x, n, bias, out); break;
+        default: dense_scalar(pw, x, n, bias, out);
+    }
+}
+
+// ===================================================================== spike accumulation
+
+namespace {
+
+// Active inputs of one row: indices and values of the nonzero x[k].
+int64_t gather_active(const int8_t* x, int64_t k, int32_t* idx, int8_t* val) {
+    int64_t na = 0;
+    for (int64_t t = 0; t < k; ++t) {
+        idx[na] = static_cast<int32_t>(t);
+        val[na] = x[t];
+        na += x[t] != 0;
+    }
+    return na;
+}
+
+void spike_row_scalar(const int32_t* idx, const int8_t* val, int64_t na, const int8_t* wt, int64_t m,
+                      int32_t* acc) {
+    for (int64_t a = 0; a < na; ++a) {
+        const int8_t* row = wt + static_cast<int64_t>(idx[a]) * m;
+        const int32_t v = val[a];
+        for (int64_t j = 0; j < m; ++j) acc[j] += v * row[j];
+    }
+}
+
+__attribute__((target("avx2"))) inline __m256i load8(const int8_t* p) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+__attribute__((target("avx2"))) void spike_row_avx2(const int32_t* idx, const int8_t* val, int64_t na,
+                                                    const int8_t* wt, int64_t m, int32_t* acc) {
+    int64_t j = 0;
+    for (; j + 64 <= m; j += 64) {  // 64 outputs in 8 registers, the active rows streamed through
+        __m256i a[8];
+        for (int q = 0; q < 8; ++q) a[q] = _mm256_setzero_si256();
+        for (int64_t e = 0; e < na; ++e) {
+            const int8_t* row = wt + static_cast<int64_t>(idx[e]) * m + j;
+            if (val[e] == 1) {
+                for (int q = 0; q < 8; ++q) a[q] = _mm256_add_epi32(a[q], load8(row + 8 * q));
+            } else {
+                const __m256i v = _mm256_set1_epi32(val[e]);
+                for (int q = 0; q < 8; ++q) a[q] = _mm256_add_epi32(a[q], _mm256_mullo_epi32(v, load8(row + 8 * q)));
+            }
+        }
+        for (int q = 0; q < 8; ++q)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j + 8 * q),
+                                _mm256_add_epi32(a[q], _mm256_loadu_si256(reinterpret_cast<__m256i*>(acc + j + 8 * q))));
+    }
+    for (; j + 8 <= m; j += 8) {
+        __m256i a = _mm256_setzero_si256();
+        for (int64_t e = 0; e < na; ++e) {
+            const int8_t* row = wt + static_cast<int64_t>(idx[e]) * m + j;
+            a = _mm256_add_epi32(a, _mm256_mullo_epi32(_mm256_set1_epi32(val[e]), load8(row)));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
+                            _mm256_add_epi32(a, _mm256_loadu_si256(reinterpret_cast<__m256i*>(acc + j))));
+    }
+    for (; j < m; ++j)
+        for (int64_t e = 0; e < na; ++e) acc[j] += static_cast<int32_t>(val[e]) * wt[static_cast<int64_t>(idx[e]) * m + j];
+}
+
+}  // namespace
+
+int64_t spike_accumulate(const int8_t* x, int64_t n, int64_t k, const int8_t* wt, int64_t m,
+                         const int32_t* bias, int32_t* out, int path, int64_t* row_active) {
+    std::vector<int32_t> idx(k > 0 ? k : 1), acc(m > 0 ? m : 1);
+    std::vector<int8_t> val(k > 0 ? k : 1);
+    int64_t active = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t na = gather_active(x + i * k, k, idx.data(), val.data());
+        active += na;
+        if (row_active) row_active[i] = na;
+        std::fill(acc.begin(), acc.end(), 0);
+        if (path == SCALAR)
+            spike_row_scalar(idx.data(), val.data(), na, wt, m, acc.data());
+        else
+            spike_row_avx2(idx.data(), val.data(), na, wt, m, acc.data());
+        for (int64_t j = 0; j < m; ++j) out[i * m + j] = sat32(static_cast<int64_t>(acc[j]) + (bias ? bias[j] : 0));
+    }
+    return active;
+}
+
+// ======================================================== event-driven convolution
+// For every active input x[t, c, y, x] != 0 and every kernel tap (dy, dx) that maps it onto an
+// output position (oy, ox) = ((y + pad - dy) / stride, (x + pad - dx) / stride) (exact division,
+// inside the output), add x * w[:, c, dy, dx] to out[t, oy*Wo + ox, :]. Same sums as im2col + MAC,
+// but only the active inputs are touched; row_active[t, p] counts the active inputs seen by p.
+
+namespace {
+
+template <bool Vec>
+inline void axpy_row(int32_t* acc, const int8_t* w, int64_t m, int32_t v);
+
+template <>
+inline void axpy_row<false>(int32_t* acc, const int8_t* w, int64_t m, int32_t v) {
+    for (int64_t j = 0; j < m; ++j) acc[j] += v * w[j];
+}
+
+template <>
+__attribute__((target("avx2"))) inline void axpy_row<true>(int32_t* acc, const int8_t* w, int64_t m, int32_t v) {
+    int64_t j = 0;
+    if (v == 1) {
+        for (; j + 8 <= m; j += 8) {
+            __m256i a = _mm256_loadu_si256(reinterpret_cast<__m256i*>(acc + j));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j), _mm256_add_epi32(a, load8(w + j)));
+        }
+    } else {
+        const __m256i vv = _mm256_set1_epi32(v);
+        for (; j + 8 <= m; j += 8) {
+            __m256i a = _mm256_loadu_si256(reinterpret_cast<__m256i*>(acc + j));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
+                                _mm256_add_epi32(a, _mm256_mullo_epi32(vv, load8(w + j))));
+        }
+    }
+    for (; j < m; ++j) acc[j] += v * w[j];
+}
+
+__attribute__((target("avx2"))) inline uint32_t nonzero_mask32(const int8_t* p) {
+    const __m256i blk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(blk, _mm256_setzero_si256())));
+}
+
+template <bool Vec>
+__attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsArgs& a) {
+    const int64_t hw = a.h * a.w, p_out = a.ho * a.wo;
+    // First tap and output coordinate of every input row / column (no division in the loops):
+    // taps d ≡ (y + pad) mod stride, output (y + pad - d) / stride, decreasing by 1 per tap.
+    std::vector<int32_t> dy0(a.h), oy0(a.h), dx0(a.w), ox0v(a.w);
+    for (int64_t y = 0; y < a.h; ++y) {
+        dy0[y] = static_cast<int32_t>((y + a.pad) % a.stride);
+        oy0[y] = static_cast<int32_t>((y + a.pad - dy0[y]) / a.stride);
+    }
+    for (int64_t x = 0; x < a.w; ++x) {
+        dx0[x] = static_cast<int32_t>((x + a.pad) % a.stride);
+        ox0v[x] = static_cast<int32_t>((x + a.pad - dx0[x]) / a.stride);
+    }
+    const int64_t m = a.m, kwm = a.kw * m;
+    // wphase[c, dy, roff[r] + j] = w[c, dy, r + stride*(nr(r) - 1 - j)]: per residue r of dx,
+    // the taps in reverse order.
+    std::vector<int64_t> roff(a.stride + 1, 0);
+    for (int64_t r = 0; r < a.stride; ++r)
+        roff[r + 1] = roff[r] + std::max<int64_t>(0, (a.kw - r + a.stride - 1) / a.stride);
+    std::vector<int8_t> wphase(a.c * a.kh * kwm);
+    for (int64_t row = 0; row < a.c * a.kh; ++row)
+        for (int64_t r = 0; r < std::min<int64_t>(a.stride, a.kw); ++r) {
+            const int64_t nr = roff[r + 1] - roff[r];
+            for (int64_t j = 0; j < nr; ++j)
+                std::memcpy(&wphase[(row * a.kw + roff[r] + j) * m], a.wt + (row * a.kw + r + a.stride * (nr - 1 - j)) * m, m);
+        }
+    struct Event {
+        int32_t ox_lo, n, woff, v;
+    };
+    std::vector<Event> events(a.w > 0 ? a.w : 1);
+    int64_t active = 0;
+    for (int64_t t = 0; t < a.steps; ++t) {
+        int32_t* acc = a.out + t * p_out * m;
+        std::fill(acc, acc + p_out * m, 0);
+        int64_t* ra = a.row_active ? a.row_active + t * p_out : nullptr;
+        if (ra) std::fill(ra, ra + p_out, 0);
+        for (int64_t c = 0; c < a.c; ++c) {
+            const int8_t* xc = a.x + (t * a.c + c) * hw;
+            for (int64_t y = 0; y < a.h; ++y) {
+                const int8_t* xrow = xc + y * a.w;
+                // 1. the row's events, each with its output span: kernel row dy hits output row oy
+                //    at ox = ox0 - i through taps dx = r + stride*i (r = dx0[xx]); the weights of
+                //    residue r are stored reversed (wphase), so one contiguous axpy of n*m values
+                //    covers the span.
+                int64_t ne = 0;
+                auto add_event = [&](int64_t xx, int32_t v) __attribute__((always_inline)) {
+                    ++active;
+                    const int64_t r = dx0[xx], nr = roff[r + 1] - roff[r];
+                    const int64_t ox0 = ox0v[xx];
+                    const int64_t i_lo = std::max<int64_t>(0, ox0 - a.wo + 1), i_hi = std::min<int64_t>(nr - 1, ox0);
+                    if (i_hi < i_lo) return;
+                    Event& e = events[ne++];
+                    e.ox_lo = static_cast<int32_t>(ox0 - i_hi);
+                    e.n = static_cast<int32_t>(i_hi - i_lo + 1);
+                    e.woff = static_cast<int32_t>(roff[r] + nr - 1 - i_hi);
+                    e.v = v;
+                };
+                int64_t xx = 0;
+                if constexpr (Vec) {  // skip 32 zero inputs at a time
+                    for (; xx + 32 <= a.w; xx += 32) {
+                        uint32_t nz = nonzero_mask32(xrow + xx);
+                        while (nz) {
+                            const int b = __builtin_ctz(nz);
+                            nz &= nz - 1;
+                            add_event(xx + b, xrow[xx + b]);
+                        }
+                    }
+                }
+                for (; xx < a.w; ++xx)
+                    if (xrow[xx] != 0) add_event(xx, xrow[xx]);
+                if (ne == 0) continue;
+                // 2. every kernel row that reaches an output row, for all the row's events
+                int64_t oy = oy0[y];
+                for (int64_t dy = dy0[y]; dy < a.kh && oy >= 0; dy += a.stride, --oy) {
+                    if (oy >= a.ho) continue;
+                    const int8_t* wrow = wphase.data() + (c * a.kh + dy) * kwm;
+                    int32_t* arow = acc + oy * a.wo * m;
+                    for (int64_t q = 0; q < ne; ++q) {
+                        const Event& e = events[q];
+                        axpy_row<Vec>(arow + e.ox_lo * m, wrow + e.woff * m, e.n * m, e.v);
+                    }
+                    if (ra) {
+                        int64_t* rrow = ra + oy * a.wo;
+                        for (int64_t q = 0; q < ne; ++q)
+                            for (int32_t u = 0; u < events[q].n; ++u) ++rrow[events[q].ox_lo + u];
+                    }
+                }
+            }
+        }
+        if (a.bias) {  // |acc| <= 65536 * 2^14, so acc + bias needs int64 only for the clamp
+            for (int64_t p = 0; p < p_out; ++p) {
+                int32_t* ap = acc + p * m;
+                for (int64_t j = 0; j < m; ++j) ap[j] = sat32(static_cast<int64_t>(ap[j]) + a.bias[j]);
+            }
+        }
+    }
+    return active;
+}
+
+int64_t conv_events_scalar(const ConvEventsArgs& a) { return conv_events_body<false>(a); }
+__attribute__((target("avx2"))) int64_t conv_events_avx2(const ConvEventsArgs& a) { return conv_events_body<true>(a); }
+
+}  // namespace
+
+int64_t conv_events(const ConvEventsArgs& a, int path) {
+    return path == SCALAR ? conv_events_scalar(a) : conv_events_avx2(a);
+}
+
+// ================================================================================ im2col
+// out[p, t, (c, i, j)] = x[t, c, oy*s - pad + i, ox*s - pad + j] (0 outside), p = oy*Wo + ox:
+// the patches of intnet.im2col, position-major so a core's positions are contiguous rows.
+// row_nonzero[p, t] (optional) counts the nonzero entries of each patch (the active inputs).
+void im2col_pt(const int8_t* x, int64_t steps, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+               int64_t stride, int64_t pad, int8_t* out, int64_t* row_nonzero) {
+    const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
+    const int64_t k = c * kh * kw;
+    for (int64_t oy = 0; oy < ho; ++oy)
+        for (int64_t ox = 0; ox < wo; ++ox) {
+            const int64_t p = oy * wo + ox;
+            const int64_t x0 = ox * stride - pad;
+            const bool inside_x = x0 >= 0 && x0 + kw <= w;
+            for (int64_t t = 0; t < steps; ++t) {
+                int8_t* row = out + (p * steps + t) * k;
+                for (int64_t ci = 0; ci < c; ++ci) {
+                    const int8_t* xc = x + (t * c + ci) * h * w;
+                    for (int64_t i = 0; i < kh; ++i) {
+                        const int64_t y = oy * stride - pad + i;
+                        int8_t* r = row + (ci * kh + i) * kw;
+                        if (y < 0 || y >= h) {
+                            std::memset(r, 0, kw);
+                        } else if (inside_x) {
+                            std::memcpy(r, xc + y * w + x0, kw);
+                        } else {
+                            for (int64_t j = 0; j < kw; ++j) {
+                                const int64_t xx = x0 + j;
+                                r[j] = (xx >= 0 && xx < w) ? xc[y * w + xx] : 0;
+                            }
+                        }
+                    }
+                }
+                if (row_nonzero) {
+                    int64_t nz = 0;
+                    for (int64_t e = 0; e < k; ++e) nz += row[e] != 0;
+                    row_nonzero[p * steps + t] = nz;
+                }
+            }
+        }
+}
+
+// ============================================================ soma: LIF and output stages
+// The bodies are written once (branch-free int32) and compiled twice: baseline and AVX2.
+
+namespace {
+
+using soma::lif_body;
+using soma::requant_body;
+using soma::act_body;
+
+void lif_scalar(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n, const LIFParams& p) {
+    lif_body(c, v, k, s, n, p);
+}
+__attribute__((target("avx2"))) void lif_avx2(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n,
+                                               const LIFParams& p) {
+    lif_body(c, v, k, s, n, p);
+}
+
+
+constexpr int64_t CHUNK = 1024;
+
+void output_scalar(const int32_t* acc, int8_t* out, int64_t n, int shift, int act, const int8_t* lut) {
+    int32_t q[CHUNK];
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        const int64_t c = std::min(CHUNK, n - i);
+        requant_body(acc + i, q, c, shift, -128, 127);
+        act_body(q, out + i, c, act, lut);
+    }
+}
+__attribute__((target("avx2"))) void output_avx2(const int32_t* acc, int8_t* out, int64_t n, int shift, int act,
+                                                  const int8_t* lut) {
+    int32_t q[CHUNK];
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        const int64_t c = std::min(CHUNK, n - i);
+        requant_body(acc + i, q, c, shift, -128, 127);
+        act_body(q, out + i, c, act, lut);
+    }
+}
+
+constexpr int32_t I32_MIN = std::numeric_limits<int32_t>::min(), I32_MAX = std::numeric_limits<int32_t>::max();
+void current_scalar(const int32_t* acc, int32_t* out, int64_t n, int shift) {
+    requant_body(acc, out, n, shift, I32_MIN, I32_MAX);
+}
+__attribute__((target("avx2"))) void current_avx2(const int32_t* acc, int32_t* out, int64_t n, int shift) {
+    requant_body(acc, out, n, shift, I32_MIN, I32_MAX);
+}
+
+__attribute__((always_inline)) inline void groups_body(const int8_t* values, int64_t steps, int64_t n,
+                                                        const int64_t* ptr, const int32_t* idx, int64_t groups,
+                                                        int64_t* out) {
+    // Nonzero count of every neuron over the steps first (one pass), then the group sums.
+    std::vector<int32_t> count(n > 0 ? n : 1, 0);
+    for (int64_t t = 0; t < steps; ++t) {
+        const int8_t* vt = values + t * n;
+        for (int64_t j = 0; j < n; ++j) count[j] += vt[j] != 0;
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+        int64_t s = 0;
+        for (int64_t e = ptr[g]; e < ptr[g + 1]; ++e) s += count[idx[e]];
+        out[g] = s;
+    }
+}
+void groups_scalar(const int8_t* v, int64_t t, int64_t n, const int64_t* p, const int32_t* i, int64_t g, int64_t* o) {
+    groups_body(v, t, n, p, i, g, o);
+}
+__attribute__((target("avx2"))) void groups_avx2(const int8_t* v, int64_t t, int64_t n, const int64_t* p,
+                                                  const int32_t* i, int64_t g, int64_t* o) {
+    groups_body(v, t, n, p, i, g, o);
+}
+
+}  // namespace
+
+void lif_step(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t n, const LIFParams& p,
+              int path) {
+    if (path == SCALAR) lif_scalar(current, v, counter, spikes, n, p);
+    else lif_avx2(current, v, counter, spikes, n, p);
+}
+
+void output_stage(const int32_t* acc, int8_t* out, int64_t n, int shift, int act, const int8_t* lut, int path) {
+    if (path == SCALAR) output_scalar(acc, out, n, shift, act, lut);
+    else output_avx2(acc, out, n, shift, act, lut);
+}
+
+void current_stage(const int32_t* acc, int32_t* out, int64_t n, int shift, int path) {
+    if (path == SCALAR) current_scalar(acc, out, n, shift);
+    else current_avx2(acc, out, n, shift);
+}
+
+void count_nonzero_groups(const int8_t* values, int64_t steps, int64_t n, const int64_t* ptr, const int32_t* idx,
+                          int64_t groups, int64_t* out, int path) {
+    if (path == SCALAR) groups_scalar(values, steps, n, ptr, idx, groups, out);
+    else groups_avx2(values, steps, n, ptr, idx, groups, out);
+}
+
+void lif_run(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t steps, int64_t n,
+             const LIFParams& p, int path) {
+    for (int64_t t = 0; t < steps; ++t) lif_step(current + t * n, v, counter, spikes + t * n, n, p, path);
+}
+
+// Diagnostics: n rounds of 12 independent vpmaddwd (16 int8-range MACs each) on registers only,
+// to measure the instruction's real throughput on this CPU (benchmarks divide by the time).
+__attribute__((target("avx2"))) int64_t madd_probe(int64_t n) {
+    __m256i a0 = _mm256_set1_epi16(1), a1 = _mm256_set1_epi16(2), a2 = _mm256_set1_epi16(3), a3 = _mm256_set1_epi16(4);
+    __m256i a4 = _mm256_set1_epi16(5), a5 = _mm256_set1_epi16(6), a6 = _mm256_set1_epi16(7), a7 = _mm256_set1_epi16(8);
+    __m256i a8 = _mm256_set1_epi16(9), a9 = _mm256_set1_epi16(10), a10 = _mm256_set1_epi16(11), a11 = _mm256_set1_epi16(12);
+    const __m256i b = _mm256_set1_epi16(3);
+    for (int64_t i = 0; i < n; ++i) {
+        a0 = _mm256_madd_epi16(a0, b); a1 = _mm256_madd_epi16(a1, b); a2 = _mm256_madd_epi16(a2, b);
+        a3 = _mm256_madd_epi16(a3, b); a4 = _mm256_madd_epi16(a4, b); a5 = _mm256_madd_epi16(a5, b);
+        a6 = _mm256_madd_epi16(a6, b); a7 = _mm256_madd_epi16(a7, b); a8 = _mm256_madd_epi16(a8, b);
+        a9 = _mm256_madd_epi16(a9, b); a10 = _mm256_madd_epi16(a10, b); a11 = _mm256_madd_epi16(a11, b);
+        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7),
+                         "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
+    }
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+                                 _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
+    s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(a8, a9), _mm256_add_epi32(a10, a11)));
+    return _mm256_extract_epi32(s, 0);
+}
+
+}  // namespace chip

@@ -1,0 +1,113 @@
+// Integer kernels of chip_models (see kernels.cpp for the arithmetic and paths).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace chip {
+
+// Execution paths, chosen at run time. Every path gives bit-identical results.
+enum Path : int { SCALAR = 0, AVX2 = 1, AVX512VNNI = 2, AVXVNNI = 3 };
+
+bool cpu_has_avx2();
+bool cpu_has_avx512vnni();
+bool cpu_has_avxvnni();
+
+// Weights packed once for the dense MAC of one path (int16 rows for AVX2, int8 rows + row sums
+// for VNNI, the raw int8 rows for the scalar path). M rows of K, padded to kp.
+struct PackedWeights {
+    int path = SCALAR;
+    int64_t m = 0, k = 0, kp = 0;
+    std::vector<int16_t> w16;   // AVX2, any int8 input
+    std::vector<int8_t> w8u;    // AVX2, non-negative input (vpmaddubsw), rows padded to kp8
+    int64_t kp8 = 0;
+    std::vector<int8_t> w8;     // scalar, VNNI
+    std::vector<int32_t> rowsum;  // VNNI: 128 * sum_k w[j, k]
+};
+
+PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path);
+
+// out[n, j] = sat32(bias[j] + sum_k x[n, k] * w[j, k]); bias may be null. K <= 65536.
+void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out);
+
+// Event-driven accumulation: only nonzero x[n, k] touch the fan-out row wt[k, :] (K x M).
+// out[n, j] = sat32(bias[j] + sum_{k: x[n,k] != 0} x[n, k] * wt[k, j]). Returns #active inputs;
+// row_active (optional, n entries) receives the count of every row.
+int64_t spike_accumulate(const int8_t* x, int64_t n, int64_t k, const int8_t* wt, int64_t m,
+                         const int32_t* bias, int32_t* out, int path, int64_t* row_active = nullptr);
+
+// Event-driven convolution (see kernels.cpp): x (T, C, H, W) int8, wt (C, kh, kw, M) int8,
+// out (T, Ho*Wo, M) int32 = sat32(bias + conv), row_active (T, Ho*Wo) optional. Fan-in C*kh*kw <= 65536.
+struct ConvEventsArgs {
+    const int8_t* x;
+    int64_t steps, c, h, w;
+    const int8_t* wt;
+    int64_t kh, kw, m, stride, pad, ho, wo;
+    const int32_t* bias;
+    int32_t* out;
+    int64_t* row_active;
+};
+int64_t conv_events(const ConvEventsArgs& a, int path);
+
+// Patches of x (T, C, H, W) as (Ho*Wo, T, C*kh*kw) int8 (intnet.im2col order, position-major);
+// row_nonzero (Ho*Wo, T) optional: nonzero entries per patch.
+void im2col_pt(const int8_t* x, int64_t steps, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+               int64_t stride, int64_t pad, int8_t* out, int64_t* row_nonzero);
+
+struct LIFParams {
+    int32_t v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps;
+};
+// One step of the integer LIF of neurosim/intneuron.py, in place on v and counter.
+void lif_step(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t n,
+              const LIFParams& p, int path);
+
+// ANN output stage: out = act(sat8(rounding_shift_right(acc, shift))); act 0 none, 1 relu, 2 lut.
+void output_stage(const int32_t* acc, int8_t* out, int64_t n, int shift, int act, const int8_t* lut, int path);
+// SNN input current: out = sat32(rounding_shift_right(acc, shift)).
+void current_stage(const int32_t* acc, int32_t* out, int64_t n, int shift, int path);
+
+// T steps of lif_step: current and spikes are (T, n), state (n,) carried across the steps.
+void lif_run(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t steps, int64_t n,
+             const LIFParams& p, int path);
+
+// Router: out[g] = sum over the T rows of values (T, n) of the number of nonzero
+// values[t, idx[ptr[g] .. ptr[g+1])] (one spike, one packet).
+void count_nonzero_groups(const int8_t* values, int64_t steps, int64_t n, const int64_t* ptr, const int32_t* idx,
+                          int64_t groups, int64_t* out, int path);
+
+// Diagnostics: n rounds of 12 register-only vpmaddwd (AVX2 CPUs only); returns a sink value.
+int64_t madd_probe(int64_t n);
+
+}  // namespace chip
+
+namespace chip {
+
+// A whole conv layer over all T steps in one call (see conv_layer.cpp): accumulation
+// (event-driven scatter of the active inputs, or a dense plane convolution when that is
+// cheaper), bias, requantization and the soma (ANN activation or integer LIF, state carried
+// across the steps), spikes/activations written as (T, M, Ho, Wo) int8.
+struct ConvLayerArgs {
+    const int8_t* x;             // (T, C, H, W)
+    int64_t steps, c, h, w;
+    const int8_t* weight;        // (M, C, kh, kw), the layer's own layout
+    int64_t m, kh, kw, stride, pad, ho, wo;
+    const int32_t* bias;         // (M,) or null
+    int shift;                   // requantization shift (>= -24)
+    int soma;                    // 0 none, 1 relu, 2 lut (ANN: sat8 then act), 3 integer LIF (SNN)
+    const int8_t* lut;           // 256 entries for soma 2
+    LIFParams lif;               // soma 3
+    int8_t* out;                 // (T, M, Ho, Wo)
+    int32_t* in_count;           // (C, H, W): += number of steps each input is nonzero (optional)
+    int32_t* out_count;          // (M, Ho, Wo): += number of steps each output is nonzero (optional)
+    int mode;                    // -1 auto, 0 events, 1 plane (tests force one)
+};
+// Returns the accumulation mode used: 0 events, 1 plane; bit 2 set when int16 accumulators were used.
+int conv_layer(const ConvLayerArgs& a, int path);
+
+// Sum over the receptive field of every output position of count[c0:c1] (C, H, W) → out (Ho*Wo).
+void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,
+                   int64_t kw, int64_t stride, int64_t pad, int64_t* out);
+
+// Nonzero count of every column of values (T, n) over the T rows, added to out (n,).
+void count_nonzero_cols(const int8_t* values, int64_t steps, int64_t n, int32_t* out, int path);
+
+}  // namespace chip

@@ -1,0 +1,399 @@
+"""Thin Python wrappers of the C++ kernels (``chip_models._kernels``) and the path selection.
+
+Each kernel is bit-exact with :mod:`neurosim.intmath` / :mod:`neurosim.intneuron`:
+
+* :func:`dense_mac` — ``sat32(bias + x @ w.T)``, int8 ``x`` (N, K), ``w`` (M, K) → int32 (N, M).
+* :func:`spike_accumulate` — the same sum over the *active* (nonzero) inputs only, reading the
+  fan-out rows of ``wt`` (K, M) (event-driven, the work is proportional to the activity).
+* :func:`lif_step` — one step of the integer LIF, in place on int32 ``v`` and ``counter``.
+* :func:`output_stage` — ANN output: ``act(sat8(rounding_shift_right(acc, shift)))``.
+* :func:`current_stage` — SNN input current: ``sat32(rounding_shift_right(acc, shift))``.
+* :func:`conv_events` — event-driven convolution of spike maps (no im2col); :func:`im2col`.
+* :func:`count_packets` — number of nonzero values per group (the router's spike packets).
+
+Paths: ``"scalar"`` (portable C++), ``"avx2"`` (MAC: vpmaddwd on sign-extended int16, or the
+exact u8 × s8 vpmaddubsw when all inputs are 0..127),
+``"avx512vnni"`` / ``"avxvnni"`` (vpdpbusd for the MAC; the other kernels use their AVX2 code).
+``"auto"`` picks the best this CPU has (``__builtin_cpu_supports``). Force one with
+:func:`set_path` (or the ``NEUROSIM_CHIP_PATH`` environment variable); all paths give the
+same bits. Arrays are passed to C++ as views (no copies) when they are already C-contiguous
+of the right dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Iterator
+
+import numpy as np
+
+from chip_models import _kernels as _k
+from neurosim.errors import ParameterError
+from neurosim.intneuron import IntLIFParams, RESET_MODES
+
+PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni")
+_CODES = {name: i for i, name in enumerate(PATHS)}
+K_CHUNK = 65536  # fan-in per kernel call: 65536 * 128 * 128 = 2**30 keeps every partial sum in int32
+MIN_SHIFT = -24  # left shifts up to 24 bits keep acc << shift exact in int64
+ACTIVATIONS = {"none": 0, "relu": 1, "lut": 2}
+
+
+def available_paths() -> list[str]:
+    """The paths this CPU can run, slowest first."""
+    f = _k.cpu_features()
+    out = ["scalar"]
+    if f["avx2"]:
+        out.append("avx2")
+        if f["avxvnni"]:
+            out.append("avxvnni")
+        if f["avx512vnni"]:
+            out.append("avx512vnni")
+    return out
+
+
+def _best() -> str:
+    return available_paths()[-1]
+
+
+_path = "auto"
+
+
+def set_path(name: str) -> None:
+    """Force a path (``"auto"`` restores the run-time choice); ParameterError if the CPU lacks it."""
+    global _path
+    if name != "auto" and name not in PATHS:
+        raise ParameterError(f"kernel path {name!r} is unknown: use auto or one of {', '.join(PATHS)}")
+    if name != "auto" and name not in available_paths():
+        raise ParameterError(f"this CPU cannot run the {name} path: use one of {', '.join(available_paths())}")
+    _path = name
+
+
+def get_path() -> str:
+    """The path in use (``auto`` resolved)."""
+    return _best() if _path == "auto" else _path
+
+
+@contextlib.contextmanager
+def use_path(name: str) -> Iterator[None]:
+    """Run a block with path ``name`` forced."""
+    old = _path
+    set_path(name)
+    try:
+        yield
+    finally:
+        set_path(old)
+
+
+if os.environ.get("NEUROSIM_CHIP_PATH"):
+    set_path(os.environ["NEUROSIM_CHIP_PATH"])
+
+
+def _code(vector_only: bool = False) -> int:
+    """Path code for the C++ call; non-MAC kernels have scalar and AVX2 bodies only."""
+    p = get_path()
+    if vector_only and p in ("avx512vnni", "avxvnni"):
+        p = "avx2"
+    return _CODES[p]
+
+
+def _c(a: np.ndarray | None, dtype: type) -> np.ndarray | None:
+    """``a`` as a C-contiguous array of ``dtype`` (a view when it already is one)."""
+    if a is None:
+        return None
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _sat32(a: np.ndarray) -> np.ndarray:
+    return np.clip(a, -(2**31), 2**31 - 1).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------ dense MAC
+
+
+@dataclasses.dataclass
+class DenseWeights:
+    """int8 weights (M, K) packed once for the dense MAC of one path (chunks of K ≤ 65536)."""
+
+    path: str
+    shape: tuple[int, int]
+    chunks: list  # PackedWeights per K chunk
+
+
+def pack(w: np.ndarray) -> DenseWeights:
+    """Pack int8 ``w`` (M, K) for the current path (int16 rows for AVX2, u8/s8 + row sums for VNNI)."""
+    w = _c(w, np.int8)
+    if w.ndim != 2:
+        raise ParameterError(f"weights must be 2-D (M, K), got shape {w.shape}")
+    path = get_path()
+    chunks = [_k.pack_weights(np.ascontiguousarray(w[:, s : s + K_CHUNK]), _CODES[path])
+              for s in range(0, max(w.shape[1], 1), K_CHUNK)]
+    return DenseWeights(path, w.shape, chunks)
+
+
+def _out(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, np.int32)
+    if out.dtype != np.int32 or out.shape != shape or not out.flags.c_contiguous:
+        raise ParameterError(f"out must be a C-contiguous int32 array of shape {shape}")
+    return out
+
+
+def dense_mac(x: np.ndarray, w: np.ndarray | DenseWeights, bias: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """``sat32(bias + x @ w.T)``: int8 ``x`` (N, K), ``w`` (M, K) int8 or packed → int32 (N, M).
+
+    ``out`` (optional) receives the result in place (C-contiguous int32 (N, M))."""
+    packed = w if isinstance(w, DenseWeights) else pack(w)
+    if packed.path != get_path():
+        raise ParameterError(f"weights were packed for the {packed.path} path, the current path is {get_path()}: re-pack them")
+    x = _c(x, np.int8)
+    m, k = packed.shape
+    if x.ndim != 2 or x.shape[1] != k:
+        raise ParameterError(f"dense_mac: x has shape {x.shape}, expected (N, {k})")
+    bias = _c(bias, np.int32)
+    out = _out(out, (x.shape[0], m))
+    if len(packed.chunks) == 1:
+        _k.dense_mac(packed.chunks[0], x, bias, out)
+        return out
+    total = np.zeros((x.shape[0], m), np.int64) + (0 if bias is None else bias.astype(np.int64))
+    for i, chunk in enumerate(packed.chunks):
+        _k.dense_mac(chunk, np.ascontiguousarray(x[:, i * K_CHUNK : (i + 1) * K_CHUNK]), None, out)
+        total += out
+    out[...] = _sat32(total)
+    return out
+
+
+# ------------------------------------------------------------------ event-driven accumulation
+
+
+def spike_accumulate(x: np.ndarray, wt: np.ndarray, bias: np.ndarray | None = None, out: np.ndarray | None = None,
+                     row_active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Event-driven MAC: only nonzero ``x`` (N, K) read their fan-out row of ``wt`` (K, M).
+
+    Returns (int32 (N, M) ``sat32(bias + x @ wt)``, number of active inputs). Synaptic
+    operations done = active inputs × M. ``out`` receives the result in place; ``row_active``
+    (int64 (N,), optional) the active count of every row.
+    """
+    x, wt, bias = _c(x, np.int8), _c(wt, np.int8), _c(bias, np.int32)
+    if x.ndim != 2 or wt.ndim != 2 or x.shape[1] != wt.shape[0]:
+        raise ParameterError(f"spike_accumulate: x {x.shape} and wt {wt.shape} do not match (N, K) x (K, M)")
+    n, k = x.shape
+    out = _out(out, (n, wt.shape[1]))
+    code = _code(vector_only=True)
+    if row_active is not None and (row_active.dtype != np.int64 or row_active.shape != (n,)):
+        raise ParameterError(f"row_active must be an int64 array of shape ({n},)")
+    if k <= K_CHUNK:
+        return out, int(_k.spike_accumulate(x, wt, bias, out, code, row_active))
+    total = np.zeros(out.shape, np.int64) + (0 if bias is None else bias.astype(np.int64))
+    active = 0
+    ra = None if row_active is None else np.zeros(n, np.int64)
+    if row_active is not None:
+        row_active[...] = 0
+    for s in range(0, k, K_CHUNK):
+        active += int(_k.spike_accumulate(np.ascontiguousarray(x[:, s : s + K_CHUNK]),
+                                          np.ascontiguousarray(wt[s : s + K_CHUNK]), None, out, code, ra))
+        total += out
+        if row_active is not None:
+            row_active += ra
+    out[...] = _sat32(total)
+    return out, active
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvWeights:
+    """Conv weights in the (C, kh, kw, M) fan-out layout of :func:`conv_events` (made by :func:`conv_weights`)."""
+
+    fanout: np.ndarray
+
+
+def conv_weights(w: np.ndarray) -> ConvWeights:
+    """Conv weights (M, C, kh, kw) → the (C, kh, kw, M) fan-out layout of :func:`conv_events`."""
+    w = np.asarray(w)
+    if w.ndim != 4:
+        raise ParameterError(f"conv weights must be (M, C, kh, kw), got {w.shape}")
+    return ConvWeights(np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.int8))
+
+
+def conv_events(x: np.ndarray, w: np.ndarray | ConvWeights, bias: np.ndarray | None, stride: int, padding: int,
+                out: np.ndarray | None = None, row_active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Event-driven convolution: only active (nonzero) inputs of ``x`` (T, C, H, W) scatter
+    ``x · w[:, c, dy, dx]`` into the outputs they reach.
+
+    ``w``: int8 (M, C, kh, kw), or :func:`conv_weights` of it (transposed once, for reuse).
+    Returns (int32 (T, Ho·Wo, M) = ``sat32(bias + conv)``, number of active inputs);
+    ``row_active`` (int64 (T, Ho·Wo)) receives the active inputs seen by each output position.
+    Equals im2col + :func:`dense_mac` bit for bit.
+    """
+    x = _c(x, np.int8)
+    wt = (w if isinstance(w, ConvWeights) else conv_weights(w)).fanout
+    if x.ndim != 4 or wt.shape[0] != x.shape[1]:
+        raise ParameterError(f"conv_events: x {x.shape} and weights {wt.shape} do not match")
+    c, kh, kw, m = wt.shape
+    if c * kh * kw > K_CHUNK:
+        raise ParameterError(f"conv_events: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+    t, _, h, wd = x.shape
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
+    if out is None:
+        out = np.empty((t, ho * wo, m), np.int32)
+    active = _k.conv_events(x, wt, _c(bias, np.int32), out, int(stride), int(padding), _code(vector_only=True), row_active)
+    return out, int(active)
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int,
+           row_nonzero: np.ndarray | None = None) -> np.ndarray:
+    """Patches of int8 ``x`` (T, C, H, W) → (Ho·Wo, T, C·kh·kw) in :func:`neurosim.intnet.im2col`
+    order, position-major; ``row_nonzero`` (int64 (Ho·Wo, T)) receives the nonzeros per patch."""
+    x = _c(x, np.int8)
+    t, c, h, w = x.shape
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    out = np.empty((ho * wo, t, c * kh * kw), np.int8)
+    _k.im2col(x, int(kh), int(kw), int(stride), int(padding), out, row_nonzero)
+    return out
+
+
+# -------------------------------------------------------------------------------- soma
+
+
+def lif_step(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams) -> np.ndarray:
+    """One integer LIF step in place on int32 ``v`` and ``counter`` (1-D); returns int8 spikes."""
+    if v.dtype != np.int32 or counter.dtype != np.int32 or not (v.flags.c_contiguous and counter.flags.c_contiguous):
+        raise ParameterError("lif_step: v and counter must be C-contiguous int32 arrays (they are updated in place)")
+    current = _c(current, np.int32)
+    spikes = np.empty(v.shape, np.int8)
+    _k.lif_step(current.reshape(-1), v.reshape(-1), counter.reshape(-1), spikes.reshape(-1), p.v_th, p.v_reset,
+                RESET_MODES.index(p.reset_mode), p.reset_constant, p.leak_alpha, p.leak_beta,
+                p.refractory_steps, _code(vector_only=True))
+    return spikes
+
+
+def lif_run(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams) -> np.ndarray:
+    """``T`` LIF steps: ``current`` (T, n) int32; state (n,) int32 updated in place → int8 spikes (T, n)."""
+    if v.dtype != np.int32 or counter.dtype != np.int32 or not (v.flags.c_contiguous and counter.flags.c_contiguous):
+        raise ParameterError("lif_run: v and counter must be C-contiguous int32 arrays (they are updated in place)")
+    current = _c(current, np.int32)
+    spikes = np.empty(current.shape, np.int8)
+    _k.lif_run(current, v, counter, spikes, p.v_th, p.v_reset, RESET_MODES.index(p.reset_mode), p.reset_constant,
+               p.leak_alpha, p.leak_beta, p.refractory_steps, _code(vector_only=True))
+    return spikes
+
+
+def _check_shift(shift: int) -> int:
+    if shift < MIN_SHIFT:
+        raise ParameterError(f"shift {shift} is below {MIN_SHIFT}: rescale the layer (a left shift that large overflows)")
+    return int(shift)
+
+
+def output_stage(acc: np.ndarray, shift: int, activation: str = "relu", lut: np.ndarray | None = None) -> np.ndarray:
+    """ANN output stage ``act(sat8(rounding_shift_right(acc, shift)))`` → int8 of ``acc``'s shape."""
+    if activation not in ACTIVATIONS:
+        raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
+    acc = _c(acc, np.int32)
+    out = np.empty(acc.shape, np.int8)
+    _k.output_stage(acc.reshape(-1), out.reshape(-1), _check_shift(shift), ACTIVATIONS[activation],
+                    _c(lut, np.int8), _code(vector_only=True))
+    return out
+
+
+def current_stage(acc: np.ndarray, shift: int) -> np.ndarray:
+    """SNN input current ``sat32(rounding_shift_right(acc, shift))`` → int32 of ``acc``'s shape."""
+    acc = _c(acc, np.int32)
+    out = np.empty(acc.shape, np.int32)
+    _k.current_stage(acc.reshape(-1), out.reshape(-1), _check_shift(shift), _code(vector_only=True))
+    return out
+
+
+# ------------------------------------------------------------------------------ router
+
+
+def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Spike packets per group: nonzero count of ``values[t, idx[ptr[g]:ptr[g+1]]]`` summed over t.
+
+    ``values`` (T, n) (or (n,)) int8 → int64 (G,). A group is a (source core, destination core)
+    pair and ``idx`` lists the source neurons the destination needs: one spike, one packet.
+    """
+    values = _c(values, np.int8)
+    values = values.reshape(1, -1) if values.ndim == 1 else values.reshape(values.shape[0], -1)
+    ptr = _c(ptr, np.int64)
+    out = np.empty(max(len(ptr) - 1, 0), np.int64)
+    _k.count_nonzero_groups(values, ptr, _c(idx, np.int32), out, _code(vector_only=True))
+    return out
+
+
+# ------------------------------------------------------------------- fused conv layer
+
+MODES = {"auto": -1, "events": 0, "plane": 1}
+
+
+@dataclasses.dataclass
+class LayerRun:
+    """What :func:`conv_layer` did: the output (T, M, Ho, Wo) int8, the nonzero count of every
+    input (C, H, W) and output (M, Ho, Wo) over the T steps (int32), the accumulation mode
+    (``events`` or ``plane``) and whether int16 accumulators were exact and used."""
+
+    out: np.ndarray
+    in_count: np.ndarray
+    out_count: np.ndarray
+    mode: str
+    int16: bool
+
+
+def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
+               activation: str = "relu", lut: np.ndarray | None = None, neuron: IntLIFParams | None = None,
+               mode: str = "auto") -> LayerRun:
+    """A whole conv layer over all T steps in one C++ call (see ``cpp/conv_layer.cpp``).
+
+    ``x`` int8 (T, C, H, W), ``weight`` int8 (M, C, kh, kw), ``bias`` int32 (M,) or None.
+    ``acc = sat32(bias + conv(x, w))`` per step; with ``neuron`` (SNN mode) the output is the
+    spikes of the integer LIF driven by ``sat32(rounding_shift_right(acc, shift))`` (state from
+    zero, carried across the steps), otherwise (ANN mode) ``act(sat8(rounding_shift_right(acc,
+    shift)))``. Equals im2col + :func:`dense_mac` + :func:`current_stage`/:func:`lif_run` or
+    :func:`output_stage` bit for bit. ``mode``: ``auto`` (cheaper of the two from the measured
+    activity), ``events`` (only active inputs scatter their fan-out) or ``plane`` (dense direct
+    convolution, vectorized along output rows).
+    """
+    x, weight = _c(x, np.int8), _c(weight, np.int8)
+    if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[1]:
+        raise ParameterError(f"conv_layer: x {x.shape} and weight {weight.shape} do not match (T, C, H, W) x (M, C, kh, kw)")
+    if mode not in MODES:
+        raise ParameterError(f"mode {mode!r} is unknown: use one of {', '.join(MODES)}")
+    t, c, h, w = x.shape
+    m, _, kh, kw = weight.shape
+    if c * kh * kw > K_CHUNK:
+        raise ParameterError(f"conv_layer: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    out = np.empty((t, m, ho, wo), np.int8)
+    in_count = np.zeros((c, h, w), np.int32)
+    out_count = np.zeros((m, ho, wo), np.int32)
+    if neuron is not None:
+        soma, lif = 3, (neuron.v_th, neuron.v_reset, RESET_MODES.index(neuron.reset_mode), neuron.reset_constant,
+                        neuron.leak_alpha, neuron.leak_beta, neuron.refractory_steps)
+    else:
+        if activation not in ACTIVATIONS:
+            raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
+        soma, lif = ACTIVATIONS[activation], (0,) * 7
+    used = _k.conv_layer(x, weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
+                         _c(lut, np.int8), lif, out, in_count, out_count, MODES[mode], _code(vector_only=True))
+    return LayerRun(out, in_count, out_count, "plane" if used & 1 else "events", bool(used & 2))
+
+
+def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int, stride: int, padding: int) -> np.ndarray:
+    """Per output position, the sum of ``count`` (C, H, W) over its receptive field and the
+    channels ``c_range``: with ``count`` the nonzero count of every input over the steps, the
+    active inputs each position saw (int64 (Ho·Wo,))."""
+    count = _c(count, np.int32)
+    _, h, w = count.shape
+    ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    out = np.empty(ho * wo, np.int64)
+    _k.window_counts(count, int(c_range[0]), int(c_range[1]), int(kh), int(kw), int(stride), int(padding), out)
+    return out
+
+
+def nonzero_counts(values: np.ndarray) -> np.ndarray:
+    """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,)."""
+    values = _c(values, np.int8)
+    v2 = values.reshape(values.shape[0], -1)
+    out = np.zeros(v2.shape[1], np.int32)
+    _k.count_nonzero_cols(v2, out, _code(vector_only=True))
+    return out

@@ -1,0 +1,306 @@
+"""Functional simulation of a mapped network, core by core, on the C++ kernels.
+
+For every layer, each core (tile) computes its partial accumulator from its own input slice
+(input channels × the receptive fields of its positions) and its weight slice, batched over all
+time steps of the run (the accumulation has no state). Tiles that differ only in their
+positions share their weights, so one kernel call computes all of them (their rows are
+contiguous blocks); tiles with different input or output ranges are separate calls, and
+split-input tiles' partial sums are added (int64, then saturated to int32, as
+:func:`neurosim.intmath.mac`). Then the soma runs: the ANN output stage, or the integer LIF
+step by step (``lif_run``, state carried across all steps). Pooling runs vectorized.
+
+Layers whose input holds only 0/1 (spikes) and is sparse run event-driven kernels (conv: each
+active input scatters its fan-out weights, no im2col; linear: the active inputs' fan-out rows);
+dense inputs run im2col + the dense int8 MAC (see :func:`_use_events`). All give the same bits;
+the timing model charges SNN tiles for their active inputs whichever kernel ran.
+
+The outputs equal :func:`neurosim.intnet.run_reference` bit for bit (tested). The simulation
+also records the work each core did (active inputs) and the packets on each route, which
+:mod:`chip_models.timing` turns into cycles and energy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from chip_models import kernels
+from chip_models.mapper import Mapping
+from neurosim.errors import InputError
+
+_LAYER_CACHE: dict[str, tuple] = {}
+EVENT_DENSITY = 0.5  # event-driven kernels for 0/1 inputs with fewer nonzeros than this (see _use_events)
+
+
+@dataclasses.dataclass
+class SimResult:
+    """Outputs (int8, (T, *shape)) and the measured work of a run of ``frames`` frames."""
+
+    outputs: dict[str, np.ndarray]
+    frames: int
+    active_inputs: np.ndarray  # per tile: active (nonzero) input × position pairs over the run (SNN tiles; 0 for ANN)
+    route_packets: np.ndarray  # per route, summed over the run
+    binary: dict[str, bool] = dataclasses.field(default_factory=dict)  # value → only 0/1 (sent as spike bits)
+    values: dict[str, np.ndarray] | None = None
+
+
+def check_inputs(mapping: Mapping, inputs: dict[str, np.ndarray]) -> int:
+    """Validate ``inputs`` against the network; returns the number of frames."""
+    frames = None
+    for name, spec in mapping.net.inputs.items():
+        if name not in inputs:
+            raise InputError(f"input {name!r} of network {mapping.net.name} is missing: the file must have arrays "
+                             f"named {', '.join(mapping.net.inputs)}")
+        x = np.asarray(inputs[name])
+        if x.ndim != len(spec.shape) + 1 or tuple(x.shape[1:]) != tuple(spec.shape):
+            raise InputError(f"input {name!r} has shape {x.shape}, the network expects (T, {', '.join(map(str, spec.shape))})")
+        if x.dtype.kind not in "iu" or (x.size and (x.min() < -128 or x.max() > 127)):
+            raise InputError(f"input {name!r} must be int8 values (-128..127), got {x.dtype}")
+        if x.shape[0] % spec.steps:
+            raise InputError(f"input {name!r} has {x.shape[0]} steps, not a multiple of its {spec.steps} steps per frame")
+        f = x.shape[0] // spec.steps
+        if frames is not None and f != frames:
+            raise InputError(f"inputs disagree on the number of frames ({frames} vs {f} for {name!r})")
+        frames = f
+    if not frames:
+        raise InputError("the inputs hold no frames")
+    return frames
+
+
+def _groups(mapping: Mapping, lm) -> dict[tuple, list[int]]:
+    """Tiles of a layer grouped by (input range, output range): the position tiles of a group
+    share their weights, so one kernel call runs all of them (rows = the cores' positions)."""
+    groups: dict[tuple, list[int]] = {}
+    for t in lm.tiles:
+        tile = mapping.tiles[t]
+        groups.setdefault((tile.k_range, tile.m_range), []).append(t)
+    return groups
+
+
+class _Weights:
+    """Weight slices of the tile groups in the form each kernel wants, made on first use and
+    cached per mapping and kernel path: ``dense`` (packed for dense_mac), ``fanout`` ((K, M)
+    rows for spike_accumulate), ``events`` ((C, kh, kw, M) for conv_events)."""
+
+    def __init__(self, mapping: Mapping):
+        self.mapping, self.cache = mapping, {}
+
+    def get(self, layer, k_range, m_range, form: str):
+        key = (layer.name, k_range, m_range, form)
+        if key not in self.cache:
+            (k0, k1), (m0, m1) = k_range, m_range
+            w = np.asarray(layer.weight, np.int8)[m0:m1, k0:k1]
+            if form == "events":
+                self.cache[key] = kernels.conv_weights(w)
+            else:
+                w2 = w.reshape(m1 - m0, -1)
+                self.cache[key] = kernels.pack(w2) if form == "dense" else np.ascontiguousarray(w2.T)
+        return self.cache[key]
+
+
+def _prepare(mapping: Mapping) -> _Weights:
+    key = (id(mapping), kernels.get_path())
+    cached = _LAYER_CACHE.get("weights")
+    if cached is None or cached[0] != key or cached[1].mapping is not mapping:
+        _LAYER_CACHE["weights"] = (key, _Weights(mapping))
+    return _LAYER_CACHE["weights"][1]
+
+
+def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool = False) -> SimResult:
+    """Run the mapped network on ``inputs`` (int8 (T, *shape) per input) core by core."""
+    frames = check_inputs(mapping, inputs)
+    prep = _prepare(mapping)
+    net = mapping.net
+    values: dict[str, np.ndarray] = {k: np.ascontiguousarray(inputs[k], np.int8) for k in net.inputs}
+    active = np.zeros(len(mapping.tiles), np.int64)
+    binary: dict[str, bool] = {}
+    for layer in net.layers:
+        lm = mapping.layers[layer.name]
+        x = values[layer.source]
+        if layer.kind == "flatten":
+            values[layer.name] = x.reshape(x.shape[0], -1)
+        elif layer.kind in ("maxpool", "sumpool"):
+            values[layer.name] = _pool(layer, x)
+        else:
+            values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
+                                           _is_binary(net, layer.source, values, binary))
+    packets = _count_routes(mapping, values)
+    outputs = {name: values[name] for name in net.outputs}
+    for lm in mapping.layers.values():
+        _is_binary(net, lm.source, values, binary)
+    return SimResult(outputs, frames, active, packets, binary, values if keep_values else None)
+
+
+def _is_binary(net, name: str, values: dict, cache: dict) -> bool:
+    """Whether value ``name`` holds only 0/1 (spikes): known for SNN outputs (and max/flatten of
+    them), measured once for the rest."""
+    if name not in cache:
+        layer = None if name in net.inputs else net.layer(name)
+        if layer is not None and layer.kind in ("conv2d", "linear") and layer.mode == "snn":
+            cache[name] = True
+        elif layer is not None and layer.kind in ("maxpool", "flatten") and _is_binary(net, layer.source, values, cache):
+            cache[name] = True
+        else:
+            cache[name] = bool((values[name].view(np.uint8) <= 1).all())
+    return cache[name]
+
+
+def _use_events(layer, lm, mapping: Mapping, x: np.ndarray, binary: bool) -> bool:
+    """Event-driven or dense kernels for this layer and run (same bits either way).
+
+    Only 0/1 inputs (spikes) go event-driven, when fewer than ``EVENT_DENSITY`` of them are
+    active: measured on the reference network and a 4× wider variant, the event-driven kernels
+    beat im2col + the dense int8 MAC up to about half the inputs active (the im2col copy and the
+    small fan-in of a core's tile make the dense path slower than its peak)."""
+    return binary and np.count_nonzero(x) < EVENT_DENSITY * x.size
+
+
+def _weighted(mapping: Mapping, lm, layer, x: np.ndarray, weights: "_Weights", active: np.ndarray,
+              binary: bool) -> np.ndarray:
+    """One conv2d / linear layer: the tiles' accumulators, then the soma (ANN output stage or LIF)."""
+    events = _use_events(layer, lm, mapping, x, binary)
+    if events and layer.kind == "conv2d":  # event-driven convolution, accumulators (T, P, M)
+        acc = _acc_events(mapping, lm, layer, x, weights, active)
+        order = (0, 2, 1)
+    else:  # im2col rows, dense int8 MAC or event-driven rows, accumulators (P, T, M)
+        acc = _acc_rows(mapping, lm, layer, x, weights, active, events)
+        order = (1, 2, 0)
+    steps = x.shape[0]
+    shape = (steps, *lm.out_shape)
+    if layer.mode == "ann":
+        q = kernels.output_stage(acc, layer.shift, layer.activation, layer.lut)
+        return np.ascontiguousarray(q.transpose(order)).reshape(shape)
+    current = np.ascontiguousarray(kernels.current_stage(acc, layer.shift).transpose(order)).reshape(steps, -1)
+    n = current.shape[1]
+    v, counter = np.zeros(n, np.int32), np.zeros(n, np.int32)
+    return kernels.lif_run(current, v, counter, layer.neuron).reshape(shape)
+
+
+def _start(lm, layer, shape: tuple) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Accumulator array, per-tile bias (None when split inputs are merged in int64) and split flag."""
+    split = lm.splits[0] > 1
+    acc = np.empty(shape, np.int64 if split else np.int32)
+    if split:
+        acc[...] = 0 if layer.bias is None else np.asarray(layer.bias, np.int64)
+    bias = None if layer.bias is None or split else np.asarray(layer.bias, np.int32)
+    return acc, bias, split
+
+
+def _finish(acc: np.ndarray, split: bool) -> np.ndarray:
+    return np.clip(acc, -(2**31), 2**31 - 1).astype(np.int32) if split else acc
+
+
+def _tile_activity(mapping: Mapping, tiles: list[int], per_position: np.ndarray, active: np.ndarray) -> None:
+    """Add each tile's active inputs (summed over its positions) to ``active``."""
+    starts = np.array([mapping.tiles[t].p_range[0] for t in tiles])
+    stops = np.array([mapping.tiles[t].p_range[1] for t in tiles])
+    csum = np.concatenate([[0], np.cumsum(per_position)])
+    active[tiles] += csum[stops] - csum[starts]
+
+
+def _acc_rows(mapping: Mapping, lm, layer, x: np.ndarray, weights: "_Weights", active: np.ndarray,
+              events: bool) -> np.ndarray:
+    """Accumulators (P, T, M) from input rows (im2col patches, or the input vector of a linear
+    layer): the dense int8 MAC, or event-driven accumulation over the rows' active inputs."""
+    steps = x.shape[0]
+    snn = layer.mode == "snn"
+    positions = int(np.prod(lm.out_shape[1:])) if layer.kind == "conv2d" else 1
+    nonzero = np.empty((positions, steps), np.int64) if (snn and layer.kind == "conv2d") else None
+    if layer.kind == "conv2d":
+        cols = kernels.im2col(x, lm.kernel[0], lm.kernel[1], lm.stride, lm.padding, row_nonzero=nonzero)
+    else:
+        cols = np.ascontiguousarray(x).reshape(1, steps, -1)
+    cout, kfull = layer.weight.shape[0], cols.shape[2]
+    per_ch = lm.kernel[0] * lm.kernel[1]
+    groups = _groups(mapping, lm)
+    acc, bias, split = _start(lm, layer, (positions, steps, cout))
+    for (k_range, m_range), tl in groups.items():
+        (k0, k1), (m0, m1) = k_range, m_range
+        full = (k1 - k0) * per_ch == kfull
+        rows = cols.reshape(-1, kfull) if full else \
+            np.ascontiguousarray(cols[:, :, k0 * per_ch : k1 * per_ch]).reshape(positions * steps, -1)
+        b = None if bias is None else bias[m0:m1]
+        direct = len(groups) == 1 and not split  # write straight into acc
+        out = acc.reshape(-1, cout) if direct else None
+        if events:
+            out, _ = kernels.spike_accumulate(rows, weights.get(layer, k_range, m_range, "fanout"), b, out=out)
+        else:
+            out = kernels.dense_mac(rows, weights.get(layer, k_range, m_range, "dense"), b, out=out)
+        if snn:  # active inputs of each tile: the nonzeros of its rows
+            per_row = nonzero if (full and nonzero is not None) else np.count_nonzero(rows, axis=1).reshape(positions, steps)
+            _tile_activity(mapping, tl, per_row.sum(axis=1), active)
+        if direct:
+            continue
+        if split:
+            acc[:, :, m0:m1] += out.reshape(positions, steps, m1 - m0)
+        else:
+            acc[:, :, m0:m1] = out.reshape(positions, steps, m1 - m0)
+    return _finish(acc, split)
+
+
+def _acc_events(mapping: Mapping, lm, layer, x: np.ndarray, weights: "_Weights", active: np.ndarray) -> np.ndarray:
+    """Event-driven convolution straight from the spike maps (no im2col)."""
+    steps, cin = x.shape[0], x.shape[1]
+    positions, cout = int(np.prod(lm.out_shape[1:])), layer.weight.shape[0]
+    groups = _groups(mapping, lm)
+    acc, bias, split = _start(lm, layer, (steps, positions, cout))
+    # active inputs per position: needed for the SNN tiles' event-driven cycle count only
+    row_active = np.empty((steps, positions), np.int64) if layer.mode == "snn" else None
+    for (k_range, m_range), tl in groups.items():
+        (k0, k1), (m0, m1) = k_range, m_range
+        xs = x if (k0, k1) == (0, cin) else np.ascontiguousarray(x[:, k0:k1])
+        direct = len(groups) == 1 and not split
+        out, _ = kernels.conv_events(xs, weights.get(layer, k_range, m_range, "events"), None if bias is None else bias[m0:m1], lm.stride, lm.padding,
+                                     out=acc if direct else None, row_active=row_active)
+        if layer.mode == "snn":
+            _tile_activity(mapping, tl, row_active.sum(axis=0), active)
+        if direct:
+            continue
+        if split:
+            acc[:, :, m0:m1] += out
+        else:
+            acc[:, :, m0:m1] = out
+    return _finish(acc, split)
+
+
+def _pool(layer, x: np.ndarray) -> np.ndarray:
+    """Max / sum pooling over k×k windows (stride k), as k² elementwise passes over strided views."""
+    k = layer.kernel
+    t, c, h, w = x.shape
+    hk, wk = h - h % k, w - w % k
+    views = [x[:, :, i:hk:k, j:wk:k] for i in range(k) for j in range(k)]
+    if layer.kind == "maxpool":
+        out = views[0].copy()
+        for v in views[1:]:
+            np.maximum(out, v, out=out)
+        return out
+    out = views[0].astype(np.int32)
+    for v in views[1:]:
+        out += v
+    return kernels.output_stage(out, layer.shift, "none")
+
+
+def _count_routes(mapping: Mapping, values: dict[str, np.ndarray]) -> np.ndarray:
+    """Packets per route over the run: the cheaper of dense (payload bytes per packet) and
+    sparse (one packet per nonzero value, e.g. per spike) for the measured values."""
+    chip = mapping.chip
+    packets = np.zeros(len(mapping.routes), np.int64)
+    by_value: dict[str, list[int]] = {}
+    for i, r in enumerate(mapping.routes):
+        if r.partial_sums:
+            tile = mapping.tiles[r.src]
+            packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
+        else:
+            by_value.setdefault(r.value, []).append(i)
+    for value, idxs in by_value.items():
+        v = values[value]
+        v2 = v.reshape(v.shape[0], -1)
+        lens = np.array([len(mapping.routes[i].neurons) for i in idxs], np.int64)
+        ptr = np.concatenate([[0], np.cumsum(lens)])
+        flat = np.concatenate([mapping.routes[i].neurons for i in idxs])
+        sparse = kernels.count_packets(v2, ptr, flat)
+        dense = -(-lens // chip.packet_payload_bytes) * v2.shape[0]
+        packets[idxs] = np.minimum(sparse, dense)
+    return packets

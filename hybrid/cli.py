@@ -1,0 +1,183 @@
+"""``neurosim train | eval | track | export``: thin CLI over hybrid's Python API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+from typing import Any
+
+from neurosim.errors import InputError, ParameterError
+
+DEFAULT_MODEL = pathlib.Path(__file__).parent / "models" / "default.safetensors"
+
+
+def register(name: str, subparsers: argparse._SubParsersAction) -> None:
+    """Add the top-level verb ``name`` (train, eval, track or export)."""
+    from neurosim.cli import COMMANDS, add_verb
+
+    help_text = COMMANDS[name][1]
+    if name == "train":
+        p = add_verb(subparsers, "train", _train, help=help_text,
+                     example="neurosim train --dataset synth/ --config tracker.toml -o runs/full",
+                     description="Train a DashNet tracker (ANN on frames + SNN on events, TCF, attention). "
+                     "Parameters: TrainConfig fields and a [model] table (ModelConfig) in --config / --set, e.g. "
+                     "--set model.variant=ann_only. With --variants, one run per variant goes into -o/<variant>/. "
+                     "Multi-process: torchrun --nproc_per_node 2 -m neurosim.cli train ...")
+        p.add_argument("--dataset", required=True, help="dataset folder (index.json), e.g. from 'neurosim data synth'")
+        p.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config.json, metrics.jsonl)")
+        p.add_argument("--variants", help="comma-separated variants to train side by side (ann_only,snn_only,no_tcf,no_attention,full)")
+        p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
+        p.add_argument("--init-from", help="start from the weights of another run")
+        p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    elif name == "eval":
+        p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
+                     description="Track every sequence of a dataset split with each run (a run folder, a folder "
+                     "of runs, or 'default' for the shipped model) and score it with the OTB protocol at every SNN "
+                     "step: success/precision curves, AUC, P@20, speed; result files in the got10k layout and plots.")
+        p.add_argument("runs", nargs="+", help="run folder(s), folder(s) of runs, or 'default'")
+        p.add_argument("--dataset", required=True, help="dataset folder (index.json)")
+        p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sequence)")
+        p.add_argument("-o", "--out", help="output folder (default: <first run>/eval)")
+        p.add_argument("--max-frames", type=int, help="track only the first N frames of each sequence")
+        p.add_argument("--variants", help="also evaluate each run's weights as these variants (comma-separated, "
+                       "e.g. ann_only,snn_only,no_tcf,no_attention,full): an ablation without retraining")
+    elif name == "track":
+        p = add_verb(subparsers, "track", _track, help=help_text,
+                     example="neurosim track default seq.h5 -o out.mp4 --box 40,30,20,24",
+                     description="Track a target through a sequence file (frames + events) from a first box "
+                     "(default: the file's first ground-truth box). Writes a video with the boxes drawn over "
+                     "frames and events, and the boxes as text (<out>.txt: x,y,w,h per SNN step; <out>.times.txt).")
+        p.add_argument("run", help="run folder or 'default' (the shipped model)")
+        p.add_argument("sequence", help="sequence file (.h5) written by neurosim events simulate / data build")
+        p.add_argument("-o", "--out", required=True, help="output video (.mp4)")
+        p.add_argument("--box", help="first box x,y,w,h in pixels (0-based); default: ground truth")
+        p.add_argument("--every", type=int, default=4, help="draw one video frame every N SNN steps (default 4)")
+    elif name == "export":
+        p = add_verb(subparsers, "export", _export, help=help_text,
+                     example="neurosim export default -o tracker_int/",
+                     description="Export a trained tracker to the integer network format (neurosim.intnet folder) "
+                     "that 'neurosim chip estimate' reads: the ANN branch via neurosim.quant.to_integer, the SNN "
+                     "branch as integer LIF layers.")
+        p.add_argument("run", help="run folder or 'default'")
+        p.add_argument("-o", "--out", required=True, help="output folder (network.json + tensors.safetensors)")
+    else:  # pragma: no cover - neurosim.cli only routes the four verbs here
+        raise ParameterError(f"hybrid has no verb {name!r}")
+
+
+def resolve_run(run: str) -> pathlib.Path:
+    """'default' → the shipped model folder; otherwise the path (checked by the loaders)."""
+    return DEFAULT_MODEL if run == "default" else pathlib.Path(run)
+
+
+def _train(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.train import TrainConfig, train
+    from hybrid.model import VARIANTS
+    from benchmarks_data.index import load_index
+    from neurosim.cli import params_from_args
+    from neurosim.io import existing_dir
+
+    existing_dir(args.dataset, "dataset folder")
+    load_index(args.dataset)
+    cfg = params_from_args(args, TrainConfig)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    cfg.check()
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"-o {out} is a file: give a run folder")
+    if args.resume and not (out / "checkpoint.safetensors").exists() and not args.variants:
+        raise InputError(f"{out} has no checkpoint to resume: drop --resume or pass the run folder")
+    if not args.variants:
+        return train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ParameterError(f"--variants: {bad[0]!r} is unknown: use {', '.join(VARIANTS)}")
+    results = {}
+    for v in variants:
+        ctx.say(f"== variant {v}")
+        vcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=v))
+        results[v] = train(args.dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
+                           progress=ctx.progress, say=ctx.say, init_from=args.init_from)
+    return {"runs": results}
+
+
+def _eval(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.evaluate import evaluate, find_runs, split_sequences
+
+    split_sequences(args.dataset, args.split)  # dataset checks before anything is written
+    runs = find_runs([resolve_run(r) for r in args.runs])
+    if args.variants:
+        from hybrid.model import VARIANTS
+
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        bad = [v for v in variants if v not in VARIANTS]
+        if bad:
+            raise ParameterError(f"--variants: {bad[0]!r} is unknown: use {', '.join(VARIANTS)}")
+        runs = {f"{name}:{v}": (run, v) for name, run in runs.items() for v in variants}
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(resolve_run(args.runs[0])) / "eval"
+    if args.runs[0] == "default" and not args.out:
+        raise ParameterError("evaluating the shipped model needs an output folder: add -o FOLDER")
+    return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames)
+
+
+def _parse_box(text: str | None):
+    if text is None:
+        return None
+    try:
+        box = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise ParameterError(f"--box {text!r} must be four numbers x,y,w,h (pixels)")
+    return box
+
+
+def _track(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.checkpoint import load_model
+    from hybrid.data import load_track
+    from hybrid.render import write_tracking_video
+    from hybrid.track import check_first_box, track_sequence
+    from neurosim.io import check_writable
+
+    box = _parse_box(args.box)
+    out = check_writable(args.out)
+    if args.every < 1:
+        raise ParameterError(f"--every {args.every} must be ≥ 1")
+    model = load_model(resolve_run(args.run))
+    track = load_track(args.sequence)
+    if box is None and (track.boxes_t is None or len(track.boxes_t) == 0):
+        raise InputError(f"{args.sequence} has no boxes: give the first box with --box x,y,w,h")
+    if box is not None:
+        check_first_box(box, track.width, track.height)
+    res = track_sequence(model, track, box)
+    txt = out.with_suffix(".txt")
+    write_tracking_video(out, track, res, args.every)
+    from hybrid.results import write_boxes
+    from neurosim.io import atomic_output
+    import numpy as np
+
+    write_boxes(txt, res.boxes)
+    with atomic_output(out.with_suffix(".times.txt")) as tmp:
+        np.savetxt(tmp, res.times, fmt="%d")
+    summary = {"video": str(out), "boxes": str(txt), "steps": res.steps, "frames": res.frames,
+               "steps_per_second": res.steps_per_second}
+    if np.isfinite(res.gt).all(axis=1).any():
+        from hybrid import metrics
+
+        sc = metrics.evaluate({track.name: (res.boxes, res.gt)})
+        summary.update(auc=sc.auc, precision_20=sc.precision_20)
+    ctx.say(f"tracked {res.steps} SNN steps ({res.frames} frames) at {res.steps_per_second:,.0f} steps/s -> {out}, {txt}")
+    return summary
+
+
+def _export(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.export import export_run
+
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"-o {out} is a file: give a folder for the integer network")
+    summary = export_run(resolve_run(args.run), out)
+    ctx.say(f"exported {summary['layers']} integer layers ({summary['inputs']}) -> {out}")
+    return summary

@@ -1,0 +1,102 @@
+"""Sequences, search crops and tracking units (the tracker's view of a sequence file).
+
+The tracker uses the conventions of ``benchmarks_data.loaders`` (training windows come from
+its ``TrackingWindows``), so training and tracking see identical inputs:
+
+- native resolution: a search crop is S×S sensor pixels with integer origin
+  ``(x0, y0) = floor(c − S/2)`` around the current centre ``c = (x + w/2, y + h/2)``;
+  pixels outside the sensor are 0 (``loaders.crop_frames``); frames are intensity/255;
+- frame interval k, [t_k, t_{k+1}), is cut into ``T = round(snn_rate_hz / aps_rate_hz)`` bins
+  with edges ``e_b = t_k + floor(b·(t_{k+1} − t_k)/T)``; counts per (bin, polarity, y, x)
+  with channel 0 = OFF, 1 = ON (``loaders.bin_events``); a box is estimated at each bin end;
+- a *unit* for frame k: the frame crop, the last W bins of interval k−1 (warm-up; zeros for
+  k = 0) and the T bins of interval k, all in the same crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from benchmarks_data.loaders import bin_events, crop_frames, interpolate_boxes
+from neurosim.errors import InputError
+
+
+@dataclasses.dataclass
+class Track:
+    """One loaded sequence: frames (F, H, W) uint8, frame_t (F,) µs, events, boxes (µs, xywh)."""
+
+    name: str
+    frames: np.ndarray
+    frame_t: np.ndarray
+    events: np.ndarray
+    boxes_t: np.ndarray | None
+    boxes_xywh: np.ndarray | None
+    width: int
+    height: int
+
+    def box_at(self, t: np.ndarray) -> np.ndarray:
+        """Ground-truth boxes at times ``t`` (µs), interpolated as the loaders do; NaN where absent."""
+        t = np.atleast_1d(np.asarray(t, np.int64))
+        if self.boxes_t is None or len(self.boxes_t) == 0:
+            return np.full((len(t), 4), np.nan)
+        return interpolate_boxes(self.boxes_t, self.boxes_xywh, t).astype(np.float64)
+
+    def edges(self, k: int, bins: int) -> np.ndarray:
+        """Bin edges (T+1,) of frame interval k (the last interval copies the previous length)."""
+        ft = self.frame_t
+        t_k = int(ft[k])
+        dt = int(ft[k + 1] - ft[k]) if k + 1 < len(ft) else int(ft[k] - ft[k - 1])
+        return t_k + (np.arange(bins + 1, dtype=np.int64) * dt) // bins
+
+
+def load_track(path: str | pathlib.Path, name: str | None = None) -> Track:
+    """Read a sequence file (frames, events, boxes) via ``sim_events``; InputError if unusable."""
+    from sim_events.formats.sequence import read_sequence
+
+    path = pathlib.Path(path)
+    rec = read_sequence(path)
+    if rec.frames is None or len(rec.frames) < 2:
+        raise InputError(f"{path} has fewer than 2 APS frames: the tracker needs frames (build with an APS rate)")
+    return Track(name or path.stem, rec.frames, np.asarray(rec.frame_t, np.int64), rec.events,
+                 None if rec.boxes_t is None else np.asarray(rec.boxes_t, np.int64),
+                 None if rec.boxes_xywh is None else np.asarray(rec.boxes_xywh, np.float32),
+                 int(rec.width), int(rec.height))
+
+
+def crop_origin(box: np.ndarray, size: int) -> tuple[int, int]:
+    """Integer origin of the S×S crop centred on ``box`` (x, y, w, h)."""
+    return int(np.floor(box[0] + box[2] / 2 - size / 2)), int(np.floor(box[1] + box[3] / 2 - size / 2))
+
+
+def bins_per_frame(snn_rate_hz: float, aps_rate_hz: float) -> int:
+    """T = max(1, round(snn_rate / aps_rate)), as in ``benchmarks_data.loaders``."""
+    return max(1, int(round(snn_rate_hz / aps_rate_hz)))
+
+
+def aps_rate(track: Track) -> float:
+    """Frame rate (Hz) from the median frame interval."""
+    return 1e6 / float(np.median(np.diff(track.frame_t)))
+
+
+def make_unit(track: Track, k: int, origin: tuple[int, int], size: int, bins: int, warmup: int) -> dict[str, np.ndarray]:
+    """The unit of frame k in the crop at ``origin``: frame (1,S,S) in [0,1], events (W+T,2,S,S),
+    times (T,) bin ends µs."""
+    x0, y0 = origin
+    frame = crop_frames(track.frames[k : k + 1], x0, y0, size, size).astype(np.float32) / 255.0
+    edges = track.edges(k, bins)
+    if warmup and k > 0:
+        prev = track.edges(k - 1, bins)[-warmup - 1 :]
+        all_edges = np.concatenate([prev[:-1], edges])
+        ev = bin_events(_slice(track.events, all_edges), all_edges, size, size, x0, y0)
+    else:
+        ev = bin_events(_slice(track.events, edges), edges, size, size, x0, y0)
+        ev = np.concatenate([np.zeros((warmup, 2, size, size), np.float32), ev])
+    return {"frame": frame, "events": ev, "times": edges[1:]}
+
+
+def _slice(events: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    lo, hi = np.searchsorted(events["t"], [edges[0], edges[-1]])
+    return events[lo:hi]

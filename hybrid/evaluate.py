@@ -1,0 +1,143 @@
+"""Evaluation of trained trackers on a dataset split (OTB protocol at the SNN rate).
+
+Each tracker runs over every sequence of the split from the ground-truth box of the first
+frame; it gives a box at every SNN step (1 ms at 1 kHz), which is scored against the ground
+truth interpolated to that step's time (``hybrid.metrics``: success curve, AUC, precision
+curve, P@20; the first box is set to the ground truth). Speed is SNN steps per second of
+tracker wall time (crop + binning + network) on this CPU.
+
+Output folder: ``results/<tracker>/<sequence>.txt`` + ``times/`` (got10k/OTB layout),
+``scores.json``, ``success.png``, ``precision.png`` (all trackers on one plot each) and
+``table.md`` (AUC, P@20, steps/s, frames/s).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Callable
+
+import numpy as np
+
+from hybrid import metrics
+from hybrid.results import write_results
+from neurosim.errors import InputError
+
+
+def split_sequences(dataset: str | pathlib.Path, split: str) -> list[tuple[str, pathlib.Path]]:
+    """(name, file) of the sequences of ``split`` (``all`` for every sequence)."""
+    from benchmarks_data.index import load_index
+
+    root = pathlib.Path(dataset)
+    index = load_index(root)
+    files = {e["name"]: root / e["file"] for e in index["sequences"]}
+    if split == "all":
+        names = sorted(files)
+    else:
+        splits = index.get("splits", {})
+        if split not in splits:
+            raise InputError(f"dataset {root} has no split {split!r}: choose one of {sorted(splits) + ['all']}")
+        names = list(splits[split])
+    if not names:
+        raise InputError(f"dataset {root}: split {split!r} is empty: choose another with --split")
+    return [(n, files[n]) for n in names]
+
+
+def find_runs(paths: list[str | pathlib.Path]) -> dict[str, pathlib.Path]:
+    """Tracker name → run folder: each path is a run or a folder of runs (one per variant)."""
+    from hybrid.checkpoint import CONFIG, find_checkpoint
+
+    runs: dict[str, pathlib.Path] = {}
+    for p in map(pathlib.Path, paths):
+        if p.suffix == ".safetensors":
+            runs[p.stem] = find_checkpoint(p)
+            continue
+        if p.is_dir() and not (p / CONFIG).exists():
+            subs = sorted(d for d in p.iterdir() if (d / CONFIG).is_file())
+            if subs:
+                for d in subs:
+                    runs[d.name] = find_checkpoint(d)
+                continue
+        run = find_checkpoint(p)
+        runs[_name(run)] = run
+    return runs
+
+
+def _name(run: pathlib.Path) -> str:
+    return run.name or "run"
+
+
+def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: str | pathlib.Path, out: str | pathlib.Path, split: str = "test",
+             progress: Callable | None = None, say: Callable = print, max_frames: int | None = None) -> dict[str, Any]:
+    """Track every sequence of ``split`` with every run; write results, scores and plots into ``out``.
+
+    ``runs`` maps a tracker name to a run folder, or to (run folder, variant) to evaluate a run's
+    weights as another variant (e.g. the ANN branch of a hybrid alone)."""
+    from hybrid.checkpoint import load_model
+    from hybrid.data import load_track
+    from hybrid.track import track_sequence
+
+    seqs = split_sequences(dataset, split)
+    out = pathlib.Path(out)
+    models = {name: load_model(*run) if isinstance(run, tuple) else load_model(run) for name, run in runs.items()}
+    tracks = [load_track(f, n) for n, f in seqs]
+    scores: dict[str, Any] = {}
+    jobs = [(name, tr) for name in models for tr in tracks]
+    it = progress(jobs, desc="eval", total=len(jobs)) if progress else jobs
+    per: dict[str, dict] = {name: {} for name in models}
+    speed: dict[str, list] = {name: [] for name in models}
+    for name, tr in it:
+        res = track_sequence(models[name], tr, max_frames=max_frames)
+        per[name][tr.name] = (res.boxes, res.gt)
+        speed[name].append((res.steps, res.seconds, res.frames))
+        secs = np.full(len(res.boxes), res.seconds / max(len(res.boxes), 1))
+        write_results(out / "results" / name, tr.name, res.boxes, secs)
+    for name in models:
+        sc = metrics.evaluate(per[name])
+        steps = sum(s for s, _, _ in speed[name])
+        secs = sum(t for _, t, _ in speed[name])
+        frames = sum(f for _, _, f in speed[name])
+        scores[name] = {**sc.summary(), "steps_per_second": steps / max(secs, 1e-9),
+                        "frames_per_second": frames / max(secs, 1e-9), "run": str(runs[name] if not isinstance(runs[name], tuple) else runs[name][0]),
+                        "sequences": len(tracks), "steps": steps}
+        say(f"{name:>16s}: AUC {sc.auc:.3f}  P@20 {sc.precision_20:.3f}  {steps / max(secs, 1e-9):,.0f} steps/s")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores.json").write_text(json.dumps({"dataset": str(dataset), "split": split, "trackers": scores}, indent=1))
+    plot_curves(scores, out)
+    (out / "table.md").write_text(table(scores))
+    return {"out": str(out), "split": split, "sequences": len(tracks),
+            "trackers": {n: {k: v for k, v in s.items() if not k.endswith("curve") and k != "per_sequence"}
+                         for n, s in scores.items()}}
+
+
+def table(scores: dict[str, Any]) -> str:
+    """Markdown table: tracker, AUC, P@20, SNN steps/s, APS frames/s."""
+    lines = ["| tracker | AUC | P@20 | SNN steps/s | frames/s |", "|---|---|---|---|---|"]
+    for name, s in sorted(scores.items(), key=lambda kv: -kv[1]["auc"]):
+        lines.append(f"| {name} | {s['auc']:.3f} | {s['precision_20']:.3f} | {s['steps_per_second']:,.0f} | {s['frames_per_second']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(scores: dict[str, Any], out: pathlib.Path) -> None:
+    """success.png and precision.png with one curve per tracker (AUC / P@20 in the legend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for kind, x, key, label in (
+        ("success", metrics.IOU_THRESHOLDS, "success_curve", "auc"),
+        ("precision", metrics.ERROR_THRESHOLDS, "precision_curve", "precision_20"),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, s in sorted(scores.items(), key=lambda kv: -kv[1][label]):
+            ax.plot(x, s[key], label=f"{name} [{s[label]:.3f}]")
+        ax.set_xlabel("overlap threshold" if kind == "success" else "location error threshold (px)")
+        ax.set_ylabel("success rate" if kind == "success" else "precision")
+        ax.set_title(f"{kind} plot (OTB protocol, every SNN step)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left" if kind == "success" else "lower right")
+        fig.tight_layout()
+        fig.savefig(out / f"{kind}.png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,167 @@
+"""DashNet: the hybrid tracker and its ablation variants, built from one :class:`ModelConfig`.
+
+The tracker works one frame interval at a time (a *unit*): a search crop of S×S pixels around
+the current estimate, the APS frame that opens the interval, and the event bins from W steps
+before the frame (warm-up, used by attention and to refresh the SNN template) to the step before
+the next frame (T steps). For each of the T steps it outputs a box (search-crop pixels).
+
+Per unit (shapes B = batch, h = w = S/4):
+
+1. ANN: ``F = ann(frame)``; template ``Z_a = sample(ann(template_frame), template_box)``.
+2. SNN over all W+T bins: first-layer spikes ``S¹``, output trace ``r_t`` (snn_branch).
+3. Attention (full, no_tcf): ``F' = F ⊙ (1 + γ·A(S¹ of the W warm-up bins))``.
+4. ANN response ``R_a = corr(F', Z_a)``; centre ``x_ann = softargmax(R_a)``; size
+   ``wh = wh_prior · exp(head(sample(F', box at x_ann)))`` (scale estimation).
+5. SNN template, refreshed each unit: ``Z_s = sample(mean_{warm-up} r_t, start box)``
+   (+ ``adapter(Z_a)``, a 1×1 conv, in hybrid variants); responses ``R_s,t = corr(r_t, Z_s)``,
+   peaks ``p_snn,t = softargmax(R_s,t)``.
+6. Output centre per variant:
+   - ``ann_only``: x_ann held for all T steps (frame rate tracking, no events);
+   - ``snn_only``: p_snn,t (no frames after the first; size kept);
+   - ``no_tcf``: ``softargmax(w_a·R_a + w_s·R_s,t)`` (late fusion of responses);
+   - ``no_attention``: TCF without step 3;  ``full``: TCF (tcf.py) with attention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from hybrid import ann as ann_mod
+from hybrid import snn_branch
+from hybrid.attention import SpikeAttention
+from hybrid.tcf import TCF
+from hybrid.template import Correlation, sample_template, soft_argmax
+
+VARIANTS = ("ann_only", "snn_only", "no_tcf", "no_attention", "full")
+STRIDE = 4
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture and tracking parameters (all variants share them)."""
+
+    variant: str = "full"
+    search_size: int = 64  # S: search crop side in network pixels
+    ann_channels: tuple[int, int, int] = (8, 16, 16)
+    snn_channels: tuple[int, int, int] = (8, 16, 16)
+    snn_tau: float = 0.5  # STBP membrane decay per step
+    snn_threshold: float = 0.5
+    trace_decay: float = 0.8  # λ of the SNN output trace
+    template_size: int = 3  # k
+    temperature: float = 1.0  # soft-argmax τ
+    warmup_bins: int = 5  # W
+    snn_rate_hz: float = 1000.0
+    context: float = 2.5  # search crop side = context · max(w, h) of the box, in image pixels
+    min_crop: int = 48  # smallest crop side in image pixels
+    quant_scheme: str = "fp32"  # fp32 | wageubn | eoq (ANN branch, via neurosim.quant)
+    alpha_frame: float = 0.3
+    alpha_hold: float = 0.98
+    learn_alpha: bool = True
+
+    def check(self) -> "ModelConfig":
+        from neurosim.errors import ParameterError
+
+        if self.variant not in VARIANTS:
+            raise ParameterError(f"model.variant {self.variant!r} is unknown: use one of {', '.join(VARIANTS)}")
+        if self.search_size % STRIDE or self.search_size < 16:
+            raise ParameterError(f"model.search_size {self.search_size} must be a multiple of {STRIDE} and ≥ 16")
+        if self.quant_scheme not in ("fp32", "wageubn", "eoq"):
+            raise ParameterError(f"model.quant_scheme {self.quant_scheme!r}: use fp32, wageubn or eoq")
+        if not (0 < self.snn_rate_hz <= 100_000):
+            raise ParameterError(f"model.snn_rate_hz {self.snn_rate_hz} must be in (0, 100000]")
+        return self
+
+
+class DashNet(nn.Module):
+    """The hybrid tracker (see the module docstring); ``forward(unit) -> dict``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.check()
+        c_a, c_s = cfg.ann_channels[-1], cfg.snn_channels[-1]
+        self.uses_ann = cfg.variant != "snn_only"
+        self.uses_snn = cfg.variant != "ann_only"
+        self.uses_attention = cfg.variant in ("full", "no_tcf")
+        self.ann = ann_mod.build_ann(cfg.ann_channels)
+        if cfg.quant_scheme != "fp32":
+            from neurosim.quant import quantize_model
+
+            self.ann = quantize_model(self.ann, cfg.quant_scheme)
+        self.snn = snn_branch.build_snn(cfg.snn_channels, cfg.snn_tau, cfg.snn_threshold)
+        self.corr_ann = Correlation()
+        self.corr_snn = Correlation()
+        self.scale_head = nn.Linear(c_a * cfg.template_size**2, 2)
+        nn.init.zeros_(self.scale_head.weight)
+        nn.init.zeros_(self.scale_head.bias)
+        self.adapter = nn.Conv2d(c_a, c_s, 1)
+        nn.init.zeros_(self.adapter.weight)
+        nn.init.zeros_(self.adapter.bias)
+        self.attention = SpikeAttention(STRIDE // snn_branch.FIRST_STRIDE)
+        self.tcf = TCF(cfg.alpha_frame, cfg.alpha_hold, cfg.learn_alpha)
+        self.fusion = nn.Parameter(torch.tensor([1.0, 1.0]))  # w_a, w_s of no_tcf
+
+    # ------------------------------------------------------------------ pieces
+    def ann_features(self, frames: Tensor) -> Tensor:
+        return self.ann(ann_mod.normalize_frames(frames))
+
+    def template(self, template_frame: Tensor, template_box: Tensor) -> Tensor:
+        """Z_a (B, C, k, k) from a template frame (B, 1, S, S) and its box (B, 4)."""
+        return sample_template(self.ann_features(template_frame), template_box, STRIDE, self.cfg.template_size)
+
+    def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None) -> dict[str, Tensor]:
+        """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
+        ``z_ann`` or template_frame (B,1,S,S) + template_box (B,4). Returns boxes (T,B,4) and the
+        intermediate responses/positions used by the losses."""
+        cfg = self.cfg
+        W = cfg.warmup_bins
+        events = unit["events"].transpose(0, 1).float()  # (W+T, B, 2, S, S)
+        T = events.shape[0] - W
+        start = unit["start_box"].float()
+        start_c = start[:, :2] + (start[:, 2:] - 1) / 2
+        out: dict[str, Tensor] = {}
+        x_ann = wh = r_a = None
+        first = trace = None
+        if self.uses_snn:
+            first, spikes = self.snn(events)
+            trace = snn_branch.leaky_trace(spikes, cfg.trace_decay)
+        if self.uses_ann:
+            if z_ann is None:
+                z_ann = self.template(unit["template_frame"], unit["template_box"])
+            feats = self.ann_features(unit["frame"])
+            if self.uses_attention and W > 0:
+                feats = self.attention(feats, first[:W])
+            r_a = self.corr_ann(feats, z_ann)
+            x_ann = soft_argmax(r_a, STRIDE, cfg.temperature)
+            box_a = torch.cat([x_ann - (start[:, 2:] - 1) / 2, start[:, 2:]], dim=1)
+            roi = sample_template(feats, box_a, STRIDE, cfg.template_size).flatten(1)
+            dlog = self.scale_head(roi).clamp(-0.5, 0.5)
+            wh = start[:, 2:] * torch.exp(dlog)
+            out.update(r_ann=r_a, x_ann=x_ann, dlog_wh=dlog)
+        if self.uses_snn:
+            warm = trace[:W].mean(0) if W > 0 else torch.zeros_like(trace[0])
+            z_s = sample_template(warm, start, STRIDE, cfg.template_size)
+            if self.uses_ann:
+                z_s = z_s + self.adapter(z_ann)
+            r_s = self.corr_snn(trace, z_s)  # (W+T, B, h, w), one template per sequence
+            p_snn = soft_argmax(r_s, STRIDE, cfg.temperature)  # (W+T, B, 2)
+            out.update(r_snn=r_s, p_snn=p_snn)
+        v = cfg.variant
+        if v == "ann_only":
+            centres = x_ann[None].expand(T, -1, -1)
+        elif v == "snn_only":
+            centres = p_snn[W:]
+            wh = start[:, 2:]
+        elif v == "no_tcf":
+            fused = self.fusion[0] * r_a[None] + self.fusion[1] * r_s[W:]
+            centres = soft_argmax(fused, STRIDE, cfg.temperature)
+        else:
+            prev = p_snn[W - 1 : W] if W > 0 else p_snn[:1]
+            fresh = torch.zeros(T, dtype=torch.bool)
+            fresh[0] = True
+            centres = self.tcf(start_c, torch.cat([prev, p_snn[W:]]), x_ann[None].expand(T, -1, -1), fresh)
+        wh_t = wh[None].expand(T, -1, -1)
+        out["boxes"] = torch.cat([centres - (wh_t - 1) / 2, wh_t], dim=-1)
+        return out

@@ -1,0 +1,108 @@
+"""Tracking a whole sequence: one unit per frame interval, a box at every SNN step.
+
+For frame k the S×S search crop is centred on the current estimate (see ``hybrid.data``);
+the unit's T boxes are shifted back to image pixels, and the last one is the
+estimate the next crop is centred on. The ANN template is taken once from the first frame at
+the given first box. Boxes are clamped to the image (centre inside, size 2 px .. image size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from hybrid.data import Track, aps_rate, bins_per_frame, crop_origin, make_unit
+from neurosim.errors import InputError
+
+
+@dataclasses.dataclass
+class TrackResult:
+    """Boxes (N, 4) image xywh at times (N,) µs, ground truth at those times, timing."""
+
+    name: str
+    boxes: np.ndarray
+    times: np.ndarray
+    gt: np.ndarray
+    seconds: float
+    steps: int
+    frames: int
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
+
+
+def check_first_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The first box as float (4,); InputError unless it is finite, positive and inside the image."""
+    box = np.asarray(box, np.float64).reshape(-1)
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise InputError(f"first box {box.tolist()} must be 4 finite numbers x,y,w,h: pass --box x,y,w,h")
+    x, y, w, h = box
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
+        raise InputError(f"first box {x:g},{y:g},{w:g},{h:g} is outside the {width}x{height} image: give a box inside it (--box x,y,w,h)")
+    return box
+
+
+def _clamp(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes (N, 4) with sizes in [2, image size] and centres inside the image."""
+    b = boxes.copy()
+    b[:, 2] = np.clip(b[:, 2], 2.0, width)
+    b[:, 3] = np.clip(b[:, 3], 2.0, height)
+    c = np.clip(b[:, :2] + b[:, 2:] / 2, 0, [width, height])
+    b[:, :2] = c - b[:, 2:] / 2
+    return b
+
+
+def track_sequence(model, track: Track, first_box: np.ndarray | None = None, max_frames: int | None = None,
+                   threads: int = 1) -> TrackResult:
+    """Run ``model`` (a DashNet) over ``track`` from ``first_box`` (default: the GT at frame 0).
+
+    ``threads``: torch intra-op threads during tracking (default 1: batch-1 tensors are small, and
+    on a busy machine OpenMP synchronization costs more than a second thread gains)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            return _track(model, track, first_box, max_frames)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _track(model, track: Track, first_box, max_frames) -> TrackResult:
+    cfg = model.cfg
+    S, W = cfg.search_size, cfg.warmup_bins
+    bins = bins_per_frame(cfg.snn_rate_hz, aps_rate(track))
+    if first_box is None:
+        first_box = track.box_at(np.array([track.frame_t[0]]))[0]
+    box = check_first_box(first_box, track.width, track.height)
+    model.eval()
+    z_ann = None
+    t0 = time.perf_counter()
+    if model.uses_ann:
+        x0, y0 = crop_origin(box, S)
+        unit = make_unit(track, 0, (x0, y0), S, bins, 0)
+        tb = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
+        z_ann = model.template(torch.from_numpy(unit["frame"][None]), tb)
+    boxes, times, steps = [], [], 0
+    n = len(track.frame_t) if max_frames is None else min(max_frames, len(track.frame_t))
+    for k in range(n):
+        x0, y0 = crop_origin(box, S)
+        unit = make_unit(track, k, (x0, y0), S, bins, W)
+        shift = np.array([x0, y0, 0, 0], np.float64)
+        batch = {
+            "frame": torch.from_numpy(unit["frame"][None]),
+            "events": torch.from_numpy(unit["events"][None]),
+            "start_box": torch.from_numpy((box - shift)[None].astype(np.float32)),
+        }
+        out = model(batch, z_ann=z_ann)["boxes"][:, 0].double().numpy() + shift
+        out = _clamp(out, track.width, track.height)
+        boxes.append(out)
+        times.append(unit["times"])
+        steps += len(unit["times"])
+        box = out[-1]
+    seconds = time.perf_counter() - t0
+    boxes_a, times_a = np.concatenate(boxes), np.concatenate(times)
+    return TrackResult(track.name, boxes_a, times_a, track.box_at(times_a), seconds, steps, n)

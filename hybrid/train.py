@@ -1,0 +1,242 @@
+"""Training a DashNet variant on a dataset folder (``neurosim train``).
+
+Samples: two-frame windows of ``benchmarks_data.loaders.TrackingWindows`` (S×S crops around
+the target, jittered). Frame 0 of the window gives the template, frame 1 is the search frame;
+the last W bins of interval 0 are the warm-up and the T bins of interval 1 are tracked. The
+start estimate is the true box at t_1 plus Gaussian noise (σ = ``start_noise``·size), like a
+tracker's error.
+
+Loss (per unit; centres in search pixels, cells of 4 px; terms a variant lacks are dropped):
+
+    L = CE(R_ann, G(c*_1)) + mean_t CE(R_snn,t, G(c*_t)) + w_box · mean_t smoothL1((ĉ_t − c*_t)/4)
+        + w_scale · |Δlog wh − log(wh*_1 / wh_start)|
+
+STBP trains the SNN through the surrogate gradient; the ANN trains through
+``neurosim.quant`` when ``model.quant_scheme`` is ``wageubn`` or ``eoq``. Adam, gradient
+clipping per branch (ANN, SNN, heads). ``--init-from RUN`` starts from another run's weights
+(the shipped hybrid starts from a trained ANN-only run). Multi-process: under ``torchrun`` (WORLD_SIZE > 1) each process takes its slice of
+the same global batch, gradients are averaged by DDP (gloo); the logged loss is the global
+batch mean, so it equals a single-process run with the same global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybrid.checkpoint import find_checkpoint, load_optimizers, model_weights, save_checkpoint
+from hybrid.model import STRIDE, DashNet, ModelConfig
+from hybrid.template import response_loss
+from neurosim.config import to_dict
+from neurosim.errors import InputError, ParameterError
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training parameters (TOML ``[model]`` table for the ModelConfig)."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    epochs: int = 3
+    batch_size: int = 16
+    batches_per_epoch: int = 40  # 0: all windows of the split once
+    lr: float = 3e-3
+    quant_lr: float = 1.0  # QuantSGD learning rate (int8 steps) of a quantized ANN branch
+    seed: int = 0
+    split: str = "train"
+    jitter: float = 0.2  # crop-centre jitter, fraction of the crop
+    start_noise: float = 0.1  # start-estimate noise, fraction of the box size
+    grad_clip: float = 1.0
+    w_box: float = 1.0
+    w_scale: float = 1.0
+    checkpoint_every: int = 1  # epochs
+    threads: int = 1  # torch intra-op threads per process
+
+    def check(self) -> "TrainConfig":
+        self.model.check()
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ParameterError(f"{name} = {getattr(self, name)} must be ≥ 1")
+        if not self.lr > 0:
+            raise ParameterError(f"lr = {self.lr} must be > 0")
+        return self
+
+
+def _centre(b: torch.Tensor) -> torch.Tensor:
+    return b[..., :2] + (b[..., 2:] - 1) / 2
+
+
+def window_unit(batch: dict[str, torch.Tensor], warmup: int, noise: float, gen: torch.Generator) -> tuple[dict, dict]:
+    """(unit, targets) from a collated 2-frame window batch (see the module docstring)."""
+    fr, ev, bx, fb = batch["frames"], batch["events"], batch["boxes"], batch["frame_boxes"]
+    valid = batch["box_valid"]
+    start = torch.nan_to_num(bx[:, 0, -1].clone(), nan=8.0)
+    size = start[:, 2:].amax(1, keepdim=True)
+    start[:, :2] += noise * size * torch.randn(start.shape[0], 2, generator=gen)
+    start[:, 2:] *= torch.exp(0.5 * noise * torch.randn(start.shape[0], 2, generator=gen))
+    unit = {
+        "template_frame": fr[:, 0], "template_box": torch.nan_to_num(fb[:, 0], nan=8.0), "frame": fr[:, 1],
+        "events": torch.cat([ev[:, 0, ev.shape[2] - warmup :], ev[:, 1]], dim=1), "start_box": start,
+    }
+    snn_boxes = torch.cat([bx[:, 0, bx.shape[2] - warmup :], bx[:, 1]], dim=1).transpose(0, 1)
+    snn_valid = torch.cat([valid[:, 0, valid.shape[2] - warmup :], valid[:, 1]], dim=1).transpose(0, 1)
+    targets = {
+        "ann_centre": torch.nan_to_num(_centre(fb[:, 1])), "ann_valid": torch.isfinite(fb[:, 1]).all(-1).float(),
+        "ann_wh": torch.nan_to_num(fb[:, 1, 2:], nan=1.0).clamp(min=1.0),
+        "snn_centres": torch.nan_to_num(_centre(snn_boxes)), "snn_valid": snn_valid.float(),
+        "out_centres": torch.nan_to_num(_centre(bx[:, 1].transpose(0, 1))), "out_valid": valid[:, 1].transpose(0, 1).float(),
+    }
+    return unit, targets
+
+
+def unit_loss(model: DashNet, out: dict, targets: dict, unit: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """The training loss of one batch of units and its parts."""
+    parts = {}
+    if "r_ann" in out:
+        parts["ann"] = response_loss(out["r_ann"], targets["ann_centre"], STRIDE, targets["ann_valid"])
+        want = torch.log(targets["ann_wh"] / unit["start_box"][:, 2:].clamp(min=1.0))
+        parts["scale"] = cfg.w_scale * ((out["dlog_wh"] - want).abs().sum(1) * targets["ann_valid"]).mean()
+    if "r_snn" in out:
+        parts["snn"] = response_loss(out["r_snn"], targets["snn_centres"], STRIDE, targets["snn_valid"])
+    if model.cfg.variant != "ann_only":
+        err = F.smooth_l1_loss(_centre(out["boxes"]) / STRIDE, targets["out_centres"] / STRIDE, reduction="none").sum(-1)
+        parts["box"] = cfg.w_box * (err * targets["out_valid"]).sum() / targets["out_valid"].sum().clamp(min=1)
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def make_windows(dataset: str | pathlib.Path, cfg: TrainConfig, split: str | None = None):
+    from benchmarks_data.loaders import TrackingWindows
+
+    windows = TrackingWindows(dataset, split or cfg.split, frames_per_window=2, snn_rate_hz=cfg.model.snn_rate_hz,
+                              crop=(cfg.model.search_size,) * 2, jitter=cfg.jitter, seed=cfg.seed)
+    if len(windows) == 0:
+        raise InputError(f"dataset {dataset}: split {split or cfg.split!r} has no 2-frame windows: it needs sequences with ≥ 3 APS frames")
+    if windows.bins_per_frame <= cfg.model.warmup_bins:
+        raise ParameterError(f"model.warmup_bins = {cfg.model.warmup_bins} must be below the {windows.bins_per_frame} SNN bins per frame")
+    return windows
+
+
+def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0] if k != "sequence"}
+
+
+def param_groups(model: DashNet) -> list[list[torch.nn.Parameter]]:
+    """Parameters in three groups for gradient clipping: ANN branch, SNN branch, the rest."""
+    ann = list(model.ann.parameters())
+    snn = list(model.snn.parameters())
+    seen = {id(p) for p in ann + snn}
+    return [ann, snn, [p for p in model.parameters() if id(p) not in seen]]
+
+
+def make_optimizers(model: DashNet, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """Adam for the float parameters; ``neurosim.quant.QuantSGD`` for a quantized ANN branch."""
+    if cfg.model.quant_scheme == "fp32":
+        return {"adam": torch.optim.Adam(model.parameters(), lr=cfg.lr)}
+    from neurosim.quant import QuantSGD
+
+    ann = {id(p) for p in model.ann.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in ann]
+    return {"adam": torch.optim.Adam(rest, lr=cfg.lr), "qsgd": QuantSGD(model.ann, cfg.model.quant_scheme, lr=cfg.quant_lr)}
+
+
+def build_model(cfg: TrainConfig) -> DashNet:
+    torch.manual_seed(cfg.seed)
+    return DashNet(cfg.model)
+
+
+def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig, resume: bool = False,
+          progress: Callable | None = None, say: Callable = print, init_from: str | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``dataset``'s split; write the run folder; return a summary."""
+    cfg.check()
+    torch.set_num_threads(max(1, cfg.threads))
+    rank, world = _dist()
+    run = pathlib.Path(run)
+    if cfg.batch_size % world:
+        raise ParameterError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    windows = make_windows(dataset, cfg)
+    model = build_model(cfg)
+    if init_from:
+        model.load_state_dict(model_weights(init_from), strict=False)
+    opts = make_optimizers(model, cfg)
+    start_epoch, step = 0, 0
+    if resume:
+        find_checkpoint(run)
+        model.load_state_dict(model_weights(run))
+        state = load_optimizers(run, opts)
+        start_epoch, step = int(state.get("epoch", -1)) + 1, int(state.get("step", 0))
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    config_doc = {"model": to_dict(cfg.model), **{k: v for k, v in to_dict(cfg).items() if k != "model"},
+                  "dataset": str(dataset)}
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+    n_batches = cfg.batches_per_epoch or math.ceil(len(windows) / cfg.batch_size)
+    history = []
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        windows.set_epoch(epoch)
+        rng = np.random.default_rng((cfg.seed, epoch))
+        order = rng.permutation(np.resize(np.arange(len(windows)), n_batches * cfg.batch_size))
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        sums: dict[str, float] = {}
+        it = range(n_batches)
+        if progress is not None and rank == 0:
+            it = progress(it, desc=f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches)
+        model.train()
+        for b in it:
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            batch = _collate([windows[int(i)] for i in idx])
+            unit, targets = window_unit(batch, cfg.model.warmup_bins, cfg.start_noise, gen)
+            local = slice(rank, None, world)
+            unit = {k: v[local] for k, v in unit.items()}
+            targets = {k: (v[local] if v.shape[0] == len(idx) else v[:, local]) for k, v in targets.items()}
+            out = net(unit)
+            loss, parts = unit_loss(model, out, targets, unit, cfg)
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:  # per branch, so large SNN gradients do not starve the ANN
+                for group in param_groups(model):
+                    torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
+            for opt in opts.values():
+                opt.step()
+            step += 1
+            parts["loss"] = loss.item()
+            if world > 1:
+                vec = torch.tensor([parts[k] for k in sorted(parts)], dtype=torch.float64)
+                torch.distributed.all_reduce(vec)
+                parts = dict(zip(sorted(parts), (vec / world).tolist()))
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+        record = {"epoch": epoch, "step": step, "seconds": round(time.perf_counter() - t0, 3),
+                  **{k: v / n_batches for k, v in sums.items()}}
+        if "tcf" in dict(model.named_children()):
+            a_f, a_h = model.tcf.alphas
+            record["alpha_frame"], record["alpha_hold"] = float(a_f), float(a_h)
+        history.append(record)
+        if rank == 0:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                save_checkpoint(run, model, config_doc, opts, {"epoch": epoch, "step": step})
+            say(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f} ({record['seconds']:.1f} s)")
+    return {"run": str(run), "epochs": cfg.epochs, "steps": step, "history": history, "world_size": world,
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None}

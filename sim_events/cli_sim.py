@@ -1,0 +1,150 @@
+"""``neurosim events simulate | calibrate | compare``: thin shells over the simulator API.
+
+Imports stay lazy (no torch on this path): the heavy modules load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLE_SIMULATE = "neurosim events simulate video.mp4 -o seq.h5 --preset davis346 --resize 346x260"
+EXAMPLE_CALIBRATE = "neurosim events calibrate davis346_recording.npz -o cal.toml"
+EXAMPLE_COMPARE = "neurosim events compare sim.h5 real.aedat4 --t0 0.5 --t1 1.1 --json"
+
+
+def add_verbs(verbs: argparse._SubParsersAction) -> None:
+    """Add ``simulate``, ``calibrate`` and ``compare`` to the ``neurosim events`` group."""
+    from neurosim.cli import add_verb
+
+    p = add_verb(verbs, "simulate", _simulate, help="convert a video / image folder / .npz to DVS events + APS frames",
+                 example=EXAMPLE_SIMULATE,
+                 description="Simulate a DAVIS-style event camera watching INPUT (video, image folder, NFS-style "
+                 "sequence folder, or .npz with frames and frame_ts). Writes a sequence .h5 with the events, "
+                 "APS frames every --aps-every input frames and the boxes of NFS inputs. Parameters: --preset, "
+                 "then --config (e.g. the TOML of `neurosim events calibrate`), then --set key=value.")
+    p.add_argument("input", metavar="INPUT", help="video file, image folder, NFS sequence folder or frames .npz")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.h5", help="output sequence file")
+    p.add_argument("--preset", default="davis346",
+                   help="sensor preset: davis346 (default), davis240, dvxplorer, prophesee_gen4, clean")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of an image folder (or to override a video's)")
+    p.add_argument("--timestamps", metavar="FILE", default=None,
+                   help="frame times, one per line (integers: µs; decimals: seconds)")
+    p.add_argument("--resize", metavar="WxH", default=None, help="resize frames to the sensor size, e.g. 346x260")
+    p.add_argument("--aps-every", type=int, default=1, help="write an APS frame every N input frames (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = add_verb(verbs, "calibrate", _calibrate, help="fit the simulator's parameters to a real recording",
+                 example=EXAMPLE_CALIBRATE,
+                 description="Fit thresholds, mismatch, refractory period, bandwidth, noise and leak rates, hot "
+                 "pixels and the input-frame response to a real recording with APS frames and DVS events "
+                 "(recording .npz, AEDAT4 with frames, or a sequence .h5). Writes a TOML usable as --config of "
+                 "`neurosim events simulate` and prints the fit metrics.")
+    p.add_argument("recording", metavar="RECORDING", help="real recording with frames and events")
+    p.add_argument("-o", "--out", required=True, metavar="CAL.toml", help="output parameter file")
+    p.add_argument("--preset", default="davis346", help="starting preset (default davis346)")
+    p.add_argument("--passes", type=int, default=2, help="rounds of the coordinate search (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = add_verb(verbs, "compare", _compare, help="fidelity metrics of simulated vs real events",
+                 example=EXAMPLE_COMPARE,
+                 description="Compare two event files over a time window: count ratio, per-pixel ON/OFF count "
+                 "Pearson r, event-rate r in frame-interval bins, phase CV, and event F1 at 5 ms (see REFERENCE §1).")
+    p.add_argument("sim", metavar="SIM", help="simulated event file")
+    p.add_argument("real", metavar="REAL", help="real event file")
+    p.add_argument("--t0", type=float, default=None, help="window start, seconds from the real file's first frame (or event)")
+    p.add_argument("--t1", type=float, default=None, help="window end, seconds from the same origin")
+    p.add_argument("--frame-interval-ms", type=float, default=None,
+                   help="frame interval for rate bins and phase (default: median of the real file's frame interval, else 40)")
+
+
+def _params(args: argparse.Namespace):
+    from neurosim.cli import params_from_args
+    from sim_events.params import DvsParams, preset_dict
+
+    return params_from_args(args, DvsParams, base=preset_dict(args.preset)).validate()
+
+
+def _simulate(args: argparse.Namespace, ctx) -> dict:
+    import cv2
+
+    from neurosim.io import check_writable
+    from sim_events.simulator import simulate
+    from sim_events.sources import open_frames, parse_resize
+
+    cv2.setNumThreads(1)
+    params = _params(args)
+    check_writable(args.out)
+    src = open_frames(args.input, fps=args.fps, timestamps=args.timestamps, resize=parse_resize(args.resize))
+    summary = simulate(src, args.out, params, seed=args.seed, aps_every=args.aps_every,
+                       progress=lambda it: ctx.progress(it, desc="simulate", unit="frame"))
+    ctx.say(f"wrote {summary['output']}: {summary['events']} events ({summary['on_events']} ON) and "
+            f"{summary['aps_frames']} APS frames from {summary['frames']} frames, {summary['width']}x{summary['height']}, "
+            f"{summary['frames_per_second']:g} frames/s")
+    return summary
+
+
+def _fmt(m: dict) -> str:
+    keys = ["count_ratio", "pixel_r_on", "pixel_r_off", "rate_r", "phase_cv", "phase_cv_real", "f1_5ms",
+            "precision", "recall"]
+    return ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
+
+
+def _calibrate(args: argparse.Namespace, ctx) -> dict:
+    import cv2
+
+    from neurosim.errors import ParameterError
+    from neurosim.io import check_writable
+    from sim_events.calibrate import calibrate, write_params_toml
+
+    cv2.setNumThreads(1)
+    if args.passes < 1:
+        raise ParameterError(f"--passes {args.passes} must be >= 1")
+    base = _params(args)
+    check_writable(args.out)
+    params, metrics = calibrate(args.recording, seed=args.seed, base=base, passes=args.passes, progress=ctx.say)
+    header = (f"DVS simulator parameters fitted by `neurosim events calibrate` to {args.recording}\n"
+              f"fit on that recording: {_fmt(metrics)}")
+    write_params_toml(params, args.out, header)
+    ctx.say(f"fit: {_fmt(metrics)}")
+    ctx.say(f"wrote {args.out} (use it with: neurosim events simulate INPUT --config {args.out} -o OUT.h5)")
+    return {"output": str(args.out), "params": params.to_dict(), "metrics": metrics}
+
+
+def _compare(args: argparse.Namespace, ctx) -> dict:
+    import numpy as np
+
+    from neurosim.errors import InputError, ParameterError
+    from sim_events.formats import read_recording
+    from sim_events.metrics import compare, meets_targets
+
+    sim = read_recording(args.sim)
+    real = read_recording(args.real)
+    if (sim.width, sim.height) != (real.width, real.height):
+        raise InputError(f"{args.sim} is {sim.width}x{sim.height} but {args.real} is {real.width}x{real.height}: "
+                         f"compare files of one sensor size")
+    if len(real.events) == 0:
+        raise InputError(f"{args.real} has no events: give a real recording with events")
+    if args.frame_interval_ms is not None:
+        if args.frame_interval_ms <= 0:
+            raise ParameterError("--frame-interval-ms must be > 0")
+        fi = int(round(args.frame_interval_ms * 1000))
+    elif real.frame_t is not None and len(real.frame_t) > 1:
+        fi = int(np.median(np.diff(real.frame_t)))
+    else:
+        fi = 40000
+    origin = int(real.frame_t[0]) if real.frame_t is not None and len(real.frame_t) else int(real.events["t"][0])
+    t0 = origin + int(round(args.t0 * 1e6)) if args.t0 is not None else origin
+    if args.t1 is not None:
+        t1 = origin + int(round(args.t1 * 1e6))
+    elif real.frame_t is not None and len(real.frame_t) > 1:
+        t1 = int(real.frame_t[-1])
+    else:
+        t1 = int(real.events["t"][-1]) + 1
+    if t1 <= t0:
+        raise ParameterError(f"the window [{t0}, {t1}) µs is empty: give --t1 after --t0")
+    m = compare(sim.events, real.events, real.width, real.height, t0, t1, fi, phase_origin_us=origin)
+    m["meets_targets"] = meets_targets(m)
+    ctx.say(f"window {(t0 - origin) / 1e6:.3f}–{(t1 - origin) / 1e6:.3f} s, {m['sim_events']} simulated vs "
+            f"{m['real_events']} real events")
+    ctx.say(_fmt(m))
+    return m

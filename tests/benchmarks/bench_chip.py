@@ -1,0 +1,163 @@
+"""Benchmark of the chip kernels and simulation; prints JSON (run: .venv/bin/python tests/benchmarks/bench_chip.py).
+
+* dense int8 MAC throughput (one core) as a fraction of this CPU's int8 peak, per path;
+* event-driven spike accumulation in synaptic operations per second at 10 % input activity;
+* simulation speed of the reference network vs the Python integer reference (run_reference);
+* torch's fbgemm int8 linear (torch.ops.quantized.linear) on the same shape, one thread.
+
+Peak formula (documented in docs/readme/chip.md): an exact int8 GEMM on AVX2 needs two
+multiply-pipe instructions per 32 MACs (two vpmaddwd on int16-widened data, or vpmaddubsw plus
+vpmaddwd-by-ones to widen its int16 pair sums, as fbgemm does), so the int8 peak is
+(256 / 16) MACs per instruction × 2 multiply pipes × clock (MHz from /proc/cpuinfo). A
+register-only vpmaddwd loop measures what the (boosting, shared) CPU really delivers. Timings
+on a shared machine are noisy: best CPU time of several repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+from chip_models import kernels
+
+
+def cpu_info() -> dict:
+    text = open("/proc/cpuinfo").read()
+    model = re.search(r"model name\s*:\s*(.*)", text).group(1)
+    mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", text).group(1))
+    flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+    return {"model": model, "mhz": mhz, "avx2": "avx2" in flags, "avx512vnni": "avx512_vnni" in flags,
+            "avxvnni": "avx_vnni" in flags, "logical_cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
+
+
+def best(fn, repeats=5) -> float:
+    """Best CPU time (process_time) of ``repeats`` runs: on a shared machine the CPU time of this
+    single-threaded process is far less noisy than the wall time (both are reported in ``TIMES``)."""
+    cpu, wall = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    TIMES.append({"cpu_s": round(min(cpu), 5), "wall_s": round(min(wall), 5)})
+    return min(cpu)
+
+
+TIMES: list = []
+
+
+def dense(info: dict) -> dict:
+    rng = np.random.default_rng(0)
+    n, k, m = 1024, 2048, 2048
+    x = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    w = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    clock = info["mhz"] * 1e6
+    vec_bits = 512 if info["avx512vnni"] else 256
+    ports = 2  # vector integer multiply pipes (Zen 3: VPMADDWD/VPMADDUBSW ymm, 2 per clock)
+    # Every exact int8 GEMM on AVX2 spends two multiply-pipe instructions per 32 MACs: two
+    # vpmaddwd on int16-widened data, or vpmaddubsw + vpmaddwd-by-ones to widen its int16 pair
+    # sums (fbgemm's AVX2 kernels do the latter). So the int8 peak is (256/16) = 16 MACs per
+    # multiply instruction × 2 pipes = 32 MACs per cycle per core.
+    peaks = {
+        "int8_avx2": (256 // 16) * ports * clock,
+        "vpmaddubsw_alone": (256 // 8) * ports * clock,  # 32 products per instruction, int16 results only
+    }
+    if info["avx512vnni"]:
+        peaks["vpdpbusd_512"] = (vec_bits // 8) * ports * clock
+    if info["avx2"]:  # the instruction's throughput as this (shared, virtualized) CPU delivers it
+        from chip_models import _kernels
+
+        rounds = 20_000_000
+        dt = best(lambda: _kernels.madd_probe(rounds), 3)
+        peaks["measured_int8_avx2"] = rounds * 12 * 16 / dt
+    out = {"shape_NxKxM": [n, k, m], "peak_mac_per_s": peaks, "paths": {},
+           "peak_note": "int8_avx2: 16 MACs per multiply instruction x 2 multiply pipes x nominal clock "
+                        "(/proc/cpuinfo); vpmaddubsw_alone: its 32 products per instruction without the "
+                        "widening every exact GEMM needs; measured_int8_avx2: 12 independent register-only "
+                        "vpmaddwd chains timed here (the CPU boosts above its nominal clock)"}
+    x_relu = np.maximum(x, 0)  # non-negative inputs (ReLU outputs): the exact vpmaddubsw kernel on AVX2
+    for path in kernels.available_paths():
+        with kernels.use_path(path):
+            packed = kernels.pack(w)
+            rows = 64 if path == "scalar" else n
+            for label, data in (("signed_inputs", x), ("non_negative_inputs", x_relu)):
+                xs = np.ascontiguousarray(data[:rows])
+                dt = best(lambda: kernels.dense_mac(xs, packed), 3 if path == "scalar" else 5)
+                rate = rows * k * m / dt
+                out["paths"][f"{path}/{label}"] = {
+                    "gmac_per_s": round(rate / 1e9, 2), "gops_per_s": round(2 * rate / 1e9, 2),
+                    **{f"fraction_of_{name}": round(rate / p, 3) for name, p in peaks.items()}}
+    return out
+
+
+def spikes() -> dict:
+    rng = np.random.default_rng(1)
+    steps, k, m = 4000, 1024, 256
+    x = (rng.random((steps, k)) < 0.1).astype(np.int8)
+    wt = rng.integers(-128, 128, (k, m)).astype(np.int8)
+    out = {"shape_TxKxM": [steps, k, m], "activity": 0.1, "paths": {}}
+    for path in ("scalar", "avx2"):
+        if path not in kernels.available_paths():
+            continue
+        with kernels.use_path(path):
+            res = {}
+            dt = best(lambda: res.update(a=kernels.spike_accumulate(x, wt)[1]))
+            sops = res["a"] * m
+            out["paths"][path] = {"sop_per_s": float(f"{sops / dt:.3g}"), "target": 1e9, "seconds": round(dt, 4)}
+    return out
+
+
+def simulation(widths=None) -> dict:
+    from chip_models.config import load_chip
+    from chip_models.mapper import map_network
+    from chip_models.reference_net import build_reference, synthetic_inputs
+    from chip_models.simulate import simulate
+    from neurosim.intnet import run_reference
+
+    net = build_reference() if widths is None else build_reference(widths=widths)
+    frames = 8
+    x = synthetic_inputs(net, frames=frames, activity=0.1)
+    mapping = map_network(net, load_chip("tianjic", [f"chips={1 if widths is None else 8}"]))
+    t_ref = best(lambda: run_reference(net, x), 2)
+    simulate(mapping, x)
+    t_sim = best(lambda: simulate(mapping, x), 5)
+    ok = all(np.array_equal(a, b) for a, b in zip(run_reference(net, x).values(), simulate(mapping, x).outputs.values()))
+    return {"network": net.name, "widths": list(widths or (8, 16, 16)), "frames": frames, "reference_s_per_frame": round(t_ref / frames, 5),
+            "chip_sim_s_per_frame": round(t_sim / frames, 6), "speedup": round(t_ref / t_sim, 1), "target": 100,
+            "bit_exact": ok, "path": kernels.get_path()}
+
+
+def fbgemm() -> dict:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.backends.quantized.engine = "fbgemm"
+        n, k, m = 1024, 2048, 2048
+        x = torch.quantize_per_tensor(torch.rand(n, k), 0.01, 0, torch.quint8)
+        w = torch.quantize_per_tensor(torch.randn(m, k), 0.02, 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(w, torch.zeros(m))
+        dt = best(lambda: torch.ops.quantized.linear(x, packed, 1.0, 0), 5)
+        return {"shape_NxKxM": [n, k, m], "gops_per_s": round(2 * n * k * m / dt / 1e9, 2), "threads": 1,
+                "note": "u8 x s8 with vpmaddubsw on AVX2 (may saturate int16 pair sums; our kernel is exact)"}
+    except Exception as exc:  # optional comparison
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def main() -> None:
+    info = cpu_info()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = {"cpu": info, "dense_int8_mac": dense(info), "spike_accumulation": spikes(),
+              "reference_network_simulation": simulation(),
+              "wider_variant_simulation": simulation((32, 64, 64)), "torch_fbgemm_int8_linear": fbgemm()}
+    result["timing_note"] = ("rates use the best single-thread CPU time (time.process_time) of several runs; the "
+                             "machine is shared (see cpu.load_average), so wall times are longer and noisy")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

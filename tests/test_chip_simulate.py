@@ -1,0 +1,133 @@
+"""Core-by-core chip simulation equals neurosim.intnet.run_reference bit for bit; mapper limits."""
+
+import numpy as np
+import pytest
+
+from chip_models import kernels
+from chip_models.config import load_chip
+from chip_models.mapper import map_network
+from chip_models.reference_net import build_reference, synthetic_inputs
+from chip_models.simulate import simulate
+from neurosim.errors import CapacityError, InputError
+from neurosim.intnet import InputSpec, IntLayer, IntNetwork, run_reference
+from neurosim.intneuron import IntLIFParams
+
+VEC = [pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"no {p} on this CPU"))
+       for p in kernels.PATHS]
+
+
+def _assert_same(ref: dict, out: dict):
+    assert ref.keys() == out.keys()
+    for k in ref:
+        np.testing.assert_array_equal(out[k], ref[k], err_msg=k)
+
+
+@pytest.mark.parametrize("path", VEC)
+def test_reference_network_matches_python_reference(path):
+    net = build_reference(seed=3)
+    x = synthetic_inputs(net, frames=2, seed=5, activity=0.15)
+    mapping = map_network(net, load_chip("tianjic"))
+    with kernels.use_path(path):
+        sim = simulate(mapping, x)
+    _assert_same(run_reference(net, x), sim.outputs)
+    assert sim.active_inputs.sum() > 0 and sim.route_packets.sum() > 0
+
+
+def _mixed_net(rng):
+    """ANN conv → sumpool → flatten → SNN linear with fan-in 512 (split over cores) → ANN lut linear;
+    a second SNN conv branch with 40 output channels (several output tiles) and a negative shift."""
+    def w(*shape):
+        return rng.integers(-128, 128, size=shape).astype(np.int8)
+
+    def b(n, s=2000):
+        return rng.integers(-s, s, size=n).astype(np.int32)
+
+    lif = IntLIFParams(v_th=300, v_reset=-20, reset_mode="value", leak_alpha=200, leak_beta=3, refractory_steps=2)
+    layers = [
+        IntLayer(name="c1", kind="conv2d", source="img", weight=w(8, 2, 3, 3), bias=b(8), shift=6, stride=1, padding=1),
+        IntLayer(name="sp", kind="sumpool", source="c1", kernel=2, shift=1),
+        IntLayer(name="fl", kind="flatten", source="sp"),
+        IntLayer(name="fc1", kind="linear", source="fl", mode="snn", weight=w(300, 512), bias=b(300), shift=4, neuron=lif),
+        IntLayer(name="fc2", kind="linear", source="fc1", activation="lut", weight=w(10, 300), bias=b(10), shift=3,
+                 lut=w(256)),
+        IntLayer(name="s1", kind="conv2d", source="ev", mode="snn", weight=w(40, 2, 3, 3), bias=b(40, 50), shift=-2,
+                 stride=2, padding=0, neuron=IntLIFParams(v_th=2000, reset_mode="subtract", leak_alpha=250)),
+        IntLayer(name="mp", kind="maxpool", source="s1", kernel=2),
+    ]
+    inputs = {"img": InputSpec((2, 16, 16), 4, 1), "ev": InputSpec((2, 17, 17), 0, 3)}
+    return IntNetwork("mixed", inputs, layers, ["fc2", "mp", "fc1"])
+
+
+@pytest.mark.parametrize("path", VEC[:2])
+def test_mixed_network_with_split_tiles_matches_reference(path):
+    rng = np.random.default_rng(0)
+    net = _mixed_net(rng)
+    mapping = map_network(net, load_chip("tianjic"))
+    assert mapping.layers["fc1"].splits[0] == 2  # fan-in 512 > 256: two input tiles, partial sums merged
+    assert mapping.layers["s1"].splits[1] >= 2 or mapping.layers["s1"].splits[2] >= 2
+    x = {"img": rng.integers(-128, 128, (4, 2, 16, 16)).astype(np.int8),
+         "ev": (rng.random((12, 2, 17, 17)) < 0.3).astype(np.int8) * rng.integers(1, 4, (12, 2, 17, 17)).astype(np.int8)}
+    with kernels.use_path(path):
+        sim = simulate(mapping, x)
+    _assert_same(run_reference(net, x), sim.outputs)
+    assert sim.binary["fc1"] and not sim.binary["img"]
+    assert any(r.partial_sums for r in mapping.routes)
+
+
+def test_placement_uses_distinct_cores_inside_the_mesh():
+    chip = load_chip("tianjic")
+    mapping = map_network(build_reference(), chip)
+    cores = [t.core for t in mapping.tiles]
+    assert len(set(cores)) == len(cores) <= chip.cores
+    assert all(0 <= r < chip.rows and 0 <= c < chip.cols for r, c in cores)
+    # every consumer tile receives each neuron it needs exactly once
+    for lm in mapping.layers.values():
+        for t in lm.tiles:
+            got = np.concatenate([r.neurons for r in mapping.routes if r.dst == t and not r.partial_sums])
+            assert len(got) == len(np.unique(got))
+
+
+def test_capacity_errors_name_layer_need_and_chip():
+    chip = load_chip("tianjic")
+    big_kernel = IntNetwork("k", {"x": InputSpec((1, 40, 40))},
+                            [IntLayer(name="wide", kind="conv2d", source="x", weight=np.ones((2, 1, 17, 17), np.int8))],
+                            ["wide"])
+    with pytest.raises(CapacityError, match=r"layer wide: one neuron needs fan-in 289 .* fan-in 256"):
+        map_network(big_kernel, chip)
+    too_many = IntNetwork("big", {"x": InputSpec((4096,))},
+                          [IntLayer(name="fc", kind="linear", source="x", weight=np.ones((4096, 4096), np.int8))], ["fc"])
+    with pytest.raises(CapacityError, match=r"layer fc needs \d+ cores but only 156 of 156"):
+        map_network(too_many, chip)
+    assert len(map_network(too_many, load_chip("tianjic", ["chips=30"])).tiles) <= 30 * 156
+
+
+def test_bad_inputs_are_refused():
+    net = build_reference()
+    mapping = map_network(net, load_chip("tianjic"))
+    x = synthetic_inputs(net, 1)
+    with pytest.raises(InputError, match="missing"):
+        simulate(mapping, {"frame": x["frame"]})
+    with pytest.raises(InputError, match="not a multiple"):
+        simulate(mapping, {"frame": x["frame"], "events": x["events"][:7]})
+    with pytest.raises(InputError, match="int8"):
+        simulate(mapping, {"frame": x["frame"].astype(np.float32), "events": x["events"]})
+
+
+def test_event_driven_and_dense_kernels_agree(monkeypatch):
+    """Forcing all-dense or all-event-driven kernels gives the same outputs, activity and packets."""
+    from chip_models import simulate as sim_mod
+
+    rng = np.random.default_rng(4)
+    net = _mixed_net(rng)
+    mapping = map_network(net, load_chip("tianjic"))
+    x = {"img": rng.integers(-128, 128, (2, 2, 16, 16)).astype(np.int8),
+         "ev": (rng.random((6, 2, 17, 17)) < 0.2).astype(np.int8)}
+    results = []
+    for density in (-10.0, 10.0):  # never / always event-driven for 0/1 inputs
+        monkeypatch.setattr(sim_mod, "EVENT_DENSITY", density)
+        results.append(simulate(mapping, x))
+    dense, events = results
+    _assert_same(dense.outputs, events.outputs)
+    np.testing.assert_array_equal(dense.active_inputs, events.active_inputs)
+    np.testing.assert_array_equal(dense.route_packets, events.route_packets)
+    _assert_same(run_reference(net, x), events.outputs)

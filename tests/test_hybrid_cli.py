@@ -1,0 +1,120 @@
+"""hybrid CLI end to end on a tiny synthetic dataset, and its bad-input errors (exit 2, one line)."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from neurosim.cli import main
+
+TINY = ["--set", "epochs=1", "--set", "batches_per_epoch=2", "--set", "batch_size=2",
+        "--set", "model.search_size=32", "--set", "model.ann_channels=[4,8,8]", "--set", "model.snn_channels=[4,8,8]"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> pathlib.Path:
+    from benchmarks_data.synth import SynthConfig, synth_dataset
+
+    out = tmp_path_factory.mktemp("hybrid") / "dataset"
+    cfg = SynthConfig(width=64, height=48, n_frames=40, fps=240.0, target_size_px=(10, 14), scale_range=(0.8, 1.2),
+                      n_distractors=1, subframes=1)
+    synth_dataset(out, n_sequences=3, seed=0, config=cfg, test_fraction=0.34)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset, tmp_path_factory) -> pathlib.Path:
+    run = tmp_path_factory.mktemp("hybrid") / "run"
+    assert main(["train", "--dataset", str(tiny_dataset), "-o", str(run), "-q", *TINY]) == 0
+    return run
+
+
+def _one_line_error(capsys, code, *words):
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("neurosim: error:"), err
+    for w in words:
+        assert w in err, err
+
+
+def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, capsys):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["model"]["search_size"] == 32
+    assert (tiny_run / "checkpoint.safetensors").is_file()
+    rec = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rec) == 1 and np.isfinite(rec[0]["loss"])
+
+    # resume: one more epoch continues from the saved step
+    assert main(["train", "--dataset", str(tiny_dataset), "-o", str(tiny_run), "--resume", "-q",
+                 *TINY, "--set", "epochs=2"]) == 0
+    rec = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rec] == [0, 1] and rec[1]["step"] == 4
+
+    out = tmp_path / "eval"
+    capsys.readouterr()
+    assert main(["eval", str(tiny_run), "--dataset", str(tiny_dataset), "-o", str(out), "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (name, scores), = summary["trackers"].items()
+    assert 0.0 <= scores["auc"] <= 1.0 and scores["steps_per_second"] > 0
+    for f in ("scores.json", "success.png", "precision.png", "table.md"):
+        assert (out / f).is_file()
+    test_seq = json.loads((tiny_dataset / "index.json").read_text())["splits"]["test"][0]
+    boxes = np.loadtxt(out / "results" / name / f"{test_seq}.txt", delimiter=",")
+    assert boxes.ndim == 2 and boxes.shape[1] == 4
+
+    seq = tiny_dataset / "sequences" / f"{test_seq}.h5"
+    video = tmp_path / "track.mp4"
+    assert main(["track", str(tiny_run), str(seq), "-o", str(video), "-q"]) == 0
+    assert video.stat().st_size > 0
+    assert np.loadtxt(tmp_path / "track.txt", delimiter=",").shape[1] == 4
+
+    intnet = tmp_path / "intnet"
+    assert main(["export", str(tiny_run), "-o", str(intnet), "-q"]) == 0
+    from neurosim.intnet import load, run_reference
+
+    net = load(intnet)
+    assert set(net.inputs) == {"frame", "events"}
+    rng = np.random.default_rng(0)
+    outs = run_reference(net, {k: rng.integers(0, 3, (spec.steps, *spec.shape)) for k, spec in net.inputs.items()})
+    assert outs["snn_corr"].shape[0] == net.inputs["events"].steps
+    pytest.importorskip("chip_models.cli")
+    capsys.readouterr()
+    assert main(["chip", "estimate", str(intnet), "--json", "-q"]) == 0
+
+
+def test_run_without_checkpoint_is_an_error(tiny_dataset, tmp_path, capsys):
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    _one_line_error(capsys, main(["eval", str(empty), "--dataset", str(tiny_dataset), "-o", str(tmp_path / "e")]), "checkpoint")
+    assert not (tmp_path / "e").exists()
+    _one_line_error(capsys, main(["track", str(empty), str(tmp_path / "x.h5"), "-o", str(tmp_path / "t.mp4")]))
+    assert not (tmp_path / "t.mp4").exists()
+    _one_line_error(capsys, main(["export", str(tmp_path / "missing"), "-o", str(tmp_path / "i")]), "does not exist")
+    assert not (tmp_path / "i").exists()
+
+
+def test_dataset_of_wrong_format_is_an_error(tiny_run, tmp_path, capsys):
+    bad = tmp_path / "bad_dataset"
+    bad.mkdir()
+    (bad / "index.json").write_text('{"hello": 1}')
+    _one_line_error(capsys, main(["train", "--dataset", str(bad), "-o", str(tmp_path / "r")]), "dataset")
+    assert not (tmp_path / "r").exists()
+    _one_line_error(capsys, main(["eval", str(tiny_run), "--dataset", str(bad), "-o", str(tmp_path / "e")]), "dataset")
+    _one_line_error(capsys, main(["train", "--dataset", str(tmp_path / "nope"), "-o", str(tmp_path / "r")]), "does not exist")
+    notseq = tmp_path / "seq.h5"
+    notseq.write_text("not hdf5")
+    _one_line_error(capsys, main(["track", str(tiny_run), str(notseq), "-o", str(tmp_path / "t.mp4")]), "seq.h5")
+    assert not (tmp_path / "t.mp4").exists()
+
+
+def test_first_box_outside_the_image_is_an_error(tiny_dataset, tiny_run, tmp_path, capsys):
+    seq = sorted((tiny_dataset / "sequences").glob("*.h5"))[0]
+    for box in ("500,500,10,10", "-5,3,10,10", "3,3,0,10", "1,2,3"):
+        _one_line_error(capsys, main(["track", str(tiny_run), str(seq), "-o", str(tmp_path / "t.mp4"), f"--box={box}"]), "box")
+        assert not (tmp_path / "t.mp4").exists() and not (tmp_path / "t.txt").exists()
+
+
+def test_unknown_variant_is_a_parameter_error(tiny_dataset, tmp_path, capsys):
+    _one_line_error(capsys, main(["train", "--dataset", str(tiny_dataset), "-o", str(tmp_path / "r"),
+                                  "--set", "model.variant=bogus"]), "variant")

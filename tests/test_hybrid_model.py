@@ -1,0 +1,102 @@
+"""Model pieces against closed forms and independent references (brute force, intnet.run_reference)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybrid.model import VARIANTS, DashNet, ModelConfig
+from hybrid.tcf import complementary_filter
+from hybrid.template import normalized_correlate, sample_template, soft_argmax
+
+
+def test_tcf_textbook_closed_form():
+    """Constant α, constant SNN motion d and constant ANN estimate a: x_t = α(x_{t-1} + d) + (1-α)a,
+    whose solution is x_t = a + αd/(1-α) + α^t (x_0 - a - αd/(1-α))."""
+    T, alpha, d, a, x0 = 40, 0.9, 0.7, 5.0, 1.0
+    snn = torch.arange(T + 1, dtype=torch.float64)[:, None, None].expand(T + 1, 1, 2) * d
+    ann = torch.full((T, 1, 2), a, dtype=torch.float64)
+    out = complementary_filter(torch.full((1, 2), x0, dtype=torch.float64), snn, ann, torch.zeros(T, dtype=torch.bool),
+                               torch.tensor(alpha, dtype=torch.float64), torch.tensor(alpha, dtype=torch.float64))
+    t = np.arange(1, T + 1)
+    fixed = a + alpha * d / (1 - alpha)
+    np.testing.assert_allclose(out[:, 0, 0].numpy(), fixed + alpha**t * (x0 - fixed), rtol=1e-12)
+
+
+def test_tcf_reset_at_frame_then_dead_reckoning():
+    T = 10
+    snn = torch.cumsum(torch.ones(T + 1, 1, 2), 0)
+    ann = torch.full((T, 1, 2), 100.0)
+    fresh = torch.zeros(T, dtype=torch.bool)
+    fresh[0] = True
+    out = complementary_filter(torch.zeros(1, 2), snn, ann, fresh, torch.tensor(0.0), torch.tensor(1.0))
+    np.testing.assert_allclose(out[:, 0, 0].numpy(), 100.0 + np.arange(T))
+
+
+def test_normalized_correlation_brute_force():
+    g = torch.Generator().manual_seed(0)
+    f, z = torch.randn(2, 4, 7, 9, generator=g, dtype=torch.float64), torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64)
+    x = normalized_correlate(f, z, eps=1e-12)
+    fp = F.pad(f, (1, 1, 1, 1))
+    for i in range(7):
+        for j in range(9):
+            p = fp[:, :, i : i + 3, j : j + 3]
+            p0, z0 = p - p.mean((1, 2, 3), keepdim=True), z - z.mean((1, 2, 3), keepdim=True)
+            ref = (p0 * z0).sum((1, 2, 3)) / (p0.flatten(1).norm(dim=1) * z0.flatten(1).norm(dim=1))
+            np.testing.assert_allclose(x[:, i, j].numpy(), ref.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_soft_argmax_of_a_peak_is_the_cell_centre():
+    r = torch.full((1, 16, 16), -1e4)
+    r[0, 5, 11] = 0.0
+    np.testing.assert_allclose(soft_argmax(r, 4)[0].numpy(), [11 * 4 + 1.5, 5 * 4 + 1.5])
+
+
+def test_template_sampling_is_exact_on_a_linear_map():
+    """Bilinear sampling reproduces a linear function of the pixel position exactly."""
+    h = w = 16
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    px, py = xs * 4 + 1.5, ys * 4 + 1.5  # cell centres in pixels
+    fmap = (2 * px + 3 * py)[None, None]
+    box = torch.tensor([[10.0, 20.0, 12.0, 9.0]], dtype=torch.float64)
+    z = sample_template(fmap, box, 4, 3)[0, 0]
+    cx = 10.0 + (np.arange(3) + 0.5) / 3 * 12.0 - 0.5
+    cy = 20.0 + (np.arange(3) + 0.5) / 3 * 9.0 - 0.5
+    np.testing.assert_allclose(z.numpy(), 2 * cx[None, :] + 3 * cy[:, None], rtol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_runs_and_gives_a_box_per_step(variant):
+    torch.manual_seed(0)
+    m = DashNet(ModelConfig(variant=variant, search_size=32, ann_channels=(4, 8, 8), snn_channels=(4, 8, 8)))
+    B, W, T, S = 2, 5, 7, 32
+    unit = {"frame": torch.rand(B, 1, S, S), "template_frame": torch.rand(B, 1, S, S),
+            "template_box": torch.tensor([[10.0, 10, 8, 8]] * B), "start_box": torch.tensor([[11.0, 10, 8, 8]] * B),
+            "events": (torch.rand(B, W + T, 2, S, S) < 0.05).float()}
+    out = m(unit)
+    assert out["boxes"].shape == (T, B, 4) and torch.isfinite(out["boxes"]).all()
+    out["boxes"].sum().backward()
+
+
+def test_exported_snn_layer_matches_the_float_stbp_neuron():
+    """The integer SNN layer (run by neurosim.intnet.run_reference) spikes exactly like the float
+    STBP conv layer when weights, bias and threshold lie on the 2^-f grid."""
+    from hybrid.export import snn_layers
+    from neurosim.intnet import InputSpec, IntNetwork, run_reference
+
+    torch.manual_seed(1)
+    m = DashNet(ModelConfig(variant="snn_only", search_size=16, snn_channels=(4, 8, 8), snn_threshold=0.5))
+    conv = m.snn.first[0]
+    with torch.no_grad():
+        conv.weight.copy_(torch.round(conv.weight * 64) / 64)
+        conv.bias.copy_(torch.round(conv.bias * 64) / 64)
+    layer = snn_layers(m)[0]
+    f = int(round(np.log2(layer.weight.astype(float).max() / conv.weight.max().item()))) if conv.weight.max() > 0 else 0
+    assert np.allclose(layer.weight / 2.0**f, conv.weight.detach().numpy())
+    x = (torch.rand(30, 1, 2, 16, 16) < 0.2).float()
+    with torch.no_grad():
+        ref = m.snn.first(x)[:, 0].numpy()
+    net = IntNetwork("t", {"events": InputSpec((2, 16, 16), 0, 30)}, [layer], [layer.name])
+    got = run_reference(net, {"events": x[:, 0].numpy().astype(np.int64)})[layer.name]
+    assert ref.sum() > 0
+    np.testing.assert_array_equal(got, ref)
