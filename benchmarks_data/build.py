@@ -94,7 +94,8 @@ def build_dataset(
     shared file system). ``progress(result)`` is called as each sequence finishes.
 
     Report: ``{"out", "index", "built", "skipped", "failed": [{"name", "reason"}],
-    "sequences", "input_frames", "events", "seconds", "workers", "scheduler"}``. Raises
+    "sequences", "input_frames", "events", "seconds", "cpu_seconds" (summed over the
+    sequences' workers), "workers", "scheduler"}``. Raises
     InputError only when the source has no sequences at all; the caller decides what to do
     when every sequence failed (the CLI exits 2).
     """
@@ -171,7 +172,9 @@ def run_build(specs: list[SequenceSpec], out_dir: str | os.PathLike, params: Any
         "failed": failed, "sequences": len(entries),
         "input_frames": int(sum(e["input_frames"] for e in entries)),
         "events": int(sum(e["events"] for e in entries)),
-        "seconds": round(time.perf_counter() - start, 3), "workers": workers, "scheduler": scheduler,
+        "seconds": round(time.perf_counter() - start, 3),
+        "cpu_seconds": round(sum(r.get("cpu_seconds", 0.0) for r in results), 3),
+        "workers": workers, "scheduler": scheduler,
     }
 
 
@@ -181,9 +184,9 @@ def run_build(specs: list[SequenceSpec], out_dir: str | os.PathLike, params: Any
 def build_one(task: dict[str, Any]) -> dict[str, Any]:
     """Convert one sequence (runs in a worker process); never raises for a bad sequence.
 
-    Returns ``{"name", "status": "built" | "skipped" | "failed", "reason", "entry", "seconds"}``.
+    Returns ``{"name", "status": "built" | "skipped" | "failed", "reason", "entry", "seconds", "cpu_seconds"}``.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     spec = SequenceSpec(**task["spec"])
     opts = BuildOptions(**{**task["options"], "resize": tuple(task["options"]["resize"]) if task["options"]["resize"] else None})
     seq_dir = pathlib.Path(task["seq_dir"])
@@ -227,6 +230,7 @@ def build_one(task: dict[str, Any]) -> dict[str, Any]:
         where = f" (in {pathlib.Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
         result["reason"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}{where}"
     result["seconds"] = round(time.perf_counter() - t0, 3)
+    result["cpu_seconds"] = round(time.process_time() - c0, 3)
     return result
 
 
@@ -313,7 +317,11 @@ def _run(tasks: list[dict], workers: int, scheduler: str | None, progress: Calla
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp.get_context("spawn"),
+        # forkserver: a clean server process imports the simulator once, workers fork from it
+        # (no fork of this possibly threaded process, no per-worker re-import as with spawn)
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["benchmarks_data.build", "sim_events.simulator", "sim_events.sources", "h5py", "cv2"])
+        with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
                                     initializer=_worker_init) as pool:
             futures = {pool.submit(build_one, t): t for t in tasks}
             for fut in cf.as_completed(futures):

@@ -9,10 +9,14 @@ split-input tiles' partial sums are added (int64, then saturated to int32, as
 :func:`neurosim.intmath.mac`). Then the soma runs: the ANN output stage, or the integer LIF
 step by step (``lif_run``, state carried across all steps). Pooling runs vectorized.
 
-Layers whose input holds only 0/1 (spikes) and is sparse run event-driven kernels (conv: each
-active input scatters its fan-out weights, no im2col; linear: the active inputs' fan-out rows);
-dense inputs run im2col + the dense int8 MAC (see :func:`_use_events`). All give the same bits;
-the timing model charges SNN tiles for their active inputs whichever kernel ran.
+Conv layers on spikes (0/1 inputs) run whole, all tiles and all steps, in one C++ call
+(:func:`kernels.conv_layer`: event-driven accumulation or a dense plane convolution, int16
+accumulators when exact, bias, requantization and the soma fused; see :func:`_conv_fused` for
+why this equals the tiles' partial sums and how each tile's work is still counted exactly).
+Other layers run per tile group: 0/1 inputs that are sparse run event-driven kernels (linear:
+the active inputs' fan-out rows); dense inputs run im2col + the dense int8 MAC (see
+:func:`_use_events`). All give the same bits; the timing model charges SNN tiles for their
+active inputs whichever kernel ran.
 
 The outputs equal :func:`neurosim.intnet.run_reference` bit for bit (tested). The simulation
 also records the work each core did (active inputs) and the packets on each route, which
@@ -114,6 +118,7 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
     prep = _prepare(mapping)
     net = mapping.net
     values: dict[str, np.ndarray] = {k: np.ascontiguousarray(inputs[k], np.int8) for k in net.inputs}
+    counts: dict[str, np.ndarray] = {}  # value → nonzero count of each of its neurons over the run
     active = np.zeros(len(mapping.tiles), np.int64)
     binary: dict[str, bool] = {}
     for layer in net.layers:
@@ -123,14 +128,48 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
             values[layer.name] = x.reshape(x.shape[0], -1)
         elif layer.kind in ("maxpool", "sumpool"):
             values[layer.name] = _pool(layer, x)
+        elif _fused(layer) and _is_binary(net, layer.source, values, binary):
+            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts)
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
                                            _is_binary(net, layer.source, values, binary))
-    packets = _count_routes(mapping, values)
+    packets = _count_routes(mapping, values, counts)
     outputs = {name: values[name] for name in net.outputs}
     for lm in mapping.layers.values():
         _is_binary(net, lm.source, values, binary)
     return SimResult(outputs, frames, active, packets, binary, values if keep_values else None)
+
+
+FUSED = True  # whole conv layers in one C++ call (kernels.conv_layer); False: per tile group, im2col / events
+
+
+def _fused(layer) -> bool:
+    """Conv layers on spikes (0/1 inputs) run whole (all tiles, all steps) in one
+    :func:`kernels.conv_layer` call; conv layers on int8 activations (one step per frame in
+    the reference network) run im2col + the dense int8 MAC, which is faster for dense inputs."""
+    return FUSED and layer.kind == "conv2d" and int(np.prod(layer.weight.shape[1:])) <= kernels.K_CHUNK
+
+
+def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, counts: dict) -> np.ndarray:
+    """One conv layer over all steps in one C++ call (accumulation, soma, output).
+
+    The layer's tiles only partition its (input channel, output channel, position) space, so
+    their partial sums added up (int64, exact: fan-in ≤ 65536 keeps them inside int32) are the
+    layer's sum, computed here in one pass. Each SNN tile's work is counted exactly from the
+    input nonzero counts: the active inputs its positions saw in its input-channel range
+    (``window_counts``), summed over its positions.
+    """
+    snn = layer.mode == "snn"
+    run = kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+                             layer.activation or "none", layer.lut, layer.neuron if snn else None)
+    counts.setdefault(layer.source, run.in_count.reshape(-1))
+    counts[layer.name] = run.out_count.reshape(-1)
+    if snn:
+        kh, kw = layer.weight.shape[2:]
+        for (k_range, _), tl in _groups(mapping, lm).items():
+            per_position = kernels.window_counts(run.in_count, k_range, kh, kw, layer.stride, layer.padding)
+            _tile_activity(mapping, tl, per_position, active)
+    return run.out
 
 
 def _is_binary(net, name: str, values: dict, cache: dict) -> bool:
@@ -282,25 +321,44 @@ def _pool(layer, x: np.ndarray) -> np.ndarray:
     return kernels.output_stage(out, layer.shift, "none")
 
 
-def _count_routes(mapping: Mapping, values: dict[str, np.ndarray]) -> np.ndarray:
+def _route_groups(mapping: Mapping) -> dict[str, tuple]:
+    """Per value: the routes that carry it (not partial sums), their neuron lists concatenated
+    and the offsets of each route's list (cached per mapping)."""
+    cached = _LAYER_CACHE.get("routes")
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    by_value: dict[str, list[int]] = {}
+    for i, r in enumerate(mapping.routes):
+        if not r.partial_sums:
+            by_value.setdefault(r.value, []).append(i)
+    groups = {}
+    for value, idxs in by_value.items():
+        lens = np.array([len(mapping.routes[i].neurons) for i in idxs], np.int64)
+        flat = np.concatenate([np.asarray(mapping.routes[i].neurons, np.int64) for i in idxs])
+        groups[value] = (np.array(idxs), lens, np.concatenate([[0], np.cumsum(lens)]), flat)
+    _LAYER_CACHE["routes"] = (mapping, groups)
+    return groups
+
+
+def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> np.ndarray:
     """Packets per route over the run: the cheaper of dense (payload bytes per packet) and
-    sparse (one packet per nonzero value, e.g. per spike) for the measured values."""
+    sparse (one packet per nonzero value, e.g. per spike) for the measured values.
+
+    ``counts`` holds the nonzero count of every neuron over the run for the values the fused
+    conv layers saw; the rest are counted here."""
     chip = mapping.chip
     packets = np.zeros(len(mapping.routes), np.int64)
-    by_value: dict[str, list[int]] = {}
     for i, r in enumerate(mapping.routes):
         if r.partial_sums:
             tile = mapping.tiles[r.src]
             packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
-        else:
-            by_value.setdefault(r.value, []).append(i)
-    for value, idxs in by_value.items():
+    for value, (idxs, lens, ptr, flat) in _route_groups(mapping).items():
         v = values[value]
-        v2 = v.reshape(v.shape[0], -1)
-        lens = np.array([len(mapping.routes[i].neurons) for i in idxs], np.int64)
-        ptr = np.concatenate([[0], np.cumsum(lens)])
-        flat = np.concatenate([mapping.routes[i].neurons for i in idxs])
-        sparse = kernels.count_packets(v2, ptr, flat)
-        dense = -(-lens // chip.packet_payload_bytes) * v2.shape[0]
+        count = counts.get(value)
+        if count is None:
+            count = kernels.nonzero_counts(v)
+        csum = np.concatenate([[0], np.cumsum(count[flat], dtype=np.int64)])
+        sparse = csum[ptr[1:]] - csum[ptr[:-1]]
+        dense = -(-lens // chip.packet_payload_bytes) * v.shape[0]
         packets[idxs] = np.minimum(sparse, dense)
     return packets

@@ -4,7 +4,8 @@ A run folder holds ``config.json`` (the full TrainConfig incl. the ModelConfig),
 ``checkpoint.safetensors`` (model tensors, plus ``adam.<i>.<name>`` / ``qsgd.<i>.<name>``
 optimizer state) with
 ``checkpoint.json`` (epoch, step, optimizer scalars), ``metrics.jsonl`` (one JSON object per
-epoch) and ``eval/`` after ``neurosim eval``. Checkpoints are written atomically.
+epoch), ``tb/`` (TensorBoard scalars, when ``tensorboard`` is installed) and ``eval/`` after
+``neurosim eval``. Checkpoints are written atomically.
 """
 
 from __future__ import annotations
@@ -114,15 +115,21 @@ def load_model(run: str | pathlib.Path, variant: str | None = None):
     return model
 
 
-def ship(run: str | pathlib.Path, target: str | pathlib.Path) -> pathlib.Path:
-    """Write a run's model weights (no optimizer state) and config as ``target.safetensors`` + ``.json``."""
+def ship(run: str | pathlib.Path, target: str | pathlib.Path, model: dict[str, Any] | None = None) -> pathlib.Path:
+    """Write a run's model weights (no optimizer state) and config as ``target.safetensors`` + ``.json``.
+
+    ``model``: ModelConfig fields to override in the shipped config — only inference-time
+    settings that leave the weights' meaning intact (e.g. ``{"size_estimation": "hold"}``)."""
     from safetensors.torch import save_file
 
     target = pathlib.Path(target).with_suffix(".safetensors")
     with atomic_output(target) as tmp:
         save_file({k: v.contiguous() for k, v in model_weights(run).items()}, str(tmp))
     with atomic_output(target.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(load_config(run), indent=1))
+        cfg = load_config(run)
+        if model:
+            cfg["model"] = {**cfg.get("model", {}), **model}
+        tmp.write_text(json.dumps(cfg, indent=1))
     return target
 
 

@@ -45,7 +45,7 @@ def run(outdir: pathlib.Path, summary: dict, say: Callable[..., None], seed: int
     if dataset:
         say(f"hybrid: evaluating the tracker and its branches alone on the test split of {dataset}")
         runs = {"hybrid (full)": run_dir, "ANN branch only": (run_dir, "ann_only"), "SNN branch only": (run_dir, "snn_only")}
-        ev = evaluate(runs, dataset, out / "eval", "test", say=lambda *a: say("hybrid:", *a))
+        ev = evaluate(runs, dataset, out / "eval", "test", say=lambda *a: say("hybrid: " + " ".join(map(str, a))))
         result["eval"] = ev
         result["plots"] = [str(out / "eval" / "success.png"), str(out / "eval" / "precision.png")]
     else:

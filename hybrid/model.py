@@ -11,7 +11,9 @@ Per unit (shapes B = batch, h = w = S/4):
 2. SNN over all W+T bins: first-layer spikes ``S¹``, output trace ``r_t`` (snn_branch).
 3. Attention (full, no_tcf): ``F' = F ⊙ (1 + γ·A(S¹ of the W warm-up bins))``.
 4. ANN response ``R_a = corr(F', Z_a)``; centre ``x_ann = softargmax(R_a)``; size
-   ``wh = wh_prior · exp(head(sample(F', box at x_ann)))`` (scale estimation).
+   ``wh = wh_prior · exp(head(sample(F', box at x_ann)))`` (scale estimation; with
+   ``size_estimation="hold"`` the head is still trained but the box keeps the start size —
+   the box loss uses centres only, so training is identical either way).
 5. SNN template, refreshed each unit: ``Z_s = sample(mean_{warm-up} r_t, start box)``
    (+ ``adapter(Z_a)``, a 1×1 conv, in hybrid variants); responses ``R_s,t = corr(r_t, Z_s)``,
    peaks ``p_snn,t = softargmax(R_s,t)``.
@@ -51,12 +53,14 @@ class ModelConfig:
     snn_threshold: float = 0.5
     trace_decay: float = 0.8  # λ of the SNN output trace
     template_size: int = 3  # k
+    template_spacing: str = "box"  # "box": k samples across the target box; "cell": k×k feature cells at the target centre
     temperature: float = 1.0  # soft-argmax τ
     warmup_bins: int = 5  # W
     snn_rate_hz: float = 1000.0
     context: float = 2.5  # search crop side = context · max(w, h) of the box, in image pixels
     min_crop: int = 48  # smallest crop side in image pixels
     quant_scheme: str = "fp32"  # fp32 | wageubn | eoq (ANN branch, via neurosim.quant)
+    size_estimation: str = "ann"  # "ann": box size from the ANN scale head each frame; "hold": keep the first box's size
     alpha_frame: float = 0.3
     alpha_hold: float = 0.98
     learn_alpha: bool = True
@@ -70,6 +74,12 @@ class ModelConfig:
             raise ParameterError(f"model.search_size {self.search_size} must be a multiple of {STRIDE} and ≥ 16")
         if self.quant_scheme not in ("fp32", "wageubn", "eoq"):
             raise ParameterError(f"model.quant_scheme {self.quant_scheme!r}: use fp32, wageubn or eoq")
+        if not (0 < self.alpha_frame < 1) or not (0 < self.alpha_hold <= 1):
+            raise ParameterError(f"model.alpha_frame {self.alpha_frame} must be in (0, 1) and model.alpha_hold {self.alpha_hold} in (0, 1] (1: SNN alone between frames)")
+        if self.size_estimation not in ("ann", "hold"):
+            raise ParameterError(f"model.size_estimation {self.size_estimation!r}: use ann or hold")
+        if self.template_spacing not in ("box", "cell"):
+            raise ParameterError(f"model.template_spacing {self.template_spacing!r}: use box or cell")
         if not (0 < self.snn_rate_hz <= 100_000):
             raise ParameterError(f"model.snn_rate_hz {self.snn_rate_hz} must be in (0, 100000]")
         return self
@@ -107,9 +117,20 @@ class DashNet(nn.Module):
     def ann_features(self, frames: Tensor) -> Tensor:
         return self.ann(ann_mod.normalize_frames(frames))
 
+    def template_box(self, box: Tensor) -> Tensor:
+        """The region the k×k template is sampled over: the target box (``template_spacing="box"``)
+        or the k×k feature cells centred on it (``"cell"``: sample spacing = the correlation's
+        cell spacing, so template and search patches have the same geometry)."""
+        if self.cfg.template_spacing == "box":
+            return box
+        k = self.cfg.template_size
+        c = box[:, :2] + (box[:, 2:] - 1) / 2
+        return torch.cat([c - (k * STRIDE - 1) / 2, torch.full_like(c, float(k * STRIDE))], dim=1)
+
     def template(self, template_frame: Tensor, template_box: Tensor) -> Tensor:
         """Z_a (B, C, k, k) from a template frame (B, 1, S, S) and its box (B, 4)."""
-        return sample_template(self.ann_features(template_frame), template_box, STRIDE, self.cfg.template_size)
+        return sample_template(self.ann_features(template_frame), self.template_box(template_box), STRIDE,
+                               self.cfg.template_size)
 
     def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None) -> dict[str, Tensor]:
         """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
@@ -138,11 +159,11 @@ class DashNet(nn.Module):
             box_a = torch.cat([x_ann - (start[:, 2:] - 1) / 2, start[:, 2:]], dim=1)
             roi = sample_template(feats, box_a, STRIDE, cfg.template_size).flatten(1)
             dlog = self.scale_head(roi).clamp(-0.5, 0.5)
-            wh = start[:, 2:] * torch.exp(dlog)
+            wh = start[:, 2:] * torch.exp(dlog) if cfg.size_estimation == "ann" else start[:, 2:]
             out.update(r_ann=r_a, x_ann=x_ann, dlog_wh=dlog)
         if self.uses_snn:
             warm = trace[:W].mean(0) if W > 0 else torch.zeros_like(trace[0])
-            z_s = sample_template(warm, start, STRIDE, cfg.template_size)
+            z_s = sample_template(warm, self.template_box(start), STRIDE, cfg.template_size)
             if self.uses_ann:
                 z_s = z_s + self.adapter(z_ann)
             r_s = self.corr_snn(trace, z_s)  # (W+T, B, h, w), one template per sequence

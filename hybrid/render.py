@@ -49,6 +49,9 @@ def write_tracking_video(path: str | pathlib.Path, track, res, every: int = 4, f
         for j in range(0, len(res.times), every):
             writer.write(draw_step(track, res, j, every))
         writer.release()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a video is an ordinary output file
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)

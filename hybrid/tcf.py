@@ -10,6 +10,11 @@ For every SNN step t (1 ms at 1 kHz) the box centre is
   With α_frame = α_hold = α this is the textbook filter (high-pass on the SNN path, low-pass on
   the ANN path, crossover set by α); α_hold → 1 trusts the SNN between frames, α_frame → 0
   resets to the frame. Both are learnable (``α = σ(logit)``) or fixed (``learn_alpha=false``).
+- ``alpha_hold = 1`` (config value ≥ 1) fixes α_hold to exactly 1, not learned: the textbook
+  complementary filter for a slow absolute sensor — the ANN corrects the estimate only at the
+  step its frame arrives, and between frames the estimate moves with the SNN alone. With
+  α_hold < 1 the held (stale) ANN centre keeps pulling the estimate back to where the target was
+  at the frame time, i.e. a lag that grows with the target's speed over the frame interval.
 
 Scale: the box size comes from the ANN's scale head at each frame and is held between frames
 (events give no reliable size change at 1 ms).
@@ -49,11 +54,15 @@ class TCF(nn.Module):
         super().__init__()
         logit = lambda a: math.log(a / (1 - a))  # noqa: E731
         self.logit_frame = nn.Parameter(torch.tensor(logit(alpha_frame)), requires_grad=learn)
-        self.logit_hold = nn.Parameter(torch.tensor(logit(alpha_hold)), requires_grad=learn)
+        self.hold_is_one = alpha_hold >= 1.0
+        # kept (unused, frozen) when α_hold ≡ 1 so checkpoints of both kinds share one layout
+        self.logit_hold = nn.Parameter(torch.tensor(0.0 if self.hold_is_one else logit(alpha_hold)),
+                                       requires_grad=learn and not self.hold_is_one)
 
     @property
     def alphas(self) -> tuple[Tensor, Tensor]:
-        return torch.sigmoid(self.logit_frame), torch.sigmoid(self.logit_hold)
+        hold = torch.ones(()) if self.hold_is_one else torch.sigmoid(self.logit_hold)
+        return torch.sigmoid(self.logit_frame), hold
 
     def forward(self, start: Tensor, snn_positions: Tensor, ann_positions: Tensor, fresh: Tensor) -> Tensor:
         a_f, a_h = self.alphas

@@ -113,6 +113,15 @@ def unit_loss(model: DashNet, out: dict, targets: dict, unit: dict, cfg: TrainCo
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def _tensorboard(folder: pathlib.Path):
+    """A TensorBoard SummaryWriter on ``folder``, or None when ``tensorboard`` is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
+
+
 def _dist() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
@@ -190,6 +199,7 @@ def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig
         run.mkdir(parents=True, exist_ok=True)
     n_batches = cfg.batches_per_epoch or math.ceil(len(windows) / cfg.batch_size)
     history = []
+    writer = _tensorboard(run / "tb") if rank == 0 else None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         windows.set_epoch(epoch)
@@ -230,13 +240,20 @@ def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig
                   **{k: v / n_batches for k, v in sums.items()}}
         if "tcf" in dict(model.named_children()):
             a_f, a_h = model.tcf.alphas
-            record["alpha_frame"], record["alpha_hold"] = float(a_f), float(a_h)
+            record["alpha_frame"], record["alpha_hold"] = float(a_f.detach()), float(a_h.detach())
         history.append(record)
         if rank == 0:
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if writer is not None:
+                for k, v in record.items():
+                    if k not in ("epoch", "step"):
+                        writer.add_scalar(f"train/{k}", v, step)
+                writer.flush()
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                 save_checkpoint(run, model, config_doc, opts, {"epoch": epoch, "step": step})
             say(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f} ({record['seconds']:.1f} s)")
+    if writer is not None:
+        writer.close()
     return {"run": str(run), "epochs": cfg.epochs, "steps": step, "history": history, "world_size": world,
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None}

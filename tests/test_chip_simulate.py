@@ -123,11 +123,32 @@ def test_event_driven_and_dense_kernels_agree(monkeypatch):
     x = {"img": rng.integers(-128, 128, (2, 2, 16, 16)).astype(np.int8),
          "ev": (rng.random((6, 2, 17, 17)) < 0.2).astype(np.int8)}
     results = []
+    monkeypatch.setattr(sim_mod, "FUSED", False)  # per tile group: im2col + dense MAC / event-driven
     for density in (-10.0, 10.0):  # never / always event-driven for 0/1 inputs
         monkeypatch.setattr(sim_mod, "EVENT_DENSITY", density)
         results.append(simulate(mapping, x))
-    dense, events = results
-    _assert_same(dense.outputs, events.outputs)
-    np.testing.assert_array_equal(dense.active_inputs, events.active_inputs)
-    np.testing.assert_array_equal(dense.route_packets, events.route_packets)
-    _assert_same(run_reference(net, x), events.outputs)
+    monkeypatch.setattr(sim_mod, "FUSED", True)  # whole spike-input conv layers in one C++ call
+    results.append(simulate(mapping, x))
+    dense, events, fused = results
+    for other in (events, fused):  # same outputs, per-core work and packets whichever kernels ran
+        _assert_same(dense.outputs, other.outputs)
+        np.testing.assert_array_equal(dense.active_inputs, other.active_inputs)
+        np.testing.assert_array_equal(dense.route_packets, other.route_packets)
+    _assert_same(run_reference(net, x), fused.outputs)
+    assert dense.active_inputs.sum() > 0
+
+
+def test_fused_layers_count_the_same_work_on_the_reference_network(monkeypatch):
+    """Per-core active inputs and per-route packets of the fused whole-layer kernels equal the
+    per-tile-group kernels' on the reference network (split over many cores per layer)."""
+    from chip_models import simulate as sim_mod
+
+    net = build_reference(seed=1)
+    x = synthetic_inputs(net, frames=1, seed=2, activity=0.2)
+    mapping = map_network(net, load_chip("tianjic"))
+    fused = simulate(mapping, x)
+    monkeypatch.setattr(sim_mod, "FUSED", False)
+    tiles = simulate(mapping, x)
+    _assert_same(tiles.outputs, fused.outputs)
+    np.testing.assert_array_equal(tiles.active_inputs, fused.active_inputs)
+    np.testing.assert_array_equal(tiles.route_packets, fused.route_packets)

@@ -30,6 +30,14 @@ def tiny_run(tiny_dataset, tmp_path_factory) -> pathlib.Path:
     return run
 
 
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _one_line_error(capsys, code, *words):
     err = capsys.readouterr().err.strip()
     assert code == 2, err
@@ -44,6 +52,8 @@ def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, ca
     assert (tiny_run / "checkpoint.safetensors").is_file()
     rec = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert len(rec) == 1 and np.isfinite(rec[0]["loss"])
+    if _has_tensorboard():
+        assert any((tiny_run / "tb").iterdir())
 
     # resume: one more epoch continues from the saved step
     assert main(["train", "--dataset", str(tiny_dataset), "-o", str(tiny_run), "--resume", "-q",
@@ -67,7 +77,11 @@ def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, ca
     video = tmp_path / "track.mp4"
     assert main(["track", str(tiny_run), str(seq), "-o", str(video), "-q"]) == 0
     assert video.stat().st_size > 0
-    assert np.loadtxt(tmp_path / "track.txt", delimiter=",").shape[1] == 4
+    first = np.loadtxt(tmp_path / "track.txt", delimiter=",")
+    assert first.shape[1] == 4
+    # determinism: the same run and sequence give identical boxes
+    assert main(["track", str(tiny_run), str(seq), "-o", str(tmp_path / "again.mp4"), "-q"]) == 0
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "again.txt", delimiter=","), first)
 
     intnet = tmp_path / "intnet"
     assert main(["export", str(tiny_run), "-o", str(intnet), "-q"]) == 0

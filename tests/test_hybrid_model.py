@@ -100,3 +100,84 @@ def test_exported_snn_layer_matches_the_float_stbp_neuron():
     got = run_reference(net, {"events": x[:, 0].numpy().astype(np.int64)})[layer.name]
     assert ref.sum() > 0
     np.testing.assert_array_equal(got, ref)
+
+
+def test_tcf_hold_one_is_exact_dead_reckoning_between_frames():
+    """alpha_hold = 1 (config ≥ 1): α_hold is exactly 1 and frozen, so between frames the estimate
+    is the frame-step value plus the summed SNN motion (closed form), whatever the held ANN says."""
+    from hybrid.tcf import TCF
+
+    tcf = TCF(alpha_frame=0.25, alpha_hold=1.0)
+    a_f, a_h = tcf.alphas
+    assert float(a_h) == 1.0 and not tcf.logit_hold.requires_grad and tcf.logit_frame.requires_grad
+    T, x0, ann = 12, 3.0, 40.0
+    steps = torch.tensor([0.0, 1.5, -0.5, 2.0, 0.25, 1.0, 3.0, -1.0, 0.5, 0.0, 2.5, 1.0, -2.0], dtype=torch.float64)
+    snn = torch.cumsum(steps, 0)[:, None, None].expand(T + 1, 1, 2)
+    fresh = torch.zeros(T, dtype=torch.bool)
+    fresh[0] = True
+    out = tcf(torch.full((1, 2), x0, dtype=torch.float64), snn, torch.full((T, 1, 2), ann, dtype=torch.float64), fresh)
+    first = 0.25 * (x0 + steps[1].item()) + 0.75 * ann
+    want = first + np.concatenate([[0.0], np.cumsum(steps[2:].numpy())])
+    np.testing.assert_allclose(out[:, 0, 0].detach().numpy(), want, rtol=1e-6)
+
+
+def test_alpha_and_template_spacing_are_checked():
+    from neurosim.errors import ParameterError
+
+    for bad in ({"alpha_hold": 1.5}, {"alpha_frame": 1.0}, {"alpha_hold": 0.0}, {"template_spacing": "pixel"}):
+        with pytest.raises(ParameterError):
+            ModelConfig(**bad).check()
+
+
+def test_cell_spaced_template_has_the_correlation_geometry():
+    """template_spacing = "cell": the k×k template samples are the k×k feature cells centred on the
+    target, so the NCC response of a feature map with itself peaks exactly at the target's cell."""
+    m = DashNet(ModelConfig(variant="ann_only", search_size=64, template_spacing="cell", template_size=5))
+    g = torch.Generator().manual_seed(3)
+    fmap = torch.randn(1, 6, 16, 16, generator=g, dtype=torch.float64)
+    box = torch.tensor([[4 * 9 + 1.5 - 10.0, 4 * 6 + 1.5 - 7.0, 21.0, 15.0]], dtype=torch.float64)  # centre on cell (6, 9)
+    z = sample_template(fmap, m.template_box(box), 4, 5)
+    np.testing.assert_allclose(z[0].numpy(), fmap[0, :, 4:9, 7:12].numpy(), rtol=1e-9, atol=1e-12)
+    r = normalized_correlate(fmap, z, eps=1e-12)[0]
+    assert divmod(int(r.argmax()), 16) == (6, 9) and abs(float(r.max()) - 1.0) < 1e-9
+
+
+def test_size_hold_changes_only_the_box_size_and_not_training():
+    """size_estimation = "hold": same centres as "ann", sizes = the start box's, and the training
+    loss and every gradient are identical (the box loss uses centres only)."""
+    import dataclasses
+
+    from hybrid.train import TrainConfig, unit_loss
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(variant="full", search_size=32, ann_channels=(4, 8, 8), snn_channels=(4, 8, 8))
+    ann = DashNet(cfg)
+    with torch.no_grad():
+        ann.scale_head.bias.fill_(0.3)  # a non-trivial size estimate
+    hold = DashNet(dataclasses.replace(cfg, size_estimation="hold"))
+    hold.load_state_dict(ann.state_dict())
+    B, W, T, S = 2, 5, 6, 32
+    g = torch.Generator().manual_seed(1)
+    unit = {"frame": torch.rand(B, 1, S, S, generator=g), "template_frame": torch.rand(B, 1, S, S, generator=g),
+            "template_box": torch.tensor([[10.0, 10, 8, 8]] * B), "start_box": torch.tensor([[11.0, 10, 8, 6]] * B),
+            "events": (torch.rand(B, W + T, 2, S, S, generator=g) < 0.05).float()}
+    targets = {"ann_centre": torch.full((B, 2), 15.0), "ann_valid": torch.ones(B), "ann_wh": torch.full((B, 2), 9.0),
+               "snn_centres": torch.full((W + T, B, 2), 15.0), "snn_valid": torch.ones(W + T, B),
+               "out_centres": torch.full((T, B, 2), 16.0), "out_valid": torch.ones(T, B)}
+    grads, losses = [], []
+    for m in (ann, hold):
+        out = m(unit)
+        loss, _ = unit_loss(m, out, targets, unit, TrainConfig())
+        loss.backward()
+        losses.append(float(loss))
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+        if m is ann:
+            centres_a, wh_a = out["boxes"][..., :2] + (out["boxes"][..., 2:] - 1) / 2, out["boxes"][..., 2:]
+        else:
+            centres_h, wh_h = out["boxes"][..., :2] + (out["boxes"][..., 2:] - 1) / 2, out["boxes"][..., 2:]
+    torch.testing.assert_close(centres_h, centres_a)
+    assert torch.equal(wh_h, unit["start_box"][None, :, 2:].expand(T, B, 2))
+    assert not torch.allclose(wh_a, wh_h)
+    assert losses[0] == losses[1] and grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=0, atol=1e-6)

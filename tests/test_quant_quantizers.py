@@ -94,3 +94,24 @@ def test_unsupported_layers_are_named():
     m.train()(torch.rand(2, 1, 4, 4))
     with pytest.raises(ParameterError, match=r"layer 1 \(QBatchNorm2d\) has no integer form"):
         to_integer(m.eval(), torch.rand(1, 1, 4, 4))
+
+
+def test_cq_range_decay_limits_gradient_integers():
+    from neurosim.quant import set_cq_range
+
+    torch.manual_seed(0)
+    model = quantize_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), "wageubn").train()
+    x, y = torch.rand(8, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    set_cq_range(model, 2)
+    nn.functional.cross_entropy(model(x), y).backward()
+    n = model[2].weight.grad * 2.0**14
+    assert torch.equal(n, n.round()) and set(n.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    with pytest.raises(ParameterError, match="CQ range 300"):
+        set_cq_range(model, 300)
+
+
+def test_requantizing_with_another_scheme_is_refused():
+    model = quantize_model(nn.Sequential(nn.Conv2d(1, 2, 3)), "eoq")
+    assert quantize_model(model, "eoq") is model  # same scheme: a no-op
+    with pytest.raises(ParameterError, match="layer 0 is already quantized with scheme 'eoq'"):
+        quantize_model(model, "wageubn")

@@ -86,6 +86,8 @@ def test_full_8bit_checker_passes(digits, scheme, arch):
     assert report["ok"], report["violations"][:3]
     assert report["gemm_operands"] >= 3 * sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()) - 1
     assert all(g["bits"] <= 8 for g in report["gradients"])
+    # errors leaving a batch norm use the flagged int8 format (wageubn); none elsewhere
+    assert (report["flagged_operands"] > 0) == (scheme == "wageubn" and "bn" in arch)
 
 
 def test_full_8bit_checker_fails_when_a_path_is_float(digits):

@@ -19,12 +19,12 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("padding", [0, 1, 2])
-def test_spike_conv_matches_dense_conv_forward_and_gradients(padding):
+@pytest.mark.parametrize("padding,cout", [(0, 7), (1, 7), (2, 7), (1, 8), (0, 16), (1, 32), (2, 64)])
+def test_spike_conv_matches_dense_conv_forward_and_gradients(padding, cout):
     g = torch.Generator().manual_seed(0)
-    s = (torch.rand(6, 5, 11, 9, generator=g) < 0.2).float().requires_grad_()
-    conv = torch.nn.Conv2d(5, 7, 3, padding=padding)
-    w_out = torch.randn(6, 7, 9 + 2 * padding, 7 + 2 * padding, generator=g)
+    s = (torch.rand(10, 5, 11, 9, generator=g) < 0.2).float().requires_grad_()
+    conv = torch.nn.Conv2d(5, cout, 3, padding=padding)
+    w_out = torch.randn(10, cout, 9 + 2 * padding, 7 + 2 * padding, generator=g)
     y1 = spike_conv2d(s, conv.weight, conv.bias, padding)
     (y1 * w_out).sum().backward()
     g1 = [s.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
@@ -203,11 +203,20 @@ def test_read_sequence_events_window(tmp_path):
         read_sequence_events(tmp_path / "none.h5", 0, 10)
 
 
-def test_spike_conv_is_exact_for_non_binary_sparse_input():
+@pytest.mark.parametrize("cout", [5, 16])
+def test_spike_conv_is_exact_for_non_binary_sparse_input(cout):
     g = torch.Generator().manual_seed(4)
-    s = torch.rand(3, 4, 7, 7, generator=g) * (torch.rand(3, 4, 7, 7, generator=g) < 0.3)
-    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
-    assert _rel(spike_conv2d(s, conv.weight, conv.bias, 1), conv(s)) < 1e-6
+    s = torch.rand(4, 4, 7, 7, generator=g) * (torch.rand(4, 4, 7, 7, generator=g) < 0.3)
+    s[:2] = (s[:2] > 0).float()  # two binary samples, two with other values
+    s.requires_grad_()
+    conv = torch.nn.Conv2d(4, cout, 3, padding=1)
+    y = spike_conv2d(s, conv.weight, conv.bias, 1)
+    assert _rel(y, conv(s)) < 1e-6
+    y.sum().backward()
+    gw = conv.weight.grad.clone()
+    conv.zero_grad()
+    conv(s).sum().backward()
+    assert _rel(gw, conv.weight.grad) < 1e-5
 
 
 def test_fused_training_step_is_deterministic():

@@ -6,9 +6,9 @@
 //   SNN (soma 3):   out = spikes of the integer LIF driven by sat32(rounding_shift_right(acc, shift)),
 //                   state (v, refractory counter) from zero, carried across the T steps.
 // The fan-in C*kh*kw is at most 65536, so every partial sum fits int32 (|sum| <= 2^30). When the
-// input holds only 0/1 (spikes) and the fan-in is at most 256, every partial sum is a sum of at
-// most 256 weights in [-128, 127], inside [-32768, 32512]: int16 accumulators are exact and
-// twice as many fit a vector register.
+// input holds only 0/1 (spikes), every partial sum of output m is a sum of some of its weights,
+// so |sum| <= sum_k |w[m, k]|; when that is at most 32767 for every m (always for a fan-in up to
+// 255, usually far beyond), int16 accumulators are exact and twice as many fit a register.
 //
 // Two ways to accumulate one step, chosen per layer from the measured activity (same bits):
 //   events  only the active inputs: input (c, y, x) != 0 adds v * w[:, c, dy, dx] to the
@@ -23,6 +23,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -147,6 +148,8 @@ struct Work {
     std::vector<int32_t> cur;      // the step's currents / requantized values, accumulator layout
     std::vector<int32_t> v, cnt;   // LIF state, accumulator layout
     std::vector<int8_t> spk;       // the step's outputs, accumulator layout
+    std::vector<int32_t> bias_pm, bias_cm;  // the bias of every accumulator, both layouts (0 without)
+    bool small_bias = true;                 // every |bias| < 2^30: acc + bias cannot overflow int32
 };
 
 // acc (n) + bias → requantize → soma, in the accumulator layout; bias index i / bstride % m.
@@ -161,13 +164,8 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
     if (!a.bias) {
         for (int64_t i = 0; i < n; ++i) cur[i] = acc[i];
     } else if (small_bias) {  // |acc| <= 2^30, so acc + bias stays inside int32
-        if (position_major) {
-            for (int64_t p = 0; p < p_out; ++p)
-                for (int64_t j = 0; j < m; ++j) cur[p * m + j] = static_cast<int32_t>(acc[p * m + j]) + a.bias[j];
-        } else {
-            for (int64_t j = 0; j < m; ++j)
-                for (int64_t p = 0; p < p_out; ++p) cur[j * p_out + p] = static_cast<int32_t>(acc[j * p_out + p]) + a.bias[j];
-        }
+        const int32_t* b = position_major ? wk.bias_pm.data() : wk.bias_cm.data();
+        for (int64_t i = 0; i < n; ++i) cur[i] = static_cast<int32_t>(acc[i]) + b[i];
     } else {
         for (int64_t i = 0; i < n; ++i) {
             const int64_t j = position_major ? i % m : i / p_out;
@@ -185,14 +183,37 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
     }
 }
 
+// out (m, p) = in (p, m) for int8: 8×8 blocks with SSE2 unpacks (baseline x86-64), the rest scalar.
+inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out) {
+    const int64_t pb = m % 8 == 0 ? p_n / 8 * 8 : 0;
+    for (int64_t j0 = 0; j0 < (pb ? m : 0); j0 += 8)
+        for (int64_t p = 0; p < pb; p += 8) {
+            const int8_t* src = in + p * m + j0;
+            __m128i r[8];
+            for (int k = 0; k < 8; ++k) r[k] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + k * m));
+            const __m128i s0 = _mm_unpacklo_epi8(r[0], r[1]), s1 = _mm_unpacklo_epi8(r[2], r[3]);
+            const __m128i s2 = _mm_unpacklo_epi8(r[4], r[5]), s3 = _mm_unpacklo_epi8(r[6], r[7]);
+            const __m128i u0 = _mm_unpacklo_epi16(s0, s1), u1 = _mm_unpackhi_epi16(s0, s1);
+            const __m128i u2 = _mm_unpacklo_epi16(s2, s3), u3 = _mm_unpackhi_epi16(s2, s3);
+            const __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
+                                  _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
+            for (int k = 0; k < 4; ++k) {
+                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k) * p_n + p), v[k]);
+                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k + 1) * p_n + p),
+                                 _mm_unpackhi_epi64(v[k], v[k]));
+            }
+        }
+    for (int64_t j = 0; j < m; ++j)
+        for (int64_t p = pb; p < p_n; ++p) out[j * p_n + p] = in[p * m + j];
+}
+
 // Outputs of step t: spk (accumulator layout) → out[t] (M, P), and the output nonzero counts.
 __attribute__((always_inline)) inline void write_step(const ConvLayerArgs& a, int64_t t, bool position_major,
                                                       const int8_t* spk) {
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out;
     int8_t* o = a.out + t * n;
     if (position_major) {
-        for (int64_t j = 0; j < m; ++j)
-            for (int64_t p = 0; p < p_out; ++p) o[j * p_out + p] = spk[p * m + j];
+        transpose_bytes(spk, p_out, m, o);
     } else {
         std::memcpy(o, spk, n);
     }
@@ -298,14 +319,22 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
         not_binary |= static_cast<uint8_t>(a.x[i]) > 1;
     }
     const bool binary = !not_binary;
-    const bool i16 = binary && fan_in <= 256;
+    // int16 accumulators are exact when no partial sum can leave int16: with 0/1 inputs every
+    // partial sum of output m is bounded by sum_k |w[m, k]| (at most 128 * fan-in).
+    int64_t l1_max = 0;
+    for (int64_t j = 0; j < a.m; ++j) {
+        int64_t l1 = 0;
+        for (int64_t e = 0; e < fan_in; ++e) l1 += std::abs(static_cast<int32_t>(a.weight[j * fan_in + e]));
+        l1_max = std::max(l1_max, l1);
+    }
+    const bool i16 = binary && l1_max <= 32767;
     const int64_t lanes = (Vec ? 32 : 16) / (i16 ? 2 : 4);
     int mode = a.mode;
     if (mode < 0) {  // operations of each way (vector adds), measured constants for the overheads
         const double taps = static_cast<double>(a.kh) * a.kw / static_cast<double>(a.stride * a.stride);
         const double events = nnz * taps * ((a.m + lanes - 1) / lanes) * 3.0 + 0.5 * nnz;
         const double plane = static_cast<double>(a.steps) * a.m * fan_in * a.ho * ((a.wo + lanes - 1) / lanes) *
-                             (a.stride == 1 ? 1.0 : 4.0 * a.stride);
+                             (a.stride == 1 ? 4.0 : 16.0 * a.stride);  // per-row overheads: measured ~4x an event tap
         mode = events <= plane ? 0 : 1;
     }
     Work wk;
@@ -314,6 +343,16 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
     wk.v.assign(n, 0);
     wk.cnt.assign(n, 0);
     wk.spk.resize(n);
+    wk.bias_pm.assign(n, 0);
+    wk.bias_cm.assign(n, 0);
+    if (a.bias) {
+        for (int64_t p = 0; p < a.ho * a.wo; ++p)
+            for (int64_t j = 0; j < a.m; ++j) {
+                wk.bias_pm[p * a.m + j] = a.bias[j];
+                wk.bias_cm[j * a.ho * a.wo + p] = a.bias[j];
+            }
+        for (int64_t j = 0; j < a.m; ++j) wk.small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
+    }
     if (mode == 1) {
         if (i16) run_plane<int16_t, Vec>(a, wk);
         else run_plane<int32_t, Vec>(a, wk);

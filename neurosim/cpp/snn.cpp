@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include <immintrin.h>
+
 namespace nb = nanobind;
 
 using FArr = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
@@ -552,6 +554,77 @@ bool have_avx2() {
   return ok;
 }
 
+
+// ------------------------------------------------ gather kernels for 0/1 spikes (AVX2)
+// For a sample whose nonzero inputs are all 1, index the active channels of every input pixel
+// (forward) or the active pixels of every channel (weight gradient) and accumulate Cout-vectors
+// in registers: forward out[y, x, :] = b + Σ_{ky,kx} Σ_{active ci at (y+ky−p, x+kx−p)} wt[ci,ky,kx,:];
+// weight gradient dwt[ci,ky,kx,:] += Σ_{active (yi,xi) of ci} g[yi−ky+p, xi−kx+p, :]. Cout must be a
+// multiple of 8; channel blocks of 8·NV. Samples with other values use the scatter kernels above.
+
+template <int NV>
+__attribute__((target("avx2"))) void fwd_gather_sample(const int32_t* start, const int32_t* idx, const float* WT,
+                                                       const float* B, float* acc, int64_t Cout, int64_t Kh,
+                                                       int64_t Kw, int64_t pad, int64_t H, int64_t W, int64_t Ho,
+                                                       int64_t Wo) {
+  for (int64_t cb = 0; cb < Cout; cb += 8 * NV) {
+    for (int64_t y = 0; y < Ho; ++y)
+      for (int64_t x = 0; x < Wo; ++x) {
+        __m256 a[NV];
+        for (int v = 0; v < NV; ++v) a[v] = _mm256_loadu_ps(B + cb + 8 * v);
+        for (int64_t ky = 0; ky < Kh; ++ky) {
+          const int64_t yi = y + ky - pad;
+          if (yi < 0 || yi >= H) continue;
+          for (int64_t kx = 0; kx < Kw; ++kx) {
+            const int64_t xi = x + kx - pad;
+            if (xi < 0 || xi >= W) continue;
+            const int64_t p = yi * W + xi;
+            const float* wbase = WT + (ky * Kw + kx) * Cout + cb;
+            const int64_t tapstride = Kh * Kw * Cout;
+            for (int32_t e = start[p]; e < start[p + 1]; ++e) {
+              const float* w = wbase + idx[e] * tapstride;
+              for (int v = 0; v < NV; ++v) a[v] = _mm256_add_ps(a[v], _mm256_loadu_ps(w + 8 * v));
+            }
+          }
+        }
+        float* o = acc + (y * Wo + x) * Cout + cb;
+        for (int v = 0; v < NV; ++v) _mm256_storeu_ps(o + 8 * v, a[v]);
+      }
+  }
+}
+
+template <int NV>
+__attribute__((target("avx2"))) void wgrad_gather_sample(const int32_t* cstart, const int32_t* pys,
+                                                         const int32_t* pxs, const float* gt, float* DW, int64_t Cin,
+                                                         int64_t Cout, int64_t Kh, int64_t Kw, int64_t pad, int64_t Ho,
+                                                         int64_t Wo) {
+  for (int64_t ci = 0; ci < Cin; ++ci) {
+    if (cstart[ci] == cstart[ci + 1]) continue;
+    for (int64_t ky = 0; ky < Kh; ++ky)
+      for (int64_t kx = 0; kx < Kw; ++kx)
+        for (int64_t cb = 0; cb < Cout; cb += 8 * NV) {
+          float* d = DW + ((ci * Kh + ky) * Kw + kx) * Cout + cb;
+          __m256 a[NV];
+          for (int v = 0; v < NV; ++v) a[v] = _mm256_loadu_ps(d + 8 * v);
+          for (int32_t e = cstart[ci]; e < cstart[ci + 1]; ++e) {
+            const int64_t y = pys[e] - ky + pad, xo = pxs[e] - kx + pad;
+            if (y < 0 || y >= Ho || xo < 0 || xo >= Wo) continue;
+            const float* g = gt + (y * Wo + xo) * Cout + cb;
+            for (int v = 0; v < NV; ++v) a[v] = _mm256_add_ps(a[v], _mm256_loadu_ps(g + 8 * v));
+          }
+          for (int v = 0; v < NV; ++v) _mm256_storeu_ps(d + 8 * v, a[v]);
+        }
+  }
+}
+
+// Channel-block width (vectors of 8) for a Cout, or 0 when the gather kernels do not apply.
+int gather_nv(int64_t Cout) {
+  if (Cout % 32 == 0) return 4;
+  if (Cout % 16 == 0) return 2;
+  if (Cout % 8 == 0) return 1;
+  return 0;
+}
+
 void spike_conv_forward(FArr s, FArr wt, FArr bias, FArr out, int64_t pad, int threads) {
   const int64_t Nb = s.shape(0), Cin = s.shape(1), H = s.shape(2), W = s.shape(3);
   const int64_t Kh = wt.shape(1), Kw = wt.shape(2), Cout = wt.shape(3);
@@ -559,11 +632,46 @@ void spike_conv_forward(FArr s, FArr wt, FArr bias, FArr out, int64_t pad, int t
   const float *S = s.data(), *WT = wt.data(), *B = bias.data();
   float* O = out.data();
   const bool avx = have_avx2();
+  const int nv = avx ? gather_nv(Cout) : 0;
   parallel_for(Nb, threads, [&](int64_t n0, int64_t n1, int) {
-    if (avx)
-      conv_fwd_avx2(S, WT, B, O, n0, n1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
-    else
-      conv_fwd_plain(S, WT, B, O, n0, n1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+    std::vector<int32_t> start(H * W + 1), cur(H * W), idx(Cin * H * W);
+    std::vector<float> acc(Ho * Wo * Cout);
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* sn = S + n * Cin * H * W;
+      bool binary = nv > 0;
+      if (binary) {
+        std::fill(start.begin(), start.end(), 0);
+        for (int64_t ci = 0; ci < Cin && binary; ++ci)
+          for (int64_t p = 0; p < H * W; ++p) {
+            const float v = sn[ci * H * W + p];
+            if (v != 0.0f) {
+              binary &= v == 1.0f;
+              start[p + 1]++;
+            }
+          }
+      }
+      if (!binary) {
+        if (avx)
+          conv_fwd_avx2(S, WT, B, O, n, n + 1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+        else
+          conv_fwd_plain(S, WT, B, O, n, n + 1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+        continue;
+      }
+      for (int64_t p = 0; p < H * W; ++p) start[p + 1] += start[p];
+      std::copy(start.begin(), start.end() - 1, cur.begin());
+      for (int64_t ci = 0; ci < Cin; ++ci)
+        for (int64_t p = 0; p < H * W; ++p)
+          if (sn[ci * H * W + p] != 0.0f) idx[cur[p]++] = (int32_t)ci;
+      if (nv == 4)
+        fwd_gather_sample<4>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
+      else if (nv == 2)
+        fwd_gather_sample<2>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
+      else
+        fwd_gather_sample<1>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
+      float* on = O + n * Cout * Ho * Wo;
+      for (int64_t p = 0; p < Ho * Wo; ++p)
+        for (int64_t co = 0; co < Cout; ++co) on[co * Ho * Wo + p] = acc[p * Cout + co];
+    }
   });
 }
 
@@ -627,14 +735,48 @@ void spike_conv_wgrad(FArr s, FArr g, FArr dwt, int64_t pad, int threads) {
   std::vector<float> partial(nblocks * wsize, 0.0f);
   const float *S = s.data(), *G = g.data();
   const bool avx = have_avx2();
+  const int nv = avx ? gather_nv(Cout) : 0;
   parallel_for(nblocks, threads, [&](int64_t b0, int64_t b1, int) {
+    std::vector<int32_t> cstart(Cin + 1), pys(Cin * H * W), pxs(Cin * H * W);
+    std::vector<float> gt(Ho * Wo * Cout);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * per, n1 = std::min(Nb, n0 + per);
       float* dw = &partial[b * wsize];
-      if (avx)
-        conv_wgrad_avx2(S, G, dw, n0, n1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
-      else
-        conv_wgrad_plain(S, G, dw, n0, n1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+      for (int64_t n = n0; n < n1; ++n) {
+        const float* sn = S + n * Cin * H * W;
+        bool binary = nv > 0;
+        int32_t e = 0;
+        for (int64_t ci = 0; ci < Cin && binary; ++ci) {
+          cstart[ci] = e;
+          for (int64_t yi = 0; yi < H; ++yi)
+            for (int64_t xi = 0; xi < W; ++xi) {
+              const float v = sn[(ci * H + yi) * W + xi];
+              if (v != 0.0f) {
+                binary &= v == 1.0f;
+                pys[e] = (int32_t)yi;
+                pxs[e] = (int32_t)xi;
+                ++e;
+              }
+            }
+        }
+        if (!binary) {
+          if (avx)
+            conv_wgrad_avx2(S, G, dw, n, n + 1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+          else
+            conv_wgrad_plain(S, G, dw, n, n + 1, Cin, H, W, Cout, Kh, Kw, pad, Ho, Wo);
+          continue;
+        }
+        cstart[Cin] = e;
+        const float* gn = G + n * Cout * Ho * Wo;
+        for (int64_t co = 0; co < Cout; ++co)
+          for (int64_t p = 0; p < Ho * Wo; ++p) gt[p * Cout + co] = gn[co * Ho * Wo + p];
+        if (nv == 4)
+          wgrad_gather_sample<4>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
+        else if (nv == 2)
+          wgrad_gather_sample<2>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
+        else
+          wgrad_gather_sample<1>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
+      }
     }
   });
   float* D = dwt.data();

@@ -110,7 +110,7 @@ class GemmRecorder(TorchDispatchMode):
 def check_full_bits(model: nn.Module, scheme: "str | Scheme", step: Callable[[], object]) -> dict:
     """Run ``step()`` (a forward and backward of ``model``) under the recorder and judge it.
 
-    Returns ``{"ok", "bits", "gemm_operands", "violations", "gradients"}``: ``ok`` is True when
+    Returns ``{"ok", "bits", "gemm_operands", "flagged_operands", "violations", "gradients"}``: ``ok`` is True when
     every GEMM operand needs ≤ ``bits`` (= max(w, a, e) of the scheme; float schemes: 8) or is
     flagged-format, and every Conv2d/Linear weight gradient needs ≤ ``g`` bits.
     """
@@ -132,5 +132,6 @@ def check_full_bits(model: nn.Module, scheme: "str | Scheme", step: Callable[[],
     ok = bool(rec.records) and not violations and all(g["ok"] for g in grads)
     return {
         "ok": ok, "bits": limit, "gradient_bits": g_limit, "gemm_operands": len(rec.records),
+        "flagged_operands": sum(r["flagged"] for r in rec.records),
         "violations": violations, "gradients": grads,
     }

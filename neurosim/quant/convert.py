@@ -47,6 +47,11 @@ def quantize_model(model: nn.Module, scheme: "str | Scheme" = "wageubn") -> nn.M
     """
     sch = get_scheme(scheme)
     check_supported(model)
+    for name, m in model.named_modules():
+        if isinstance(m, _DONE) and m.scheme != sch:
+            raise ParameterError(
+                f"layer {name} is already quantized with scheme {m.scheme.name!r}: convert the float model once, with one scheme"
+            )
     if sch.is_float:
         model.quant_scheme = sch
         return model

@@ -6,14 +6,16 @@ Forward (k = scheme bits)::
                                   eval: a running max, so eval and export are batch-independent)
     W = s·C(Q(W_stored/s, w))     s = a power-of-two layer constant fixed at conversion
     b = fixed(b, f_A + f_W, 32)   the bias on the accumulator grid (int32)
-    y = A ⊛ W + b                 (a float GEMM on integer-valued operands: exact)
+    y = A ⊛ W + b                 (a float GEMM on integer-valued operands: exact while partial
+                                  sums stay below 2^24; eval switches to float64 beyond that)
     y = fixed(y, f_out, a)        last layer only (so its logits are int8 too)
 
 Backward::
 
     E  = SQ(∂L/∂y, e)             or the flagged int8 format when a batch norm follows
     ∂L/∂x = E ⊛ᵀ W                (straight through the A quantizer)
-    G  = CQ(E ⊛ A, g)             stored in ``weight.grad`` as ``n·2^(1−g)·2^−7``
+    G  = CQ(E ⊛ A, g)             grad_mode "constant" (wageubn): ``weight.grad = n·2^(1−g)·2^−7``
+    G  = SQ(E ⊛ A, g)             grad_mode "shift" (eoq): magnitude kept
 
 The operands of all three GEMMs are k-bit integers times powers of two; see
 :mod:`neurosim.quant.checker` for the proof by inspection.
@@ -67,9 +69,9 @@ class _QGemm(torch.autograd.Function):
         bq = b
         if b is not None and s.a and s.w:
             bq = Q.fixed(b, f_in + weight_frac(s.w, float(layer.w_scale)), 32)
-        if layer.training:
+        if layer.training or layer.exact_in_float32():
             y = layer._gemm(xq, wq, bq)
-        else:  # eval: float64 keeps every integer sum exact (bit-exact with the integer export)
+        else:  # eval with a large fan-in: float64 keeps every integer sum exact (bit-exact export)
             y = layer._gemm(xq.double(), wq.double(), bq.double() if bq is not None else None).to(x.dtype)
         if layer.quantize_output and s.a:
             y = Q.fixed(y, _track(layer, "out_max", y, s.a), s.a)
@@ -131,6 +133,14 @@ class _QuantMixin:
         if self.bias is not None:
             info[self.bias] = (float(self.w_scale), bool(self.scheme.g), False)
         return info
+
+    def exact_in_float32(self) -> bool:
+        """True when no integer partial sum can reach 2^24 (float32 sums are then exact):
+        ``fan_in · 2^(w−1) · 2^(a−1) < 2^24`` (fan-in < 1024 for 8 bits)."""
+        s = self.scheme
+        if not (s.w and s.a):
+            return True
+        return self.weight[0].numel() * 2 ** (s.w - 1 + s.a - 1) < 2**24
 
     def input_frac(self) -> int:
         """Fractional bits of this layer's (eval) input activations."""

@@ -15,9 +15,11 @@ Backward (per element, t = T−1 … 0, ``g_v`` the gradient arriving at the pos
     synaptic:        g_i⁺ = g_drive + g_i·(1 + nks);  ∂L/∂x_t = g_i⁺;  g_i ← g_i⁺
     ∂L/∂v_th = −Σ g_z·σ' (− Σ z·g_v for subtract);  ∂L/∂k = Σ g_v'·((v_leak − v_{t−1}) + r·drive)
 
-:func:`spike_conv2d` is a stride-1 convolution whose input is known to be 0/1 spikes: the
-forward pass and the weight gradient add weight (or gradient) vectors for active inputs only,
-so their cost is proportional to the number of spikes instead of the dense size. The input
+:func:`spike_conv2d` is a stride-1 convolution for sparse input, typically 0/1 spikes: the
+forward pass and the weight gradient add weight (or gradient) vectors for nonzero inputs only,
+so their cost is proportional to the number of spikes instead of the dense size. For a sample
+of pure 0/1 spikes and Cout a multiple of 8 the C++ kernel indexes the active inputs and
+accumulates in AVX2 registers (gather form); other samples use a scatter form. The input
 gradient is the ordinary dense transposed convolution.
 
 The initial state is treated as a constant (no gradient flows into it).

@@ -44,7 +44,8 @@ def main() -> None:
 
         tmp = tempfile.TemporaryDirectory()
         dataset = pathlib.Path(tmp.name) / "ds"
-        synth_dataset(dataset, n_sequences=3, seed=0, test_fraction=0.34)
+        synth_dataset(dataset, n_sequences=3, seed=0, test_fraction=0.34)  # train + test splits
+    torch.set_num_threads(1)  # as the tracker and the trainer run (see hybrid/track.py)
     out: dict = {"torch_threads": torch.get_num_threads(), "note": "shared 2-core machine: timings are noisy"}
     for variant in ("full", "ann_only", "snn_only"):
         model = load_model(args.run, variant=variant if variant != "full" else None)
@@ -76,10 +77,9 @@ def main() -> None:
 
     cfg_doc = load_config(args.run)
     cfg = from_dict(TrainConfig, {k: v for k, v in cfg_doc.items() if k != "dataset"})
-    cfg.split = "all"
     from hybrid.train import _collate, build_model, make_optimizers, unit_loss, window_unit
 
-    windows = make_windows(dataset, cfg, split="all")
+    windows = make_windows(dataset, cfg, split="train")
     model = build_model(cfg)
     opts = make_optimizers(model, cfg)
     gen = torch.Generator().manual_seed(0)

@@ -1,0 +1,153 @@
+"""The fused whole-layer kernel (kernels.conv_layer) equals the Python integer reference bit for bit.
+
+Reference: neurosim.intnet.run_reference on a one-layer IntNetwork (numpy int64 im2col + mac,
+requantize, int_lif_step), written independently of the C++ code. Random shapes, strides,
+paddings, shifts, biases up to the int32 limits, ANN activations and LIF parameters
+(hypothesis), on the scalar and the vector path and for every accumulation mode; the int16
+accumulator edge (fan-in 256 of -128 weights on all-one spikes) explicitly.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chip_models import kernels
+from neurosim.intnet import InputSpec, IntLayer, IntNetwork, run_reference
+from neurosim.intneuron import RESET_MODES, IntLIFParams
+
+VEC_PATHS = [
+    pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
+    for p in ("scalar", "avx2")
+]
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def layer_case(draw):
+    k = draw(st.integers(1, 4))
+    stride, pad = draw(st.integers(1, 3)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, k - 2 * pad), 12))
+    w = draw(st.integers(max(1, k - 2 * pad), 12))
+    t, c = draw(st.integers(1, 4)), draw(st.integers(1, 10))
+    m = draw(st.sampled_from([1, 3, 8, 16, 19]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["spikes", "int8", "nonneg"]))
+    density = draw(st.floats(0, 1))
+    mask = rng.random((t, c, h, w)) < density
+    if kind == "spikes":
+        x = mask.astype(np.int8)
+    else:
+        lo = 0 if kind == "nonneg" else -128
+        x = np.where(mask, rng.integers(lo, 128, (t, c, h, w)), 0).astype(np.int8)
+    wmax = draw(st.sampled_from([1, 64, 128]))
+    weight = rng.integers(-wmax, wmax, (m, c, k, k)).astype(np.int8)
+    bias = draw(st.sampled_from(["none", "small", "huge"]))
+    b = None if bias == "none" else (
+        rng.integers(-3000, 3000, m) if bias == "small" else rng.choice([-(2**31), 2**31 - 1, 2**30, -(2**30) - 1], m)
+    ).astype(np.int32)
+    shift = draw(st.integers(-3, 14))
+    snn = draw(st.booleans())
+    if snn:
+        neuron = IntLIFParams(v_th=draw(st.integers(0, 3000)), v_reset=draw(st.integers(-100, 100)),
+                              reset_mode=draw(st.sampled_from(RESET_MODES)), reset_constant=draw(st.integers(0, 500)),
+                              leak_alpha=draw(st.integers(0, 256)), leak_beta=draw(st.integers(-20, 20)),
+                              refractory_steps=draw(st.integers(0, 3)))
+        layer = IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=weight, bias=b, shift=shift,
+                         stride=stride, padding=pad, neuron=neuron)
+    else:
+        act = draw(st.sampled_from(["relu", "none", "lut"]))
+        lut = rng.integers(-128, 128, 256).astype(np.int8) if act == "lut" else None
+        layer = IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=weight, bias=b, shift=shift,
+                         stride=stride, padding=pad, activation=act, lut=lut)
+    return x, layer
+
+
+def _reference(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    net = IntNetwork("one", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, [layer], ["l"])
+    return run_reference(net, {"x": x})["l"]
+
+
+def _run(x, layer, mode):
+    return kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+                              layer.activation or "none", layer.lut, layer.neuron if layer.mode == "snn" else None,
+                              mode=mode)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@SETTINGS
+@given(case=layer_case(), mode=st.sampled_from(["auto", "events", "plane"]))
+def test_conv_layer_matches_run_reference(path, case, mode):
+    x, layer = case
+    with kernels.use_path(path):
+        run = _run(x, layer, mode)
+    ref = _reference(x, layer)
+    np.testing.assert_array_equal(run.out, ref)
+    np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+    np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+    assert run.mode == mode or mode == "auto"
+    binary = bool(((x == 0) | (x == 1)).all())
+    l1 = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1).max()
+    assert run.int16 == (binary and l1 <= 32767)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("mode", ["events", "plane"])
+@pytest.mark.parametrize("wval", [-128, 127])
+def test_int16_accumulators_at_their_edge(path, mode, wval):
+    """Fan-in 256 of equal weights on all-one spikes: sums of -32768 / 32512, at the int16 limits
+    (int16 is used for 127, whose L1 bound 32512 fits; not for -128, whose bound 32768 does not)."""
+    x = np.ones((2, 16, 6, 6), np.int8)
+    w = np.full((16, 16, 4, 4), wval, np.int8)
+    layer = IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=None, shift=0, stride=1,
+                     padding=0, activation="none")
+    with kernels.use_path(path):
+        run = _run(x, layer, mode)
+    assert run.int16 == (wval == 127)
+    np.testing.assert_array_equal(run.out, _reference(x, layer))
+    layer_lif = IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=np.full(16, 5, np.int32),
+                         shift=0, stride=1, padding=0, neuron=IntLIFParams(v_th=-40000 if wval < 0 else 30000))
+    with kernels.use_path(path):
+        run = _run(x, layer_lif, mode)
+    np.testing.assert_array_equal(run.out, _reference(x, layer_lif))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 5), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       c0=st.integers(0, 3), dc=st.integers(0, 3))
+def test_window_counts_sum_each_receptive_field(seed, k, stride, pad, c0, dc):
+    rng = np.random.default_rng(seed)
+    c, h, w = 4, int(rng.integers(max(1, k - 2 * pad), 11)), int(rng.integers(max(1, k - 2 * pad), 11))
+    count = rng.integers(0, 50, (c, h, w)).astype(np.int32)
+    c1 = min(c, c0 + dc)
+    got = kernels.window_counts(count, (c0, c1), k, k, stride, pad)
+    padded = np.pad(count[c0:c1].astype(np.int64), ((0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    want = [padded[:, oy * stride: oy * stride + k, ox * stride: ox * stride + k].sum() for oy in range(ho) for ox in range(wo)]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+def test_nonzero_counts_per_neuron(path):
+    rng = np.random.default_rng(2)
+    v = np.where(rng.random((37, 3, 11)) < 0.3, rng.integers(-128, 128, (37, 3, 11)), 0).astype(np.int8)
+    with kernels.use_path(path):
+        np.testing.assert_array_equal(kernels.nonzero_counts(v), np.count_nonzero(v, axis=0).reshape(-1))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("mode", ["events", "plane"])
+def test_int16_accumulators_beyond_fan_in_256(path, mode):
+    """Fan-in 360 with |w| <= 90: the L1 bound 32400 fits int16, so int16 is used and still exact,
+    on all-one spikes (sums at the bound) and on random spikes."""
+    rng = np.random.default_rng(7)
+    w = rng.choice(np.array([-90, 90], np.int8), (12, 40, 3, 3))
+    w[0] = 90
+    for x in (np.ones((2, 40, 5, 5), np.int8), (rng.random((3, 40, 7, 5)) < 0.4).astype(np.int8)):
+        layer = IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=None, shift=3, stride=1,
+                         padding=1, activation="none")
+        with kernels.use_path(path):
+            run = _run(x, layer, mode)
+        assert run.int16
+        np.testing.assert_array_equal(run.out, _reference(x, layer))
