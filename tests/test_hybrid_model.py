@@ -169,7 +169,7 @@ def test_size_hold_changes_only_the_box_size_and_not_training():
         out = m(unit)
         loss, _ = unit_loss(m, out, targets, unit, TrainConfig())
         loss.backward()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
         if m is ann:
             centres_a, wh_a = out["boxes"][..., :2] + (out["boxes"][..., 2:] - 1) / 2, out["boxes"][..., 2:]

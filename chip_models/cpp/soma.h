@@ -14,25 +14,51 @@ constexpr int32_t MEM_HI = (1 << 27) - 1;  // 28-bit membrane (MEMBRANE_BITS)
 constexpr int32_t MEM_LO = -(1 << 27);
 
 // One neuron, one step: integrate (unless refractory), fire, reset, leak; returns the spike.
+// Reset: the reset mode (0 value, 1 subtract, 2 constant) fixed at compile time; Refr = false
+// when no neuron can be refractory (refractory_steps == 0 and every counter 0: counters stay 0).
+template <int Reset, bool Refr>
 __attribute__((always_inline)) inline int8_t lif_one(int32_t current, int32_t& v, int32_t& counter, const LIFParams& p) {
-    const bool refractory = counter > 0;
+    const bool refractory = Refr && counter > 0;
     // |v| < 2^27: clamping the current to +-2^29 first keeps v + c in int32 and does not
     // change the 28-bit saturated sum.
     const int32_t c = std::clamp(current, -(1 << 29), 1 << 29);
-    int32_t vi = refractory ? v : std::clamp(v + c, MEM_LO, MEM_HI);
+    const int32_t vin = std::clamp(v + c, MEM_LO, MEM_HI);
+    int32_t vi = refractory ? v : vin;
     const bool spike = (vi > p.v_th) && !refractory;
-    const int32_t rv = p.reset_mode == 0 ? p.v_reset : (p.reset_mode == 1 ? vi - p.v_th : vi - p.reset_constant);
+    const int32_t rv = Reset == 0 ? p.v_reset : (Reset == 1 ? vi - p.v_th : vi - p.reset_constant);
     vi = spike ? std::clamp(rv, MEM_LO, MEM_HI) : vi;
     const int32_t vh = vi >> 8, vl = vi & 255;
     const int32_t lk = vh * p.leak_alpha + ((vl * p.leak_alpha) >> 8) + p.leak_beta;
     v = std::clamp(lk, MEM_LO, MEM_HI);
-    counter = spike ? p.refractory_steps : std::max(counter - 1, 0);
+    if (Refr) counter = spike ? p.refractory_steps : std::max(counter - 1, 0);
     return spike ? 1 : 0;
 }
 
+template <int Reset, bool Refr>
+__attribute__((always_inline)) inline void lif_loop(const int32_t* current, int32_t* v, int32_t* counter,
+                                                     int8_t* spikes, int64_t n, const LIFParams& p) {
+    for (int64_t i = 0; i < n; ++i) spikes[i] = lif_one<Reset, Refr>(current[i], v[i], counter[i], p);
+}
+
+// n neurons, one step; the loop is specialized on the reset mode and on refractoriness so the
+// vectorized body has no loop-invariant selects or conditional stores.
 __attribute__((always_inline)) inline void lif_body(const int32_t* current, int32_t* v, int32_t* counter,
                                                      int8_t* spikes, int64_t n, const LIFParams p) {
-    for (int64_t i = 0; i < n; ++i) spikes[i] = lif_one(current[i], v[i], counter[i], p);
+    bool refr = p.refractory_steps > 0;
+    if (!refr) {
+        int32_t any = 0;
+        for (int64_t i = 0; i < n; ++i) any |= counter[i];
+        refr = any != 0;
+    }
+    if (refr) {
+        if (p.reset_mode == 0) lif_loop<0, true>(current, v, counter, spikes, n, p);
+        else if (p.reset_mode == 1) lif_loop<1, true>(current, v, counter, spikes, n, p);
+        else lif_loop<2, true>(current, v, counter, spikes, n, p);
+    } else {
+        if (p.reset_mode == 0) lif_loop<0, false>(current, v, counter, spikes, n, p);
+        else if (p.reset_mode == 1) lif_loop<1, false>(current, v, counter, spikes, n, p);
+        else lif_loop<2, false>(current, v, counter, spikes, n, p);
+    }
 }
 
 // rounding_shift_right then clamp to [lo, hi]; int32 for shift >= 0, int64 for a left shift.
