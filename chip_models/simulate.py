@@ -182,7 +182,7 @@ def _is_binary(net, name: str, values: dict, cache: dict) -> bool:
         elif layer is not None and layer.kind in ("maxpool", "flatten") and _is_binary(net, layer.source, values, cache):
             cache[name] = True
         else:
-            cache[name] = bool((values[name].view(np.uint8) <= 1).all())
+            cache[name] = bool(values[name].size == 0 or values[name].view(np.uint8).max() <= 1)
     return cache[name]
 
 

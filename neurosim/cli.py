@@ -203,8 +203,39 @@ def _demo(args: argparse.Namespace, ctx: Context) -> dict:
         summary["stages"][module_name.split(".")[0]] = result
     summary["seconds"] = round(time.perf_counter() - start, 2)
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    ctx.say(f"demo finished in {summary['seconds']} s; summary: {outdir / 'summary.json'}")
+    (outdir / "summary.md").write_text(_demo_report(outdir, summary))
+    ctx.say(f"demo finished in {summary['seconds']} s; report: {outdir / 'summary.md'}")
     return summary
+
+
+def _demo_report(outdir: pathlib.Path, summary: dict[str, Any]) -> str:
+    """One Markdown report of the demo: each stage's figures as a table, its plots inline."""
+    lines = ["# neurosim demo", "", f"Seed {summary['seed']}; whole run {summary['seconds']} s.", ""]
+    for stage, result in summary["stages"].items():
+        rows, plots = _flatten(result)
+        lines += [f"## {stage}", "", "| quantity | value |", "|---|---|"]
+        lines += [f"| {key} | {value} |" for key, value in rows]
+        for plot in plots:
+            rel = pathlib.Path(plot).resolve().relative_to(outdir.resolve())
+            lines += ["", f"![{rel}]({rel})"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _flatten(result: dict[str, Any], prefix: str = "") -> tuple[list[tuple[str, Any]], list[str]]:
+    """Scalar entries of a nested stage result as (dotted key, value), and the PNG paths in it."""
+    rows, plots = [], []
+    for key, value in result.items():
+        values = value if isinstance(value, list) else [value]
+        plots += [v for v in values if isinstance(v, str) and v.endswith(".png")]
+        if isinstance(value, dict):
+            sub_rows, sub_plots = _flatten(value, f"{prefix}{key}.")
+            rows, plots = rows + sub_rows, plots + sub_plots
+        elif isinstance(value, float):
+            rows.append((prefix + key, f"{value:.4g}"))
+        elif isinstance(value, (int, str)) and not str(value).endswith(".png"):
+            rows.append((prefix + key, value))
+    return rows, plots
 
 
 if __name__ == "__main__":

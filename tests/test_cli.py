@@ -32,3 +32,24 @@ def test_bad_override_is_a_parameter_error():
 
     with pytest.raises(ParameterError, match="key=value"):
         apply_overrides({}, ["novalue"])
+
+
+def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
+    import json
+
+    assert main(["demo", "-o", str(tmp_path), "-q"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["stages"]) == ["sim_events", "benchmarks_data", "hybrid", "chip_models"]
+    assert summary["stages"]["sim_events"]["events"] > 0
+    assert summary["stages"]["chip_models"]["fps"] > 0
+    report = (tmp_path / "summary.md").read_text()
+    for stage in summary["stages"]:
+        assert f"## {stage}" in report
+    assert (tmp_path / "chip" / "report.png").is_file()
+
+
+def test_demo_refuses_a_file_as_output_folder(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "neurosim.cli", "demo", "-o", str(target)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is a file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
