@@ -1,4 +1,4 @@
-"""chip_models: neuromorphic chip models of neurosim (see DESIGN.md and docs/readme/chip.md).
+"""chip_models: neuromorphic chip models of neurosim (see DESIGN.md and README.md).
 
 Chip configurations (:mod:`.config`), network input (:mod:`.network`: integer network folders,
 NIR graphs), mapping onto cores (:mod:`.mapper`), C++ int8 kernels (:mod:`.kernels`), a bit-exact

@@ -1,4 +1,4 @@
-"""hybrid: a DashNet-style hybrid ANN–SNN tracker (see docs/readme/hybrid.md).
+"""hybrid: a DashNet-style hybrid ANN–SNN tracker (see README.md).
 
 An ANN on APS frames (``ann``), an SNN of STBP neurons on event bins (``snn_branch``), a
 template/correlation head (``template``), spike attention (``attention``) and a temporal

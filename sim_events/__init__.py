@@ -1,6 +1,6 @@
 """sim_events: video → DAVIS-style data (APS frames + DVS events), formats, calibration.
 
-The simulator (see ``docs/readme/events_simulator.md``):
+The simulator (see ``README.md``):
 
 - :func:`simulate` (``sim_events.simulator``) — a video / image folder / NFS folder / .npz
   to a sequence .h5 (events, APS frames every ``aps_every`` input frames, boxes);
