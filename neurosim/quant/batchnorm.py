@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from neurosim.quant import quantizers as Q
-from neurosim.quant.layers import _track
+from neurosim.quant.layers import _track, adopt
 from neurosim.quant.scheme import Scheme
 
 _DIMS = (0, 2, 3)
@@ -69,12 +69,7 @@ class QBatchNorm2d(nn.BatchNorm2d):
     @classmethod
     def from_float(cls, m: nn.BatchNorm2d, scheme: Scheme, name: str = "") -> "QBatchNorm2d":
         """A QBatchNorm2d sharing ``m``'s parameters and running statistics."""
-        q = cls.__new__(cls)
-        nn.Module.__init__(q)
-        q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
-        q._parameters = dict(m._parameters)
-        q._buffers = dict(m._buffers)
-        q._modules = dict(m._modules)
+        q = adopt(cls, m)
         q.scheme = scheme
         q.layer_name = name
         q.register_buffer("xhat_max", torch.tensor(0.0))

@@ -161,6 +161,17 @@ class _QuantMixin:
         return _QGemm.apply(x, self.weight, self.bias, self, f_in)
 
 
+
+def adopt(cls: type, m: nn.Module) -> nn.Module:
+    """A new, uninitialised ``cls`` module sharing ``m``'s attributes, parameters and buffers."""
+    q = cls.__new__(cls)
+    nn.Module.__init__(q)
+    q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
+    q._parameters = dict(m._parameters)
+    q._buffers = dict(m._buffers)
+    q._modules = dict(m._modules)
+    return q
+
 class QConv2d(_QuantMixin, nn.Conv2d):
     """Conv2d trained with quantized A, W (forward) and E, G (backward); see the module docstring."""
 
@@ -175,12 +186,7 @@ class QConv2d(_QuantMixin, nn.Conv2d):
         """A QConv2d sharing ``m``'s parameter tensors (values projected to the stored grid)."""
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
             raise ParameterError(f"layer {name}: padding {m.padding!r} ({m.padding_mode}) is not supported, use integer zero padding")
-        q = cls.__new__(cls)
-        nn.Module.__init__(q)
-        q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
-        q._parameters = dict(m._parameters)
-        q._buffers = dict(m._buffers)
-        q._modules = dict(m._modules)
+        q = adopt(cls, m)
         q._setup(scheme, name)
         return q
 
@@ -205,12 +211,7 @@ class QLinear(_QuantMixin, nn.Linear):
     @classmethod
     def from_float(cls, m: nn.Linear, scheme: Scheme, name: str = "") -> "QLinear":
         """A QLinear sharing ``m``'s parameter tensors (values projected to the stored grid)."""
-        q = cls.__new__(cls)
-        nn.Module.__init__(q)
-        q.__dict__.update({k: v for k, v in m.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")})
-        q._parameters = dict(m._parameters)
-        q._buffers = dict(m._buffers)
-        q._modules = dict(m._modules)
+        q = adopt(cls, m)
         q._setup(scheme, name)
         return q
 
