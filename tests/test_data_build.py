@@ -158,10 +158,10 @@ def test_dask_local_cluster_build_is_byte_identical(shared_data, tmp_path):
         dask = build_dataset(src, tmp_path / "dask", params, seed=7, resize=(120, 90), workers=2,
                              scheduler=cluster.scheduler_address)
     pool = build_dataset(src, tmp_path / "pool", params, seed=7, resize=(120, 90), workers=2)
-    assert one["failed"] == [] and dask["failed"] == [] and pool["failed"] == []
-    assert sorted(dask["built"]) == sorted(one["built"]) == ["Crossing0", "bag0"]
+    assert one["failed"] == [] and dask["failed"] == [] and pool["failed"] == [], (one, dask, pool)
+    assert sorted(dask["built"]) == sorted(one["built"]) == ["Crossing0", "bag0"], (one, dask)
     ref = _files(tmp_path / "one")
-    assert len(ref) == 4
-    assert _files(tmp_path / "dask") == ref
-    assert _files(tmp_path / "pool") == ref
+    assert len(ref) == 4, sorted(ref)
+    assert _files(tmp_path / "dask") == ref, "dask build differs from the single-process build"
+    assert _files(tmp_path / "pool") == ref, "process-pool build differs from the single-process build"
     assert (tmp_path / "dask" / "index.json").read_bytes() == (tmp_path / "one" / "index.json").read_bytes()
