@@ -42,6 +42,7 @@ import numpy as np
 from benchmarks_data import index as index_mod
 from benchmarks_data.layouts import SequenceSpec, check_sequence, discover
 from neurosim.errors import InputError, NeurosimError, OutputError, ParameterError
+from neurosim.io import json_default
 
 SEQ_DIR = "sequences"
 
@@ -402,9 +403,9 @@ def _default_params(params: Any) -> Any:
 
 def _params_dict(params: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(params):
-        return json.loads(json.dumps(dataclasses.asdict(params), default=_plain))
+        return json.loads(json.dumps(dataclasses.asdict(params), default=json_default))
     if isinstance(params, dict):
-        return json.loads(json.dumps(params, default=_plain))
+        return json.loads(json.dumps(params, default=json_default))
     raise ParameterError(f"simulator parameters must be a DvsParams dataclass, got {type(params).__name__}")
 
 
@@ -416,14 +417,6 @@ def _params_from_dict(cls_path: str, values: dict[str, Any]) -> Any:
     module, _, name = cls_path.partition(":")
     cls = getattr(importlib.import_module(module), name)
     return from_dict(cls, values) if dataclasses.is_dataclass(cls) else values
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, pathlib.Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def _fingerprint(spec: SequenceSpec, boxes: np.ndarray, params: dict, opts: BuildOptions,
@@ -444,7 +437,7 @@ def _fingerprint(spec: SequenceSpec, boxes: np.ndarray, params: dict, opts: Buil
         "spec": dataclasses.asdict(spec), "files": files, "boxes": hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest(),
         "params": params, "options": dataclasses.asdict(opts), "input_fps": input_fps, "aps_every": aps_every,
         "seed": seed, "neurosim": __version__, "synth": synth,
-    }, sort_keys=True, default=_plain)
+    }, sort_keys=True, default=json_default)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -475,7 +468,7 @@ def _write_marker(marker: pathlib.Path, entry: dict[str, Any]) -> None:
     final = marker.with_suffix(".h5")
     data = {**entry, "file_size": final.stat().st_size}
     tmp = marker.with_name(f".{marker.name}.part")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=_plain), encoding="utf-8")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=json_default), encoding="utf-8")
     os.replace(tmp, marker)
 
 

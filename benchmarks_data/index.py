@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from neurosim.errors import InputError
+from neurosim.io import json_default
 
 INDEX_NAME = "index.json"
 FORMAT = "neurosim-dataset"
@@ -108,7 +109,7 @@ def write_index(out_dir: str | pathlib.Path, index: dict[str, Any]) -> pathlib.P
     fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".part", dir=out_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=_plain)
+            json.dump(data, f, indent=2, sort_keys=True, default=json_default)
             f.write("\n")
         mask = os.umask(0)
         os.umask(mask)
@@ -137,9 +138,3 @@ def load_index(dataset: str | pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, pathlib.Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

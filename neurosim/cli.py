@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from neurosim.errors import NeurosimError, ParameterError
+from neurosim.io import json_default
 
 T = TypeVar("T")
 
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
         summary = handler(args, ctx)
         if ctx.json_mode and summary is not None:
-            print(json.dumps(summary, indent=2, default=_json_default))
+            print(json.dumps(summary, indent=2, default=json_default))
         return 0
     except NeurosimError as err:
         print(f"neurosim: error: {err}", file=sys.stderr)
@@ -157,16 +158,6 @@ def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
         if isinstance(action, argparse._SubParsersAction) and name in action.choices:
             return action.choices[name]
     return None
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, pathlib.Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -202,7 +193,7 @@ def _demo(args: argparse.Namespace, ctx: Context) -> dict:
         result["seconds"] = round(time.perf_counter() - t0, 2)
         summary["stages"][module_name.split(".")[0]] = result
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
     (outdir / "summary.md").write_text(_demo_report(outdir, summary))
     ctx.say(f"demo finished in {summary['seconds']} s; report: {outdir / 'summary.md'}")
     return summary

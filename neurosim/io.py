@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 from neurosim.errors import InputError, OutputError
 
@@ -66,3 +67,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for neurosim values: numpy arrays/scalars, paths, dataclasses."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, pathlib.Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
