@@ -800,6 +800,8 @@ bool is_binary(FArr x) {
 
 }  // namespace
 
+void register_chain(nb::module_& m);  // snn_chain.cpp
+
 NB_MODULE(_snn, m) {
   m.doc() = "neurosim fused spiking kernels (neuron recurrence, binary-spike convolution)";
   m.def("neuron_forward", &neuron_forward, nb::call_guard<nb::gil_scoped_release>());
@@ -808,4 +810,5 @@ NB_MODULE(_snn, m) {
   m.def("spike_conv_wgrad", &spike_conv_wgrad, nb::call_guard<nb::gil_scoped_release>());
   m.def("have_avx2", &have_avx2);
   m.def("is_binary", &is_binary, nb::call_guard<nb::gil_scoped_release>());
+  register_chain(m);
 }

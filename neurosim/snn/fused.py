@@ -23,6 +23,9 @@ accumulates in AVX2 registers (gather form); other samples use a scatter form. T
 gradient is the ordinary dense transposed convolution.
 
 The initial state is treated as a constant (no gradient flows into it).
+
+Whole stacks of spiking ``Conv2d → neuron`` blocks (+ a linear head) run faster still as one
+fused C++ pass per sample: see :mod:`neurosim.snn.chain` (used by ``Sequential`` automatically).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Synaptic layers process all T·B samples at once (:mod:`neurosim.snn.layers`); e
 layer runs its recurrence over all T steps in one fused call (:meth:`Neuron.sequence`).
 Plain torch modules (e.g. ``torch.nn.BatchNorm2d``) are applied with time folded into the
 batch. Behind a spiking neuron, convolutions are told their input is binary so they use the
-spike kernel without checking.
+spike kernel without checking. When the network starts with spiking ``Conv2d → neuron``
+blocks (optionally ``Flatten → Linear`` after them), those run as one fused C++ pass
+(:mod:`neurosim.snn.chain`); the rest continues layer by layer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from neurosim.errors import ParameterError
+from neurosim.snn import chain
 from neurosim.snn.layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, SumPool2d, Threshold, fold, unfold
 from neurosim.snn.neurons import Neuron
 
@@ -44,7 +47,13 @@ class Sequential(torch.nn.Sequential):
         if x.ndim < 3:
             raise ParameterError(f"Sequential expects a sequence (T, B, ...), got shape {tuple(x.shape)}")
         states = {}
-        for idx, m in enumerate(self):
+        mods = list(self)
+        start = chain.match(mods, x)
+        if start:  # leading conv → neuron blocks (+ linear head) in one fused C++ pass
+            x, states = chain.run(mods[:start], x, want_states=return_states)
+        for idx, m in enumerate(mods):
+            if idx < start:
+                continue
             if isinstance(m, Neuron):
                 x, states[idx] = m.sequence(x)
             elif isinstance(m, _SEQUENCE_AWARE):

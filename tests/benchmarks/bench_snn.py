@@ -9,7 +9,12 @@ per-step loop and with the convolutions batched over T·B (the faster of the two
 Weights are scaled (``--gain``) so the hidden layers fire at realistic rates; the rates are
 reported, since neurosim's spike kernels get faster with fewer spikes.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_snn.py [--iters 10] [--gain 60]``; prints JSON.
+neurosim runs its fused chain path (``neurosim.snn.chain``: the whole conv → LIF → conv → LIF →
+linear stack in one C++ pass per sample); ``neurosim_layer_by_layer`` is the same network with
+the chain switched off (the previous path), timed alongside for before/after figures and not
+counted among the other libraries.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_snn.py [--iters 10] [--gain 60] [--threads N]``; prints JSON.
 Times are medians (and minima) in ms per iteration, libraries interleaved round-robin (the
 machine is shared, so figures are noisy; the 1-minute load average is printed).
 """
@@ -69,6 +74,18 @@ def neurosim_net(w):
     def run(x):
         return net(x).mean(0)
     return run, net
+
+
+def neurosim_layer_by_layer(w):
+    """neurosim with the fused chain switched off (the path before it): for before/after figures."""
+    from neurosim.snn import chain
+
+    run, net = neurosim_net(w)
+
+    def run_lbl(x):
+        with chain.disabled():
+            return run(x)
+    return run_lbl, net
 
 
 def firing_rates(net, x) -> dict:
@@ -184,13 +201,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--gain", type=float, default=60.0, help="weight scale of the two convolutions")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch (and neurosim) threads; 0 = torch's default")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     x, y = make_data(args.seed)
     w = make_weights(args.seed, args.gain)
     ours, ours_mod = neurosim_net(w)
     rates = firing_rates(ours_mod, x)
-    runners = {"neurosim": (ours, ours_mod)}
+    from neurosim.snn import chain
+
+    neurosim_path = "fused chain" if chain.match(list(ours_mod), x) == len(ours_mod) else "layer by layer"
+    runners = {"neurosim": (ours, ours_mod), "neurosim_layer_by_layer": neurosim_layer_by_layer(w)}
     skipped = {}
     for name, factory in [("norse_step", lambda: norse_net(w, False)), ("norse_folded", lambda: norse_net(w, True)),
                           ("snntorch_step", lambda: snntorch_net(w, False)), ("snntorch_folded", lambda: snntorch_net(w, True)),
@@ -211,14 +234,17 @@ def main() -> None:
             run(x)
 
     times = {"fwd_bwd": {n: [] for n in runners}, "fwd": {n: [] for n in runners}}
+    cpu = {"fwd_bwd": {n: [] for n in runners}, "fwd": {n: [] for n in runners}}
     for kind, fn in (("fwd_bwd", fwd_bwd), ("fwd", fwd)):
         for it in range(args.warmup + args.iters):
             for name, (run, mod) in runners.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn(run, mod)
                 dt = (time.perf_counter() - t0) * 1e3
+                dc = (time.process_time() - c0) * 1e3
                 if it >= args.warmup:
                     times[kind][name].append(dt)
+                    cpu[kind][name].append(dc)
 
     # agreement check: neurosim and norse (same weights, same dynamics) give the same output
     with torch.no_grad():
@@ -226,18 +252,22 @@ def main() -> None:
 
     med = {k: {n: round(statistics.median(v), 2) for n, v in d.items()} for k, d in times.items()}
     best_ms = {k: {n: round(min(v), 2) for n, v in d.items()} for k, d in times.items()}
-    others = {k: {n: t for n, t in d.items() if n != "neurosim"} for k, d in med.items()}
-    others_min = {k: {n: t for n, t in d.items() if n != "neurosim"} for k, d in best_ms.items()}
+    others = {k: {n: t for n, t in d.items() if not n.startswith("neurosim")} for k, d in med.items()}
+    others_min = {k: {n: t for n, t in d.items() if not n.startswith("neurosim")} for k, d in best_ms.items()}
     result = {
         "network": "T=20 B=16 2x34x34 10% events; conv2-16 3x3 -> LIF -> conv16-32 3x3 -> LIF -> linear 36992-10",
         "threads": torch.get_num_threads(),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "iters": args.iters,
         "conv_gain": args.gain,
+        "neurosim_path": neurosim_path,
         "neurosim_firing_rates": rates,
         "max_abs_output_diff_neurosim_vs_norse": agree,
         "median_ms": med,
         "min_ms": best_ms,
+        # process CPU time (all threads): with --threads 1 on a shared machine this is less
+        # sensitive to other processes than wall time
+        "median_cpu_ms": {k: {n: round(statistics.median(v), 2) for n, v in d.items()} for k, d in cpu.items()},
         "skipped": skipped,
     }
     for kind in ("fwd_bwd", "fwd"):
@@ -245,6 +275,8 @@ def main() -> None:
             best = min(others[kind], key=others[kind].get)
             result[f"{kind}_fastest_other"] = best
             result[f"{kind}_speedup_vs_fastest_other"] = round(others[kind][best] / med[kind]["neurosim"], 2)
+            result[f"{kind}_speedup_vs_neurosim_layer_by_layer"] = round(
+                med[kind]["neurosim_layer_by_layer"] / med[kind]["neurosim"], 2)
             best_min = min(others_min[kind], key=others_min[kind].get)
             result[f"{kind}_speedup_vs_fastest_other_by_min"] = round(
                 others_min[kind][best_min] / best_ms[kind]["neurosim"], 2)
