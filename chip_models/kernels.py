@@ -323,14 +323,14 @@ def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.nd
 
 # ------------------------------------------------------------------- fused conv layer
 
-MODES = {"auto": -1, "events": 0, "plane": 1}
+MODES = {"auto": -1, "events": 0, "plane": 1, "lut": 2, "gemm": 3}
 
 
 @dataclasses.dataclass
 class LayerRun:
     """What :func:`conv_layer` did: the output (T, M, Ho, Wo) int8, the nonzero count of every
     input (C, H, W) and output (M, Ho, Wo) over the T steps (int32), the accumulation mode
-    (``events`` or ``plane``) and whether int16 accumulators were exact and used."""
+    (``events``, ``plane``, ``lut`` or ``gemm``) and whether int16 accumulators were exact and used."""
 
     out: np.ndarray
     in_count: np.ndarray
@@ -349,9 +349,17 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
     spikes of the integer LIF driven by ``sat32(rounding_shift_right(acc, shift))`` (state from
     zero, carried across the steps), otherwise (ANN mode) ``act(sat8(rounding_shift_right(acc,
     shift)))``. Equals im2col + :func:`dense_mac` + :func:`current_stage`/:func:`lif_run` or
-    :func:`output_stage` bit for bit. ``mode``: ``auto`` (cheaper of the two from the measured
-    activity), ``events`` (only active inputs scatter their fan-out) or ``plane`` (dense direct
-    convolution, vectorized along output rows).
+    :func:`output_stage` bit for bit. ``mode``:
+
+    * ``auto`` — ``gemm`` for int8 activations, otherwise the cheapest of the others by a count
+      of vector operations from the measured activity;
+    * ``events`` — only active inputs scatter their fan-out (with 0/1 inputs and int16
+      accumulators one contiguous add per kernel row covers every output the input reaches);
+    * ``plane`` — dense direct convolution, vectorized along output rows;
+    * ``lut`` — 0/1 inputs with int16 accumulators: per output, each group of 8 spike taps
+      (channels × columns of a kernel row) is a byte indexing a 256-entry table of their weight
+      sums (``kh·ceil(kw·C/8)`` table adds per output; other inputs fall back to ``events``);
+    * ``gemm`` — im2col of each step + :func:`dense_mac`'s kernel.
     """
     x, weight = _c(x, np.int8), _c(weight, np.int8)
     if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[1]:
@@ -375,7 +383,7 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
         soma, lif = ACTIVATIONS[activation], (0,) * 7
     used = _k.conv_layer(x, weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
                          _c(lut, np.int8), lif, out, in_count, out_count, MODES[mode], _code(vector_only=True))
-    return LayerRun(out, in_count, out_count, "plane" if used & 1 else "events", bool(used & 2))
+    return LayerRun(out, in_count, out_count, ("events", "plane", "lut", "gemm")[used & 3], bool(used & 4))
 
 
 def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int, stride: int, padding: int) -> np.ndarray:
@@ -387,6 +395,27 @@ def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int,
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     out = np.empty(ho * wo, np.int64)
     _k.window_counts(count, int(c_range[0]), int(c_range[1]), int(kh), int(kw), int(stride), int(padding), out)
+    return out
+
+
+def group_sums(count: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``out[g] = count[idx[ptr[g]:ptr[g+1]]].sum()`` (int64 (G,)): the packets of each route from
+    the nonzero counts (int32) of the neurons it carries."""
+    out = np.empty(max(len(ptr) - 1, 0), np.int64)
+    _k.group_sums(_c(count, np.int32), _c(ptr, np.int64), _c(idx, np.int32), out)
+    return out
+
+
+def max_pool(x: np.ndarray, k: int) -> np.ndarray:
+    """Max pooling of int8 ``x`` (..., H, W) over k×k windows with stride k → (..., H//k, W//k)
+    (rows / columns past the last whole window are dropped, as in ``neurosim.intnet``)."""
+    x = _c(x, np.int8)
+    if x.ndim < 2 or k < 1:
+        raise ParameterError(f"max_pool: x must be (..., H, W) and k >= 1, got {x.shape} and k={k}")
+    *lead, h, w = x.shape
+    out = np.empty((*lead, h // k, w // k), np.int8)
+    if out.size:
+        _k.max_pool(x.reshape(-1, h, w), int(k), out.reshape(-1, h // k, w // k), _code(vector_only=True))
     return out
 
 

@@ -9,14 +9,14 @@ split-input tiles' partial sums are added (int64, then saturated to int32, as
 :func:`neurosim.intmath.mac`). Then the soma runs: the ANN output stage, or the integer LIF
 step by step (``lif_run``, state carried across all steps). Pooling runs vectorized.
 
-Conv layers on spikes (0/1 inputs) run whole, all tiles and all steps, in one C++ call
-(:func:`kernels.conv_layer`: event-driven accumulation or a dense plane convolution, int16
-accumulators when exact, bias, requantization and the soma fused; see :func:`_conv_fused` for
-why this equals the tiles' partial sums and how each tile's work is still counted exactly).
-Other layers run per tile group: 0/1 inputs that are sparse run event-driven kernels (linear:
-the active inputs' fan-out rows); dense inputs run im2col + the dense int8 MAC (see
-:func:`_use_events`). All give the same bits; the timing model charges SNN tiles for their
-active inputs whichever kernel ran.
+Conv layers run whole (all tiles, all steps) in one C++ call (:func:`kernels.conv_layer`:
+accumulation — event-driven, spike-pattern tables or a dense plane for spikes, im2col + the
+dense int8 MAC for int8 activations — bias, requantization and the soma fused; see
+:func:`_conv_fused` for why this equals the tiles' partial sums and how each tile's work is
+still counted exactly). Linear layers (and, with ``FUSED = False``, conv layers) run per tile
+group: 0/1 inputs that are sparse run event-driven kernels (linear: the active inputs' fan-out
+rows); dense inputs run im2col + the dense int8 MAC (see :func:`_use_events`). All give the
+same bits; the timing model charges SNN tiles for their active inputs whichever kernel ran.
 
 The outputs equal :func:`neurosim.intnet.run_reference` bit for bit (tested). The simulation
 also records the work each core did (active inputs) and the packets on each route, which
@@ -73,14 +73,25 @@ def check_inputs(mapping: Mapping, inputs: dict[str, np.ndarray]) -> int:
     return frames
 
 
+def _cache(mapping: Mapping, name: str) -> dict:
+    """A per-mapping cache (layer groups, tile ranges, routes), rebuilt for a new mapping."""
+    cached = _LAYER_CACHE.get(name)
+    if cached is None or cached[0] is not mapping:
+        cached = _LAYER_CACHE[name] = (mapping, {})
+    return cached[1]
+
+
 def _groups(mapping: Mapping, lm) -> dict[tuple, list[int]]:
     """Tiles of a layer grouped by (input range, output range): the position tiles of a group
     share their weights, so one kernel call runs all of them (rows = the cores' positions)."""
-    groups: dict[tuple, list[int]] = {}
-    for t in lm.tiles:
-        tile = mapping.tiles[t]
-        groups.setdefault((tile.k_range, tile.m_range), []).append(t)
-    return groups
+    cache = _cache(mapping, "groups")
+    if lm.name not in cache:
+        groups: dict[tuple, list[int]] = {}
+        for t in lm.tiles:
+            tile = mapping.tiles[t]
+            groups.setdefault((tile.k_range, tile.m_range), []).append(t)
+        cache[lm.name] = groups
+    return cache[lm.name]
 
 
 class _Weights:
@@ -128,7 +139,7 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
             values[layer.name] = x.reshape(x.shape[0], -1)
         elif layer.kind in ("maxpool", "sumpool"):
             values[layer.name] = _pool(layer, x)
-        elif _fused(layer) and _is_binary(net, layer.source, values, binary):
+        elif _fused(layer):
             values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts)
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
@@ -144,9 +155,9 @@ FUSED = True  # whole conv layers in one C++ call (kernels.conv_layer); False: p
 
 
 def _fused(layer) -> bool:
-    """Conv layers on spikes (0/1 inputs) run whole (all tiles, all steps) in one
-    :func:`kernels.conv_layer` call; conv layers on int8 activations (one step per frame in
-    the reference network) run im2col + the dense int8 MAC, which is faster for dense inputs."""
+    """Conv layers run whole (all tiles, all steps) in one :func:`kernels.conv_layer` call: on
+    spikes (0/1 inputs) event-driven or through spike-pattern tables, on int8 activations as a
+    im2col + the dense int8 MAC, the soma fused."""
     return FUSED and layer.kind == "conv2d" and int(np.prod(layer.weight.shape[1:])) <= kernels.K_CHUNK
 
 
@@ -233,10 +244,15 @@ def _finish(acc: np.ndarray, split: bool) -> np.ndarray:
 
 def _tile_activity(mapping: Mapping, tiles: list[int], per_position: np.ndarray, active: np.ndarray) -> None:
     """Add each tile's active inputs (summed over its positions) to ``active``."""
-    starts = np.array([mapping.tiles[t].p_range[0] for t in tiles])
-    stops = np.array([mapping.tiles[t].p_range[1] for t in tiles])
-    csum = np.concatenate([[0], np.cumsum(per_position)])
-    active[tiles] += csum[stops] - csum[starts]
+    cache = _cache(mapping, "tile_ranges")
+    key = tuple(tiles)
+    if key not in cache:
+        cache[key] = (np.array(tiles, np.int64), np.array([mapping.tiles[t].p_range[0] for t in tiles], np.int64),
+                      np.array([mapping.tiles[t].p_range[1] for t in tiles], np.int64))
+    idx, starts, stops = cache[key]
+    csum = np.zeros(len(per_position) + 1, np.int64)
+    np.cumsum(per_position, out=csum[1:])
+    active[idx] += csum[stops] - csum[starts]
 
 
 def _acc_rows(mapping: Mapping, lm, layer, x: np.ndarray, weights: "_Weights", active: np.ndarray,
@@ -305,16 +321,14 @@ def _acc_events(mapping: Mapping, lm, layer, x: np.ndarray, weights: "_Weights",
 
 
 def _pool(layer, x: np.ndarray) -> np.ndarray:
-    """Max / sum pooling over k×k windows (stride k), as k² elementwise passes over strided views."""
+    """Max pooling over k×k windows (stride k) in C++ (:func:`kernels.max_pool`); sum pooling as k²
+    elementwise passes over strided views, then the output stage."""
     k = layer.kernel
+    if layer.kind == "maxpool":
+        return kernels.max_pool(x, k)
     t, c, h, w = x.shape
     hk, wk = h - h % k, w - w % k
     views = [x[:, :, i:hk:k, j:wk:k] for i in range(k) for j in range(k)]
-    if layer.kind == "maxpool":
-        out = views[0].copy()
-        for v in views[1:]:
-            np.maximum(out, v, out=out)
-        return out
     out = views[0].astype(np.int32)
     for v in views[1:]:
         out += v
@@ -324,9 +338,9 @@ def _pool(layer, x: np.ndarray) -> np.ndarray:
 def _route_groups(mapping: Mapping) -> dict[str, tuple]:
     """Per value: the routes that carry it (not partial sums), their neuron lists concatenated
     and the offsets of each route's list (cached per mapping)."""
-    cached = _LAYER_CACHE.get("routes")
-    if cached is not None and cached[0] is mapping:
-        return cached[1]
+    cache = _cache(mapping, "routes")
+    if "by_value" in cache:
+        return cache["by_value"]
     by_value: dict[str, list[int]] = {}
     for i, r in enumerate(mapping.routes):
         if not r.partial_sums:
@@ -334,9 +348,10 @@ def _route_groups(mapping: Mapping) -> dict[str, tuple]:
     groups = {}
     for value, idxs in by_value.items():
         lens = np.array([len(mapping.routes[i].neurons) for i in idxs], np.int64)
-        flat = np.concatenate([np.asarray(mapping.routes[i].neurons, np.int64) for i in idxs])
-        groups[value] = (np.array(idxs), lens, np.concatenate([[0], np.cumsum(lens)]), flat)
-    _LAYER_CACHE["routes"] = (mapping, groups)
+        flat = np.concatenate([np.asarray(mapping.routes[i].neurons, np.int32) for i in idxs])
+        groups[value] = (np.array(idxs), lens, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), flat)
+    cache["by_value"] = groups
+    cache["partial"] = [i for i, r in enumerate(mapping.routes) if r.partial_sums]
     return groups
 
 
@@ -348,17 +363,17 @@ def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[
     conv layers saw; the rest are counted here."""
     chip = mapping.chip
     packets = np.zeros(len(mapping.routes), np.int64)
-    for i, r in enumerate(mapping.routes):
-        if r.partial_sums:
-            tile = mapping.tiles[r.src]
-            packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
-    for value, (idxs, lens, ptr, flat) in _route_groups(mapping).items():
+    groups = _route_groups(mapping)
+    for i in _cache(mapping, "routes")["partial"]:
+        r = mapping.routes[i]
+        tile = mapping.tiles[r.src]
+        packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
+    for value, (idxs, lens, ptr, flat) in groups.items():
         v = values[value]
         count = counts.get(value)
         if count is None:
             count = kernels.nonzero_counts(v)
-        csum = np.concatenate([[0], np.cumsum(count[flat], dtype=np.int64)])
-        sparse = csum[ptr[1:]] - csum[ptr[:-1]]
+        sparse = kernels.group_sums(count, ptr, flat)
         dense = -(-lens // chip.packet_payload_bytes) * v.shape[0]
         packets[idxs] = np.minimum(sparse, dense)
     return packets

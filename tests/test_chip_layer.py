@@ -77,7 +77,7 @@ def _run(x, layer, mode):
 
 @pytest.mark.parametrize("path", VEC_PATHS)
 @SETTINGS
-@given(case=layer_case(), mode=st.sampled_from(["auto", "events", "plane"]))
+@given(case=layer_case(), mode=st.sampled_from(["auto", "events", "plane", "lut", "gemm"]))
 def test_conv_layer_matches_run_reference(path, case, mode):
     x, layer = case
     with kernels.use_path(path):
@@ -86,14 +86,15 @@ def test_conv_layer_matches_run_reference(path, case, mode):
     np.testing.assert_array_equal(run.out, ref)
     np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
     np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
-    assert run.mode == mode or mode == "auto"
     binary = bool(((x == 0) | (x == 1)).all())
     l1 = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1).max()
     assert run.int16 == (binary and l1 <= 32767)
+    # the lut mode needs 0/1 inputs and exact int16 sums; otherwise it runs events
+    assert run.mode == mode or mode == "auto" or (mode == "lut" and not run.int16 and run.mode == "events")
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
-@pytest.mark.parametrize("mode", ["events", "plane"])
+@pytest.mark.parametrize("mode", ["events", "plane", "lut", "gemm"])
 @pytest.mark.parametrize("wval", [-128, 127])
 def test_int16_accumulators_at_their_edge(path, mode, wval):
     """Fan-in 256 of equal weights on all-one spikes: sums of -32768 / 32512, at the int16 limits
@@ -137,7 +138,7 @@ def test_nonzero_counts_per_neuron(path):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
-@pytest.mark.parametrize("mode", ["events", "plane"])
+@pytest.mark.parametrize("mode", ["events", "plane", "lut", "gemm"])
 def test_int16_accumulators_beyond_fan_in_256(path, mode):
     """Fan-in 360 with |w| <= 90: the L1 bound 32400 fits int16, so int16 is used and still exact,
     on all-one spikes (sums at the bound) and on random spikes."""
@@ -151,3 +152,106 @@ def test_int16_accumulators_beyond_fan_in_256(path, mode):
             run = _run(x, layer, mode)
         assert run.int16
         np.testing.assert_array_equal(run.out, _reference(x, layer))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,k,stride,pad,m", [(20, 5, 1, 2, 24), (3, 7, 2, 3, 8), (11, 6, 3, 1, 12), (16, 3, 1, 1, 1), (8, 3, 1, 1, 32),
+                                              (9, 8, 2, 0, 40)])
+def test_lut_mode_on_wide_kernel_rows(path, c, k, stride, pad, m):
+    """The lut mode's three ways to read a kernel row's spike bits (whole bytes when C % 8 == 0, one
+    64-bit word when kw*C + 7 <= 64, 4-byte loads per group otherwise) and its table sums for
+    output counts that are / are not multiples of 8, against the Python reference, LIF and ANN."""
+    rng = np.random.default_rng(c * 100 + k)
+    x = (rng.random((4, c, 13, 11)) < 0.3).astype(np.int8)
+    w = rng.integers(-56, 57, (m, c, k, k)).astype(np.int8)  # fan-in <= 576: sums stay inside int16
+    b = rng.integers(-500, 500, m).astype(np.int32)
+    for layer in (
+        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=4, stride=stride,
+                 padding=pad, activation="relu"),
+        IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=3, stride=stride,
+                 padding=pad, neuron=IntLIFParams(v_th=200, reset_mode="subtract", leak_alpha=230)),
+    ):
+        with kernels.use_path(path):
+            run = _run(x, layer, "lut")
+        assert run.mode == "lut" and run.int16
+        ref = _reference(x, layer)
+        np.testing.assert_array_equal(run.out, ref)
+        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+        np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 4), h=st.integers(1, 40), w=st.integers(1, 70),
+       planes=st.integers(1, 5))
+def test_max_pool_matches_run_reference(path, seed, k, h, w, planes):
+    """kernels.max_pool (AVX2 for 2x2 windows, 16 outputs per step; scalar otherwise and on the tail)
+    against run_reference's maxpool, int8 values including -128 and 127, ragged edges dropped."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array([-128, -1, 0, 1, 127], np.int8), (2, planes, h, w)) if seed % 2 else \
+        rng.integers(-128, 128, (2, planes, h, w)).astype(np.int8)
+    if h < k or w < k:
+        return
+    layer = IntLayer(name="l", kind="maxpool", source="x", kernel=k)
+    with kernels.use_path(path):
+        out = kernels.max_pool(x, k)
+    np.testing.assert_array_equal(out, _reference(x, layer))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), groups=st.integers(0, 12))
+def test_group_sums_match_numpy(seed, n, groups):
+    """kernels.group_sums (route packets from per-neuron counts) against numpy, empty groups included."""
+    rng = np.random.default_rng(seed)
+    count = rng.integers(0, 1000, n).astype(np.int32)
+    lens = rng.integers(0, 20, groups)
+    ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    idx = rng.integers(0, n, int(ptr[-1])).astype(np.int32)
+    expected = [int(count[idx[a:b]].astype(np.int64).sum()) for a, b in zip(ptr[:-1], ptr[1:])]
+    np.testing.assert_array_equal(kernels.group_sums(count, ptr, idx), expected)
+    with pytest.raises(ValueError):
+        kernels.group_sums(count, ptr, np.full(len(idx) + 1, n, np.int32)) if len(idx) else kernels.group_sums(
+            count, np.array([0, 1], np.int64), np.array([n], np.int32))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("k,stride,pad,lo", [(9, 2, 4, -128), (10, 1, 0, 0), (3, 1, 1, -128), (1, 2, 0, -5)])
+def test_gemm_mode_on_wide_and_narrow_kernels(path, k, stride, pad, lo):
+    """The gemm mode's im2col (one 8-byte move per kernel row up to kw = 8, a kw-byte copy beyond)
+    with signed and non-negative int8 inputs (the dense MAC's two AVX2 kernels), ANN and LIF."""
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.integers(lo, 128, (3, 5, 17, 13)).astype(np.int8)
+    w = rng.integers(-128, 128, (7, 5, k, k)).astype(np.int8)
+    b = rng.integers(-5000, 5000, 7).astype(np.int32)
+    for layer in (
+        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=9, stride=stride,
+                 padding=pad, activation="none"),
+        IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=6, stride=stride,
+                 padding=pad, neuron=IntLIFParams(v_th=300, reset_mode="value", leak_alpha=200)),
+    ):
+        with kernels.use_path(path):
+            run = _run(x, layer, "auto")
+        assert run.mode == "gemm"
+        ref = _reference(x, layer)
+        np.testing.assert_array_equal(run.out, ref)
+        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+        np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("mode", ["events", "plane", "lut", "gemm"])
+def test_counts_over_more_than_255_steps(path, mode):
+    """The per-neuron nonzero counts go through byte counters flushed every 255 steps: 600 steps,
+    most inputs and outputs nonzero nearly every step, must still count exactly."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((600, 8, 5, 6)) < 0.9).astype(np.int8)
+    w = rng.integers(0, 30, (16, 8, 3, 3)).astype(np.int8)
+    layer = IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=None, shift=2, stride=1,
+                     padding=1, activation="relu")
+    with kernels.use_path(path):
+        run = _run(x, layer, mode)
+    ref = _reference(x, layer)
+    np.testing.assert_array_equal(run.out, ref)
+    np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+    np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+    assert run.in_count.max() > 255 and run.out_count.max() > 255

@@ -10,16 +10,22 @@
 // so |sum| <= sum_k |w[m, k]|; when that is at most 32767 for every m (always for a fan-in up to
 // 255, usually far beyond), int16 accumulators are exact and twice as many fit a register.
 //
-// Two ways to accumulate one step, chosen per layer from the measured activity (same bits):
+// Four ways to accumulate one step (same bits), chosen per layer from the input and the measured
+// activity (the cheapest by a count of vector operations; tests force each one):
 //   events  only the active inputs: input (c, y, x) != 0 adds v * w[:, c, dy, dx] to the
 //           accumulators of every output (oy, ox) it reaches (oy*s - pad + dy = y, same for x);
 //           accumulators are position-major (P, M) so one tap is one contiguous M-vector add.
+//           With int16 accumulators (run_span) one add per kernel row covers all the outputs of
+//           the row the input reaches (L = ceil(kw/s) outputs × M, weights stored per residue).
 //   plane   dense direct convolution: for every (m, c, dy, dx) the shifted input plane times
-//           the weight is added to output plane m (channel-major (M, P), vectorized along ox);
-//           cheaper than events when the layer has few output channels or many active inputs.
-// The soma then runs on the step's accumulators (state in the same layout), and the spikes or
-// activations are written channel-major (T, M, Ho, Wo). Per-input and per-output nonzero counts
-// over the T steps feed the timing model (active inputs per core, packets per route).
+//           the weight is added to output plane m (channel-major (M, P), vectorized along ox).
+//   lut     0/1 inputs, output-stationary: the spikes of 8 taps (channels × columns of a kernel
+//           row) form a byte that indexes a table of the sums of their weights (run_lut).
+//   gemm    int8 activations: im2col of the step (8-byte row moves) + the dense int8 MAC.
+// The soma then runs on the step's accumulators in one fused AVX2 pass (soma.h; scalar bodies
+// otherwise), and the spikes or activations are written channel-major (T, M, Ho, Wo).
+// Per-input and per-output nonzero counts over the T steps feed the timing model (active inputs
+// per core, packets per route).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -80,31 +86,18 @@ __attribute__((always_inline)) inline void add_tap(Acc* a, const Acc* w, int64_t
     }
 }
 
-// The same on AVX2 registers: 16 int16 or 8 int32 accumulators per instruction.
+// The same on AVX2 registers: 8 int32 accumulators per instruction.
 template <typename Acc, bool Bin, int MS>
 __attribute__((target("avx2"))) inline void add_tap_avx2(Acc* a, const Acc* w, int64_t m, Acc v) {
     const int64_t n = MS > 0 ? MS : m;
     int64_t j = 0;
-    if constexpr (sizeof(Acc) == 2) {
-        static_assert(Bin, "int16 accumulators are for 0/1 inputs only");
-        for (; j + 16 <= n; j += 16) {
-            const __m256i s = _mm256_add_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
-                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j)));
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(a + j), s);
-        }
-        for (; j + 8 <= n; j += 8) {
-            const __m128i s = _mm_add_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j)),
-                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j)));
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(a + j), s);
-        }
-    } else {
-        const __m256i vv = _mm256_set1_epi32(v);
-        for (; j + 8 <= n; j += 8) {
-            __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j));
-            if constexpr (!Bin) wv = _mm256_mullo_epi32(wv, vv);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(a + j),
-                                _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)), wv));
-        }
+    static_assert(sizeof(Acc) == 4, "int16 accumulators go through run_span / run_lut");
+    const __m256i vv = _mm256_set1_epi32(v);
+    for (; j + 8 <= n; j += 8) {
+        __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j));
+        if constexpr (!Bin) wv = _mm256_mullo_epi32(wv, vv);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(a + j),
+                            _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)), wv));
     }
     for (; j < n; ++j) a[j] = static_cast<Acc>(a[j] + (Bin ? w[j] : static_cast<Acc>(v * w[j])));
 }
@@ -125,6 +118,15 @@ __attribute__((always_inline)) inline int64_t gather_nonzero(const int8_t* row, 
                 idx[k++] = static_cast<int32_t>(i + __builtin_ctz(nz));
                 nz &= nz - 1;
             }
+        }
+        if (i + 16 <= n) {
+            const __m128i blk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
+            uint32_t nz = ~static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(blk, _mm_setzero_si128()))) & 0xffffu;
+            while (nz) {
+                idx[k++] = static_cast<int32_t>(i + __builtin_ctz(nz));
+                nz &= nz - 1;
+            }
+            i += 16;
         }
     } else {
         for (; i + 8 <= n; i += 8) {
@@ -150,36 +152,78 @@ struct Work {
     std::vector<int8_t> spk;       // the step's outputs, accumulator layout
     std::vector<int32_t> bias_pm, bias_cm;  // the bias of every accumulator, both layouts (0 without)
     bool small_bias = true;                 // every |bias| < 2^30: acc + bias cannot overflow int32
+    std::vector<uint8_t> ocnt;  // output nonzero counts of the last < 255 steps (32 per vector add)
+    int ocnt_steps = 0;
+    std::vector<uint8_t> icnt;  // the same for the inputs (dense passes of lut and gemm)
+    int icnt_steps = 0;
+
+    // in_count += the input nonzeros of step x (C*H*W bytes), through the byte counters
+    void count_inputs(const int8_t* x, int32_t* in_count) {
+        if (!in_count) return;
+        if (icnt.empty()) icnt.assign(in_size, 0);
+        for (size_t i = 0; i < icnt.size(); ++i) icnt[i] = static_cast<uint8_t>(icnt[i] + (x[i] != 0));
+        if (++icnt_steps == 255) flush_inputs(in_count);
+    }
+    void flush_inputs(int32_t* in_count) {
+        if (!in_count || icnt_steps == 0) return;
+        for (size_t i = 0; i < icnt.size(); ++i) in_count[i] += icnt[i];
+        std::fill(icnt.begin(), icnt.end(), uint8_t(0));
+        icnt_steps = 0;
+    }
+    size_t in_size = 0;
+
+    // out_count += the byte counts, which are then cleared
+    void flush_counts(int32_t* out_count) {
+        if (!out_count || ocnt_steps == 0) return;
+        for (size_t i = 0; i < ocnt.size(); ++i) out_count[i] += ocnt[i];
+        std::fill(ocnt.begin(), ocnt.end(), uint8_t(0));
+        ocnt_steps = 0;
+    }
 };
 
 // acc (n) + bias → requantize → soma, in the accumulator layout; bias index i / bstride % m.
-template <typename Acc>
+// Vec: one fused AVX2 pass (soma::lif_fused_avx2 / ann_fused_avx2) when it applies, the scalar
+// bodies on the tail and otherwise.
+template <typename Acc, bool Vec>
 __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, const Acc* acc, int64_t n,
                                                      bool position_major, Work& wk) {
     const int64_t m = a.m, p_out = a.ho * a.wo;
-    int32_t* cur = wk.cur.data();
-    bool small_bias = true;
-    if (a.bias)
-        for (int64_t j = 0; j < m; ++j) small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
+    int64_t done = 0;
+    if constexpr (Vec) {
+        const int32_t* b = a.bias ? (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) : nullptr;
+        if (a.shift >= 0 && a.shift < 32 && wk.small_bias) {
+            if (a.soma == 3 && a.lif.refractory_steps == 0) {
+                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
+                else if (a.lif.reset_mode == 1) done = soma::lif_fused_avx2<Acc, 1>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
+                else done = soma::lif_fused_avx2<Acc, 2>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
+            } else if (a.soma == 0 || a.soma == 1) {
+                done = soma::ann_fused_avx2<Acc>(acc, b, n, a.shift, a.soma, wk.spk.data());
+            }
+        }
+    }
+    if (done == n) return;
+    acc += done;
+    const int64_t rest = n - done;
+    int32_t* cur = wk.cur.data() + done;
     if (!a.bias) {
-        for (int64_t i = 0; i < n; ++i) cur[i] = acc[i];
-    } else if (small_bias) {  // |acc| <= 2^30, so acc + bias stays inside int32
-        const int32_t* b = position_major ? wk.bias_pm.data() : wk.bias_cm.data();
-        for (int64_t i = 0; i < n; ++i) cur[i] = static_cast<int32_t>(acc[i]) + b[i];
+        for (int64_t i = 0; i < rest; ++i) cur[i] = acc[i];
+    } else if (wk.small_bias) {  // |acc| <= 2^30, so acc + bias stays inside int32
+        const int32_t* b = (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + done;
+        for (int64_t i = 0; i < rest; ++i) cur[i] = static_cast<int32_t>(acc[i]) + b[i];
     } else {
-        for (int64_t i = 0; i < n; ++i) {
-            const int64_t j = position_major ? i % m : i / p_out;
+        for (int64_t i = 0; i < rest; ++i) {
+            const int64_t j = position_major ? (i + done) % m : (i + done) / p_out;
             cur[i] = static_cast<int32_t>(std::clamp<int64_t>(static_cast<int64_t>(acc[i]) + a.bias[j],
                                                               std::numeric_limits<int32_t>::min(),
                                                               std::numeric_limits<int32_t>::max()));
         }
     }
     if (a.soma == 3) {
-        soma::requant_body(cur, cur, n, a.shift, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-        soma::lif_body(cur, wk.v.data(), wk.cnt.data(), wk.spk.data(), n, a.lif);
+        soma::requant_body(cur, cur, rest, a.shift, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+        soma::lif_body(cur, wk.v.data() + done, wk.cnt.data() + done, wk.spk.data() + done, rest, a.lif);
     } else {
-        soma::requant_body(cur, cur, n, a.shift, -128, 127);
-        soma::act_body(cur, wk.spk.data(), n, a.soma, a.lut);
+        soma::requant_body(cur, cur, rest, a.shift, -128, 127);
+        soma::act_body(cur, wk.spk.data() + done, rest, a.soma, a.lut);
     }
 }
 
@@ -207,9 +251,10 @@ inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* ou
         for (int64_t p = pb; p < p_n; ++p) out[j * p_n + p] = in[p * m + j];
 }
 
-// Outputs of step t: spk (accumulator layout) → out[t] (M, P), and the output nonzero counts.
+// Outputs of step t: spk (accumulator layout) → out[t] (M, P), and the output nonzero counts
+// (byte counters, flushed into out_count every 255 steps and at the end of the run).
 __attribute__((always_inline)) inline void write_step(const ConvLayerArgs& a, int64_t t, bool position_major,
-                                                      const int8_t* spk) {
+                                                      const int8_t* spk, Work& wk) {
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out;
     int8_t* o = a.out + t * n;
     if (position_major) {
@@ -217,8 +262,11 @@ __attribute__((always_inline)) inline void write_step(const ConvLayerArgs& a, in
     } else {
         std::memcpy(o, spk, n);
     }
-    if (a.out_count)
-        for (int64_t i = 0; i < n; ++i) a.out_count[i] += o[i] != 0;
+    if (a.out_count) {
+        uint8_t* c = wk.ocnt.data();
+        for (int64_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (o[i] != 0));
+        if (++wk.ocnt_steps == 255) wk.flush_counts(a.out_count);
+    }
 }
 
 template <typename Acc, bool Bin, int MS, bool Vec>
@@ -262,8 +310,95 @@ __attribute__((always_inline)) inline void run_events(const ConvLayerArgs& a, Wo
                 }
             }
         }
-        soma_step<Acc>(a, acc.data(), n, true, wk);
-        write_step(a, t, true, wk.spk.data());
+        soma_step<Acc, Vec>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+// events with int16 accumulators (0/1 inputs, the int16 condition): each active input adds, for
+// every kernel row dy that reaches an output row, one contiguous span of L = ceil(kw / s)
+// outputs × M accumulators. Input column u (padded) reaches outputs ox = u/s - i (i = 0..L-1)
+// through taps dx = u % s + s*i, so with the weights of each residue r = u % s stored per window
+// position (zero where dx >= kw) one fixed-length add of L*M int16 covers the whole row span.
+// Accumulator rows carry L-1 spare outputs on the left and enough on the right for the last
+// input column, so the add never needs clipping; the soma reads the valid part.
+template <bool Vec>
+__attribute__((always_inline)) inline void add_span(int16_t* acc, const int16_t* w, int64_t len);
+
+template <>
+__attribute__((always_inline)) inline void add_span<false>(int16_t* acc, const int16_t* w, int64_t len) {
+    for (int64_t j = 0; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
+}
+
+template <>
+__attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const int16_t* w, int64_t len) {
+    // (ymm adds that straddle two outputs' M-blocks, for M = 8, measured 15 % faster than one xmm
+    // add per output: half the instructions outweigh the partly overlapping store forwarding)
+    int64_t j = 0;
+    for (; j + 16 <= len; j += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
+                            _mm256_add_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j)),
+                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j))));
+    for (; j + 8 <= len; j += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(acc + j),
+                         _mm_add_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + j)),
+                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j))));
+    for (; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
+}
+
+template <bool Vec, int SPAN>
+__attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
+    const int64_t L = (a.kw + s - 1) / s, span = SPAN > 0 ? SPAN : L * m;  // SPAN: known at compile time
+    const int64_t right = std::max<int64_t>(0, (a.w - 1 + a.pad) / s - (a.wo - 1));
+    const int64_t row_len = (L - 1 + a.wo + right) * m;  // accumulators per output row, spare included
+    // window weights: wwin[((c*kh + dy)*s + r)*span + q*m + j] = w[j, c, dy, r + s*(L-1-q)] (0 past kw)
+    std::vector<int16_t> wwin(a.c * a.kh * s * span, 0);
+    for (int64_t c = 0; c < a.c; ++c)
+        for (int64_t dy = 0; dy < a.kh; ++dy)
+            for (int64_t r = 0; r < s; ++r)
+                for (int64_t q = 0; q < L; ++q) {
+                    const int64_t dx = r + s * (L - 1 - q);
+                    if (dx >= a.kw) continue;
+                    int16_t* e = wwin.data() + ((c * a.kh + dy) * s + r) * span + q * m;
+                    for (int64_t j = 0; j < m; ++j) e[j] = a.weight[((j * a.c + c) * a.kh + dy) * a.kw + dx];
+                }
+    std::vector<int32_t> yptr;
+    std::vector<Tap> ytaps;  // per input row: (output row offset, dy * s * span)
+    axis_taps(a.h, a.ho, a.kh, s, a.pad, row_len, s * span, yptr, ytaps);
+    std::vector<int16_t> accp(a.ho * row_len + span), acc(n);
+    // per input column u = x + pad: the window starts at output u/s - (L-1), i.e. at spare slot
+    // u/s of the row, with the weights of residue u % s
+    std::vector<int32_t> col_acc(a.w), col_w(a.w);
+    for (int64_t xx = 0; xx < a.w; ++xx) {
+        col_acc[xx] = static_cast<int32_t>((xx + a.pad) / s * m);
+        col_w[xx] = static_cast<int32_t>((xx + a.pad) % s * span);
+    }
+    std::vector<int32_t> events(a.w + 32);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        std::fill(accp.begin(), accp.end(), int16_t(0));
+        for (int64_t c = 0; c < a.c; ++c) {
+            const int8_t* xc = a.x + (t * a.c + c) * hw;
+            const int16_t* wc = wwin.data() + c * a.kh * s * span;
+            int32_t* cnt = a.in_count ? a.in_count + c * hw : nullptr;
+            for (int64_t y = 0; y < a.h; ++y) {
+                const Tap* ty0 = ytaps.data() + yptr[y];
+                const Tap* ty1 = ytaps.data() + yptr[y + 1];
+                const int8_t* row = xc + y * a.w;
+                const int64_t ne = gather_nonzero<Vec>(row, a.w, events.data());
+                for (int64_t e = 0; e < ne; ++e) {
+                    const int64_t xx = events[e];
+                    if (cnt) ++cnt[y * a.w + xx];
+                    const int64_t a_off = col_acc[xx], w_off = col_w[xx];
+                    for (const Tap* ty = ty0; ty < ty1; ++ty)
+                        add_span<Vec>(accp.data() + ty->acc_off + a_off, wc + ty->w_off + w_off, span);
+                }
+            }
+        }
+        for (int64_t oy = 0; oy < a.ho; ++oy)  // the valid outputs of each row, (P, M)
+            std::memcpy(acc.data() + oy * a.wo * m, accp.data() + oy * row_len + (L - 1) * m, a.wo * m * sizeof(int16_t));
+        soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
     }
 }
 
@@ -304,21 +439,285 @@ __attribute__((always_inline)) inline void run_plane(const ConvLayerArgs& a, Wor
                         }
                     }
         }
-        soma_step<Acc>(a, acc.data(), n, false, wk);
-        write_step(a, t, false, wk.spk.data());
+        soma_step<Acc, Vec>(a, acc.data(), n, false, wk);
+        write_step(a, t, false, wk.spk.data(), wk);
     }
+}
+
+// lut: output-stationary accumulation through tables of spike patterns (0/1 inputs, int16
+// accumulators). Each step the input becomes a zero-padded bit image, row by row, with the C
+// channel bits of a pixel adjacent: bit ((y + pad) * Wpp + x + pad) * C + c of the image. Kernel row
+// dy of output (oy, ox) then reads the kw*C consecutive bits of image row oy*s + dy that start at
+// bit ox*s*C; they are cut into groups of 8 taps (c, dx), and each group's byte indexes a table of
+// the weight sums of all 256 patterns of its taps (built once per call, one M-vector add per
+// entry). One output position costs kh*ceil(kw*C/8) table adds of M int16 (18 for a 3x3 layer
+// with 16 input channels, 14 for 7x7 with 2, against ~0.1-0.3 of its fan-in in scattered taps for
+// events) and writes its accumulators once. Exact for the same reason as int16 events: every
+// partial sum is a sum of some of the output's weights.
+template <bool Vec>
+__attribute__((always_inline)) inline void lut_sum(const int16_t* lut, const int32_t* offs, int64_t ntab, int64_t m,
+                                                   int16_t* out);
+
+template <>
+__attribute__((always_inline)) inline void lut_sum<false>(const int16_t* lut, const int32_t* offs, int64_t ntab,
+                                                          int64_t m, int16_t* out) {
+    for (int64_t j = 0; j < m; ++j) {
+        int16_t s = 0;
+        for (int64_t k = 0; k < ntab; ++k) s = static_cast<int16_t>(s + lut[offs[k] + j]);
+        out[j] = s;
+    }
+}
+
+template <>
+__attribute__((target("avx2"))) inline void lut_sum<true>(const int16_t* lut, const int32_t* offs, int64_t ntab,
+                                                          int64_t m, int16_t* out) {
+    int64_t j = 0;
+    for (; j + 16 <= m; j += 16) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        int64_t k = 0;
+        for (; k + 2 <= ntab; k += 2) {
+            s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k] + j)));
+            s1 = _mm256_add_epi16(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k + 1] + j)));
+        }
+        if (k < ntab) s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k] + j)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm256_add_epi16(s0, s1));
+    }
+    for (; j + 8 <= m; j += 8) {
+        __m128i s0 = _mm_setzero_si128(), s1 = s0;
+        int64_t k = 0;
+        for (; k + 2 <= ntab; k += 2) {
+            s0 = _mm_add_epi16(s0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k] + j)));
+            s1 = _mm_add_epi16(s1, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k + 1] + j)));
+        }
+        if (k < ntab) s0 = _mm_add_epi16(s0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k] + j)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_add_epi16(s0, s1));
+    }
+    for (; j < m; ++j) {
+        int16_t s = 0;
+        for (int64_t k = 0; k < ntab; ++k) s = static_cast<int16_t>(s + lut[offs[k] + j]);
+        out[j] = s;
+    }
+}
+
+// C % 8 == 0: the table adds read the pattern bytes of the kh image rows directly (no offset
+// array); M a multiple of 16 (one ymm per 16 outputs) or M == 1 (scalar).
+__attribute__((target("avx2"))) inline void lut_sum_bytes(const int16_t* lut, const uint8_t* r, int64_t rb,
+                                                           int64_t kh, int64_t ng, int64_t m, int16_t* out) {
+    if (m == 1) {
+        int32_t s = 0;  // the int16 sum is exact, int32 just avoids wrapping the partial sums
+        const int16_t* tab = lut;
+        for (int64_t dy = 0; dy < kh; ++dy, r += rb)
+            for (int64_t g = 0; g < ng; ++g, tab += 256) s += tab[r[g]];
+        out[0] = static_cast<int16_t>(s);
+        return;
+    }
+    for (int64_t mb = 0; mb < m; mb += 16) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        const int16_t* tab = lut + mb;
+        const uint8_t* rr = r;
+        for (int64_t dy = 0; dy < kh; ++dy, rr += rb) {
+            int64_t g = 0;
+            for (; g + 2 <= ng; g += 2, tab += 2 * 256 * m) {
+                s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + rr[g] * m)));
+                s1 = _mm256_add_epi16(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + (256 + rr[g + 1]) * m)));
+            }
+            if (g < ng) {
+                s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + rr[g] * m)));
+                tab += 256 * m;
+            }
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + mb), _mm256_add_epi16(s0, s1));
+    }
+}
+
+// Shape of the lut mode's bit image and tables: groups of gb = 8 taps, 256-entry tables (4-tap
+// groups, whose tables stay in L1, measured 1.5-1.8x slower: twice the table adds).
+struct LutShape {
+    int64_t wpp, hpp, row_bytes, row_bits, gb, ng, ntab;
+    explicit LutShape(const ConvLayerArgs& a) {
+        wpp = std::max(a.w + 2 * a.pad, (a.wo - 1) * a.stride + a.kw);
+        hpp = std::max(a.h + 2 * a.pad, (a.ho - 1) * a.stride + a.kh);
+        row_bytes = (wpp * a.c + 7) / 8 + 8;  // + slack for the 4- and 8-byte group loads
+        row_bits = a.kw * a.c;
+        gb = 8;
+        ng = (row_bits + gb - 1) / gb;
+        ntab = a.kh * ng;
+    }
+};
+
+template <bool Vec>
+__attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride, cc = a.c;
+    const LutShape ls(a);
+    const int64_t ng = ls.ng, ntab = ls.ntab, rb = ls.row_bytes;
+    const int64_t gb = ls.gb, ne_tab = int64_t(1) << gb;
+    const uint32_t mask = static_cast<uint32_t>(ne_tab - 1);
+    // tables: entry p of table (dy, g) = sum of w[:, c, dy, dx] over the set bits b of p, with
+    // (dx, c) = divmod(gb*g + b, C); bits past the kernel row add nothing.
+    std::vector<int16_t> lut(ntab * ne_tab * m, 0), wbit(gb * m);
+    for (int64_t dy = 0; dy < a.kh; ++dy)
+        for (int64_t g = 0; g < ng; ++g) {
+            for (int64_t b = 0; b < gb; ++b)  // the weight vector of each bit of the group
+                for (int64_t j = 0; j < m; ++j) {
+                    const int64_t bit = gb * g + b;
+                    wbit[b * m + j] = bit < ls.row_bits ? a.weight[((j * cc + bit % cc) * a.kh + dy) * a.kw + bit / cc] : 0;
+                }
+            int16_t* tab = lut.data() + (dy * ng + g) * ne_tab * m;
+            for (int64_t p = 1; p < ne_tab; ++p) {
+                const int16_t* prev = tab + (p & (p - 1)) * m;
+                const int16_t* wb = wbit.data() + __builtin_ctzll(p) * m;
+                int16_t* e = tab + p * m;
+                for (int64_t j = 0; j < m; ++j) e[j] = static_cast<int16_t>(prev[j] + wb[j]);
+            }
+        }
+    std::vector<uint8_t> img(ls.hpp * rb);
+    std::vector<int32_t> events(a.w + 32), offs(ntab);
+    std::vector<int16_t> acc(n);
+    const bool byte_aligned = cc % 8 == 0, one_word = ls.row_bits + 7 <= 64;
+    std::vector<uint8_t> bits(a.w);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        std::fill(img.begin(), img.end(), uint8_t(0));
+        if (byte_aligned) {  // 8 channels per image byte: Horner over the channel rows, 8 lanes of x at once
+            const int64_t cb = cc / 8;
+            for (int64_t cg = 0; cg < cb; ++cg)
+                for (int64_t y = 0; y < a.h; ++y) {
+                    std::fill(bits.begin(), bits.end(), uint8_t(0));
+                    for (int64_t b = 7; b >= 0; --b) {
+                        const uint8_t* row = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw + y * a.w);
+                        for (int64_t xx = 0; xx < a.w; ++xx) bits[xx] = static_cast<uint8_t>((bits[xx] << 1) | row[xx]);
+                    }
+                    uint8_t* irow = img.data() + (y + a.pad) * rb + a.pad * cb + cg;
+                    for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb] = bits[xx];
+                }
+            wk.count_inputs(a.x + t * cc * hw, a.in_count);
+        } else for (int64_t c = 0; c < cc; ++c) {
+            const int8_t* xc = a.x + (t * cc + c) * hw;
+            int32_t* cnt = a.in_count ? a.in_count + c * hw : nullptr;
+            for (int64_t y = 0; y < a.h; ++y) {
+                const int8_t* row = xc + y * a.w;
+                const int64_t ne = gather_nonzero<Vec>(row, a.w, events.data());
+                uint8_t* irow = img.data() + (y + a.pad) * rb;
+                for (int64_t e = 0; e < ne; ++e) {
+                    const int64_t xx = events[e], bit = (xx + a.pad) * cc + c;
+                    if (cnt) ++cnt[y * a.w + xx];
+                    irow[bit >> 3] = static_cast<uint8_t>(irow[bit >> 3] | (1u << (bit & 7)));
+                }
+            }
+        }
+        for (int64_t oy = 0; oy < a.ho; ++oy)
+            for (int64_t ox = 0; ox < a.wo; ++ox) {
+                const int64_t bit0 = ox * s * cc;
+                const uint8_t* r = img.data() + oy * s * rb + (bit0 >> 3);
+                int32_t* o = offs.data();
+                if constexpr (Vec) {
+                    if (byte_aligned && (m % 16 == 0 || m == 1)) {
+                        lut_sum_bytes(lut.data(), r, rb, a.kh, ng, m, acc.data() + (oy * a.wo + ox) * m);
+                        continue;
+                    }
+                }
+                if (byte_aligned) {  // C % 8 == 0: the groups are whole bytes of the image
+                    for (int64_t dy = 0; dy < a.kh; ++dy, r += rb)
+                        for (int64_t g = 0; g < ng; ++g, ++o)
+                            *o = static_cast<int32_t>(((o - offs.data()) * 256 + r[g]) * m);
+                } else if (one_word) {  // the kernel row's bits (+ the start offset) fit 64 bits
+                    const int sh = static_cast<int>(bit0 & 7);
+                    for (int64_t dy = 0; dy < a.kh; ++dy, r += rb) {
+                        uint64_t word;
+                        std::memcpy(&word, r, 8);
+                        word >>= sh;
+                        for (int64_t g = 0; g < ng; ++g, ++o, word >>= gb)
+                            *o = static_cast<int32_t>(((o - offs.data()) * ne_tab + (word & mask)) * m);
+                    }
+                } else {
+                    for (int64_t dy = 0; dy < a.kh; ++dy) {
+                        const uint8_t* rr = img.data() + (oy * s + dy) * rb;
+                        for (int64_t g = 0; g < ng; ++g, ++o) {
+                            const int64_t bit = bit0 + gb * g;
+                            uint32_t word;
+                            std::memcpy(&word, rr + (bit >> 3), 4);
+                            *o = static_cast<int32_t>(((o - offs.data()) * ne_tab + ((word >> (bit & 7)) & mask)) * m);
+                        }
+                    }
+                }
+                lut_sum<Vec>(lut.data(), offs.data(), ntab, m, acc.data() + (oy * a.wo + ox) * m);
+            }
+        soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+// gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
+// are copied kernel row by kernel row (start offsets computed once; intnet.im2col order),
+// multiplied by the packed weights with the dense int8 MAC of kernels.cpp (its vpmaddubsw path
+// when the inputs are >= 0), and the soma runs on the (P, M) int32 accumulators. Same sums as
+// im2col + dense_mac.
+template <bool Vec>
+__attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
+    const int64_t k = a.c * a.kh * a.kw;
+    const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
+    const int64_t wp = std::max(a.w + 2 * a.pad, (a.wo - 1) * s + a.kw);
+    // start of every kernel row (position, ci, i) in the padded input; a row is kw contiguous bytes
+    const int64_t rows = a.c * a.kh;
+    std::vector<int32_t> idx(p_out * rows);
+    for (int64_t oy = 0; oy < a.ho; ++oy)
+        for (int64_t ox = 0; ox < a.wo; ++ox) {
+            int32_t* r = idx.data() + (oy * a.wo + ox) * rows;
+            for (int64_t ci = 0; ci < a.c; ++ci)
+                for (int64_t i = 0; i < a.kh; ++i) *r++ = static_cast<int32_t>((ci * hp + oy * s + i) * wp + ox * s);
+        }
+    const PackedWeights pw = pack_weights(a.weight, m, k, Vec ? AVX2 : SCALAR);
+    std::vector<int8_t> xpad(a.c * hp * wp + 8, 0), cols(p_out * k + 8);  // + 8: fixed 8-byte row copies
+    std::vector<int32_t> acc(n);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        const int8_t* xt = a.x + t * a.c * hw;
+        for (int64_t ci = 0; ci < a.c; ++ci)
+            for (int64_t y = 0; y < a.h; ++y)
+                std::memcpy(xpad.data() + (ci * hp + y + a.pad) * wp + a.pad, xt + (ci * a.h + y) * a.w, a.w);
+        wk.count_inputs(xt, a.in_count);
+        const int8_t* src = xpad.data();
+        int8_t* dst = cols.data();
+        const int64_t nrows = p_out * rows;
+        if (a.kw <= 8) {  // one 8-byte move per kernel row; the bytes past kw are overwritten next
+            for (int64_t e = 0; e < nrows; ++e, dst += a.kw) std::memcpy(dst, src + idx[e], 8);
+        } else {
+            for (int64_t e = 0; e < nrows; ++e, dst += a.kw) std::memcpy(dst, src + idx[e], a.kw);
+        }
+        dense_mac(pw, cols.data(), p_out, nullptr, acc.data());
+        soma_step<int32_t, Vec>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+// Nonzero count and unsigned maximum of x[0, n) in 32-byte blocks; i0 = the bytes done.
+__attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n, int64_t& nnz, uint8_t& umax,
+                                                      int64_t& i0) {
+    __m256i mx = _mm256_setzero_si256();
+    int64_t zeros = 0, i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+        mx = _mm256_max_epu8(mx, b);
+        zeros += __builtin_popcount(static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, _mm256_setzero_si256()))));
+    }
+    alignas(32) uint8_t lanes[32];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), mx);
+    for (uint8_t v : lanes) umax = std::max(umax, v);
+    nnz += i - zeros;
+    i0 = i;
 }
 
 template <bool Vec>
 __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a) {
     const int64_t total = a.steps * a.c * a.h * a.w, fan_in = a.c * a.kh * a.kw;
     int64_t nnz = 0;
-    uint8_t not_binary = 0;
-    for (int64_t i = 0; i < total; ++i) {
+    uint8_t umax = 0;  // largest input byte as unsigned: <= 1 means 0/1 inputs
+    int64_t i0 = 0;
+    if constexpr (Vec) scan_avx2(a.x, total, nnz, umax, i0);
+    for (int64_t i = i0; i < total; ++i) {
         nnz += a.x[i] != 0;
-        not_binary |= static_cast<uint8_t>(a.x[i]) > 1;
+        umax = std::max(umax, static_cast<uint8_t>(a.x[i]));
     }
-    const bool binary = !not_binary;
+    const bool binary = umax <= 1;
     // int16 accumulators are exact when no partial sum can leave int16: with 0/1 inputs every
     // partial sum of output m is bounded by sum_k |w[m, k]| (at most 128 * fan-in).
     int64_t l1_max = 0;
@@ -330,12 +729,26 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
     const bool i16 = binary && l1_max <= 32767;
     const int64_t lanes = (Vec ? 32 : 16) / (i16 ? 2 : 4);
     int mode = a.mode;
+    if (mode == 2 && !i16) mode = 0;  // the tables hold int16 sums of 0/1 patterns only
+    if (mode < 0 && !binary) mode = 3;  // int8 activations: im2col + the dense MAC
     if (mode < 0) {  // operations of each way (vector adds), measured constants for the overheads
         const double taps = static_cast<double>(a.kh) * a.kw / static_cast<double>(a.stride * a.stride);
-        const double events = nnz * taps * ((a.m + lanes - 1) / lanes) * 3.0 + 0.5 * nnz;
+        double events = nnz * taps * ((a.m + lanes - 1) / lanes) * 3.0 + 0.5 * nnz;
+        if (i16) {  // spans: per active input and kernel row, one add of L*M int16 (run_span)
+            const int64_t span = (a.kw + a.stride - 1) / a.stride * a.m;
+            events = nnz * (static_cast<double>(a.kh) / a.stride) * ((span + 15) / 16) * 3.0 + 0.5 * nnz;
+        }
         const double plane = static_cast<double>(a.steps) * a.m * fan_in * a.ho * ((a.wo + lanes - 1) / lanes) *
                              (a.stride == 1 ? 4.0 : 16.0 * a.stride);  // per-row overheads: measured ~4x an event tap
         mode = events <= plane ? 0 : 1;
+        if (i16) {
+            const LutShape ls(a);
+            // per position and table: the table adds (16 lanes, scalar below 8 outputs) and the
+            // pattern's offset (1; 3.5 when the groups are not whole bytes, C % 8 != 0)
+            const double lut = static_cast<double>(a.steps) * a.ho * a.wo * ls.ntab *
+                               ((a.m % 8 ? a.m * 0.5 : (a.m + 15) / 16) + (a.c % 8 ? 3.5 : 1.0));
+            if (lut < std::min(events, plane)) mode = 2;
+        }
     }
     Work wk;
     const int64_t n = a.m * a.ho * a.wo;
@@ -345,6 +758,8 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
     wk.spk.resize(n);
     wk.bias_pm.assign(n, 0);
     wk.bias_cm.assign(n, 0);
+    if (a.out_count) wk.ocnt.assign(n, 0);
+    wk.in_size = static_cast<size_t>(a.c * a.h * a.w);
     if (a.bias) {
         for (int64_t p = 0; p < a.ho * a.wo; ++p)
             for (int64_t j = 0; j < a.m; ++j) {
@@ -353,20 +768,27 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
             }
         for (int64_t j = 0; j < a.m; ++j) wk.small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
     }
-    if (mode == 1) {
+    if (mode == 3) {
+        run_gemm<Vec>(a, wk);
+    } else if (mode == 2) {
+        run_lut<Vec>(a, wk);
+    } else if (mode == 1) {
         if (i16) run_plane<int16_t, Vec>(a, wk);
         else run_plane<int32_t, Vec>(a, wk);
     } else if (i16) {
-        if (a.m == 16) run_events<int16_t, true, 16, Vec>(a, wk);
-        else if (a.m == 8) run_events<int16_t, true, 8, Vec>(a, wk);
-        else run_events<int16_t, true, 0, Vec>(a, wk);
+        const int64_t span = (a.kw + a.stride - 1) / a.stride * a.m;
+        if (span == 32) run_span<Vec, 32>(a, wk);  // 7x7 stride 2 with 8 outputs (L = 4)
+        else if (span == 48) run_span<Vec, 48>(a, wk);  // 3x3 stride 1 with 16 outputs
+        else run_span<Vec, 0>(a, wk);
     } else if (binary) {
         if (a.m == 8) run_events<int32_t, true, 8, Vec>(a, wk);
         else run_events<int32_t, true, 0, Vec>(a, wk);
     } else {
         run_events<int32_t, false, 0, Vec>(a, wk);
     }
-    return mode | (i16 ? 2 : 0);
+    wk.flush_counts(a.out_count);
+    wk.flush_inputs(a.in_count);
+    return mode | (i16 ? 4 : 0);
 }
 
 int conv_layer_scalar(const ConvLayerArgs& a) { return conv_layer_body<false>(a); }
@@ -410,6 +832,58 @@ void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_
             }
             out[oy * wo + ox] = s;
         }
+}
+
+namespace {
+
+void max_pool_scalar(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int64_t ox0) {
+    const int64_t ho = h / k, wo = w / k;
+    for (int64_t pl = 0; pl < planes; ++pl)
+        for (int64_t oy = 0; oy < ho; ++oy)
+            for (int64_t ox = ox0; ox < wo; ++ox) {
+                int8_t mx = -128;
+                for (int64_t i = 0; i < k; ++i)
+                    for (int64_t j = 0; j < k; ++j) mx = std::max(mx, x[(pl * h + oy * k + i) * w + ox * k + j]);
+                out[(pl * ho + oy) * wo + ox] = mx;
+            }
+}
+
+// 2 x 2 windows, 16 outputs per step: max of the two rows, then of each byte pair (the odd byte
+// shifted onto the even one), the even bytes packed. Returns the outputs per row done.
+__attribute__((target("avx2"))) int64_t max_pool2_avx2(const int8_t* x, int64_t planes, int64_t h, int64_t w,
+                                                       int8_t* out) {
+    const int64_t ho = h / 2, wo = w / 2, blocks = wo / 16;
+    const __m256i lo_bytes = _mm256_set1_epi16(0x00ff);
+    for (int64_t pl = 0; pl < planes; ++pl)
+        for (int64_t oy = 0; oy < ho; ++oy) {
+            const int8_t* r0 = x + (pl * h + 2 * oy) * w;
+            int8_t* o = out + (pl * ho + oy) * wo;
+            for (int64_t b = 0; b < blocks; ++b) {
+                const __m256i m = _mm256_max_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + 32 * b)),
+                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + w + 32 * b)));
+                const __m256i pair = _mm256_and_si256(_mm256_max_epi8(m, _mm256_srli_epi16(m, 8)), lo_bytes);
+                const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(pair, pair), 0x08);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16 * b), _mm256_castsi256_si128(packed));
+            }
+        }
+    return blocks * 16;
+}
+
+}  // namespace
+
+void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32_t* idx, int64_t groups, int64_t* out) {
+    (void)n;  // idx entries are checked against n by the caller
+    for (int64_t g = 0; g < groups; ++g) {
+        int64_t s = 0;
+        for (int64_t e = ptr[g]; e < ptr[g + 1]; ++e) s += count[idx[e]];
+        out[g] = s;
+    }
+}
+
+void max_pool(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int path) {
+    int64_t done = 0;
+    if (path != SCALAR && k == 2) done = max_pool2_avx2(x, planes, h, w, out);
+    if (done < w / k) max_pool_scalar(x, planes, h, w, k, out, done);
 }
 
 void count_nonzero_cols(const int8_t* values, int64_t steps, int64_t n, int32_t* out, int path) {

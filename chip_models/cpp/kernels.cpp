@@ -237,9 +237,15 @@ __attribute__((target("avx2"))) void dense_avx2_u8(const PackedWeights& pw, cons
 }
 
 bool all_non_negative(const int8_t* x, int64_t n) {
-    int8_t lo = 0;
-    for (int64_t i = 0; i < n; ++i) lo = std::min(lo, x[i]);
-    return lo >= 0;
+    uint64_t any = 0;  // OR of all bytes, 8 at a time: a negative int8 has its top bit set
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        std::memcpy(&word, x + i, 8);
+        any |= word;
+    }
+    for (; i < n; ++i) any |= static_cast<uint8_t>(x[i]);
+    return (any & 0x8080808080808080ull) == 0;
 }
 
 // ---- VNNI: u8 (x + 128) times s8 w, vpdpbusd, corrected by the packed row sums.
@@ -593,6 +599,7 @@ void im2col_pt(const int8_t* x, int64_t steps, int64_t c, int64_t h, int64_t w, 
                int64_t stride, int64_t pad, int8_t* out, int64_t* row_nonzero) {
     const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
     const int64_t k = c * kh * kw;
+    const int8_t* out_end = out + ho * wo * steps * k;
     for (int64_t oy = 0; oy < ho; ++oy)
         for (int64_t ox = 0; ox < wo; ++ox) {
             const int64_t p = oy * wo + ox;
@@ -607,6 +614,8 @@ void im2col_pt(const int8_t* x, int64_t steps, int64_t c, int64_t h, int64_t w, 
                         int8_t* r = row + (ci * kh + i) * kw;
                         if (y < 0 || y >= h) {
                             std::memset(r, 0, kw);
+                        } else if (inside_x && kw <= 8 && r + 8 <= out_end && x0 + 8 <= w) {
+                            std::memcpy(r, xc + y * w + x0, 8);  // fixed size: one move; the spill is overwritten next
                         } else if (inside_x) {
                             std::memcpy(r, xc + y * w + x0, kw);
                         } else {
@@ -640,7 +649,19 @@ void lif_scalar(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n, 
 }
 __attribute__((target("avx2"))) void lif_avx2(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n,
                                                const LIFParams& p) {
-    lif_body(c, v, k, s, n, p);
+    // no refractory period and every counter 0 (they stay 0): the explicit AVX2 body (shift 0,
+    // no bias), the compiled scalar body for the tail and otherwise
+    int64_t done = 0;
+    if (p.refractory_steps == 0) {
+        int32_t any = 0;
+        for (int64_t i = 0; i < n; ++i) any |= k[i];
+        if (!any) {
+            if (p.reset_mode == 0) done = soma::lif_fused_avx2<int32_t, 0>(c, nullptr, n, 0, p, v, s);
+            else if (p.reset_mode == 1) done = soma::lif_fused_avx2<int32_t, 1>(c, nullptr, n, 0, p, v, s);
+            else done = soma::lif_fused_avx2<int32_t, 2>(c, nullptr, n, 0, p, v, s);
+        }
+    }
+    lif_body(c + done, v + done, k + done, s + done, n - done, p);
 }
 
 

@@ -98,14 +98,21 @@ struct ConvLayerArgs {
     int8_t* out;                 // (T, M, Ho, Wo)
     int32_t* in_count;           // (C, H, W): += number of steps each input is nonzero (optional)
     int32_t* out_count;          // (M, Ho, Wo): += number of steps each output is nonzero (optional)
-    int mode;                    // -1 auto, 0 events, 1 plane (tests force one)
+    int mode;                    // -1 auto, 0 events, 1 plane, 2 lut, 3 gemm (tests force one)
 };
-// Returns the accumulation mode used: 0 events, 1 plane; bit 2 set when int16 accumulators were used.
+// Returns the accumulation mode used (0 events, 1 plane, 2 lut, 3 gemm) + 4 when int16 accumulators were used.
 int conv_layer(const ConvLayerArgs& a, int path);
 
 // Sum over the receptive field of every output position of count[c0:c1] (C, H, W) → out (Ho*Wo).
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,
                    int64_t kw, int64_t stride, int64_t pad, int64_t* out);
+
+// out[g] = sum of count[idx[e]] for e in [ptr[g], ptr[g+1]) (the packets of route g from the
+// nonzero counts of the neurons it carries).
+void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32_t* idx, int64_t groups, int64_t* out);
+
+// Max pooling, k x k windows with stride k: x (planes, H, W) int8 -> out (planes, H/k, W/k).
+void max_pool(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int path);
 
 // Nonzero count of every column of values (T, n) over the T rows, added to out (n,).
 void count_nonzero_cols(const int8_t* values, int64_t steps, int64_t n, int32_t* out, int path);

@@ -26,7 +26,7 @@ using I32_1w = arr<int32_t, nb::ndim<1>>;
 using I32_2w = arr<int32_t, nb::ndim<2>>;
 using I8_1w = arr<int8_t, nb::ndim<1>>;
 
-static void require(bool ok, const std::string& what) {
+static void require(bool ok, const char* what) {  // const char*: no string is built when ok
     if (!ok) throw std::invalid_argument(what);
 }
 
@@ -270,7 +270,7 @@ NB_MODULE(_kernels, m) {
                             static_cast<int64_t>(out_count->shape(2)) == a.wo, "out_count must be (M, Ho, Wo)");
                 a.out_count = out_count->data();
             }
-            require(mode >= -1 && mode <= 1, "mode must be -1 (auto), 0 (events) or 1 (plane)");
+            require(mode >= -1 && mode <= 3, "mode must be -1 (auto), 0 (events), 1 (plane), 2 (lut) or 3 (gemm)");
             a.mode = mode;
             check_path(path);
             nb::gil_scoped_release release;
@@ -293,6 +293,38 @@ NB_MODULE(_kernels, m) {
             chip::window_counts(count.data(), c, h, w, c0, c1, kh, kw, stride, pad, out.data());
         },
         "count"_a, "c0"_a, "c1"_a, "kh"_a, "kw"_a, "stride"_a, "pad"_a, "out"_a);
+
+    m.def(
+        "group_sums",
+        [](arr<const int32_t, nb::ndim<1>> count, arr<const int64_t, nb::ndim<1>> ptr, arr<const int32_t, nb::ndim<1>> idx,
+           arr<int64_t, nb::ndim<1>> out) {
+            const int64_t g = static_cast<int64_t>(out.shape(0)), n = static_cast<int64_t>(count.shape(0));
+            require(static_cast<int64_t>(ptr.shape(0)) == g + 1, "ptr must have one entry more than out");
+            const int64_t* p = ptr.data();
+            require(g == 0 || (p[0] >= 0 && p[g] <= static_cast<int64_t>(idx.shape(0))), "ptr out of range");
+            bool ok = true;  // (one require per check: it builds its message string)
+            for (int64_t i = 0; i < g; ++i) ok &= p[i] <= p[i + 1];
+            require(ok, "ptr must be non-decreasing");
+            const int32_t* ix = idx.data();
+            for (int64_t e = g ? p[0] : 0; e < (g ? p[g] : 0); ++e) ok &= ix[e] >= 0 && ix[e] < n;
+            require(ok, "idx out of range");
+            nb::gil_scoped_release release;
+            chip::group_sums(count.data(), n, p, ix, g, out.data());
+        },
+        "count"_a, "ptr"_a, "idx"_a, "out"_a);
+
+    m.def(
+        "max_pool",
+        [](arr<const int8_t, nb::ndim<3>> x, int k, arr<int8_t, nb::ndim<3>> out, int path) {
+            require(k >= 1, "the pooling window must be at least 1");
+            require(out.shape(0) == x.shape(0) && static_cast<int64_t>(out.shape(1)) == static_cast<int64_t>(x.shape(1)) / k &&
+                        static_cast<int64_t>(out.shape(2)) == static_cast<int64_t>(x.shape(2)) / k,
+                    "out must be (planes, H / k, W / k)");
+            check_path(path);
+            nb::gil_scoped_release release;
+            chip::max_pool(x.data(), x.shape(0), x.shape(1), x.shape(2), k, out.data(), path);
+        },
+        "x"_a, "k"_a, "out"_a, "path"_a);
 
     m.def(
         "count_nonzero_cols",

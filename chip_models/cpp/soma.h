@@ -2,8 +2,11 @@
 // neurosim/intneuron.py, the requantization (rounding_shift_right + clamp) and the ANN activation
 // of neurosim/intmath.py. Branch-free int32, written once and compiled into scalar and AVX2 callers.
 #pragma once
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels.h"
 
@@ -90,6 +93,94 @@ __attribute__((always_inline)) inline void act_body(const int32_t* q, int8_t* ou
     }
 }
 
+
+// ---- One fused AVX2 pass: accumulator (+ bias) -> requantize -> soma -> 0/1 or int8 bytes.
+// Eight neurons per instruction; the same operations as requant_body + lif_one<Reset, false> /
+// act_body (the scalar code above is the definition; tests compare both paths with the Python
+// reference). Used for shifts 0..31, a bias whose acc + bias cannot leave int32, and no
+// refractory period; the caller runs the scalar bodies otherwise and on the n % 8 tail.
+
+// Bytes 0/1 of the 8 bits of i, little-endian (spike bytes from a movemask).
+struct MaskBytes {
+    uint64_t t[256];
+    constexpr MaskBytes() : t() {
+        for (int i = 0; i < 256; ++i) {
+            uint64_t v = 0;
+            for (int b = 0; b < 8; ++b)
+                if ((i >> b) & 1) v |= uint64_t(1) << (8 * b);
+            t[i] = v;
+        }
+    }
+};
+inline constexpr MaskBytes MASK_BYTES{};
+
+template <typename Acc>
+__attribute__((target("avx2"))) inline __m256i load8_i32(const Acc* p) {
+    if constexpr (sizeof(Acc) == 2)
+        return _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    else
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// round-half-up shift right by s (0..31) of int32 lanes: (a >> s) + ((a >> (s - 1)) & 1).
+__attribute__((target("avx2"))) inline __m256i rshr8(__m256i a, int s) {
+    if (s == 0) return a;
+    const __m128i c = _mm_cvtsi32_si128(s), c1 = _mm_cvtsi32_si128(s - 1);
+    return _mm256_add_epi32(_mm256_sra_epi32(a, c),
+                            _mm256_and_si256(_mm256_sra_epi32(a, c1), _mm256_set1_epi32(1)));
+}
+
+template <typename Acc, int Reset>
+__attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, const int32_t* bias, int64_t n,
+                                                                int shift, const LIFParams& p, int32_t* v,
+                                                                int8_t* spikes) {
+    const __m256i clo = _mm256_set1_epi32(-(1 << 29)), chi = _mm256_set1_epi32(1 << 29);
+    const __m256i lo = _mm256_set1_epi32(MEM_LO), hi = _mm256_set1_epi32(MEM_HI);
+    const __m256i vth = _mm256_set1_epi32(p.v_th), alpha = _mm256_set1_epi32(p.leak_alpha);
+    const __m256i beta = _mm256_set1_epi32(p.leak_beta), m255 = _mm256_set1_epi32(255);
+    const __m256i rconst = _mm256_set1_epi32(Reset == 0 ? p.v_reset : (Reset == 1 ? p.v_th : p.reset_constant));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i cur = load8_i32(acc + i);
+        if (bias) cur = _mm256_add_epi32(cur, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + i)));
+        cur = _mm256_min_epi32(_mm256_max_epi32(rshr8(cur, shift), clo), chi);
+        __m256i vi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
+        vi = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(vi, cur), lo), hi);
+        const __m256i spike = _mm256_cmpgt_epi32(vi, vth);
+        __m256i rv = Reset == 0 ? rconst : _mm256_sub_epi32(vi, rconst);
+        rv = _mm256_min_epi32(_mm256_max_epi32(rv, lo), hi);
+        vi = _mm256_blendv_epi8(vi, rv, spike);
+        const __m256i vh = _mm256_srai_epi32(vi, 8), vl = _mm256_and_si256(vi, m255);
+        __m256i lk = _mm256_add_epi32(_mm256_mullo_epi32(vh, alpha),
+                                      _mm256_srai_epi32(_mm256_mullo_epi32(vl, alpha), 8));
+        lk = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(lk, beta), lo), hi);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(v + i), lk);
+        const uint64_t bytes = MASK_BYTES.t[_mm256_movemask_ps(_mm256_castsi256_ps(spike))];
+        std::memcpy(spikes + i, &bytes, 8);
+    }
+    return i;
+}
+
+// ANN: act(sat8(rshr(acc + bias, shift))) for act 0 (none) and 1 (relu).
+template <typename Acc>
+__attribute__((target("avx2"))) inline int64_t ann_fused_avx2(const Acc* acc, const int32_t* bias, int64_t n,
+                                                               int shift, int act, int8_t* out) {
+    const __m256i lo = _mm256_set1_epi32(act == 1 ? 0 : -128), hi = _mm256_set1_epi32(127);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i q[2];
+        for (int h = 0; h < 2; ++h) {
+            __m256i cur = load8_i32(acc + i + 8 * h);
+            if (bias) cur = _mm256_add_epi32(cur, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + i + 8 * h)));
+            q[h] = _mm256_min_epi32(_mm256_max_epi32(rshr8(cur, shift), lo), hi);
+        }
+        // int32 -> int16 -> int8 (values already inside int8), undoing packs' lane interleave
+        const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xd8);
+        const __m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), b8);
+    }
+    return i;
+}
 
 }  // namespace soma
 }  // namespace chip
