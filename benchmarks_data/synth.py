@@ -9,17 +9,25 @@ APS frames at ``aps_rate_hz``, a box at every input frame):
   erratic path (:func:`sim_events.scene.random_trajectory` with a fast-turning heading,
   bouncing off the borders), with **scale change** (a log-scale random walk, factor 0.6–1.6);
 - **distractors**: ``n_distractors`` objects that *look like the target* — its texture mirrored
-  with a small brightness offset, the same shape, a similar size — moving the same way;
+  with a small brightness offset, the same shape, a similar size — each on its own independent
+  path at ``distractor_speed_px_s`` (default 0–120 px/s: look-alikes at rest or drifting
+  slowly, while the tracked object is the fast one — NFS-style clips are chosen for their fast
+  target);
 - **occluder**: a textured vertical bar drifting slowly across the frame, drawn on top;
 - **lighting change**: a global gain g(t) = 1 + a·sin(2π f t + φ) (a = ``lighting``,
   f ∈ [0.5, 2] Hz) applied to every frame;
 - **motion blur**: each input frame is the mean of ``subframes`` renders over its 1/fps
-  interval; each APS frame is additionally the mean of ``aps_exposure_frames`` input frames
-  centred on its time (a DAVIS-like long exposure: at 1000 px/s and 5/240 s, ~20 px of blur).
+  interval (a 240 fps camera's shutter); each APS frame is the mean of ``aps_exposure_frames``
+  input frames centred on its time. The default, 1, is the NFS-DAVIS construction: an APS frame
+  *is* one 240 fps video frame (exposure 1/240 s ≈ 4.2 ms, within the few-ms exposures of DAVIS
+  APS frames in daylight; at 1000 px/s ~4 px of blur). Larger values model long indoor exposures
+  (5 frames ≈ 21 ms, ~20 px of blur at 1000 px/s).
 
-Why a hybrid tracker wins here: between two 30 Hz APS frames the target travels 10–40 px and
-turns, blurred APS frames show it smeared among look-alike distractors, while the events
-(from every 240 fps frame, µs timestamps) carry the motion continuously.
+What each sensor sees: an APS frame shows the target sharply enough to find it (absolute
+position) but only every 33 ms, and it also shows the look-alikes; the events (from every
+240 fps frame, µs timestamps) carry the fast target's motion continuously (relative position)
+and come mostly from the moving target, not from the resting look-alikes, but vanish when the
+target stops. Between two 30 Hz APS frames the target travels 10–40 px and turns.
 
 Boxes are exact: the box of frame k is the mean over its sub-frames of the target's
 sub-pixel top-left position and integer size. Everything is a function of
@@ -49,8 +57,9 @@ class SynthConfig:
     n_frames: int = 240
     fps: float = 240.0
     subframes: int = 4
-    aps_exposure_frames: int = 5
+    aps_exposure_frames: int = 1  # input frames per APS exposure (1 = one 240 fps frame, ≈ 4.2 ms)
     n_distractors: int = 3
+    distractor_speed_px_s: tuple[float, float] = (0.0, 120.0)  # look-alikes' own, independent speeds
     target_size_px: tuple[int, int] = (20, 40)
     speed_px_s: tuple[float, float] = (300.0, 1200.0)
     turn_rad_s: float = 8.0
@@ -69,6 +78,9 @@ class SynthConfig:
             raise ParameterError(f"--fps {self.fps} is below 240: the benchmark is rendered at 240 fps or more")
         if self.subframes < 1 or self.aps_exposure_frames < 1 or self.n_distractors < 0:
             raise ParameterError("subframes and aps_exposure_frames must be >= 1 and n_distractors >= 0")
+        lo, hi = self.distractor_speed_px_s
+        if not (0 <= lo <= hi):
+            raise ParameterError(f"distractor_speed_px_s {self.distractor_speed_px_s} must be [low, high] with 0 <= low <= high (px/s)")
         if max(self.target_size_px) * max(self.scale_range) >= min(self.width, self.height) - 2:
             raise ParameterError(f"target size {self.target_size_px} x scale {self.scale_range} does not fit {self.width}x{self.height}")
 
@@ -115,7 +127,7 @@ class SynthSequence:
                 size = (max(4, int(round(bw * f))), max(4, int(round(bh * f))))
             ext = (int(np.ceil(size[0] * smax)), int(np.ceil(size[1] * smax)))
             t = _resize(np.ascontiguousarray(t), ext)
-            speed = float(rng.uniform(*c.speed_px_s))
+            speed = float(rng.uniform(*(c.speed_px_s if k == 0 else c.distractor_speed_px_s)))
             path = random_trajectory(rng, n_sub, sub_fps, c.width, c.height, ext[0], ext[1], speed, c.turn_rad_s)
             objs.append(_Object(t, shape(ext[1], ext[0]), size, path, _scale_walk(rng, n_sub, sub_fps, c)))
         self.objects = objs

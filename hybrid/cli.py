@@ -28,7 +28,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config.json, metrics.jsonl)")
         p.add_argument("--variants", help="comma-separated variants to train side by side (ann_only,snn_only,no_tcf,no_attention,full)")
         p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
-        p.add_argument("--init-from", help="start from the weights of another run")
+        p.add_argument("--init-from", help="start from the weights of another run, or per branch: ann:RUN_A,snn:RUN_B")
         p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",

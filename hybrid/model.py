@@ -9,7 +9,9 @@ Per unit (shapes B = batch, h = w = S/4):
 
 1. ANN: ``F = ann(frame)``; template ``Z_a = sample(ann(template_frame), template_box)``.
 2. SNN over all W+T bins: first-layer spikes ``S¹``, output trace ``r_t`` (snn_branch).
-3. Attention (full, no_tcf): ``F' = F ⊙ (1 + γ·A(S¹ of the W warm-up bins))``.
+3. Attention (full, no_tcf), from the first-layer spikes S¹ of the W warm-up bins:
+   ``R_a ← R_a + γ·A(S¹)`` on the ANN response of step 4 (``attention="response"``, default) or
+   ``F' = F ⊙ (1 + γ·A(S¹))`` (``attention="features"``); see attention.py.
 4. ANN response ``R_a = corr(F', Z_a)``; centre ``x_ann = softargmax(R_a)``; size
    ``wh = wh_prior · exp(head(sample(F', box at x_ann)))`` (scale estimation; with
    ``size_estimation="hold"`` the head is still trained but the box keeps the start size —
@@ -64,6 +66,7 @@ class ModelConfig:
     alpha_frame: float = 0.3
     alpha_hold: float = 0.98
     learn_alpha: bool = True
+    attention: str = "response"  # "response": R_a + γ·A (motion prior); "features": F ⊙ (1 + γ·A)
 
     def check(self) -> "ModelConfig":
         from neurosim.errors import ParameterError
@@ -78,6 +81,8 @@ class ModelConfig:
             raise ParameterError(f"model.alpha_frame {self.alpha_frame} must be in (0, 1) and model.alpha_hold {self.alpha_hold} in (0, 1] (1: SNN alone between frames)")
         if self.size_estimation not in ("ann", "hold"):
             raise ParameterError(f"model.size_estimation {self.size_estimation!r}: use ann or hold")
+        if self.attention not in ("response", "features"):
+            raise ParameterError(f"model.attention {self.attention!r}: use response or features")
         if self.template_spacing not in ("box", "cell"):
             raise ParameterError(f"model.template_spacing {self.template_spacing!r}: use box or cell")
         if not (0 < self.snn_rate_hz <= 100_000):
@@ -109,7 +114,7 @@ class DashNet(nn.Module):
         self.adapter = nn.Conv2d(c_a, c_s, 1)
         nn.init.zeros_(self.adapter.weight)
         nn.init.zeros_(self.adapter.bias)
-        self.attention = SpikeAttention(STRIDE // snn_branch.FIRST_STRIDE)
+        self.attention = SpikeAttention(STRIDE // snn_branch.FIRST_STRIDE, mode=cfg.attention)
         self.tcf = TCF(cfg.alpha_frame, cfg.alpha_hold, cfg.learn_alpha)
         self.fusion = nn.Parameter(torch.tensor([1.0, 1.0]))  # w_a, w_s of no_tcf
 
@@ -155,6 +160,8 @@ class DashNet(nn.Module):
             if self.uses_attention and W > 0:
                 feats = self.attention(feats, first[:W])
             r_a = self.corr_ann(feats, z_ann)
+            if self.uses_attention and W > 0:
+                r_a = self.attention.response(r_a, first[:W])
             x_ann = soft_argmax(r_a, STRIDE, cfg.temperature)
             box_a = torch.cat([x_ann - (start[:, 2:] - 1) / 2, start[:, 2:]], dim=1)
             roi = sample_template(feats, box_a, STRIDE, cfg.template_size).flatten(1)

@@ -13,8 +13,10 @@ Loss (per unit; centres in search pixels, cells of 4 px; terms a variant lacks a
 
 STBP trains the SNN through the surrogate gradient; the ANN trains through
 ``neurosim.quant`` when ``model.quant_scheme`` is ``wageubn`` or ``eoq``. Adam, gradient
-clipping per branch (ANN, SNN, heads). ``--init-from RUN`` starts from another run's weights
-(the shipped hybrid starts from a trained ANN-only run). Multi-process: under ``torchrun`` (WORLD_SIZE > 1) each process takes its slice of
+clipping per branch (ANN, SNN, heads). ``--init-from RUN`` starts from another run's weights;
+``--init-from ann:RUN_A,snn:RUN_B`` takes each branch from its own run (``ann``: ANN, its
+correlation gain and scale head; ``snn``: SNN and its correlation gain) — the shipped hybrid
+starts from the separately trained ANN-only and SNN-only runs. Multi-process: under ``torchrun`` (WORLD_SIZE > 1) each process takes its slice of
 the same global batch, gradients are averaged by DDP (gloo); the logged loss is the global
 batch mean, so it equals a single-process run with the same global batch.
 """
@@ -165,6 +167,26 @@ def make_optimizers(model: DashNet, cfg: TrainConfig) -> dict[str, torch.optim.O
     return {"adam": torch.optim.Adam(rest, lr=cfg.lr), "qsgd": QuantSGD(model.ann, cfg.model.quant_scheme, lr=cfg.quant_lr)}
 
 
+BRANCH_PREFIXES = {"ann": ("ann.", "corr_ann.", "scale_head."), "snn": ("snn.", "corr_snn.")}
+
+
+def init_weights(init_from: str) -> dict[str, torch.Tensor]:
+    """Weights named by ``--init-from``: ``RUN`` (all of its model tensors) or a comma-separated
+    list of ``BRANCH:RUN`` (BRANCH in ann, snn: only that branch's tensors), applied in order."""
+    out: dict[str, torch.Tensor] = {}
+    for item in (s.strip() for s in str(init_from).split(",")):
+        if not item:
+            continue
+        branch, sep, run = item.partition(":")
+        if not sep or branch not in BRANCH_PREFIXES:
+            if sep and len(branch) > 1:  # not a Windows drive letter
+                raise ParameterError(f"--init-from {item!r}: the branch must be one of {', '.join(BRANCH_PREFIXES)} (e.g. ann:runs/ann_only,snn:runs/snn_only)")
+            out.update(model_weights(item))
+            continue
+        out.update({k: v for k, v in model_weights(run).items() if k.startswith(BRANCH_PREFIXES[branch])})
+    return out
+
+
 def build_model(cfg: TrainConfig) -> DashNet:
     torch.manual_seed(cfg.seed)
     return DashNet(cfg.model)
@@ -182,7 +204,7 @@ def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig
     windows = make_windows(dataset, cfg)
     model = build_model(cfg)
     if init_from:
-        model.load_state_dict(model_weights(init_from), strict=False)
+        model.load_state_dict(init_weights(init_from), strict=False)
     opts = make_optimizers(model, cfg)
     start_epoch, step = 0, 0
     if resume:

@@ -132,3 +132,44 @@ def test_first_box_outside_the_image_is_an_error(tiny_dataset, tiny_run, tmp_pat
 def test_unknown_variant_is_a_parameter_error(tiny_dataset, tmp_path, capsys):
     _one_line_error(capsys, main(["train", "--dataset", str(tiny_dataset), "-o", str(tmp_path / "r"),
                                   "--set", "model.variant=bogus"]), "variant")
+
+
+def test_alpha_frame_fit_keeps_the_best_train_split_alpha(tiny_dataset, tiny_run, tmp_path):
+    """fit_alpha_frame tracks the train split per α and writes the best α into a copy of the run;
+    the copy, scored by the independent eval path (neurosim eval), gives the fit's AUC for that α."""
+    from hybrid.checkpoint import load_model, model_weights
+    from hybrid.tune import fit_alpha_frame
+
+    out = tmp_path / "fitted"
+    res = fit_alpha_frame(tiny_run, tiny_dataset, out, alphas=(0.1, 0.9), split="train", say=lambda *a: None)
+    best = max(res["scores"], key=lambda a: res["scores"][a]["auc"])
+    assert res["alpha_frame"] == float(best)
+    assert float(load_model(out).tcf.alphas[0]) == pytest.approx(res["alpha_frame"], abs=1e-6)
+    before, after = model_weights(tiny_run), model_weights(out)
+    assert set(before) == set(after) and all(torch_equal(before[k], after[k]) for k in before if k != "tcf.logit_frame")
+    ev = tmp_path / "ev"
+    assert main(["eval", str(out), "--dataset", str(tiny_dataset), "--split", "train", "-o", str(ev), "--json", "-q"]) == 0
+    scores = json.loads((ev / "scores.json").read_text())["trackers"]
+    assert next(iter(scores.values()))["auc"] == pytest.approx(res["scores"][best]["auc"], abs=1e-12)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_init_from_takes_each_branch_from_its_own_run(tiny_run):
+    from hybrid.checkpoint import model_weights
+    from hybrid.train import BRANCH_PREFIXES, init_weights
+    from neurosim.errors import ParameterError
+
+    full = model_weights(tiny_run)
+    ann = init_weights(f"ann:{tiny_run}")
+    assert ann and all(k.startswith(BRANCH_PREFIXES["ann"]) for k in ann)
+    assert {k for k in full if k.startswith(("ann.", "corr_ann.", "scale_head."))} == set(ann)
+    both = init_weights(f"ann:{tiny_run},snn:{tiny_run}")
+    assert any(k.startswith("snn.") for k in both) and not any(k.startswith(("tcf.", "attention.")) for k in both)
+    assert set(init_weights(str(tiny_run))) == set(full)
+    with pytest.raises(ParameterError, match="branch"):
+        init_weights(f"tcf:{tiny_run}")

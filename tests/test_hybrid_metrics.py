@@ -96,3 +96,19 @@ def test_absent_ground_truth_is_skipped_and_nan_prediction_is_a_miss():
     pred = np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [np.nan] * 4])
     s, p = metrics.sequence_curves(pred, gt)
     assert s[0] == pytest.approx(0.5) and p[50] == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_closed_forms():
+    """A constant shift has a zero-width interval at the shift; a symmetric ±1 difference has mean 0
+    and a standard error near the closed form σ/√n; mismatched sequence sets are refused."""
+    from hybrid.metrics import paired_bootstrap
+
+    a = {f"s{i}": 0.1 * i for i in range(20)}
+    r = paired_bootstrap(a, {k: v - 0.05 for k, v in a.items()})
+    assert r["diff"] == pytest.approx(0.05) and r["ci95"] == pytest.approx([0.05, 0.05]) and r["wins"] == 20
+    b = {k: v + (1.0 if i % 2 else -1.0) for i, (k, v) in enumerate(sorted(a.items()))}
+    r = paired_bootstrap(a, b, n_resamples=20_000)
+    assert r["diff"] == pytest.approx(0.0, abs=1e-12) and r["se"] == pytest.approx(1 / np.sqrt(20), rel=0.05)
+    assert r["ci95"][0] < 0 < r["ci95"][1] and r["wins"] == 10
+    with pytest.raises(ValueError):
+        paired_bootstrap(a, {"other": 1.0})

@@ -181,3 +181,49 @@ def test_size_hold_changes_only_the_box_size_and_not_training():
     assert losses[0] == losses[1] and grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         torch.testing.assert_close(grads[1][n], grads[0][n], rtol=0, atol=1e-6)
+
+
+def test_response_attention_picks_the_look_alike_that_moved():
+    """Two identical response peaks (two look-alikes); spikes only around the second one in the
+    warm-up bins: with the motion prior R + γ·A the soft-argmax moves to the one that moved, and
+    where nothing spiked the prior is one constant (no effect on the soft-argmax)."""
+    from hybrid.attention import SpikeAttention
+
+    att = SpikeAttention(stride=2, mode="response")
+    with torch.no_grad():  # a trained-like gate (the init is deliberately mild)
+        att.conv.weight.fill_(1.0)
+        att.gamma.fill_(5.0)
+    r = torch.zeros(1, 8, 8)
+    r[0, 1, 1] = r[0, 6, 6] = 6.0  # equal evidence at cells (1, 1) and (6, 6)
+    still = torch.zeros(5, 1, 8, 16, 16)  # W = 5 bins of first-layer spikes (C = 8, stride 2 → 16×16)
+    moved = still.clone()
+    moved[:, 0, :, 12:14, 12:14] = 1.0  # the second look-alike spiked (cell (6, 6) of the 8×8 grid)
+    # closed form of the prior: γ·σ(conv3×3(log(1 + avgpool2(rate)/ε))), ε = 0.01
+    a = torch.zeros(1, 1, 10, 10)
+    a[0, 0, 1:9, 1:9] = torch.log1p(F.avg_pool2d(moved.mean(dim=(0, 2))[:, None], 2)[0, 0] / 0.01)
+    want = 5.0 * torch.sigmoid(F.conv2d(a, torch.ones(1, 1, 3, 3)) - 3.0)[:, 0]
+    with torch.no_grad():
+        torch.testing.assert_close(att.response(r, moved) - r, want)
+    centre = lambda resp: soft_argmax(resp, 4)[0]  # noqa: E731
+    c1, c2 = torch.tensor([1 * 4 + 1.5] * 2), torch.tensor([6 * 4 + 1.5] * 2)
+    with torch.no_grad():
+        mid = centre(att.response(r, still))
+        picked = centre(att.response(r, moved))
+    torch.testing.assert_close(mid, centre(r))  # uniform prior: unchanged
+    assert torch.dist(mid, (c1 + c2) / 2) < 0.5
+    assert torch.dist(picked, c2) < 0.25 * torch.dist(picked, c1)
+    # the features mode leaves the features unchanged in response mode and vice versa
+    f = torch.rand(1, 4, 8, 8)
+    assert torch.equal(att(f, moved), f)
+    assert torch.equal(SpikeAttention(2, mode="features").response(r, moved), r)
+
+
+def test_feature_gating_is_cancelled_by_normalized_correlation():
+    """Why attention acts on the response: NCC is invariant to a gain on the features, so the
+    feature-gating form F ⊙ (1 + γA) does nothing where A is constant over the k×k patch."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(2, 6, 10, 10, generator=g)
+    z = torch.rand(2, 6, 3, 3, generator=g)
+    r = normalized_correlate(f, z)
+    r_gain = normalized_correlate(3.7 * f, z)
+    torch.testing.assert_close(r_gain[:, 1:-1, 1:-1], r[:, 1:-1, 1:-1], rtol=1e-4, atol=1e-4)

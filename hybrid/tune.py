@@ -1,0 +1,88 @@
+"""Fitting the TCF crossover α_frame by closed-loop tracking on the training split.
+
+Why: training sees one frame interval at a time, starting from the true box plus a small
+error (``start_noise``), so the box loss learns how far to trust a fresh frame against an
+almost exact prior estimate — it learns to distrust the frame (α_frame → 0.7). While tracking,
+the prior at a frame is the estimate carried by the events over the whole previous interval,
+with its accumulated drift: the complementary filter's gain must match *that* error
+(for a Kalman-like filter, α ≈ σ²_frame / (σ²_frame + σ²_prior)).
+
+So α_frame is a one-parameter fit of the tracker as it is used: every candidate α is set into
+the trained model, whole sequences of the **training** split are tracked (closed loop, a box at
+every SNN step) and scored with the OTB protocol; the α with the highest AUC is written into a
+copy of the run (weights and config; nothing else changes). The test split is never seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import shutil
+from typing import Any, Callable, Sequence
+
+import torch
+
+from neurosim.errors import ParameterError
+
+DEFAULT_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+def track_score(model, tracks: list, threads: int = 1) -> dict[str, float]:
+    """OTB AUC and P@20 of ``model`` tracking ``tracks`` (hybrid.data.Track) from their first boxes."""
+    from hybrid import metrics
+    from hybrid.track import track_sequence
+
+    res = {t.name: (r.boxes, r.gt) for t in tracks for r in [track_sequence(model, t, threads=threads)]}
+    s = metrics.evaluate(res).summary()
+    return {"auc": float(s["auc"]), "precision_20": float(s["precision_20"])}
+
+
+def set_alpha_frame(model, alpha: float) -> None:
+    """Set the TCF's α_frame (0 < α < 1) in place."""
+    if not 0 < alpha < 1:
+        raise ParameterError(f"alpha_frame {alpha} must be in (0, 1)")
+    with torch.no_grad():
+        model.tcf.logit_frame.fill_(math.log(alpha / (1 - alpha)))
+
+
+def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path, out: str | pathlib.Path,
+                    alphas: Sequence[float] = DEFAULT_ALPHAS, split: str = "train", max_sequences: int = 0,
+                    say: Callable[..., None] = print) -> dict[str, Any]:
+    """Track ``split`` of ``dataset`` with each α_frame in ``alphas``; copy ``run`` to ``out`` with the best one.
+
+    ``max_sequences`` > 0 uses the first N sequences of the split (sorted by name). Returns
+    ``{"alpha_frame", "learned_alpha_frame", "scores": {α: {auc, precision_20}}, "run"}``."""
+    from safetensors.torch import load_file, save_file
+
+    from hybrid.checkpoint import WEIGHTS, find_checkpoint, load_model
+    from hybrid.data import load_track
+    from hybrid.evaluate import split_sequences
+    from neurosim.io import atomic_output
+
+    run, out = find_checkpoint(run), pathlib.Path(out)
+    if run.suffix == ".safetensors" or out.exists():
+        raise ParameterError(f"fit_alpha_frame needs a run folder and a new output folder (got {run} -> {out})")
+    model = load_model(run)
+    if model.cfg.variant not in ("full", "no_attention"):
+        raise ParameterError(f"{run} is a {model.cfg.variant} run: only full / no_attention runs have a TCF")
+    learned = float(model.tcf.alphas[0].detach())
+    seqs = split_sequences(dataset, split)
+    if max_sequences > 0:
+        seqs = seqs[:max_sequences]
+    tracks = [load_track(p, n) for n, p in seqs]
+    scores = {}
+    for a in alphas:
+        set_alpha_frame(model, a)
+        scores[float(a)] = track_score(model, tracks)
+        say(f"alpha_frame {a:g}: AUC {scores[a]['auc']:.4f}  P@20 {scores[a]['precision_20']:.4f} ({len(tracks)} {split} sequences)")
+    best = max(scores, key=lambda a: scores[a]["auc"])
+    shutil.copytree(run, out)
+    weights = load_file(str(out / WEIGHTS))
+    weights["tcf.logit_frame"] = torch.tensor(math.log(best / (1 - best)), dtype=weights["tcf.logit_frame"].dtype)
+    with atomic_output(out / WEIGHTS) as tmp:
+        save_file(weights, str(tmp))
+    doc = {"alpha_frame": best, "learned_alpha_frame": learned, "split": split, "sequences": [n for n, _ in seqs],
+           "scores": {str(a): s for a, s in scores.items()}, "from_run": str(run)}
+    (out / "alpha_fit.json").write_text(json.dumps(doc, indent=1))
+    return {**doc, "run": str(out)}
