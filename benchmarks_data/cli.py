@@ -33,7 +33,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  example="neurosim data synth -o synth --sequences 8 --seed 0",
                  description="Render textured targets among look-alike distractors on textured backgrounds (fast erratic "
                  "motion, scale change, occlusion, lighting change, motion blur) at 240 fps with exact boxes, then convert "
-                 "them like real data (events from every frame, blurred APS frames at --aps-rate). "
+                 "them like real data (events from every frame, APS frames at --aps-rate, one 240 fps frame each by default). "
                  "Scene settings: --set synth.n_distractors=5 (fields of benchmarks_data.synth.SynthConfig) "
                  "or a [synth] table in --config.")
     p.add_argument("-o", "--out", required=True, help="dataset folder")
