@@ -406,6 +406,15 @@ def group_sums(count: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarra
     return out
 
 
+def range_sums(count: np.ndarray, ptr: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """``out[g] = sum(count[starts[r]:stops[r]].sum() for r in range(ptr[g], ptr[g+1]))`` (int64
+    (G,)): :func:`group_sums` with each group's indices given as contiguous runs (a route's neurons
+    are a few channel × position ranges, so this reads ~30× fewer indices)."""
+    out = np.empty(max(len(ptr) - 1, 0), np.int64)
+    _k.range_sums(_c(count, np.int32), _c(ptr, np.int64), _c(starts, np.int64), _c(stops, np.int64), out)
+    return out
+
+
 def max_pool(x: np.ndarray, k: int) -> np.ndarray:
     """Max pooling of int8 ``x`` (..., H, W) over k×k windows with stride k → (..., H//k, W//k)
     (rows / columns past the last whole window are dropped, as in ``neurosim.intnet``)."""

@@ -60,7 +60,7 @@ def check_inputs(mapping: Mapping, inputs: dict[str, np.ndarray]) -> int:
         x = np.asarray(inputs[name])
         if x.ndim != len(spec.shape) + 1 or tuple(x.shape[1:]) != tuple(spec.shape):
             raise InputError(f"input {name!r} has shape {x.shape}, the network expects (T, {', '.join(map(str, spec.shape))})")
-        if x.dtype.kind not in "iu" or (x.size and (x.min() < -128 or x.max() > 127)):
+        if x.dtype.kind not in "iu" or (x.dtype != np.int8 and x.size and (x.min() < -128 or x.max() > 127)):
             raise InputError(f"input {name!r} must be int8 values (-128..127), got {x.dtype}")
         if x.shape[0] % spec.steps:
             raise InputError(f"input {name!r} has {x.shape[0]} steps, not a multiple of its {spec.steps} steps per frame")
@@ -140,7 +140,7 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
         elif layer.kind in ("maxpool", "sumpool"):
             values[layer.name] = _pool(layer, x)
         elif _fused(layer):
-            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts)
+            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts, binary)
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
                                            _is_binary(net, layer.source, values, binary))
@@ -161,7 +161,8 @@ def _fused(layer) -> bool:
     return FUSED and layer.kind == "conv2d" and int(np.prod(layer.weight.shape[1:])) <= kernels.K_CHUNK
 
 
-def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, counts: dict) -> np.ndarray:
+def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, counts: dict,
+                binary: dict | None = None) -> np.ndarray:
     """One conv layer over all steps in one C++ call (accumulation, soma, output).
 
     The layer's tiles only partition its (input channel, output channel, position) space, so
@@ -173,6 +174,8 @@ def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, 
     snn = layer.mode == "snn"
     run = kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
                              layer.activation or "none", layer.lut, layer.neuron if snn else None)
+    if binary is not None:  # the kernel scanned the input: auto mode runs gemm exactly when it is not 0/1
+        binary.setdefault(layer.source, run.mode != "gemm")
     counts.setdefault(layer.source, run.in_count.reshape(-1))
     counts[layer.name] = run.out_count.reshape(-1)
     if snn:
@@ -336,8 +339,9 @@ def _pool(layer, x: np.ndarray) -> np.ndarray:
 
 
 def _route_groups(mapping: Mapping) -> dict[str, tuple]:
-    """Per value: the routes that carry it (not partial sums), their neuron lists concatenated
-    and the offsets of each route's list (cached per mapping)."""
+    """Per value: the routes that carry it (not partial sums), their list lengths, and their neuron
+    lists as runs of consecutive neurons (``starts``, ``stops``, route ``r``'s runs at
+    ``run_ptr[r]:run_ptr[r+1]``), cached per mapping."""
     cache = _cache(mapping, "routes")
     if "by_value" in cache:
         return cache["by_value"]
@@ -348,8 +352,18 @@ def _route_groups(mapping: Mapping) -> dict[str, tuple]:
     groups = {}
     for value, idxs in by_value.items():
         lens = np.array([len(mapping.routes[i].neurons) for i in idxs], np.int64)
-        flat = np.concatenate([np.asarray(mapping.routes[i].neurons, np.int32) for i in idxs])
-        groups[value] = (np.array(idxs), lens, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), flat)
+        flat = np.concatenate([np.asarray(mapping.routes[i].neurons, np.int64) for i in idxs])
+        ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        # each list as runs of consecutive neurons (exact for any list: a run starts wherever the
+        # next index is not the previous + 1, and at every route's first neuron)
+        first = np.ones(len(flat), bool)
+        first[1:] = np.diff(flat) != 1
+        first[ptr[:-1][lens > 0]] = True
+        run_at = np.flatnonzero(first)
+        starts = flat[run_at]
+        stops = flat[np.append(run_at[1:], len(flat)) - 1] + 1 if len(flat) else starts
+        run_ptr = np.searchsorted(run_at, ptr).astype(np.int64)
+        groups[value] = (np.array(idxs), lens, run_ptr, starts, stops)
     cache["by_value"] = groups
     cache["partial"] = [i for i, r in enumerate(mapping.routes) if r.partial_sums]
     return groups
@@ -368,12 +382,12 @@ def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[
         r = mapping.routes[i]
         tile = mapping.tiles[r.src]
         packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
-    for value, (idxs, lens, ptr, flat) in groups.items():
+    for value, (idxs, lens, run_ptr, starts, stops) in groups.items():
         v = values[value]
         count = counts.get(value)
         if count is None:
             count = kernels.nonzero_counts(v)
-        sparse = kernels.group_sums(count, ptr, flat)
+        sparse = kernels.range_sums(count, run_ptr, starts, stops)
         dense = -(-lens // chip.packet_payload_bytes) * v.shape[0]
         packets[idxs] = np.minimum(sparse, dense)
     return packets

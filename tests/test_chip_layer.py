@@ -156,11 +156,13 @@ def test_int16_accumulators_beyond_fan_in_256(path, mode):
 
 @pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("c,k,stride,pad,m", [(20, 5, 1, 2, 24), (3, 7, 2, 3, 8), (11, 6, 3, 1, 12), (16, 3, 1, 1, 1), (8, 3, 1, 1, 32),
-                                              (9, 8, 2, 0, 40)])
+                                              (9, 8, 2, 0, 40), (16, 3, 2, 1, 16), (24, 3, 1, 1, 16)])
 def test_lut_mode_on_wide_kernel_rows(path, c, k, stride, pad, m):
     """The lut mode's three ways to read a kernel row's spike bits (whole bytes when C % 8 == 0, one
     64-bit word when kw*C + 7 <= 64, 4-byte loads per group otherwise) and its table sums for
-    output counts that are / are not multiples of 8, against the Python reference, LIF and ANN."""
+    output counts that are / are not multiples of 8, against the Python reference, LIF and ANN.
+    C % 8 == 0 with M % 16 == 0 runs the table-major passes on AVX2 (pairs of tables; an odd
+    table count, 9 per row for C = 24, ends with a single-table pass; stride 2 included)."""
     rng = np.random.default_rng(c * 100 + k)
     x = (rng.random((4, c, 13, 11)) < 0.3).astype(np.int8)
     w = rng.integers(-56, 57, (m, c, k, k)).astype(np.int8)  # fan-in <= 576: sums stay inside int16
@@ -255,3 +257,24 @@ def test_counts_over_more_than_255_steps(path, mode):
     np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
     np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
     assert run.in_count.max() > 255 and run.out_count.max() > 255
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), groups=st.integers(0, 12))
+def test_range_sums_match_numpy(seed, n, groups):
+    """kernels.range_sums (route packets from per-neuron counts, each route's neurons as runs of
+    consecutive indices) against numpy sums of the same index lists; empty runs and groups
+    included, and bad runs refused."""
+    rng = np.random.default_rng(seed)
+    count = rng.integers(0, 2**31 - 1, n).astype(np.int32)  # near the int32 top: the sums need int64
+    runs = rng.integers(0, 6, groups)
+    ptr = np.concatenate([[0], np.cumsum(runs)]).astype(np.int64)
+    starts = rng.integers(0, n + 1, int(ptr[-1])).astype(np.int64)
+    stops = np.minimum(starts + rng.integers(0, 40, len(starts)), n).astype(np.int64)
+    expected = [sum(int(count[a:b].astype(np.int64).sum()) for a, b in zip(starts[p0:p1], stops[p0:p1]))
+                for p0, p1 in zip(ptr[:-1], ptr[1:])]
+    np.testing.assert_array_equal(kernels.range_sums(count, ptr, starts, stops), expected)
+    with pytest.raises(ValueError):
+        kernels.range_sums(count, np.array([0, 1], np.int64), np.array([0], np.int64), np.array([n + 1], np.int64))
+    with pytest.raises(ValueError):
+        kernels.range_sums(count, np.array([0, 1], np.int64), np.array([1], np.int64), np.array([0], np.int64))

@@ -20,7 +20,9 @@
 //   plane   dense direct convolution: for every (m, c, dy, dx) the shifted input plane times
 //           the weight is added to output plane m (channel-major (M, P), vectorized along ox).
 //   lut     0/1 inputs, output-stationary: the spikes of 8 taps (channels × columns of a kernel
-//           row) form a byte that indexes a table of the sums of their weights (run_lut).
+//           row) form a byte that indexes a table of the sums of their weights (run_lut; on
+//           AVX2 with C % 8 == 0 table-major, one pass over the positions per pair of tables,
+//           lut_pass_bytes, or a separate loop for M == 1, lut_step_m1).
 //   gemm    int8 activations: im2col of the step (8-byte row moves) + the dense int8 MAC.
 // The soma then runs on the step's accumulators in one fused AVX2 pass (soma.h; scalar bodies
 // otherwise), and the spikes or activations are written channel-major (T, M, Ho, Wo).
@@ -530,8 +532,81 @@ __attribute__((target("avx2"))) inline void lut_sum_bytes(const int16_t* lut, co
     }
 }
 
+// Table-major order for the same sums (C % 8 == 0, M a multiple of 16): one pass over the step's
+// output positions per pair of tables of a kernel row, so the two 256-entry tables (2 x 8 KB for
+// M = 16) and the step's accumulators (P x M int16, 8 KB for 16 x 16 x 16) stay in L1, instead
+// of every position reading all kh*ng tables (73-147 KB, L2) in turn. Each position's sum is the
+// same set of int16 table entries added in a different order: exact (every partial sum is a sum
+// of some of its weights, inside int16 by the int16 condition) and so bit-identical.
+__attribute__((target("avx2"))) inline void lut_pass_bytes(const int16_t* lut, const uint8_t* img, int64_t rb,
+                                                            int64_t kh, int64_t ng, int64_t m, int64_t ho,
+                                                            int64_t wo, int64_t row_step, int64_t col_step,
+                                                            int16_t* acc) {
+    const int64_t tab = 256 * m;
+    std::memset(acc, 0, static_cast<size_t>(ho * wo * m) * sizeof(int16_t));
+    for (int64_t dy = 0; dy < kh; ++dy)
+        for (int64_t g = 0; g < ng; g += 2) {
+            const int16_t* t0 = lut + (dy * ng + g) * tab;
+            const bool two = g + 1 < ng;
+            for (int64_t oy = 0; oy < ho; ++oy) {
+                const uint8_t* r = img + oy * row_step + dy * rb + g;  // image row oy*s + dy, byte g
+                int16_t* o = acc + oy * wo * m;
+                const int64_t sx = col_step;  // image bytes per output column
+                if (two) {
+                    const int16_t* t1 = t0 + tab;
+                    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += m)
+                        for (int64_t mb = 0; mb < m; mb += 16) {
+                            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + mb));
+                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * m + mb)));
+                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t1 + r[1] * m + mb)));
+                            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + mb), v);
+                        }
+                } else {
+                    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += m)
+                        for (int64_t mb = 0; mb < m; mb += 16) {
+                            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + mb));
+                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * m + mb)));
+                            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + mb), v);
+                        }
+                }
+            }
+        }
+}
+
+// M == 1, C % 8 == 0 (e.g. a correlation head): a whole step's table sums in a separate,
+// non-inlined loop, so the loop bounds stay in registers, with two independent int32 sums per
+// position (inlined into the big layer body the bounds were reloaded from the stack). The int16
+// result equals the int16 sum: the int16 condition bounds every partial sum.
+__attribute__((noinline)) void lut_step_m1(const int16_t* lut, const uint8_t* img, int64_t rb, int64_t kh, int64_t ng,
+                                           int64_t ho, int64_t wo, int64_t row_step, int64_t col_step, int16_t* acc) {
+    for (int64_t oy = 0; oy < ho; ++oy)
+        for (int64_t ox = 0; ox < wo; ++ox) {
+            const uint8_t* r = img + oy * row_step + ox * col_step;
+            const int16_t* tab = lut;
+            int32_t s0 = 0, s1 = 0;
+            for (int64_t dy = 0; dy < kh; ++dy, r += rb) {
+                int64_t g = 0;
+                for (; g + 2 <= ng; g += 2, tab += 512) {
+                    s0 += tab[r[g]];
+                    s1 += tab[256 + r[g + 1]];
+                }
+                if (g < ng) {
+                    s0 += tab[r[g]];
+                    tab += 256;
+                }
+            }
+            acc[oy * wo + ox] = static_cast<int16_t>(s0 + s1);
+        }
+}
+
 // Shape of the lut mode's bit image and tables: groups of gb = 8 taps, 256-entry tables (4-tap
 // groups, whose tables stay in L1, measured 1.5-1.8x slower: twice the table adds).
+// lut_pass_bytes (table-major) rather than the position-major lut_sum_bytes for C % 8 == 0 and
+// M % 16 == 0 on AVX2. Measured (CPU time, load ~1.1-1.5, same inputs): reference network
+// snn_conv2/3 0.057/0.082 vs 0.061/0.089 ms per frame; 4x wider variant (M = 64, 2 x 32 KB
+// tables, past L1) 0.41/0.72 vs 0.50/1.03 ms per frame.
+constexpr bool LUT_TABLE_MAJOR = true;
+
 struct LutShape {
     int64_t wpp, hpp, row_bytes, row_bits, gb, ng, ntab;
     explicit LutShape(const ConvLayerArgs& a) {
@@ -602,6 +677,20 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
                     if (cnt) ++cnt[y * a.w + xx];
                     irow[bit >> 3] = static_cast<uint8_t>(irow[bit >> 3] | (1u << (bit & 7)));
                 }
+            }
+        }
+        if constexpr (Vec) {
+            if (byte_aligned && m == 1) {
+                lut_step_m1(lut.data(), img.data(), rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
+                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+                write_step(a, t, true, wk.spk.data(), wk);
+                continue;
+            }
+            if (byte_aligned && m % 16 == 0 && LUT_TABLE_MAJOR) {
+                lut_pass_bytes(lut.data(), img.data(), rb, a.kh, ng, m, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
+                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+                write_step(a, t, true, wk.spk.data(), wk);
+                continue;
             }
         }
         for (int64_t oy = 0; oy < a.ho; ++oy)
@@ -816,22 +905,25 @@ void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_
                    int64_t kw, int64_t stride, int64_t pad, int64_t* out) {
     (void)c;
     const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
-    std::vector<int64_t> plane(h * w, 0);  // channels c0..c1 summed
-    for (int64_t ci = c0; ci < c1; ++ci)
-        for (int64_t i = 0; i < h * w; ++i) plane[i] += count[ci * h * w + i];
-    for (int64_t oy = 0; oy < ho; ++oy)
-        for (int64_t ox = 0; ox < wo; ++ox) {
-            int64_t s = 0;
-            for (int64_t dy = 0; dy < kh; ++dy) {
-                const int64_t y = oy * stride - pad + dy;
-                if (y < 0 || y >= h) continue;
-                for (int64_t dx = 0; dx < kw; ++dx) {
-                    const int64_t xx = ox * stride - pad + dx;
-                    if (xx >= 0 && xx < w) s += plane[y * w + xx];
-                }
-            }
-            out[oy * wo + ox] = s;
+    // integral image of the channels c0..c1 summed: ii[y][x] = sum of plane[0:y, 0:x]; a window
+    // clipped to the plane is then 4 lookups (exact int64 sums, the same as summing its taps)
+    std::vector<int64_t> ii((h + 1) * (w + 1), 0);
+    for (int64_t y = 0; y < h; ++y) {
+        int64_t row = 0;
+        for (int64_t xx = 0; xx < w; ++xx) {
+            int64_t v = 0;
+            for (int64_t ci = c0; ci < c1; ++ci) v += count[(ci * h + y) * w + xx];
+            row += v;
+            ii[(y + 1) * (w + 1) + xx + 1] = ii[y * (w + 1) + xx + 1] + row;
         }
+    }
+    for (int64_t oy = 0; oy < ho; ++oy) {
+        const int64_t y0 = std::clamp<int64_t>(oy * stride - pad, 0, h), y1 = std::clamp<int64_t>(oy * stride - pad + kh, 0, h);
+        for (int64_t ox = 0; ox < wo; ++ox) {
+            const int64_t x0 = std::clamp<int64_t>(ox * stride - pad, 0, w), x1 = std::clamp<int64_t>(ox * stride - pad + kw, 0, w);
+            out[oy * wo + ox] = ii[y1 * (w + 1) + x1] - ii[y0 * (w + 1) + x1] - ii[y1 * (w + 1) + x0] + ii[y0 * (w + 1) + x0];
+        }
+    }
 }
 
 namespace {
@@ -876,6 +968,16 @@ void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32
     for (int64_t g = 0; g < groups; ++g) {
         int64_t s = 0;
         for (int64_t e = ptr[g]; e < ptr[g + 1]; ++e) s += count[idx[e]];
+        out[g] = s;
+    }
+}
+
+void range_sums(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
+                int64_t* out) {
+    for (int64_t g = 0; g < groups; ++g) {
+        int64_t s = 0;
+        for (int64_t r = ptr[g]; r < ptr[g + 1]; ++r)
+            for (int64_t i = starts[r]; i < stops[r]; ++i) s += count[i];
         out[g] = s;
     }
 }

@@ -110,6 +110,10 @@ void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_
 // out[g] = sum of count[idx[e]] for e in [ptr[g], ptr[g+1]) (the packets of route g from the
 // nonzero counts of the neurons it carries).
 void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32_t* idx, int64_t groups, int64_t* out);
+// out[g] = sum of count[starts[r]:stops[r]) over the runs r in [ptr[g], ptr[g+1]) (route packets
+// from per-neuron counts when each route's neurons are a few contiguous index ranges).
+void range_sums(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
+                int64_t* out);
 
 // Max pooling, k x k windows with stride k: x (planes, H, W) int8 -> out (planes, H/k, W/k).
 void max_pool(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int path);

@@ -314,6 +314,27 @@ NB_MODULE(_kernels, m) {
         "count"_a, "ptr"_a, "idx"_a, "out"_a);
 
     m.def(
+        "range_sums",
+        [](arr<const int32_t, nb::ndim<1>> count, arr<const int64_t, nb::ndim<1>> ptr, arr<const int64_t, nb::ndim<1>> starts,
+           arr<const int64_t, nb::ndim<1>> stops, arr<int64_t, nb::ndim<1>> out) {
+            const int64_t g = static_cast<int64_t>(out.shape(0)), n = static_cast<int64_t>(count.shape(0));
+            const int64_t runs = static_cast<int64_t>(starts.shape(0));
+            require(static_cast<int64_t>(ptr.shape(0)) == g + 1, "ptr must have one entry more than out");
+            require(static_cast<int64_t>(stops.shape(0)) == runs, "starts and stops must have the same length");
+            const int64_t* p = ptr.data();
+            require(g == 0 || (p[0] >= 0 && p[g] <= runs), "ptr out of range");
+            bool ok = true;  // (one require per check: it builds its message string)
+            for (int64_t i = 0; i < g; ++i) ok &= p[i] <= p[i + 1];
+            require(ok, "ptr must be non-decreasing");
+            const int64_t *a = starts.data(), *b = stops.data();
+            for (int64_t r = 0; r < runs; ++r) ok &= a[r] >= 0 && a[r] <= b[r] && b[r] <= n;
+            require(ok, "runs must satisfy 0 <= start <= stop <= len(count)");
+            nb::gil_scoped_release release;
+            chip::range_sums(count.data(), p, a, b, g, out.data());
+        },
+        "count"_a, "ptr"_a, "starts"_a, "stops"_a, "out"_a);
+
+    m.def(
         "max_pool",
         [](arr<const int8_t, nb::ndim<3>> x, int k, arr<int8_t, nb::ndim<3>> out, int path) {
             require(k >= 1, "the pooling window must be at least 1");
