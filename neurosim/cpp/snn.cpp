@@ -26,6 +26,8 @@
 
 #include <immintrin.h>
 
+#include "parallel.h"
+
 namespace nb = nanobind;
 
 using FArr = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
@@ -46,22 +48,7 @@ struct NeuronConfig {
   int refractory;
 };
 
-template <typename F>
-void parallel_for(int64_t n, int threads, F&& fn) {
-  threads = std::max<int>(1, std::min<int64_t>(threads, n));
-  if (threads == 1) {
-    fn(0, n, 0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  int64_t chunk = (n + threads - 1) / threads;
-  for (int t = 0; t < threads; ++t) {
-    int64_t lo = t * chunk, hi = std::min(n, lo + chunk);
-    if (lo >= hi) break;
-    pool.emplace_back([&fn, lo, hi, t] { fn(lo, hi, t); });
-  }
-  for (auto& th : pool) th.join();
-}
+using snn_parallel::parallel_for;
 
 inline float surrogate(int kind, float x, float alpha) {
   switch (kind) {

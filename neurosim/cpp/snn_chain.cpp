@@ -45,6 +45,8 @@
 
 #include <immintrin.h>
 
+#include "parallel.h"
+
 namespace nb = nanobind;
 
 namespace chain {
@@ -126,22 +128,7 @@ Workspace& workspace(int tid) {
   return *g_ws[tid];
 }
 
-template <typename F>
-void parallel_for(int64_t n, int threads, F&& fn) {
-  threads = std::max<int>(1, std::min<int64_t>(threads, n));
-  if (threads == 1) {
-    fn(0, n, 0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t chunk = (n + threads - 1) / threads;
-  for (int t = 0; t < threads; ++t) {
-    const int64_t lo = t * chunk, hi = std::min(n, lo + chunk);
-    if (lo >= hi) break;
-    pool.emplace_back([&fn, lo, hi, t] { fn(lo, hi, t); });
-  }
-  for (auto& th : pool) th.join();
-}
+using snn_parallel::parallel_for;
 
 // Head weight W (O, C·HWo) (feature index c·HWo + p) into the kernels' pixel-major layouts.
 void head_layout_forward(const float* W, int64_t O, int64_t Op, int64_t C, int64_t HWo, float* dst, int threads) {
