@@ -341,7 +341,7 @@ def _run_dask(tasks: list[dict], workers: int, scheduler: str, done: Callable) -
             client = Client(cluster)
         else:
             try:
-                client = Client(scheduler, timeout=10)
+                client = Client(scheduler, timeout=30)  # Dask's own default; 10 s is tight on a loaded machine
             except (OSError, TimeoutError) as exc:
                 raise ParameterError(f"cannot reach the Dask scheduler {scheduler} ({exc}): check --scheduler") from None
         with client:
