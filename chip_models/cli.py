@@ -52,6 +52,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=1, help="NIR import: time steps per frame (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reference network and synthetic inputs")
     p.add_argument("--path", default="auto", help="kernel path: auto, scalar, avx2, avx512vnni, avxvnni")
+    p.add_argument("--threads", type=int, default=0, help="kernel threads: each conv layer's output rows are split "
+                   "over them, like a chip's cores (default 0 = all CPUs; 1 = one thread; same results for any count)")
 
 
 def _setup(args: argparse.Namespace):
@@ -62,6 +64,7 @@ def _setup(args: argparse.Namespace):
     from neurosim.config import load_toml
 
     kernels.set_path(args.path)
+    kernels.set_threads(args.threads)
     if args.steps < 1 or (args.dt is not None and not args.dt > 0):
         raise ParameterError("--steps must be ≥ 1 and --dt positive")
     extra = load_toml(args.config) if args.config else None

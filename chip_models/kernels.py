@@ -90,6 +90,49 @@ if os.environ.get("NEUROSIM_CHIP_PATH"):
     set_path(os.environ["NEUROSIM_CHIP_PATH"])
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_threads = 0  # 0: all CPUs (cpu_count())
+
+
+def set_threads(n: int) -> None:
+    """Threads of the layer kernels (:func:`conv_layer`): ``0`` = all CPUs (the default), ``1`` =
+    one thread (no pool). ParameterError for a negative count. All counts give the same bits."""
+    global _threads
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ParameterError(f"threads must be an integer >= 0 (0 = all CPUs), not {n!r}")
+    _threads = int(n)
+
+
+def get_threads() -> int:
+    """The thread count in use (``0`` resolved to :func:`cpu_count`)."""
+    return _threads or cpu_count()
+
+
+@contextlib.contextmanager
+def use_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` kernel threads."""
+    old = _threads
+    set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(old)
+
+
+if os.environ.get("NEUROSIM_CHIP_THREADS"):
+    try:
+        set_threads(int(os.environ["NEUROSIM_CHIP_THREADS"]))
+    except ValueError:
+        raise ParameterError("NEUROSIM_CHIP_THREADS must be an integer >= 0 (0 = all CPUs)") from None
+
+
 def _code(vector_only: bool = False) -> int:
     """Path code for the C++ call; non-MAC kernels have scalar and AVX2 bodies only."""
     p = get_path()
@@ -341,7 +384,7 @@ class LayerRun:
 
 def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
                activation: str = "relu", lut: np.ndarray | None = None, neuron: IntLIFParams | None = None,
-               mode: str = "auto") -> LayerRun:
+               mode: str = "auto", threads: int | None = None) -> LayerRun:
     """A whole conv layer over all T steps in one C++ call (see ``cpp/conv_layer.cpp``).
 
     ``x`` int8 (T, C, H, W), ``weight`` int8 (M, C, kh, kw), ``bias`` int32 (M,) or None.
@@ -360,6 +403,12 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
       (channels × columns of a kernel row) is a byte indexing a 256-entry table of their weight
       sums (``kh·ceil(kw·C/8)`` table adds per output; other inputs fall back to ``events``);
     * ``gemm`` — im2col of each step + :func:`dense_mac`'s kernel.
+
+    ``threads`` (default :func:`get_threads`, all CPUs): the output rows are split into that
+    many blocks, run on a persistent C++ thread pool with the GIL released. Each block is an
+    ordinary layer call on its rows' receptive fields (zero-padded copy), with the mode chosen
+    once from the whole input, and writes disjoint output rows, so every thread count gives the
+    same bits (tested).
     """
     x, weight = _c(x, np.int8), _c(weight, np.int8)
     if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[1]:
@@ -382,8 +431,17 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
             raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
         soma, lif = ACTIVATIONS[activation], (0,) * 7
     used = _k.conv_layer(x, weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
-                         _c(lut, np.int8), lif, out, in_count, out_count, MODES[mode], _code(vector_only=True))
+                         _c(lut, np.int8), lif, out, in_count, out_count, MODES[mode], _code(vector_only=True),
+                         _check_threads(threads))
     return LayerRun(out, in_count, out_count, ("events", "plane", "lut", "gemm")[used & 3], bool(used & 4))
+
+
+def _check_threads(threads: int | None) -> int:
+    if threads is None:
+        return get_threads()
+    if not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ParameterError(f"threads must be an integer >= 0 (0 = all CPUs), not {threads!r}")
+    return int(threads) or cpu_count()
 
 
 def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int, stride: int, padding: int) -> np.ndarray:

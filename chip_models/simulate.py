@@ -123,9 +123,15 @@ def _prepare(mapping: Mapping) -> _Weights:
     return _LAYER_CACHE["weights"][1]
 
 
-def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool = False) -> SimResult:
-    """Run the mapped network on ``inputs`` (int8 (T, *shape) per input) core by core."""
+def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool = False,
+             threads: int | None = None) -> SimResult:
+    """Run the mapped network on ``inputs`` (int8 (T, *shape) per input) core by core.
+
+    ``threads``: like a chip's cores, each fused conv layer's output rows are split over this
+    many threads of a persistent C++ pool (default :func:`kernels.get_threads`, all CPUs; ``1``
+    = one thread). Outputs, per-core work and route packets are the same for every count."""
     frames = check_inputs(mapping, inputs)
+    threads = kernels._check_threads(threads)
     prep = _prepare(mapping)
     net = mapping.net
     values: dict[str, np.ndarray] = {k: np.ascontiguousarray(inputs[k], np.int8) for k in net.inputs}
@@ -140,7 +146,7 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
         elif layer.kind in ("maxpool", "sumpool"):
             values[layer.name] = _pool(layer, x)
         elif _fused(layer):
-            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts, binary)
+            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts, binary, threads)
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
                                            _is_binary(net, layer.source, values, binary))
@@ -162,7 +168,7 @@ def _fused(layer) -> bool:
 
 
 def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, counts: dict,
-                binary: dict | None = None) -> np.ndarray:
+                binary: dict | None = None, threads: int = 1) -> np.ndarray:
     """One conv layer over all steps in one C++ call (accumulation, soma, output).
 
     The layer's tiles only partition its (input channel, output channel, position) space, so
@@ -173,7 +179,8 @@ def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, 
     """
     snn = layer.mode == "snn"
     run = kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
-                             layer.activation or "none", layer.lut, layer.neuron if snn else None)
+                             layer.activation or "none", layer.lut, layer.neuron if snn else None,
+                             threads=threads)
     if binary is not None:  # the kernel scanned the input: auto mode runs gemm exactly when it is not 0/1
         binary.setdefault(layer.source, run.mode != "gemm")
     counts.setdefault(layer.source, run.in_count.reshape(-1))

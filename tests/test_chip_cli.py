@@ -222,3 +222,19 @@ def test_estimate_on_a_neurosim_snn_nir_export(tmp_path, capsys):
                         "--activity", "0.3")
     assert rc == 0, err
     assert json.loads(out)["sops_per_frame"] > 0
+
+
+def test_estimate_is_the_same_on_any_thread_count(capsys):
+    """--threads only changes how the kernels run: the estimate (from the per-core work and the
+    route packets) is identical; a negative count exits 2."""
+    from chip_models import kernels
+
+    results = []
+    for n in ("1", "2", "0"):
+        rc, out, _ = _run(capsys, "chip", "estimate", "reference", "--threads", n, "--json", "--quiet")
+        assert rc == 0
+        results.append(json.loads(out))
+    assert results[0] == results[1] == results[2]
+    rc, out, err = _run(capsys, "chip", "estimate", "reference", "--threads", "-1")
+    assert rc == 2 and "threads" in err and out == ""
+    kernels.set_threads(0)

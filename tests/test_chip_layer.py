@@ -69,19 +69,20 @@ def _reference(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     return run_reference(net, {"x": x})["l"]
 
 
-def _run(x, layer, mode):
+def _run(x, layer, mode, threads=None):
     return kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
                               layer.activation or "none", layer.lut, layer.neuron if layer.mode == "snn" else None,
-                              mode=mode)
+                              mode=mode, threads=threads)
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
 @SETTINGS
-@given(case=layer_case(), mode=st.sampled_from(["auto", "events", "plane", "lut", "gemm"]))
-def test_conv_layer_matches_run_reference(path, case, mode):
+@given(case=layer_case(), mode=st.sampled_from(["auto", "events", "plane", "lut", "gemm"]), threads=st.integers(1, 5))
+def test_conv_layer_matches_run_reference(path, case, mode, threads):
+    """Every mode, on 1-5 threads (row blocks of the thread pool), equals run_reference."""
     x, layer = case
     with kernels.use_path(path):
-        run = _run(x, layer, mode)
+        run = _run(x, layer, mode, threads)
     ref = _reference(x, layer)
     np.testing.assert_array_equal(run.out, ref)
     np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
@@ -156,7 +157,8 @@ def test_int16_accumulators_beyond_fan_in_256(path, mode):
 
 @pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("c,k,stride,pad,m", [(20, 5, 1, 2, 24), (3, 7, 2, 3, 8), (11, 6, 3, 1, 12), (16, 3, 1, 1, 1), (8, 3, 1, 1, 32),
-                                              (9, 8, 2, 0, 40), (16, 3, 2, 1, 16), (24, 3, 1, 1, 16)])
+                                              (9, 8, 2, 0, 40), (16, 3, 2, 1, 16), (24, 3, 1, 1, 16),
+                                              (16, 3, 1, 1, 48), (8, 3, 2, 1, 64)])
 def test_lut_mode_on_wide_kernel_rows(path, c, k, stride, pad, m):
     """The lut mode's three ways to read a kernel row's spike bits (whole bytes when C % 8 == 0, one
     64-bit word when kw*C + 7 <= 64, 4-byte loads per group otherwise) and its table sums for
@@ -173,13 +175,15 @@ def test_lut_mode_on_wide_kernel_rows(path, c, k, stride, pad, m):
         IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=3, stride=stride,
                  padding=pad, neuron=IntLIFParams(v_th=200, reset_mode="subtract", leak_alpha=230)),
     ):
-        with kernels.use_path(path):
-            run = _run(x, layer, "lut")
-        assert run.mode == "lut" and run.int16
         ref = _reference(x, layer)
-        np.testing.assert_array_equal(run.out, ref)
-        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
-        np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+        # threads: 1, row blocks (2, 3), and blocks of 16 output channels (2 when M % 32 == 0)
+        for threads in (1, 2, 3):
+            with kernels.use_path(path):
+                run = _run(x, layer, "lut", threads)
+            assert run.mode == "lut" and run.int16
+            np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={threads}")
+            np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+            np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)

@@ -8,7 +8,7 @@ from chip_models.config import load_chip
 from chip_models.mapper import map_network
 from chip_models.reference_net import build_reference, synthetic_inputs
 from chip_models.simulate import simulate
-from neurosim.errors import CapacityError, InputError
+from neurosim.errors import CapacityError, InputError, ParameterError
 from neurosim.intnet import InputSpec, IntLayer, IntNetwork, run_reference
 from neurosim.intneuron import IntLIFParams
 
@@ -179,3 +179,52 @@ def test_route_packets_match_numpy_per_route(net_name):
             sent = v.reshape(v.shape[0], -1)[:, np.asarray(r.neurons, np.int64)]
             want = min(int(np.count_nonzero(sent)), -(-len(r.neurons) // payload) * v.shape[0])
         assert sim.route_packets[i] == want, (i, r.value)
+
+
+@pytest.mark.parametrize("net_name", ["reference", "mixed"])
+def test_threads_give_identical_outputs_and_counts(net_name):
+    """Row blocks on the thread pool: 1, 2 and 3 threads give the same outputs (equal to
+    run_reference), the same per-core active inputs and route packets (the timing model's inputs)
+    and the same 0/1 classification of every value."""
+    rng = np.random.default_rng(11)
+    if net_name == "reference":
+        net = build_reference(seed=4)
+        x = synthetic_inputs(net, frames=2, seed=9, activity=0.12)
+    else:
+        net = _mixed_net(rng)
+        x = {"img": rng.integers(-128, 128, (4, 2, 16, 16)).astype(np.int8),
+             "ev": (rng.random((12, 2, 17, 17)) < 0.3).astype(np.int8) * rng.integers(1, 4, (12, 2, 17, 17)).astype(np.int8)}
+    mapping = map_network(net, load_chip("tianjic"))
+    ref = run_reference(net, x)
+    runs = {n: simulate(mapping, x, threads=n) for n in (1, 2, 3)}
+    for n, sim in runs.items():
+        _assert_same(ref, sim.outputs)
+        np.testing.assert_array_equal(sim.active_inputs, runs[1].active_inputs, err_msg=f"threads={n}")
+        np.testing.assert_array_equal(sim.route_packets, runs[1].route_packets, err_msg=f"threads={n}")
+        assert sim.binary == runs[1].binary
+    assert runs[1].active_inputs.sum() > 0 and runs[1].route_packets.sum() > 0
+
+
+def test_non_binary_value_outside_every_receptive_field_is_seen_with_threads():
+    """A 2 in an input row no output reads (stride 2, the last row) still makes the layer's input
+    int8 (gemm) with row blocks, as with one thread: the plan is made from the whole input."""
+    w = np.ones((4, 1, 3, 3), np.int8)
+    x = np.zeros((2, 1, 10, 9), np.int8)
+    x[:, 0, 4, 4] = 1
+    x[1, 0, 9, 3] = 2  # row 9: outputs read rows 0-8 only (3x3, stride 2, no padding)
+    runs = [kernels.conv_layer(x, w, None, 2, 0, 0, "relu", threads=n) for n in (1, 2, 4)]
+    for run in runs:
+        assert run.mode == "gemm" and not run.int16
+        np.testing.assert_array_equal(run.out, runs[0].out)
+        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+        np.testing.assert_array_equal(run.out_count, runs[0].out_count)
+
+
+def test_bad_thread_counts_are_refused():
+    net = build_reference()
+    mapping = map_network(net, load_chip("tianjic"))
+    x = synthetic_inputs(net, 1)
+    with pytest.raises(ParameterError, match="threads"):
+        simulate(mapping, x, threads=-1)
+    with pytest.raises(ParameterError, match="threads"):
+        kernels.set_threads(1.5)

@@ -28,6 +28,10 @@
 // otherwise), and the spikes or activations are written channel-major (T, M, Ho, Wo).
 // Per-input and per-output nonzero counts over the T steps feed the timing model (active inputs
 // per core, packets per route).
+// Threads (conv_layer_threads): the plan (mode, int16, 0/1) is made once from the whole input;
+// then blocks of output rows (or, in lut mode with M % 16B == 0, blocks of 16k output channels)
+// run as ordinary layer calls on a persistent pool (thread_pool.h), each writing disjoint
+// outputs and counts: the same bits as one thread.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -38,6 +42,7 @@
 
 #include "kernels.h"
 #include "soma.h"
+#include "thread_pool.h"
 
 namespace chip {
 
@@ -795,8 +800,15 @@ __attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n
     i0 = i;
 }
 
+// What a layer call runs: the accumulation mode, int16 accumulators, 0/1 inputs (from one
+// scan of the whole input, so every row block of a threaded call runs the same way).
+struct Plan {
+    int mode;
+    bool i16, binary;
+};
+
 template <bool Vec>
-__attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a) {
+__attribute__((always_inline)) inline Plan plan_layer(const ConvLayerArgs& a) {
     const int64_t total = a.steps * a.c * a.h * a.w, fan_in = a.c * a.kh * a.kw;
     int64_t nnz = 0;
     uint8_t umax = 0;  // largest input byte as unsigned: <= 1 means 0/1 inputs
@@ -839,6 +851,13 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
             if (lut < std::min(events, plane)) mode = 2;
         }
     }
+    return Plan{mode, i16, binary};
+}
+
+template <bool Vec>
+__attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, const Plan& pl) {
+    const int mode = pl.mode;
+    const bool i16 = pl.i16, binary = pl.binary;
     Work wk;
     const int64_t n = a.m * a.ho * a.wo;
     wk.cur.resize(n);
@@ -877,11 +896,12 @@ __attribute__((always_inline)) inline int conv_layer_body(const ConvLayerArgs& a
     }
     wk.flush_counts(a.out_count);
     wk.flush_inputs(a.in_count);
-    return mode | (i16 ? 4 : 0);
 }
 
-int conv_layer_scalar(const ConvLayerArgs& a) { return conv_layer_body<false>(a); }
-__attribute__((target("avx2"))) int conv_layer_avx2(const ConvLayerArgs& a) { return conv_layer_body<true>(a); }
+Plan plan_scalar(const ConvLayerArgs& a) { return plan_layer<false>(a); }
+__attribute__((target("avx2"))) Plan plan_avx2(const ConvLayerArgs& a) { return plan_layer<true>(a); }
+void run_scalar(const ConvLayerArgs& a, const Plan& pl) { run_layer<false>(a, pl); }
+__attribute__((target("avx2"))) void run_avx2(const ConvLayerArgs& a, const Plan& pl) { run_layer<true>(a, pl); }
 
 __attribute__((always_inline)) inline void count_cols_body(const int8_t* values, int64_t steps, int64_t n,
                                                            int32_t* out) {
@@ -895,10 +915,130 @@ __attribute__((target("avx2"))) void count_cols_avx2(const int8_t* v, int64_t t,
     count_cols_body(v, t, n, o);
 }
 
+// in_count[c, y0:y1, :] += the number of steps x[t, c, y0:y1, :] is nonzero (rows of every plane).
+template <bool Vec>
+__attribute__((always_inline)) inline void count_rows_body(const ConvLayerArgs& a, int64_t y0, int64_t y1) {
+    const int64_t hw = a.h * a.w, n = (y1 - y0) * a.w;
+    for (int64_t t = 0; t < a.steps; ++t)
+        for (int64_t c = 0; c < a.c; ++c) {
+            const int8_t* x = a.x + (t * a.c + c) * hw + y0 * a.w;
+            int32_t* o = a.in_count + c * hw + y0 * a.w;
+            for (int64_t i = 0; i < n; ++i) o[i] += x[i] != 0;
+        }
+}
+void count_rows_scalar(const ConvLayerArgs& a, int64_t y0, int64_t y1) { count_rows_body<false>(a, y0, y1); }
+__attribute__((target("avx2"))) void count_rows_avx2(const ConvLayerArgs& a, int64_t y0, int64_t y1) {
+    count_rows_body<true>(a, y0, y1);
+}
+
 }  // namespace
 
 int conv_layer(const ConvLayerArgs& a, int path) {
-    return path == SCALAR ? conv_layer_scalar(a) : conv_layer_avx2(a);
+    const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);
+    if (path == SCALAR) run_scalar(a, pl);
+    else run_avx2(a, pl);
+    return pl.mode | (pl.i16 ? 4 : 0);
+}
+
+// The lut mode with M a multiple of 16 per block: blocks of output channels instead of rows.
+// Block b runs channels [m0, m1) on the whole input (no copy) with its own weights, bias and
+// tables (half the tables' size each, and no table is built or read twice), writes those
+// channels of every step through its own buffer and out_count[m0:m1] in place, and counts the
+// input rows [H*b/B, H*(b+1)/B) into in_count.
+int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks, const Plan& pl) {
+    const int64_t p_out = a.ho * a.wo, fan_in = a.c * a.kh * a.kw;
+    auto task = [&](int64_t b) {
+        if (a.in_count) {
+            if (path == SCALAR) count_rows_scalar(a, a.h * b / blocks, a.h * (b + 1) / blocks);
+            else count_rows_avx2(a, a.h * b / blocks, a.h * (b + 1) / blocks);
+        }
+        const int64_t m0 = a.m * b / blocks, m1 = a.m * (b + 1) / blocks, mb = m1 - m0;
+        thread_local std::vector<int8_t> os;
+        if (os.size() < static_cast<size_t>(a.steps * mb * p_out)) os.resize(static_cast<size_t>(a.steps * mb * p_out));
+        ConvLayerArgs sub = a;
+        sub.m = mb;
+        sub.weight = a.weight + m0 * fan_in;
+        sub.bias = a.bias ? a.bias + m0 : nullptr;
+        sub.out = os.data();
+        sub.in_count = nullptr;
+        sub.out_count = a.out_count ? a.out_count + m0 * p_out : nullptr;
+        if (path == SCALAR) run_scalar(sub, pl);
+        else run_avx2(sub, pl);
+        for (int64_t t = 0; t < a.steps; ++t)
+            std::memcpy(a.out + (t * a.m + m0) * p_out, &os[t * mb * p_out], mb * p_out);
+    };
+    ThreadPool::instance().run(blocks, threads, task);
+    return pl.mode | (pl.i16 ? 4 : 0);
+}
+
+// The layer split into blocks of output rows on the persistent thread pool (thread_pool.h).
+// Block b owns output rows [r0, r1) of every channel and step. Its input is the input rows
+// [ya, yb) of every plane (one copy per plane), with ya = (r0 - e) * s, e = min(r0, ceil(pad / s)),
+// and yb = min(H, (r1 - 1) * s - pad + kh): an ordinary layer call with the same padding whose
+// output rows e .. e + rows - 1 read exactly the input rows that global rows r0 .. r1 - 1 read
+// (the e rows above and any row below read the block's zero padding where the layer has data:
+// they are computed and dropped). Each output neuron's accumulation and LIF state depend only
+// on its own receptive field, the plan (mode, int16, 0/1) is made once from the whole input, and
+// every mode gives the same bits, so the result equals the one-thread call bit for bit. Block b
+// writes the disjoint output rows [r0, r1) of out and out_count, and counts the nonzeros of the
+// input rows [H*b/B, H*(b+1)/B) into in_count.
+int conv_layer_threads(const ConvLayerArgs& a, int path, int threads) {
+    const int64_t blocks = std::min<int64_t>(threads, a.ho);
+    if (blocks <= 1) return conv_layer(a, path);
+    const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);
+    const int64_t t_n = a.steps, c = a.c, h = a.h, w = a.w, s = a.stride, pad = a.pad;
+    const int64_t m = a.m, ho = a.ho, wo = a.wo;
+    if (pl.mode == 2 && m % (16 * blocks) == 0) return channel_blocks(a, path, threads, blocks, pl);
+    if (pl.mode == 2 && m < 8) return conv_layer(a, path);  // (M = 1 tables: a row split measured slower)
+    struct Rows {
+        int64_t r0, r1, e, ya, hs, hos;
+    };
+    std::vector<Rows> geo(blocks);
+    for (int64_t b = 0; b < blocks; ++b) {
+        Rows& g = geo[b];
+        g.r0 = ho * b / blocks; g.r1 = ho * (b + 1) / blocks;
+        g.e = std::min<int64_t>(g.r0, (pad + s - 1) / s);
+        g.ya = (g.r0 - g.e) * s;
+        // a block whose rows only read the bottom padding (pad >= kh): run the layer in one call
+        if (g.ya >= h) return conv_layer(a, path);
+        g.hs = std::max(g.ya + 1, std::min(h, (g.r1 - 1) * s - pad + a.kh)) - g.ya;
+        g.hos = (g.hs + 2 * pad - a.kh) / s + 1;
+        if (g.hos < g.e + g.r1 - g.r0) return conv_layer(a, path);  // (cannot happen; kept as a guard)
+    }
+    auto task = [&](int64_t b) {
+        if (a.in_count) {
+            if (path == SCALAR) count_rows_scalar(a, h * b / blocks, h * (b + 1) / blocks);
+            else count_rows_avx2(a, h * b / blocks, h * (b + 1) / blocks);
+        }
+        const Rows& g = geo[b];
+        const int64_t r0 = g.r0, rows = g.r1 - g.r0, e = g.e, ya = g.ya, hs = g.hs, hos = g.hos;
+        // per-thread scratch kept across calls: fresh buffers of this size would be new pages
+        // (page faults) on every call
+        thread_local std::vector<int8_t> xs, os;
+        thread_local std::vector<int32_t> cs;
+        if (xs.size() < static_cast<size_t>(t_n * c * hs * w)) xs.resize(static_cast<size_t>(t_n * c * hs * w));
+        if (os.size() < static_cast<size_t>(t_n * m * hos * wo)) os.resize(static_cast<size_t>(t_n * m * hos * wo));
+        if (a.out_count) cs.assign(static_cast<size_t>(m * hos * wo), 0);
+        for (int64_t tc = 0; tc < t_n * c; ++tc) std::memcpy(&xs[tc * hs * w], a.x + (tc * h + ya) * w, hs * w);
+        ConvLayerArgs sub = a;
+        sub.x = xs.data();
+        sub.h = hs; sub.ho = hos;
+        sub.out = os.data();
+        sub.in_count = nullptr;
+        sub.out_count = a.out_count ? cs.data() : nullptr;
+        if (path == SCALAR) run_scalar(sub, pl);
+        else run_avx2(sub, pl);
+        for (int64_t tj = 0; tj < t_n * m; ++tj)
+            std::memcpy(a.out + (tj * ho + r0) * wo, &os[(tj * hos + e) * wo], rows * wo);
+        if (a.out_count)
+            for (int64_t j = 0; j < m; ++j) {
+                int32_t* dst = a.out_count + (j * ho + r0) * wo;
+                const int32_t* src = &cs[(j * hos + e) * wo];
+                for (int64_t i = 0; i < rows * wo; ++i) dst[i] += src[i];
+            }
+    };
+    ThreadPool::instance().run(blocks, threads, task);
+    return pl.mode | (pl.i16 ? 4 : 0);
 }
 
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,

@@ -102,6 +102,9 @@ struct ConvLayerArgs {
 };
 // Returns the accumulation mode used (0 events, 1 plane, 2 lut, 3 gemm) + 4 when int16 accumulators were used.
 int conv_layer(const ConvLayerArgs& a, int path);
+// The same split into blocks of output rows on up to `threads` threads of a persistent pool
+// (bit-identical to conv_layer; see conv_layer.cpp). threads <= 1 is conv_layer.
+int conv_layer_threads(const ConvLayerArgs& a, int path, int threads);
 
 // Sum over the receptive field of every output position of count[c0:c1] (C, H, W) → out (Ho*Wo).
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,

@@ -235,7 +235,7 @@ NB_MODULE(_kernels, m) {
         [](arr<const int8_t, nb::ndim<4>> x, arr<const int8_t, nb::ndim<4>> weight, std::optional<I32_1> bias,
            int stride, int pad, int shift, int soma, std::optional<I8_1> lut, std::tuple<int, int, int, int, int, int, int> lif,
            arr<int8_t, nb::ndim<4>> out, std::optional<arr<int32_t, nb::ndim<3>>> in_count,
-           std::optional<arr<int32_t, nb::ndim<3>>> out_count, int mode, int path) {
+           std::optional<arr<int32_t, nb::ndim<3>>> out_count, int mode, int path, int threads) {
             chip::ConvLayerArgs a{};
             a.x = x.data();
             a.steps = x.shape(0); a.c = x.shape(1); a.h = x.shape(2); a.w = x.shape(3);
@@ -273,11 +273,12 @@ NB_MODULE(_kernels, m) {
             require(mode >= -1 && mode <= 3, "mode must be -1 (auto), 0 (events), 1 (plane), 2 (lut) or 3 (gemm)");
             a.mode = mode;
             check_path(path);
+            require(threads >= 1, "threads must be >= 1");
             nb::gil_scoped_release release;
-            return chip::conv_layer(a, path);
+            return chip::conv_layer_threads(a, path, threads);
         },
         "x"_a, "weight"_a, "bias"_a.none(), "stride"_a, "pad"_a, "shift"_a, "soma"_a, "lut"_a.none(), "lif"_a, "out"_a,
-        "in_count"_a.none(), "out_count"_a.none(), "mode"_a, "path"_a);
+        "in_count"_a.none(), "out_count"_a.none(), "mode"_a, "path"_a, "threads"_a = 1);
 
     m.def(
         "window_counts",

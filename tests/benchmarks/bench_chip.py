@@ -115,39 +115,87 @@ def spikes() -> dict:
     return out
 
 
-def simulation(widths=None) -> dict:
+def best_interleaved(fns: dict, repeats: int) -> dict:
+    """Best times of each of ``fns`` (name → callable), the runs interleaved (a, b, a, b, ...) so
+    that load changes on the shared machine hit all of them alike: ``cpu_s`` the CPU time of the
+    calling thread (time.thread_time; all the work of a single-threaded run, and not the idle
+    spin of the kernel pool's workers after a threaded run), ``process_cpu_s`` that of all
+    threads, ``wall_s`` the wall time."""
+    cpu = {k: [] for k in fns}
+    pcpu = {k: [] for k in fns}
+    wall = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.thread_time() - c0)
+            pcpu[k].append(time.process_time() - p0)
+    return {k: {"cpu_s": min(cpu[k]), "process_cpu_s": min(pcpu[k]), "wall_s": min(wall[k])} for k in fns}
+
+
+def simulation(widths=None, threads=None) -> dict:
+    """Reference network (or the variant with ``widths``): run_reference vs the chip simulation.
+
+    Two speedups: ``speedup_cpu_1_thread`` = reference CPU time / simulation CPU time with
+    ``threads=1`` (per CPU second, as before), and ``speedup_wall_N_threads`` = reference wall
+    time (it is single-threaded) / simulation wall time with N threads (all CPUs by default)."""
     from chip_models.config import load_chip
     from chip_models.mapper import map_network
     from chip_models.reference_net import build_reference, synthetic_inputs
     from chip_models.simulate import simulate
     from neurosim.intnet import run_reference
 
+    n_threads = threads or kernels.cpu_count()
     net = build_reference() if widths is None else build_reference(widths=widths)
     frames = 8
     x = synthetic_inputs(net, frames=frames, activity=0.1)
     mapping = map_network(net, load_chip("tianjic", [f"chips={1 if widths is None else 8}"]))
-    t_ref = best(lambda: run_reference(net, x), 3)
-    simulate(mapping, x)
-    t_sim = best(lambda: simulate(mapping, x), 15)
+    ref_t = best_interleaved({"ref": lambda: run_reference(net, x)}, 3)["ref"]
+    simulate(mapping, x, threads=1)
+    simulate(mapping, x, threads=n_threads)
+    sim_t = best_interleaved({"1": lambda: simulate(mapping, x, threads=1),
+                              "n": lambda: simulate(mapping, x, threads=n_threads)}, 15)
     ref = run_reference(net, x)
-    ok = all(np.array_equal(ref[k], v) for k, v in simulate(mapping, x).outputs.items())
+    ok = all(all(np.array_equal(ref[k], v) for k, v in simulate(mapping, x, threads=n).outputs.items())
+             for n in (1, n_threads))
     # where the simulation's time goes: the fused whole-layer kernel of each conv layer
     layers = {}
-    vals = simulate(mapping, x, keep_values=True).values
+    vals = simulate(mapping, x, keep_values=True, threads=1).values
     for layer in net.layers:
         if layer.kind == "conv2d":
             src = vals[layer.source]
             run = {}
-            t = best(lambda: run.update(r=kernels.conv_layer(src, layer.weight, layer.bias, layer.stride, layer.padding,
-                                                            layer.shift, layer.activation or "none", layer.lut,
-                                                            layer.neuron if layer.mode == "snn" else None)), 7)
-            layers[layer.name] = {"ms_per_frame": round(t / frames * 1e3, 3), "mode": run["r"].mode,
+
+            def one(n, src=src, layer=layer, run=run):
+                run["r"] = kernels.conv_layer(src, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+                                              layer.activation or "none", layer.lut,
+                                              layer.neuron if layer.mode == "snn" else None, threads=n)
+            t = best_interleaved({"1": lambda: one(1), "n": lambda: one(n_threads)}, 7)
+            layers[layer.name] = {"ms_per_frame": round(t["1"]["cpu_s"] / frames * 1e3, 3),
+                                  f"wall_ms_per_frame_{n_threads}_threads": round(t["n"]["wall_s"] / frames * 1e3, 3),
+                                  "mode": run["r"].mode,
                                   "steps_per_frame": src.shape[0] // frames,
                                   "int16_accumulators": run["r"].int16,
                                   "input_activity": round(float(np.count_nonzero(src)) / src.size, 3)}
-    return {"network": net.name, "widths": list(widths or (8, 16, 16)), "frames": frames, "reference_s_per_frame": round(t_ref / frames, 5),
-            "chip_sim_s_per_frame": round(t_sim / frames, 6), "speedup": round(t_ref / t_sim, 1), "target": 100,
-            "bit_exact": ok, "path": kernels.get_path(), "fused_conv_layers": layers}
+    return {"network": net.name, "widths": list(widths or (8, 16, 16)), "frames": frames,
+            "reference_s_per_frame": round(ref_t["cpu_s"] / frames, 5),
+            "reference_wall_s_per_frame": round(ref_t["wall_s"] / frames, 5),
+            "chip_sim_s_per_frame": round(sim_t["1"]["cpu_s"] / frames, 6),
+            "speedup": round(ref_t["cpu_s"] / sim_t["1"]["cpu_s"], 1),
+            "speedup_cpu_1_thread": round(ref_t["cpu_s"] / sim_t["1"]["cpu_s"], 1),
+            "chip_sim_wall_s_per_frame_1_thread": round(sim_t["1"]["wall_s"] / frames, 6),
+            "threads": n_threads,
+            f"chip_sim_wall_s_per_frame_{n_threads}_threads": round(sim_t["n"]["wall_s"] / frames, 6),
+            f"chip_sim_cpu_s_per_frame_{n_threads}_threads": round(sim_t["n"]["process_cpu_s"] / frames, 6),
+            f"speedup_wall_{n_threads}_threads": round(ref_t["wall_s"] / sim_t["n"]["wall_s"], 1),
+            "thread_scaling_wall": round(sim_t["1"]["wall_s"] / sim_t["n"]["wall_s"], 2),
+            "speedup_note": ("speedup / speedup_cpu_1_thread: reference CPU time / simulation CPU time, threads=1; "
+                             f"speedup_wall_{n_threads}_threads: reference wall time (single-threaded) / simulation "
+                             f"wall time with {n_threads} threads; thread_scaling_wall: simulation wall time "
+                             f"1 thread / {n_threads} threads"),
+            "load_average": os.getloadavg()[0],
+            "target": 100, "bit_exact": ok, "path": kernels.get_path(), "fused_conv_layers": layers}
 
 
 def fbgemm() -> dict:
@@ -174,7 +222,8 @@ def main() -> None:
               "reference_network_simulation": simulation(),
               "wider_variant_simulation": simulation((32, 64, 64)), "torch_fbgemm_int8_linear": fbgemm()}
     result["timing_note"] = ("rates use the best single-thread CPU time (time.process_time) of several runs; the "
-                             "machine is shared (see cpu.load_average), so wall times are longer and noisy")
+                             "machine is shared (see cpu.load_average), so wall times are longer and noisy; the "
+                             "simulations also report wall times with all CPUs (speedup_wall_N_threads)")
     print(json.dumps(result, indent=1))
 
 
