@@ -465,22 +465,33 @@ void sample_forward(const std::vector<Layer>& layers, const float* X, int64_t T,
       std::memcpy(out + (t * B + b) * head->O, acc + t * head->Op, sizeof(float) * head->O);
 }
 
+// The linear head (head_out > 0) laid out for the forward ([HWo][Cout][Op], Op = O rounded up to
+// 8) or the backward ([HWo][O][Cout]) pass, in the persistent buffers g_headw / g_headwt.
+Head make_head(const FArr& head_w, int64_t head_out, const Layer& last, bool backward, int threads) {
+  Head head;
+  if (head_out <= 0) return head;
+  head.O = head_out;
+  head.Op = (head_out + 7) / 8 * 8;
+  if (backward) {
+    float* hwt = grow(g_headwt, last.HWo() * head.O * last.Cout);
+    head_layout_backward(head_w.data(), head.O, last.Cout, last.HWo(), hwt, threads);
+    head.wt = hwt;
+  } else {
+    float* hw = grow(g_headw, last.HWo() * last.Cout * head.Op);
+    head_layout_forward(head_w.data(), head.O, head.Op, last.Cout, last.HWo(), hw, threads);
+    head.w = hw;
+  }
+  return head;
+}
+
 // Returns a handle of the saved state when save is true (for chain_backward), else -1.
 int64_t chain_forward(FArr x, I64Arr spec, FArr alpha, std::vector<FArr> wt, std::vector<FArr> bias,
                       std::vector<FArr> np, FArr head_w, int64_t head_out, FArr out, std::vector<FArr> vfinal,
                       int64_t T, int64_t B, int threads, bool save) {
   std::lock_guard<std::mutex> call_lock(g_call_mutex);
   std::vector<Layer> layers = make_layers(spec, alpha, wt, bias, np, nullptr);
-  Head head;
   const bool has_head = head_out > 0;
-  if (has_head) {
-    head.O = head_out;
-    head.Op = (head_out + 7) / 8 * 8;
-    const Layer& Ll = layers.back();
-    float* hw = grow(g_headw, Ll.HWo() * Ll.Cout * head.Op);
-    head_layout_forward(head_w.data(), head.O, head.Op, Ll.Cout, Ll.HWo(), hw, threads);
-    head.w = hw;
-  }
+  const Head head = make_head(head_w, head_out, layers.back(), /*backward=*/false, threads);
   std::vector<float*> vf;
   for (auto& a : vfinal) vf.push_back(a.data());
   float* O = out.data();
@@ -758,16 +769,8 @@ void chain_backward(FArr x, I64Arr spec, FArr alpha, std::vector<FArr> wt, std::
   std::lock_guard<std::mutex> call_lock(g_call_mutex);
   std::vector<Layer> layers = make_layers(spec, alpha, wt, bias, np, &wb);
   const int64_t nl = (int64_t)layers.size();
-  Head head;
   const bool has_head = head_out > 0;
-  if (has_head) {
-    head.O = head_out;
-    head.Op = (head_out + 7) / 8 * 8;
-    const Layer& Lt = layers.back();
-    float* hwt = grow(g_headwt, Lt.HWo() * head.O * Lt.Cout);
-    head_layout_backward(head_w.data(), head.O, Lt.Cout, Lt.HWo(), hwt, threads);
-    head.wt = hwt;
-  }
+  const Head head = make_head(head_w, head_out, layers.back(), /*backward=*/true, threads);
   // offsets of each gradient inside one block's partial buffer
   std::vector<int64_t> off_w(nl), off_b(nl);
   int64_t total = 0;
