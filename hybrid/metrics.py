@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from neurosim.errors import ParameterError
+
 IOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 ERROR_THRESHOLDS = np.arange(0, 51, dtype=float)
 PRECISION_AT = 20
@@ -105,7 +107,8 @@ def paired_bootstrap(a: dict[str, float], b: dict[str, float], n_resamples: int 
     the number of sequences where ``a`` is higher."""
     names = sorted(a)
     if set(names) != set(b) or not names:
-        raise ValueError("paired_bootstrap needs scores of the same, non-empty set of sequences")
+        raise ParameterError("paired_bootstrap needs per-sequence scores of the same, non-empty set of "
+                             "sequences for both trackers: evaluate both on the same dataset split")
     d = np.array([a[k] - b[k] for k in names], np.float64)
     idx = np.random.default_rng(seed).integers(0, len(d), (n_resamples, len(d)))
     means = d[idx].mean(axis=1)

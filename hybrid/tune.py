@@ -2,7 +2,7 @@
 
 Why: training sees one frame interval at a time, starting from the true box plus a small
 error (``start_noise``), so the box loss learns how far to trust a fresh frame against an
-almost exact prior estimate — it learns to distrust the frame (α_frame → 0.7). While tracking,
+almost exact prior estimate — it learns to distrust the frame (α_frame ≈ 0.6 for the shipped model). While tracking,
 the prior at a frame is the estimate carried by the events over the whole previous interval,
 with its accumulated drift: the complementary filter's gain must match *that* error
 (for a Kalman-like filter, α ≈ σ²_frame / (σ²_frame + σ²_prior)).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import shutil
 from typing import Any, Callable, Sequence
@@ -33,8 +34,11 @@ def track_score(model, tracks: list, threads: int = 1) -> dict[str, float]:
     from hybrid import metrics
     from hybrid.track import track_sequence
 
-    res = {t.name: (r.boxes, r.gt) for t in tracks for r in [track_sequence(model, t, threads=threads)]}
-    s = metrics.evaluate(res).summary()
+    results = {}
+    for track in tracks:
+        r = track_sequence(model, track, threads=threads)
+        results[track.name] = (r.boxes, r.gt)
+    s = metrics.evaluate(results).summary()
     return {"auc": float(s["auc"]), "precision_20": float(s["precision_20"])}
 
 
@@ -58,7 +62,6 @@ def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path, out: s
     from hybrid.checkpoint import WEIGHTS, find_checkpoint, load_model
     from hybrid.data import load_track
     from hybrid.evaluate import split_sequences
-    from neurosim.io import atomic_output
 
     run, out = find_checkpoint(run), pathlib.Path(out)
     if run.suffix == ".safetensors" or out.exists():
@@ -77,12 +80,19 @@ def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path, out: s
         scores[float(a)] = track_score(model, tracks)
         say(f"alpha_frame {a:g}: AUC {scores[a]['auc']:.4f}  P@20 {scores[a]['precision_20']:.4f} ({len(tracks)} {split} sequences)")
     best = max(scores, key=lambda a: scores[a]["auc"])
-    shutil.copytree(run, out)
-    weights = load_file(str(out / WEIGHTS))
-    weights["tcf.logit_frame"] = torch.tensor(math.log(best / (1 - best)), dtype=weights["tcf.logit_frame"].dtype)
-    with atomic_output(out / WEIGHTS) as tmp:
-        save_file(weights, str(tmp))
     doc = {"alpha_frame": best, "learned_alpha_frame": learned, "split": split, "sequences": [n for n, _ in seqs],
            "scores": {str(a): s for a, s in scores.items()}, "from_run": str(run)}
-    (out / "alpha_fit.json").write_text(json.dumps(doc, indent=1))
+    # the copy is built beside `out` and renamed at the end: no half-written run folder on failure
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        shutil.copytree(run, partial)
+        weights = load_file(str(partial / WEIGHTS))
+        weights["tcf.logit_frame"] = torch.tensor(math.log(best / (1 - best)), dtype=weights["tcf.logit_frame"].dtype)
+        save_file(weights, str(partial / WEIGHTS))
+        (partial / "alpha_fit.json").write_text(json.dumps(doc, indent=1))
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return {**doc, "run": str(out)}
