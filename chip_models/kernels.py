@@ -105,9 +105,13 @@ def set_threads(n: int) -> None:
     """Threads of the layer kernels (:func:`conv_layer`): ``0`` = all CPUs (the default), ``1`` =
     one thread (no pool). ParameterError for a negative count. All counts give the same bits."""
     global _threads
+    _threads = _valid_threads(n)
+
+
+def _valid_threads(n) -> int:
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ParameterError(f"threads must be an integer >= 0 (0 = all CPUs), not {n!r}")
-    _threads = int(n)
+    return int(n)
 
 
 def get_threads() -> int:
@@ -437,11 +441,7 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
 
 
 def _check_threads(threads: int | None) -> int:
-    if threads is None:
-        return get_threads()
-    if not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ParameterError(f"threads must be an integer >= 0 (0 = all CPUs), not {threads!r}")
-    return int(threads) or cpu_count()
+    return get_threads() if threads is None else (_valid_threads(threads) or cpu_count())
 
 
 def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int, stride: int, padding: int) -> np.ndarray:
