@@ -269,3 +269,37 @@ class TrackingWindows(_TorchDataset):
             cx, cy = meta.width / 2.0, meta.height / 2.0
         jx, jy = rng.uniform(-self.jitter, self.jitter, 2) * np.array([cw, ch])
         return int(np.floor(cx + jx - cw / 2.0)), int(np.floor(cy + jy - ch / 2.0))
+
+
+class ConcatWindows(_TorchDataset):
+    """The windows of several :class:`TrackingWindows` in order, as one dataset.
+
+    Item ``i`` is item ``i − offset_d`` of part ``d``, where ``offset_d`` is the number of
+    windows of the parts before it. The parts must agree on the SNN bins per APS frame, so
+    every item has the same shapes. :meth:`set_epoch` reaches every part.
+    """
+
+    def __init__(self, parts: Sequence[TrackingWindows]):
+        if not parts:
+            raise ParameterError("no datasets: give at least one dataset folder")
+        bins = {p.bins_per_frame for p in parts}
+        if len(bins) > 1:
+            names = ", ".join(f"{p.root} ({p.bins_per_frame})" for p in parts)
+            raise ParameterError(f"the datasets have different SNN bins per APS frame: {names}: build them at one --aps-rate")
+        self.parts = list(parts)
+        self.bins_per_frame = parts[0].bins_per_frame
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def set_epoch(self, epoch: int) -> None:
+        for p in self.parts:
+            p.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        d = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[d][i - int(self.offsets[d])]

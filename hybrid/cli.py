@@ -24,7 +24,9 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                      "Parameters: TrainConfig fields and a [model] table (ModelConfig) in --config / --set, e.g. "
                      "--set model.variant=ann_only. With --variants, one run per variant goes into -o/<variant>/. "
                      "Multi-process: torchrun --nproc_per_node 2 -m neurosim.cli train ...")
-        p.add_argument("--dataset", required=True, help="dataset folder (index.json), e.g. from 'neurosim data synth'")
+        p.add_argument("--dataset", required=True, action="append",
+                       help="dataset folder (index.json), e.g. from 'neurosim data synth'; repeat it to train on the "
+                       "windows of several datasets together (the --set split of each)")
         p.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config.json, metrics.jsonl)")
         p.add_argument("--variants", help="comma-separated variants to train side by side (ann_only,snn_only,no_tcf,no_attention,full)")
         p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
@@ -77,8 +79,10 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     from neurosim.cli import params_from_args
     from neurosim.io import existing_dir
 
-    existing_dir(args.dataset, "dataset folder")
-    load_index(args.dataset)
+    for folder in args.dataset:
+        existing_dir(folder, "dataset folder")
+        load_index(folder)
+    dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
     cfg = params_from_args(args, TrainConfig)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
@@ -89,7 +93,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     if args.resume and not (out / "checkpoint.safetensors").exists() and not args.variants:
         raise InputError(f"{out} has no checkpoint to resume: drop --resume or pass the run folder")
     if not args.variants:
-        return train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
+        return train(dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -98,7 +102,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     for v in variants:
         ctx.say(f"== variant {v}")
         vcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=v))
-        results[v] = train(args.dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
+        results[v] = train(dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
                            progress=ctx.progress, say=ctx.say, init_from=args.init_from)
     return {"runs": results}
 

@@ -29,7 +29,7 @@ import math
 import os
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -132,13 +132,20 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
-def make_windows(dataset: str | pathlib.Path, cfg: TrainConfig, split: str | None = None):
-    from benchmarks_data.loaders import TrackingWindows
+def make_windows(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], cfg: TrainConfig, split: str | None = None):
+    """Training windows of ``split`` (default ``cfg.split``) of one dataset folder, or of several
+    folders concatenated (``ConcatWindows``: e.g. a benchmark plus extra training scenes)."""
+    from benchmarks_data.loaders import ConcatWindows, TrackingWindows
 
-    windows = TrackingWindows(dataset, split or cfg.split, frames_per_window=2, snn_rate_hz=cfg.model.snn_rate_hz,
-                              crop=(cfg.model.search_size,) * 2, jitter=cfg.jitter, seed=cfg.seed)
-    if len(windows) == 0:
-        raise InputError(f"dataset {dataset}: split {split or cfg.split!r} has no 2-frame windows: it needs sequences with ≥ 3 APS frames")
+    folders = [dataset] if isinstance(dataset, (str, pathlib.Path)) else list(dataset)
+    parts = []
+    for folder in folders:
+        part = TrackingWindows(folder, split or cfg.split, frames_per_window=2, snn_rate_hz=cfg.model.snn_rate_hz,
+                               crop=(cfg.model.search_size,) * 2, jitter=cfg.jitter, seed=cfg.seed)
+        if len(part) == 0:
+            raise InputError(f"dataset {folder}: split {split or cfg.split!r} has no 2-frame windows: it needs sequences with ≥ 3 APS frames")
+        parts.append(part)
+    windows = parts[0] if len(parts) == 1 else ConcatWindows(parts)
     if windows.bins_per_frame <= cfg.model.warmup_bins:
         raise ParameterError(f"model.warmup_bins = {cfg.model.warmup_bins} must be below the {windows.bins_per_frame} SNN bins per frame")
     return windows
@@ -192,9 +199,10 @@ def build_model(cfg: TrainConfig) -> DashNet:
     return DashNet(cfg.model)
 
 
-def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig, resume: bool = False,
+def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str | pathlib.Path, cfg: TrainConfig, resume: bool = False,
           progress: Callable | None = None, say: Callable = print, init_from: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``dataset``'s split; write the run folder; return a summary."""
+    """Train ``cfg.model`` on the split of ``dataset`` (a folder, or a list of folders whose windows
+    are concatenated); write the run folder; return a summary."""
     cfg.check()
     torch.set_num_threads(max(1, cfg.threads))
     rank, world = _dist()
@@ -216,7 +224,7 @@ def train(dataset: str | pathlib.Path, run: str | pathlib.Path, cfg: TrainConfig
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     config_doc = {"model": to_dict(cfg.model), **{k: v for k, v in to_dict(cfg).items() if k != "model"},
-                  "dataset": str(dataset)}
+                  "dataset": str(dataset) if isinstance(dataset, (str, pathlib.Path)) else [str(d) for d in dataset]}
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
     n_batches = cfg.batches_per_epoch or math.ceil(len(windows) / cfg.batch_size)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks_data.loaders import TrackingWindows, bin_events, crop_frames, interpolate_boxes
+from benchmarks_data.loaders import ConcatWindows, TrackingWindows, bin_events, crop_frames, interpolate_boxes
 from benchmarks_data.synth import SynthConfig, synth_dataset
 from sim_events.formats.events import make_events
 from sim_events.formats.sequence import read_sequence
@@ -111,6 +111,25 @@ def test_training_crops_follow_the_target_and_are_reproducible(tiny_dataset):
     assert any(not torch.equal(again[i]["offset"], crop[i]["offset"]) for i in range(len(crop)))
     batch = next(iter(torch.utils.data.DataLoader(crop, batch_size=3)))
     assert batch["events"].shape == (3, 1, 8, 2, 32, 32) and batch["boxes"].shape == (3, 1, 8, 4)
+
+
+def test_concat_windows_are_the_parts_in_order(tiny_dataset):
+    kw = dict(frames_per_window=1, snn_rate_hz=240.0, crop=(32, 32), seed=5)
+    a, b = TrackingWindows(tiny_dataset, split="train", **kw), TrackingWindows(tiny_dataset, split="test", **kw)
+    both = ConcatWindows([a, b])
+    assert len(both) == len(a) + len(b)
+    assert torch.equal(both[0]["events"], a[0]["events"])
+    assert torch.equal(both[len(a)]["events"], b[0]["events"])
+    assert torch.equal(both[-1]["boxes"], b[len(b) - 1]["boxes"])
+    both.set_epoch(3)
+    assert a.epoch == b.epoch == 3
+    with pytest.raises(IndexError):
+        both[len(both)]
+    from neurosim.errors import ParameterError
+
+    other_rate = TrackingWindows(tiny_dataset, split="test", frames_per_window=1, snn_rate_hz=480.0)
+    with pytest.raises(ParameterError, match="bins per APS frame"):
+        ConcatWindows([a, other_rate])
 
 
 def test_bad_dataset_and_split_names(tmp_path, tiny_dataset):

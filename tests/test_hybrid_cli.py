@@ -97,6 +97,19 @@ def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, ca
     assert main(["chip", "estimate", str(intnet), "--json", "-q"]) == 0
 
 
+def test_train_on_two_datasets_draws_windows_from_both(tiny_dataset, tmp_path):
+    from hybrid.train import TrainConfig, make_windows
+    from neurosim.config import from_dict
+
+    cfg = from_dict(TrainConfig, {"model": {"search_size": 32}})
+    one = make_windows(tiny_dataset, cfg)
+    two = make_windows([tiny_dataset, tiny_dataset], cfg)
+    assert len(two) == 2 * len(one)
+    run = tmp_path / "two"
+    assert main(["train", "--dataset", str(tiny_dataset), "--dataset", str(tiny_dataset), "-o", str(run), "-q", *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["dataset"] == [str(tiny_dataset)] * 2
+
+
 def test_run_without_checkpoint_is_an_error(tiny_dataset, tmp_path, capsys):
     empty = tmp_path / "empty_run"
     empty.mkdir()
