@@ -1,4 +1,4 @@
-"""``neurosim train | eval | track | export``: thin CLI over hybrid's Python API."""
+"""``neurosim train | tune | eval | track | export``: thin CLI over hybrid's Python API."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
         p.add_argument("--init-from", help="start from the weights of another run, or per branch: ann:RUN_A,snn:RUN_B")
         p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    elif name == "tune":
+        p = add_verb(subparsers, "tune", _tune, help=help_text,
+                     example="neurosim tune runs/full --dataset synth/ --max-sequences 21 -o runs/full_fit",
+                     description="Fit the TCF crossover alpha_frame of a full / no_attention run by closed-loop tracking: "
+                     "track the --split sequences (default train; never the test split) with each candidate alpha, "
+                     "score them with the OTB protocol and copy the run to -o with the alpha of the highest AUC "
+                     "(alpha_fit.json has every score).")
+        p.add_argument("run", help="run folder of a full or no_attention tracker")
+        p.add_argument("--dataset", required=True, action="append",
+                       help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
+        p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted alpha_frame")
+        p.add_argument("--split", default="train", help="split whose sequences are tracked (default train)")
+        p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default all)")
+        p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "
@@ -124,6 +138,28 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
     if args.runs[0] == "default" and not args.out:
         raise ParameterError("evaluating the shipped model needs an output folder: add -o FOLDER")
     return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames)
+
+
+def _tune(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.evaluate import split_sequences
+    from hybrid.tune import DEFAULT_ALPHAS, fit_alpha_frame
+
+    alphas = DEFAULT_ALPHAS
+    if args.alphas:
+        try:
+            alphas = tuple(float(a) for a in args.alphas.split(",") if a.strip())
+        except ValueError:
+            alphas = ()
+        if not alphas or not all(0 < a < 1 for a in alphas):
+            raise ParameterError(f"--alphas {args.alphas!r} must be numbers in (0, 1), comma-separated (e.g. 0.1,0.2,0.5)")
+    if args.max_sequences < 0:
+        raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
+    for folder in args.dataset:  # dataset checks before anything is tracked
+        split_sequences(folder, args.split)
+    dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
+    res = fit_alpha_frame(resolve_run(args.run), dataset, args.out, alphas, args.split, args.max_sequences, say=ctx.say)
+    ctx.say(f"alpha_frame {res['alpha_frame']:g} (learned {res['learned_alpha_frame']:.3f}) -> {res['run']}")
+    return res
 
 
 def _parse_box(text: str | None):

@@ -35,9 +35,9 @@ def track_score(model, tracks: list, threads: int = 1) -> dict[str, float]:
     from hybrid.track import track_sequence
 
     results = {}
-    for track in tracks:
+    for i, track in enumerate(tracks):  # keyed by position: two datasets may both have a "synth_000"
         r = track_sequence(model, track, threads=threads)
-        results[track.name] = (r.boxes, r.gt)
+        results[f"{i}:{track.name}"] = (r.boxes, r.gt)
     s = metrics.evaluate(results).summary()
     return {"auc": float(s["auc"]), "precision_20": float(s["precision_20"])}
 
@@ -50,12 +50,13 @@ def set_alpha_frame(model, alpha: float) -> None:
         model.tcf.logit_frame.fill_(math.log(alpha / (1 - alpha)))
 
 
-def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path, out: str | pathlib.Path,
+def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path | Sequence[str | pathlib.Path], out: str | pathlib.Path,
                     alphas: Sequence[float] = DEFAULT_ALPHAS, split: str = "train", max_sequences: int = 0,
                     say: Callable[..., None] = print) -> dict[str, Any]:
     """Track ``split`` of ``dataset`` with each α_frame in ``alphas``; copy ``run`` to ``out`` with the best one.
 
-    ``max_sequences`` > 0 uses the first N sequences of the split (sorted by name). Returns
+    ``dataset``: a folder, or a list of folders whose split sequences are pooled. ``max_sequences``
+    > 0 uses the first N sequences of each folder's split (in index order). Returns
     ``{"alpha_frame", "learned_alpha_frame", "scores": {α: {auc, precision_20}}, "run"}``."""
     from safetensors.torch import load_file, save_file
 
@@ -70,9 +71,12 @@ def fit_alpha_frame(run: str | pathlib.Path, dataset: str | pathlib.Path, out: s
     if model.cfg.variant not in ("full", "no_attention"):
         raise ParameterError(f"{run} is a {model.cfg.variant} run: only full / no_attention runs have a TCF")
     learned = float(model.tcf.alphas[0].detach())
-    seqs = split_sequences(dataset, split)
-    if max_sequences > 0:
-        seqs = seqs[:max_sequences]
+    folders = [dataset] if isinstance(dataset, (str, pathlib.Path)) else list(dataset)
+    seqs = []
+    for folder in folders:
+        part = split_sequences(folder, split)
+        part = part[:max_sequences] if max_sequences > 0 else part
+        seqs += part if len(folders) == 1 else [(f"{folder}/{n}", f) for n, f in part]
     tracks = [load_track(p, n) for n, p in seqs]
     scores = {}
     for a in alphas:

@@ -166,6 +166,23 @@ def test_alpha_frame_fit_keeps_the_best_train_split_alpha(tiny_dataset, tiny_run
     assert next(iter(scores.values()))["auc"] == pytest.approx(res["scores"][best]["auc"], abs=1e-12)
 
 
+def test_tune_cli_pools_datasets_and_rejects_bad_alphas(tiny_dataset, tiny_run, tmp_path, capsys):
+    """`neurosim tune` with a dataset given twice tracks each train sequence twice: the pooled AUC
+    of identical copies equals the single dataset's AUC (OTB scores are per-frame means)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--alphas", "0.2,0.8", "-o", str(one), "-q"]) == 0
+    assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--dataset", str(tiny_dataset),
+                 "--alphas", "0.2,0.8", "-o", str(two), "-q"]) == 0
+    a, b = (json.loads((d / "alpha_fit.json").read_text()) for d in (one, two))
+    assert len(b["sequences"]) == 2 * len(a["sequences"])
+    for alpha in a["scores"]:
+        assert b["scores"][alpha]["auc"] == pytest.approx(a["scores"][alpha]["auc"], abs=1e-12)
+    capsys.readouterr()
+    _one_line_error(capsys, main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--alphas", "0.2,1.5",
+                                  "-o", str(tmp_path / "bad")]), "--alphas")
+    assert not (tmp_path / "bad").exists()
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
