@@ -97,13 +97,18 @@ def load_weights(run: str | pathlib.Path) -> dict[str, torch.Tensor]:
         raise InputError(f"{weights} is corrupt ({exc}): re-train or restore the run") from None
 
 
+# ModelConfig fields that older runs may still carry; they never had an effect
+RETIRED_MODEL_FIELDS = ("context", "min_crop")
+
+
 def load_model(run: str | pathlib.Path, variant: str | None = None):
     """Build the DashNet of a run folder and load its weights (``variant`` overrides the config)."""
     from hybrid.model import DashNet, ModelConfig
     from neurosim.config import from_dict
 
     cfg = load_config(run)
-    mcfg = from_dict(ModelConfig, cfg.get("model", {}))
+    fields = {k: v for k, v in cfg.get("model", {}).items() if k not in RETIRED_MODEL_FIELDS}
+    mcfg = from_dict(ModelConfig, fields)
     if variant is not None:
         mcfg = dataclasses.replace(mcfg, variant=variant)
     model = DashNet(mcfg)

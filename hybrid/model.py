@@ -59,8 +59,6 @@ class ModelConfig:
     temperature: float = 1.0  # soft-argmax τ
     warmup_bins: int = 5  # W
     snn_rate_hz: float = 1000.0
-    context: float = 2.5  # search crop side = context · max(w, h) of the box, in image pixels
-    min_crop: int = 48  # smallest crop side in image pixels
     quant_scheme: str = "fp32"  # fp32 | wageubn | eoq (ANN branch, via neurosim.quant)
     size_estimation: str = "ann"  # "ann": box size from the ANN scale head each frame; "hold": keep the first box's size
     alpha_frame: float = 0.3
