@@ -35,10 +35,10 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     elif name == "tune":
         p = add_verb(subparsers, "tune", _tune, help=help_text,
                      example="neurosim tune runs/full --dataset synth/ --max-sequences 21 -o runs/full_fit",
-                     description="Fit the TCF crossover alpha_frame of a full / no_attention run by closed-loop tracking: "
-                     "track the --split sequences (default train; never the test split) with each candidate alpha, "
-                     "score them with the OTB protocol and copy the run to -o with the alpha of the highest AUC "
-                     "(alpha_fit.json has every score).")
+                     description="Fit the TCF crossover (alpha_frame, alpha_hold) of a full / no_attention run by "
+                     "closed-loop tracking: track the --split sequences (default train; never the test split) with each "
+                     "candidate pair, score them with the OTB protocol and copy the run to -o with the pair of the "
+                     "highest AUC (alpha_fit.json has every score).")
         p.add_argument("run", help="run folder of a full or no_attention tracker")
         p.add_argument("--dataset", required=True, action="append",
                        help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
@@ -46,6 +46,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--split", default="train", help="split whose sequences are tracked (default train)")
         p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default all)")
         p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
+        p.add_argument("--holds", default="1", help="candidate alpha_hold values in (0, 1], comma-separated (default 1: "
+                       "the SNN alone between frames; e.g. 1,0.99,0.98,0.95)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "
@@ -142,24 +144,31 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
 
 def _tune(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.evaluate import split_sequences
-    from hybrid.tune import DEFAULT_ALPHAS, fit_alpha_frame
+    from hybrid.tune import DEFAULT_ALPHAS, fit_tcf
 
-    alphas = DEFAULT_ALPHAS
-    if args.alphas:
-        try:
-            alphas = tuple(float(a) for a in args.alphas.split(",") if a.strip())
-        except ValueError:
-            alphas = ()
-        if not alphas or not all(0 < a < 1 for a in alphas):
-            raise ParameterError(f"--alphas {args.alphas!r} must be numbers in (0, 1), comma-separated (e.g. 0.1,0.2,0.5)")
+    alphas = _numbers(args.alphas, "--alphas", 1.0, "0.1,0.2,0.5") if args.alphas else DEFAULT_ALPHAS
+    holds = _numbers(args.holds, "--holds", 1.0 + 1e-12, "1,0.98,0.95")
     if args.max_sequences < 0:
         raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
     for folder in args.dataset:  # dataset checks before anything is tracked
         split_sequences(folder, args.split)
     dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
-    res = fit_alpha_frame(resolve_run(args.run), dataset, args.out, alphas, args.split, args.max_sequences, say=ctx.say)
-    ctx.say(f"alpha_frame {res['alpha_frame']:g} (learned {res['learned_alpha_frame']:.3f}) -> {res['run']}")
+    res = fit_tcf(resolve_run(args.run), dataset, args.out, alphas, holds, args.split, args.max_sequences, say=ctx.say)
+    ctx.say(f"alpha_frame {res['alpha_frame']:g}, alpha_hold {res['alpha_hold']:g} "
+            f"(learned alpha_frame {res['learned_alpha_frame']:.3f}) -> {res['run']}")
     return res
+
+
+def _numbers(text: str, option: str, upper: float, example: str) -> tuple[float, ...]:
+    """Comma-separated numbers in (0, upper); ParameterError naming ``option`` otherwise."""
+    try:
+        values = tuple(float(a) for a in text.split(",") if a.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v < upper for v in values):
+        bound = "(0, 1)" if upper == 1.0 else "(0, 1]"
+        raise ParameterError(f"{option} {text!r} must be numbers in {bound}, comma-separated (e.g. {example})")
+    return values
 
 
 def _parse_box(text: str | None):

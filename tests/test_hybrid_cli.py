@@ -148,18 +148,23 @@ def test_unknown_variant_is_a_parameter_error(tiny_dataset, tmp_path, capsys):
 
 
 def test_alpha_frame_fit_keeps_the_best_train_split_alpha(tiny_dataset, tiny_run, tmp_path):
-    """fit_alpha_frame tracks the train split per α and writes the best α into a copy of the run;
-    the copy, scored by the independent eval path (neurosim eval), gives the fit's AUC for that α."""
+    """fit_tcf tracks the train split per (α_frame, α_hold) and writes the best pair into a copy of
+    the run; the copy, scored by the independent eval path (neurosim eval), gives the fit's AUC."""
     from hybrid.checkpoint import load_model, model_weights
-    from hybrid.tune import fit_alpha_frame
+    from hybrid.tune import fit_tcf
 
     out = tmp_path / "fitted"
-    res = fit_alpha_frame(tiny_run, tiny_dataset, out, alphas=(0.1, 0.9), split="train", say=lambda *a: None)
+    res = fit_tcf(tiny_run, tiny_dataset, out, alphas=(0.1, 0.9), holds=(1.0, 0.9), split="train", say=lambda *a: None)
+    assert len(res["scores"]) == 4
     best = max(res["scores"], key=lambda a: res["scores"][a]["auc"])
-    assert res["alpha_frame"] == float(best)
-    assert float(load_model(out).tcf.alphas[0]) == pytest.approx(res["alpha_frame"], abs=1e-6)
+    assert (res["alpha_frame"], res["alpha_hold"]) == (res["scores"][best]["alpha_frame"], res["scores"][best]["alpha_hold"])
+    fitted = load_model(out)
+    assert float(fitted.tcf.alphas[0]) == pytest.approx(res["alpha_frame"], abs=1e-6)
+    assert float(fitted.tcf.alphas[1]) == pytest.approx(res["alpha_hold"], abs=1e-6)
+    assert fitted.tcf.hold_is_one == (res["alpha_hold"] == 1.0)
     before, after = model_weights(tiny_run), model_weights(out)
-    assert set(before) == set(after) and all(torch_equal(before[k], after[k]) for k in before if k != "tcf.logit_frame")
+    assert set(before) == set(after)
+    assert all(torch_equal(before[k], after[k]) for k in before if k not in ("tcf.logit_frame", "tcf.logit_hold"))
     ev = tmp_path / "ev"
     assert main(["eval", str(out), "--dataset", str(tiny_dataset), "--split", "train", "-o", str(ev), "--json", "-q"]) == 0
     scores = json.loads((ev / "scores.json").read_text())["trackers"]
@@ -170,9 +175,10 @@ def test_tune_cli_pools_datasets_and_rejects_bad_alphas(tiny_dataset, tiny_run, 
     """`neurosim tune` with a dataset given twice tracks each train sequence twice: the pooled AUC
     of identical copies equals the single dataset's AUC (OTB scores are per-frame means)."""
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--alphas", "0.2,0.8", "-o", str(one), "-q"]) == 0
+    assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--alphas", "0.2,0.8", "--holds", "1,0.95",
+                 "-o", str(one), "-q"]) == 0
     assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--dataset", str(tiny_dataset),
-                 "--alphas", "0.2,0.8", "-o", str(two), "-q"]) == 0
+                 "--alphas", "0.2,0.8", "--holds", "1,0.95", "-o", str(two), "-q"]) == 0
     a, b = (json.loads((d / "alpha_fit.json").read_text()) for d in (one, two))
     assert len(b["sequences"]) == 2 * len(a["sequences"])
     for alpha in a["scores"]:
@@ -180,6 +186,8 @@ def test_tune_cli_pools_datasets_and_rejects_bad_alphas(tiny_dataset, tiny_run, 
     capsys.readouterr()
     _one_line_error(capsys, main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--alphas", "0.2,1.5",
                                   "-o", str(tmp_path / "bad")]), "--alphas")
+    _one_line_error(capsys, main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--holds", "1,1.2",
+                                  "-o", str(tmp_path / "bad")]), "--holds")
     assert not (tmp_path / "bad").exists()
 
 
