@@ -13,7 +13,7 @@ DEFAULT_MODEL = pathlib.Path(__file__).parent / "models" / "default.safetensors"
 
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
-    """Add the top-level verb ``name`` (train, eval, track or export)."""
+    """Add the top-level verb ``name`` (train, tune, eval, track or export)."""
     from neurosim.cli import COMMANDS, add_verb
 
     help_text = COMMANDS[name][1]
@@ -42,7 +42,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("run", help="run folder of a full or no_attention tracker")
         p.add_argument("--dataset", required=True, action="append",
                        help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
-        p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted alpha_frame")
+        p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted crossover")
         p.add_argument("--split", default="train", help="split whose sequences are tracked (default train)")
         p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default all)")
         p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
