@@ -151,6 +151,14 @@ def make_windows(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], cfg
     return windows
 
 
+def epoch_order(rng: np.random.Generator, n_windows: int, n_items: int) -> np.ndarray:
+    """``n_items`` window indices for one epoch: shuffled passes over all ``n_windows``, cut at
+    ``n_items``. Every window is drawn once per pass, so an epoch shorter than the dataset is
+    a uniform sample of it, never only its first windows."""
+    passes = -(-n_items // n_windows)
+    return np.concatenate([rng.permutation(n_windows) for _ in range(passes)])[:n_items]
+
+
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0] if k != "sequence"}
 
@@ -234,7 +242,7 @@ def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str |
         t0 = time.perf_counter()
         windows.set_epoch(epoch)
         rng = np.random.default_rng((cfg.seed, epoch))
-        order = rng.permutation(np.resize(np.arange(len(windows)), n_batches * cfg.batch_size))
+        order = epoch_order(rng, len(windows), n_batches * cfg.batch_size)
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         sums: dict[str, float] = {}
         it = range(n_batches)

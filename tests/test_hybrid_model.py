@@ -227,3 +227,19 @@ def test_feature_gating_is_cancelled_by_normalized_correlation():
     r = normalized_correlate(f, z)
     r_gain = normalized_correlate(3.7 * f, z)
     torch.testing.assert_close(r_gain[:, 1:-1, 1:-1], r[:, 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_windows,n_items", [(3416, 800), (100, 800), (7, 7)])
+def test_epoch_order_samples_every_window_evenly(n_windows, n_items):
+    """An epoch's window indices are whole shuffled passes over the dataset, cut at n_items: no
+    window is drawn twice before every window has been drawn once (an epoch shorter than the
+    dataset must not keep to its first windows), and a fixed Generator gives the same order."""
+    from hybrid.train import epoch_order
+
+    order = epoch_order(np.random.default_rng((0, 3)), n_windows, n_items)
+    assert order.shape == (n_items,) and order.min() >= 0 and order.max() < n_windows
+    counts = np.bincount(order, minlength=n_windows)
+    assert counts.max() - counts.min() <= 1
+    if n_items < n_windows:  # a uniform sample: windows past the first n_items are drawn too
+        assert (order >= n_items).mean() == pytest.approx(1 - n_items / n_windows, abs=0.06)
+    np.testing.assert_array_equal(order, epoch_order(np.random.default_rng((0, 3)), n_windows, n_items))
