@@ -40,8 +40,7 @@ MIN_SHIFT = -24  # left shifts up to 24 bits keep acc << shift exact in int64
 ACTIVATIONS = {"none": 0, "relu": 1, "lut": 2}
 
 
-def available_paths() -> list[str]:
-    """The paths this CPU can run, slowest first."""
+def _paths() -> tuple[str, ...]:
     f = _k.cpu_features()
     out = ["scalar"]
     if f["avx2"]:
@@ -50,11 +49,19 @@ def available_paths() -> list[str]:
             out.append("avxvnni")
         if f["avx512vnni"]:
             out.append("avx512vnni")
-    return out
+    return tuple(out)
+
+
+_PATHS = _paths()  # the CPU's features do not change while the process runs
+
+
+def available_paths() -> list[str]:
+    """The paths this CPU can run, slowest first."""
+    return list(_PATHS)
 
 
 def _best() -> str:
-    return available_paths()[-1]
+    return _PATHS[-1]
 
 
 _path = "auto"
@@ -149,8 +156,9 @@ def _c(a: np.ndarray | None, dtype: type) -> np.ndarray | None:
     """``a`` as a C-contiguous array of ``dtype`` (a view when it already is one)."""
     if a is None:
         return None
+    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
+        return a  # (the common case, without numpy's argument parsing)
     return np.ascontiguousarray(a, dtype=dtype)
-
 
 def _sat32(a: np.ndarray) -> np.ndarray:
     return np.clip(a, -(2**31), 2**31 - 1).astype(np.int32)
@@ -414,30 +422,67 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
     once from the whole input, and writes disjoint output rows, so every thread count gives the
     same bits (tested).
     """
-    x, weight = _c(x, np.int8), _c(weight, np.int8)
-    if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[1]:
+    return run_layer(x, LayerCall.make(weight, bias, stride, padding, shift, activation, lut, neuron, mode), threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCall:
+    """The fixed arguments of a :func:`conv_layer` call, checked and converted once (e.g. per
+    mapped layer; :func:`run_layer` then runs it on any input with little Python per call)."""
+
+    weight: np.ndarray  # int8 (M, C, kh, kw), C-contiguous
+    bias: np.ndarray | None  # int32 (M,)
+    stride: int
+    padding: int
+    shift: int
+    soma: int
+    lut: np.ndarray | None
+    lif: tuple
+    mode: int
+
+    @staticmethod
+    def make(weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
+             activation: str = "relu", lut: np.ndarray | None = None, neuron: IntLIFParams | None = None,
+             mode: str = "auto") -> "LayerCall":
+        weight = _c(weight, np.int8)
+        if weight.ndim != 4:
+            raise ParameterError(f"conv_layer: weight {weight.shape} must be (M, C, kh, kw)")
+        if mode not in MODES:
+            raise ParameterError(f"mode {mode!r} is unknown: use one of {', '.join(MODES)}")
+        m, c, kh, kw = weight.shape
+        if c * kh * kw > K_CHUNK:
+            raise ParameterError(f"conv_layer: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+        if neuron is not None:
+            soma, lif = 3, (neuron.v_th, neuron.v_reset, RESET_MODES.index(neuron.reset_mode), neuron.reset_constant,
+                            neuron.leak_alpha, neuron.leak_beta, neuron.refractory_steps)
+        else:
+            if activation not in ACTIVATIONS:
+                raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
+            soma, lif = ACTIVATIONS[activation], (0,) * 7
+        return LayerCall(weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
+                         _c(lut, np.int8), lif, MODES[mode])
+
+
+def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None) -> LayerRun:
+    """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`."""
+    x, weight = _c(x, np.int8), call.weight
+    stride, padding = call.stride, call.padding
+    if x.ndim != 4 or weight.shape[1] != x.shape[1]:
         raise ParameterError(f"conv_layer: x {x.shape} and weight {weight.shape} do not match (T, C, H, W) x (M, C, kh, kw)")
-    if mode not in MODES:
-        raise ParameterError(f"mode {mode!r} is unknown: use one of {', '.join(MODES)}")
     t, c, h, w = x.shape
     m, _, kh, kw = weight.shape
-    if c * kh * kw > K_CHUNK:
-        raise ParameterError(f"conv_layer: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+    if h + 2 * padding < kh or w + 2 * padding < kw:
+        raise ParameterError(f"conv_layer: kernel {kh}x{kw} is larger than the padded input {h}x{w} (padding {padding})")
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     out = np.empty((t, m, ho, wo), np.int8)
     in_count = np.zeros((c, h, w), np.int32)
     out_count = np.zeros((m, ho, wo), np.int32)
-    if neuron is not None:
-        soma, lif = 3, (neuron.v_th, neuron.v_reset, RESET_MODES.index(neuron.reset_mode), neuron.reset_constant,
-                        neuron.leak_alpha, neuron.leak_beta, neuron.refractory_steps)
-    else:
-        if activation not in ACTIVATIONS:
-            raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
-        soma, lif = ACTIVATIONS[activation], (0,) * 7
-    used = _k.conv_layer(x, weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
-                         _c(lut, np.int8), lif, out, in_count, out_count, MODES[mode], _code(vector_only=True),
-                         _check_threads(threads))
-    return LayerRun(out, in_count, out_count, ("events", "plane", "lut", "gemm")[used & 3], bool(used & 4))
+    used = _k.conv_layer(x, weight, call.bias, stride, padding, call.shift, call.soma, call.lut, call.lif, out,
+                         in_count, out_count, call.mode, _code(vector_only=True), _check_threads(threads))
+    return LayerRun(out, in_count, out_count, _MODE_NAMES[used & 3], bool(used & 4))
+
+
+_MODE_NAMES = ("events", "plane", "lut", "gemm")
 
 
 def _check_threads(threads: int | None) -> int:
@@ -456,6 +501,16 @@ def window_counts(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int,
     return out
 
 
+
+def window_range_sums(count: np.ndarray, c_range: tuple[int, int], kh: int, kw: int, stride: int, padding: int,
+                      starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """``out[i] = window_counts(count, c_range, ...)[starts[i]:stops[i]].sum()`` (int64): the active
+    inputs of cores that own the output positions ``starts[i]:stops[i]``, in one call."""
+    out = np.empty(len(starts), np.int64)
+    _k.window_range_sums(_c(count, np.int32), int(c_range[0]), int(c_range[1]), int(kh), int(kw), int(stride),
+                         int(padding), _c(starts, np.int64), _c(stops, np.int64), out)
+    return out
+
 def group_sums(count: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``out[g] = count[idx[ptr[g]:ptr[g+1]]].sum()`` (int64 (G,)): the packets of each route from
     the nonzero counts (int32) of the neurons it carries."""
@@ -471,6 +526,7 @@ def range_sums(count: np.ndarray, ptr: np.ndarray, starts: np.ndarray, stops: np
     out = np.empty(max(len(ptr) - 1, 0), np.int64)
     _k.range_sums(_c(count, np.int32), _c(ptr, np.int64), _c(starts, np.int64), _c(stops, np.int64), out)
     return out
+
 
 
 def max_pool(x: np.ndarray, k: int) -> np.ndarray:

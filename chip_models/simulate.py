@@ -164,7 +164,7 @@ def _fused(layer) -> bool:
     """Conv layers run whole (all tiles, all steps) in one :func:`kernels.conv_layer` call: on
     spikes (0/1 inputs) event-driven or through spike-pattern tables, on int8 activations as a
     im2col + the dense int8 MAC, the soma fused."""
-    return FUSED and layer.kind == "conv2d" and int(np.prod(layer.weight.shape[1:])) <= kernels.K_CHUNK
+    return FUSED and layer.kind == "conv2d" and math.prod(layer.weight.shape[1:]) <= kernels.K_CHUNK
 
 
 def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, counts: dict,
@@ -178,9 +178,13 @@ def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, 
     (``window_counts``), summed over its positions.
     """
     snn = layer.mode == "snn"
-    run = kernels.conv_layer(x, layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
-                             layer.activation or "none", layer.lut, layer.neuron if snn else None,
-                             threads=threads)
+    calls = _cache(mapping, "calls")  # the layer's fixed kernel arguments, checked once per mapping
+    call = calls.get(layer.name)
+    if call is None:
+        call = calls[layer.name] = kernels.LayerCall.make(
+            layer.weight, layer.bias, layer.stride, layer.padding, layer.shift, layer.activation or "none",
+            layer.lut, layer.neuron if snn else None)
+    run = kernels.run_layer(x, call, threads)
     if binary is not None:  # the kernel scanned the input: auto mode runs gemm exactly when it is not 0/1
         binary.setdefault(layer.source, run.mode != "gemm")
     counts.setdefault(layer.source, run.in_count.reshape(-1))
@@ -188,8 +192,9 @@ def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, 
     if snn:
         kh, kw = layer.weight.shape[2:]
         for (k_range, _), tl in _groups(mapping, lm).items():
-            per_position = kernels.window_counts(run.in_count, k_range, kh, kw, layer.stride, layer.padding)
-            _tile_activity(mapping, tl, per_position, active)
+            _, idx, starts, stops = _tile_ranges(mapping, tl)
+            active[idx] += kernels.window_range_sums(run.in_count, k_range, kh, kw, layer.stride, layer.padding,
+                                                     starts, stops)
     return run.out
 
 
@@ -252,14 +257,20 @@ def _finish(acc: np.ndarray, split: bool) -> np.ndarray:
     return np.clip(acc, -(2**31), 2**31 - 1).astype(np.int32) if split else acc
 
 
+def _tile_ranges(mapping: Mapping, tiles: list[int]) -> tuple:
+    """(tiles, their indices, first and past-last output positions) as arrays, cached per mapping."""
+    cache = _cache(mapping, "tile_ranges")
+    entry = cache.get(id(tiles))  # (the lists of _groups live as long as the mapping's cache)
+    if entry is None or entry[0] is not tiles:
+        entry = cache[id(tiles)] = (tiles, np.array(tiles, np.int64),
+                                    np.array([mapping.tiles[t].p_range[0] for t in tiles], np.int64),
+                                    np.array([mapping.tiles[t].p_range[1] for t in tiles], np.int64))
+    return entry
+
+
 def _tile_activity(mapping: Mapping, tiles: list[int], per_position: np.ndarray, active: np.ndarray) -> None:
     """Add each tile's active inputs (summed over its positions) to ``active``."""
-    cache = _cache(mapping, "tile_ranges")
-    key = tuple(tiles)
-    if key not in cache:
-        cache[key] = (np.array(tiles, np.int64), np.array([mapping.tiles[t].p_range[0] for t in tiles], np.int64),
-                      np.array([mapping.tiles[t].p_range[1] for t in tiles], np.int64))
-    idx, starts, stops = cache[key]
+    _, idx, starts, stops = _tile_ranges(mapping, tiles)
     csum = np.zeros(len(per_position) + 1, np.int64)
     np.cumsum(per_position, out=csum[1:])
     active[idx] += csum[stops] - csum[starts]
@@ -376,25 +387,56 @@ def _route_groups(mapping: Mapping) -> dict[str, tuple]:
     return groups
 
 
+def _flat_routes(mapping: Mapping, counts: list[np.ndarray]) -> tuple:
+    """All carried (not partial-sum) routes as one list of runs over the concatenated per-value
+    counts (values in :func:`_route_groups` order): route indices, run pointers, global run
+    starts / stops, each route's value (position in that order) and dense packets per step;
+    cached per mapping for these count sizes."""
+    cache = _cache(mapping, "routes")
+    sizes = tuple(len(c) for c in counts)
+    if cache.get("flat_sizes") != sizes:
+        groups = _route_groups(mapping)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        idx, ptr, starts, stops, which, dense = [], [np.zeros(1, np.int64)], [], [], [], []
+        runs = 0
+        for i, (idxs, lens, run_ptr, st, sp) in enumerate(groups.values()):
+            idx.append(idxs)
+            ptr.append(run_ptr[1:] + runs)
+            runs += int(run_ptr[-1])
+            starts.append(st + offsets[i])
+            stops.append(sp + offsets[i])
+            which.append(np.full(len(idxs), i, np.int64))
+            dense.append(-(-lens // mapping.chip.packet_payload_bytes))
+        cache["flat"] = tuple(np.concatenate(a).astype(np.int64) for a in (idx, ptr, starts, stops, which, dense))
+        cache["flat_sizes"] = sizes
+    return cache["flat"]
+
+
 def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> np.ndarray:
     """Packets per route over the run: the cheaper of dense (payload bytes per packet) and
     sparse (one packet per nonzero value, e.g. per spike) for the measured values.
 
     ``counts`` holds the nonzero count of every neuron over the run for the values the fused
-    conv layers saw; the rest are counted here."""
+    conv layers saw; the rest are counted here. All routes' sparse counts come from one
+    :func:`kernels.range_sums` call over the values' counts concatenated."""
     chip = mapping.chip
     packets = np.zeros(len(mapping.routes), np.int64)
-    groups = _route_groups(mapping)
-    for i in _cache(mapping, "routes")["partial"]:
-        r = mapping.routes[i]
-        tile = mapping.tiles[r.src]
-        packets[i] = math.ceil(4 * tile.neurons / chip.packet_payload_bytes) * values[r.value].shape[0]
-    for value, (idxs, lens, run_ptr, starts, stops) in groups.items():
-        v = values[value]
+    cache = _cache(mapping, "routes")
+    order = list(_route_groups(mapping))
+    if "partial_step" not in cache:  # per step: partial-sum packets (int32 payloads)
+        cache["partial_step"] = [(i, mapping.routes[i].value,
+                                  math.ceil(4 * mapping.tiles[mapping.routes[i].src].neurons / chip.packet_payload_bytes))
+                                 for i in cache["partial"]]
+    for i, value, per_step in cache["partial_step"]:
+        packets[i] = per_step * values[value].shape[0]
+    if not order:
+        return packets
+    per_value = []
+    for value in order:
         count = counts.get(value)
-        if count is None:
-            count = kernels.nonzero_counts(v)
-        sparse = kernels.range_sums(count, run_ptr, starts, stops)
-        dense = -(-lens // chip.packet_payload_bytes) * v.shape[0]
-        packets[idxs] = np.minimum(sparse, dense)
+        per_value.append(kernels.nonzero_counts(values[value]) if count is None else count)
+    idx, ptr, starts, stops, which, dense = _flat_routes(mapping, per_value)
+    sparse = kernels.range_sums(np.concatenate(per_value), ptr, starts, stops)
+    steps = np.array([values[v].shape[0] for v in order], np.int64)
+    packets[idx] = np.minimum(sparse, dense * steps[which])
     return packets

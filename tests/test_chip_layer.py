@@ -30,7 +30,7 @@ def layer_case(draw):
     h = draw(st.integers(max(1, k - 2 * pad), 12))
     w = draw(st.integers(max(1, k - 2 * pad), 12))
     t, c = draw(st.integers(1, 4)), draw(st.integers(1, 10))
-    m = draw(st.sampled_from([1, 3, 8, 16, 19]))
+    m = draw(st.sampled_from([1, 3, 8, 16, 19, 24, 32]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     kind = draw(st.sampled_from(["spikes", "int8", "nonneg"]))
@@ -278,7 +278,73 @@ def test_range_sums_match_numpy(seed, n, groups):
     expected = [sum(int(count[a:b].astype(np.int64).sum()) for a, b in zip(starts[p0:p1], stops[p0:p1]))
                 for p0, p1 in zip(ptr[:-1], ptr[1:])]
     np.testing.assert_array_equal(kernels.range_sums(count, ptr, starts, stops), expected)
+    # runs covering the counts several times (the prefix-sum way) and once (the direct sums)
+    for reps in (1, 5):
+        ptr2 = np.array([0, reps], np.int64)
+        got = kernels.range_sums(count, ptr2, np.zeros(reps, np.int64), np.full(reps, n, np.int64))
+        assert got[0] == reps * int(count.astype(np.int64).sum())
     with pytest.raises(ValueError):
         kernels.range_sums(count, np.array([0, 1], np.int64), np.array([0], np.int64), np.array([n + 1], np.int64))
     with pytest.raises(ValueError):
         kernels.range_sums(count, np.array([0, 1], np.int64), np.array([1], np.int64), np.array([0], np.int64))
+
+
+def _check_layer(x, w, b, stride, pad, mode, path, threads=(1, 2)):
+    """ANN (relu) and LIF versions of one conv layer in ``mode`` against run_reference."""
+    for layer in (
+        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=5, stride=stride,
+                 padding=pad, activation="relu"),
+        IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=3, stride=stride,
+                 padding=pad, neuron=IntLIFParams(v_th=150, reset_mode="subtract", leak_alpha=230)),
+    ):
+        ref = _reference(x, layer)
+        for n in threads:
+            with kernels.use_path(path):
+                run = _run(x, layer, mode, n)
+            assert run.mode == mode
+            np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={n}")
+            np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+            np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,k,stride,pad,m", [(2, 7, 2, 3, 8), (8, 3, 1, 1, 16), (2, 4, 1, 1, 8), (3, 5, 2, 2, 8)])
+def test_event_spans_of_fixed_and_other_lengths(path, c, k, stride, pad, m):
+    """events mode with int16 accumulators: the row spans of ceil(kw/s)*M = 32 (7x7 stride 2 with 8
+    outputs, snn_conv1's shape; 4x4 with 8) and 48 (3x3 with 16) int16, whose lengths are
+    compile-time constants, and a span of another length (general path), at 10 % and 60 %
+    activity, on 1 and 2 threads."""
+    rng = np.random.default_rng(c * 10 + k)
+    w = rng.integers(-60, 61, (m, c, k, k)).astype(np.int8)
+    b = rng.integers(-300, 300, m).astype(np.int32)
+    for density in (0.1, 0.6):
+        x = (rng.random((5, c, 21, 26)) < density).astype(np.int8)
+        _check_layer(x, w, b, stride, pad, "events", path)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,k,m,pad", [(16, 3, 1, 1), (5, 4, 3, 2), (2, 1, 4, 0), (16, 3, 2, 0)])
+def test_plane_mode_with_few_outputs(path, c, k, m, pad):
+    """plane mode with M <= 4 on spikes (AVX2: blocks of 8 output rows x 16 columns in registers,
+    mask AND weight per tap; 16x16 like snn_xcorr, and widths that are not multiples of 16)."""
+    rng = np.random.default_rng(c * 10 + k + m)
+    w = rng.integers(-80, 81, (m, c, k, k)).astype(np.int8)
+    b = rng.integers(-300, 300, m).astype(np.int32)
+    for h, wd in ((16, 16), (13, 37)):
+        x = (rng.random((4, c, h, wd)) < 0.3).astype(np.int8)
+        _check_layer(x, w, b, 1, pad, "plane", path, threads=(1, 3))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,k,stride,pad,m,lo", [(1, 7, 2, 3, 8, 0), (8, 3, 1, 1, 16, 0), (16, 3, 1, 1, 16, -128),
+                                                 (3, 3, 1, 1, 24, -128), (5, 2, 2, 0, 32, -128), (2, 9, 1, 4, 8, -128)])
+def test_gemm_mode_few_outputs_in_registers(path, c, k, stride, pad, m, lo):
+    """gemm mode with M % 8 == 0 and M <= 32 (AVX2: int16 pairs of the patch broadcast against
+    weight pairs, vpmaddwd, the M accumulators in registers): odd and even fan-ins, kw up to 8 and
+    beyond (16-byte row moves or copies), signed and non-negative inputs, -128 weights."""
+    rng = np.random.default_rng(c * 100 + m)
+    x = rng.integers(lo, 128, (3, c, 15, 17)).astype(np.int8)
+    w = rng.integers(-128, 128, (m, c, k, k)).astype(np.int8)
+    w[0] = -128
+    b = rng.integers(-5000, 5000, m).astype(np.int32)
+    _check_layer(x, w, b, stride, pad, "gemm", path)

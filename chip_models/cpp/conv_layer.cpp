@@ -18,14 +18,20 @@
 //           With int16 accumulators (run_span) one add per kernel row covers all the outputs of
 //           the row the input reaches (L = ceil(kw/s) outputs × M, weights stored per residue).
 //   plane   dense direct convolution: for every (m, c, dy, dx) the shifted input plane times
-//           the weight is added to output plane m (channel-major (M, P), vectorized along ox).
+//           the weight is added to output plane m (channel-major (M, P), vectorized along ox;
+//           on AVX2 with 0/1 inputs, int16 sums, stride 1 and M <= 4, run_plane_few: blocks of
+//           8 rows x 16 outputs in registers, one mask AND + add per tap).
 //   lut     0/1 inputs, output-stationary: the spikes of 8 taps (channels × columns of a kernel
 //           row) form a byte that indexes a table of the sums of their weights (run_lut; on
-//           AVX2 with C % 8 == 0 table-major, one pass over the positions per pair of tables,
-//           lut_pass_bytes, or a separate loop for M == 1, lut_step_m1).
-//   gemm    int8 activations: im2col of the step (8-byte row moves) + the dense int8 MAC.
+//           AVX2 with C % 8 == 0 table-major: lut_pass16 for M == 16, up to three tables per
+//           pass over the positions, lut_pass_bytes for other multiples of 16, or a separate
+//           loop for M == 1, lut_step_m1).
+//   gemm    int8 activations: im2col of the step (8-byte row moves) + the dense int8 MAC; on
+//           AVX2 with M % 8 == 0 and M <= 32, run_gemm_pairs: int16 patch pairs broadcast
+//           against weight pairs (vpmaddwd), the position's M accumulators in registers.
 // The soma then runs on the step's accumulators in one fused AVX2 pass (soma.h; scalar bodies
-// otherwise), and the spikes or activations are written channel-major (T, M, Ho, Wo).
+// otherwise; a shorter LIF pass when its clamps provably cannot act), and the spikes or
+// activations are written channel-major (T, M, Ho, Wo).
 // Per-input and per-output nonzero counts over the T steps feed the timing model (active inputs
 // per core, packets per route).
 // Threads (conv_layer_threads): the plan (mode, int16, 0/1) is made once from the whole input;
@@ -114,17 +120,42 @@ __attribute__((target("avx2"))) inline uint32_t nonzero_mask32(const int8_t* p) 
     return ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(blk, _mm256_setzero_si256())));
 }
 
-// Positions of the nonzero bytes of row[0:n], in order, into idx; returns their number.
+// The set bits of every byte value as int32 positions (padded with zeros to 8): branch-free
+// index lists, 8 mask bits per table entry.
+struct BitPositions {
+    alignas(32) int32_t t[256][8];
+    constexpr BitPositions() : t() {
+        for (int v = 0; v < 256; ++v) {
+            int k = 0;
+            for (int b = 0; b < 8; ++b)
+                if ((v >> b) & 1) t[v][k++] = b;
+        }
+    }
+};
+inline constexpr BitPositions BIT_POSITIONS{};
+
+__attribute__((target("avx2"))) inline int64_t positions32(uint32_t nz, int32_t i, int32_t* idx, int64_t k) {
+    for (int q = 0; q < 4; ++q) {
+        const uint32_t byte = (nz >> (8 * q)) & 0xffu;
+        const __m256i pos = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(BIT_POSITIONS.t[byte])),
+                                             _mm256_set1_epi32(i + 8 * q));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), pos);
+        k += __builtin_popcount(byte);
+    }
+    return k;
+}
+
+// Positions of the nonzero bytes of row[0:n], in order, into idx (which has room for n + 32
+// entries); returns their number. AVX2: each byte of a block's nonzero mask stores its 8
+// table positions (+ offset) at once and advances by its popcount, with no branch per event
+// (the loop over set bits mispredicted its exit once per 32-byte block).
 template <bool Vec>
 __attribute__((always_inline)) inline int64_t gather_nonzero(const int8_t* row, int64_t n, int32_t* idx) {
     int64_t i = 0, k = 0;
     if constexpr (Vec) {
         for (; i + 32 <= n; i += 32) {
-            uint32_t nz = nonzero_mask32(row + i);
-            while (nz) {
-                idx[k++] = static_cast<int32_t>(i + __builtin_ctz(nz));
-                nz &= nz - 1;
-            }
+            const uint32_t nz = nonzero_mask32(row + i);
+            k = positions32(nz, static_cast<int32_t>(i), idx, k);
         }
         if (i + 16 <= n) {
             const __m128i blk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
@@ -159,6 +190,7 @@ struct Work {
     std::vector<int8_t> spk;       // the step's outputs, accumulator layout
     std::vector<int32_t> bias_pm, bias_cm;  // the bias of every accumulator, both layouts (0 without)
     bool small_bias = true;                 // every |bias| < 2^30: acc + bias cannot overflow int32
+    bool bias_28 = true;                    // every |bias| <= 2^28 (lif_fused_avx2's Fast)
     std::vector<uint8_t> ocnt;  // output nonzero counts of the last < 255 steps (32 per vector add)
     int ocnt_steps = 0;
     std::vector<uint8_t> icnt;  // the same for the inputs (dense passes of lut and gemm)
@@ -168,12 +200,19 @@ struct Work {
     void count_inputs(const int8_t* x, int32_t* in_count) {
         if (!in_count) return;
         if (icnt.empty()) icnt.assign(in_size, 0);
-        for (size_t i = 0; i < icnt.size(); ++i) icnt[i] = static_cast<uint8_t>(icnt[i] + (x[i] != 0));
+        // raw pointers: a store through uint8_t* may alias anything, so with icnt[i] / icnt.size()
+        // the vector's pointer and size are reloaded every iteration and nothing vectorizes
+        uint8_t* __restrict c = icnt.data();
+        const int8_t* __restrict xv = x;
+        const size_t n = icnt.size();
+        for (size_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (xv[i] != 0));
         if (++icnt_steps == 255) flush_inputs(in_count);
     }
     void flush_inputs(int32_t* in_count) {
         if (!in_count || icnt_steps == 0) return;
-        for (size_t i = 0; i < icnt.size(); ++i) in_count[i] += icnt[i];
+        const uint8_t* c = icnt.data();
+        const size_t n = icnt.size();
+        for (size_t i = 0; i < n; ++i) in_count[i] += c[i];
         std::fill(icnt.begin(), icnt.end(), uint8_t(0));
         icnt_steps = 0;
     }
@@ -182,7 +221,9 @@ struct Work {
     // out_count += the byte counts, which are then cleared
     void flush_counts(int32_t* out_count) {
         if (!out_count || ocnt_steps == 0) return;
-        for (size_t i = 0; i < ocnt.size(); ++i) out_count[i] += ocnt[i];
+        const uint8_t* c = ocnt.data();
+        const size_t n = ocnt.size();
+        for (size_t i = 0; i < n; ++i) out_count[i] += c[i];
         std::fill(ocnt.begin(), ocnt.end(), uint8_t(0));
         ocnt_steps = 0;
     }
@@ -193,33 +234,41 @@ struct Work {
 // bodies on the tail and otherwise.
 template <typename Acc, bool Vec>
 __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, const Acc* acc, int64_t n,
-                                                     bool position_major, Work& wk) {
+                                                     bool position_major, Work& wk, int64_t off = 0) {
+    // neurons off .. off + n - 1 of the step (state, bias and outputs at those indices)
     const int64_t m = a.m, p_out = a.ho * a.wo;
     int64_t done = 0;
+    int32_t* v = wk.v.data() + off;
+    int8_t* spk = wk.spk.data() + off;
     if constexpr (Vec) {
-        const int32_t* b = a.bias ? (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) : nullptr;
+        const int32_t* b = a.bias ? (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + off : nullptr;
         if (a.shift >= 0 && a.shift < 32 && wk.small_bias) {
-            if (a.soma == 3 && a.lif.refractory_steps == 0) {
-                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
-                else if (a.lif.reset_mode == 1) done = soma::lif_fused_avx2<Acc, 1>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
-                else done = soma::lif_fused_avx2<Acc, 2>(acc, b, n, a.shift, a.lif, wk.v.data(), wk.spk.data());
+            if (a.soma == 3 && a.lif.refractory_steps == 0 && sizeof(Acc) == 2 && wk.bias_28 &&
+                a.lif.leak_alpha >= 0 && a.lif.leak_alpha <= 256 && a.lif.leak_beta == 0 &&
+                (a.lif.reset_mode == 0 || (a.lif.reset_mode == 1 && a.lif.v_th >= 0))) {  // see lif_fused_avx2
+                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0, true>(acc, b, n, a.shift, a.lif, v, spk);
+                else done = soma::lif_fused_avx2<Acc, 1, true>(acc, b, n, a.shift, a.lif, v, spk);
+            } else if (a.soma == 3 && a.lif.refractory_steps == 0) {
+                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0>(acc, b, n, a.shift, a.lif, v, spk);
+                else if (a.lif.reset_mode == 1) done = soma::lif_fused_avx2<Acc, 1>(acc, b, n, a.shift, a.lif, v, spk);
+                else done = soma::lif_fused_avx2<Acc, 2>(acc, b, n, a.shift, a.lif, v, spk);
             } else if (a.soma == 0 || a.soma == 1) {
-                done = soma::ann_fused_avx2<Acc>(acc, b, n, a.shift, a.soma, wk.spk.data());
+                done = soma::ann_fused_avx2<Acc>(acc, b, n, a.shift, a.soma, spk);
             }
         }
     }
     if (done == n) return;
     acc += done;
-    const int64_t rest = n - done;
-    int32_t* cur = wk.cur.data() + done;
+    const int64_t rest = n - done, o = off + done;
+    int32_t* cur = wk.cur.data() + o;
     if (!a.bias) {
         for (int64_t i = 0; i < rest; ++i) cur[i] = acc[i];
     } else if (wk.small_bias) {  // |acc| <= 2^30, so acc + bias stays inside int32
-        const int32_t* b = (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + done;
+        const int32_t* b = (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + o;
         for (int64_t i = 0; i < rest; ++i) cur[i] = static_cast<int32_t>(acc[i]) + b[i];
     } else {
         for (int64_t i = 0; i < rest; ++i) {
-            const int64_t j = position_major ? (i + done) % m : (i + done) / p_out;
+            const int64_t j = position_major ? (i + o) % m : (i + o) / p_out;
             cur[i] = static_cast<int32_t>(std::clamp<int64_t>(static_cast<int64_t>(acc[i]) + a.bias[j],
                                                               std::numeric_limits<int32_t>::min(),
                                                               std::numeric_limits<int32_t>::max()));
@@ -227,10 +276,10 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
     }
     if (a.soma == 3) {
         soma::requant_body(cur, cur, rest, a.shift, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-        soma::lif_body(cur, wk.v.data() + done, wk.cnt.data() + done, wk.spk.data() + done, rest, a.lif);
+        soma::lif_body(cur, wk.v.data() + o, wk.cnt.data() + o, wk.spk.data() + o, rest, a.lif);
     } else {
         soma::requant_body(cur, cur, rest, a.shift, -128, 127);
-        soma::act_body(cur, wk.spk.data() + done, rest, a.soma, a.lut);
+        soma::act_body(cur, wk.spk.data() + o, rest, a.soma, a.lut);
     }
 }
 
@@ -270,8 +319,9 @@ __attribute__((always_inline)) inline void write_step(const ConvLayerArgs& a, in
         std::memcpy(o, spk, n);
     }
     if (a.out_count) {
-        uint8_t* c = wk.ocnt.data();
-        for (int64_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (o[i] != 0));
+        uint8_t* __restrict c = wk.ocnt.data();
+        const int8_t* __restrict ov = o;
+        for (int64_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (ov[i] != 0));
         if (++wk.ocnt_steps == 255) wk.flush_counts(a.out_count);
     }
 }
@@ -406,6 +456,63 @@ __attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work
             std::memcpy(acc.data() + oy * a.wo * m, accp.data() + oy * row_len + (L - 1) * m, a.wo * m * sizeof(int16_t));
         soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
         write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+// plane for few outputs (AVX2, 0/1 inputs with int16 accumulators, stride 1, M <= 4; e.g. a
+// correlation head 16 -> 1): the input is widened once per step to int16 masks (0 / -1) in a
+// zero-padded copy, and blocks of R = 8 output rows x 16 columns of one output channel stay in
+// registers while every tap (c, dy, dx) adds (mask AND broadcast weight) of the 16 shifted
+// inputs of each row: 3 vector instructions per tap and 16 outputs, no tables and no stores
+// until the block is done (the lut mode needed kh*ceil(kw*C/8) scalar table adds per output
+// when M = 1). Exact: every partial sum is a sum of some of the output's weights (int16 condition).
+// Measured side by side (load ~3): snn_xcorr (16 -> 1, 3x3, 16x16) 0.068 (lut) -> 0.037 ms per frame.
+inline bool plane_few_fits(const ConvLayerArgs& a, bool i16) { return i16 && a.stride == 1 && a.m <= 4; }
+
+template <int R>
+__attribute__((target("avx2"))) inline void plane_few_block(const int16_t* xp, int64_t hpp, int64_t wpp,
+                                                            const int8_t* w, int64_t c_n, int64_t kh, int64_t kw,
+                                                            int16_t* out, int64_t ostride) {
+    __m256i acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+    for (int64_t c = 0; c < c_n; ++c)
+        for (int64_t dy = 0; dy < kh; ++dy)
+            for (int64_t dx = 0; dx < kw; ++dx) {
+                const __m256i wv = _mm256_set1_epi16(w[(c * kh + dy) * kw + dx]);
+                const int16_t* src = xp + (c * hpp + dy) * wpp + dx;
+                for (int r = 0; r < R; ++r)
+                    acc[r] = _mm256_add_epi16(acc[r], _mm256_and_si256(
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * wpp)), wv));
+            }
+    for (int r = 0; r < R; ++r) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ostride), acc[r]);
+}
+
+__attribute__((target("avx2"))) void run_plane_few(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, p_out = a.ho * a.wo, hw = a.h * a.w;
+    const int64_t wo16 = (a.wo + 15) / 16 * 16;
+    const int64_t wpp = std::max(a.w + 2 * a.pad, wo16 + a.kw - 1) + 16;
+    const int64_t hpp = std::max(a.h + 2 * a.pad, a.ho + a.kh - 1) + 8;  // + 8: the last row block's rows
+    const int64_t fan_in = a.c * a.kh * a.kw;
+    std::vector<int16_t> xpad(a.c * hpp * wpp + 16, 0), acc(m * (a.ho + 8) * wo16);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        const int8_t* xt = a.x + t * a.c * hw;
+        for (int64_t c = 0; c < a.c; ++c)
+            for (int64_t y = 0; y < a.h; ++y) {
+                int16_t* __restrict d = xpad.data() + (c * hpp + y + a.pad) * wpp + a.pad;
+                const int8_t* __restrict src = xt + (c * a.h + y) * a.w;
+                for (int64_t xx = 0; xx < a.w; ++xx) d[xx] = static_cast<int16_t>(-src[xx]);  // 0/1 -> 0/-1
+            }
+        wk.count_inputs(xt, a.in_count);
+        for (int64_t j = 0; j < m; ++j) {
+            int16_t* aj = acc.data() + j * (a.ho + 8) * wo16;
+            for (int64_t oy = 0; oy < a.ho; oy += 8)
+                for (int64_t cb = 0; cb < wo16; cb += 16)
+                    plane_few_block<8>(xpad.data() + oy * wpp + cb, hpp, wpp, a.weight + j * fan_in, a.c, a.kh, a.kw,
+                                       aj + oy * wo16 + cb, wo16);
+            for (int64_t oy = 0; oy < a.ho; ++oy)  // (M, P) rows: the soma on the valid columns
+                soma_step<int16_t, true>(a, aj + oy * wo16, a.wo, false, wk, j * p_out + oy * a.wo);
+        }
+        write_step(a, t, false, wk.spk.data(), wk);
     }
 }
 
@@ -578,6 +685,52 @@ __attribute__((target("avx2"))) inline void lut_pass_bytes(const int16_t* lut, c
         }
 }
 
+// The same for M == 16 (one ymm of accumulators per position), up to three tables per pass
+// (3 x 8 KB of tables + 8 KB of accumulators for a 16 x 16 map) and the first pass storing
+// instead of adding (no memset): a 3x3 layer on 8 channels (3 byte groups per kernel row) makes
+// 3 passes instead of 6, on 16 channels 6 instead of 9. Same entries, exact int16 sums.
+// Measured (reference network, load ~3): snn_conv2 / snn_conv3 0.052 / 0.083 -> 0.037 / 0.060 ms
+// per frame.
+template <int GN, bool FIRST>
+__attribute__((target("avx2"))) inline void lut_row16(const int16_t* t0, const uint8_t* r, int64_t sx, int64_t wo,
+                                                      int16_t* o) {
+    constexpr int64_t tab = 256 * 16;
+    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += 16) {
+        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * 16));
+        if constexpr (GN > 1) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + tab + r[1] * 16)));
+        if constexpr (GN > 2) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 2 * tab + r[2] * 16)));
+        if constexpr (!FIRST) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v);
+    }
+}
+
+template <bool FIRST>
+__attribute__((target("avx2"))) inline void lut_rows16(const int16_t* t0, int64_t gn, const uint8_t* img, int64_t ho,
+                                                       int64_t wo, int64_t row_step, int64_t sx, int16_t* acc) {
+    for (int64_t oy = 0; oy < ho; ++oy) {
+        const uint8_t* r = img + oy * row_step;
+        int16_t* o = acc + oy * wo * 16;
+        if (gn == 3) lut_row16<3, FIRST>(t0, r, sx, wo, o);
+        else if (gn == 2) lut_row16<2, FIRST>(t0, r, sx, wo, o);
+        else lut_row16<1, FIRST>(t0, r, sx, wo, o);
+    }
+}
+
+__attribute__((target("avx2"))) __attribute__((noinline)) void lut_pass16(const int16_t* lut, const uint8_t* img,
+                                                                          int64_t rb, int64_t kh, int64_t ng,
+                                                                          int64_t ho, int64_t wo, int64_t row_step,
+                                                                          int64_t col_step, int16_t* acc) {
+    constexpr int64_t tab = 256 * 16;
+    for (int64_t dy = 0; dy < kh; ++dy)
+        for (int64_t g = 0; g < ng; g += 3) {
+            const int16_t* t0 = lut + (dy * ng + g) * tab;
+            const int64_t gn = std::min<int64_t>(3, ng - g);
+            const uint8_t* r = img + dy * rb + g;  // image row oy*s + dy, byte g at r + oy * row_step
+            if (dy == 0 && g == 0) lut_rows16<true>(t0, gn, r, ho, wo, row_step, col_step, acc);
+            else lut_rows16<false>(t0, gn, r, ho, wo, row_step, col_step, acc);
+        }
+}
+
 // M == 1, C % 8 == 0 (e.g. a correlation head): a whole step's table sums in a separate,
 // non-inlined loop, so the loop bounds stay in registers, with two independent int32 sums per
 // position (inlined into the big layer body the bounds were reloaded from the stack). The int16
@@ -661,13 +814,21 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
             const int64_t cb = cc / 8;
             for (int64_t cg = 0; cg < cb; ++cg)
                 for (int64_t y = 0; y < a.h; ++y) {
-                    std::fill(bits.begin(), bits.end(), uint8_t(0));
-                    for (int64_t b = 7; b >= 0; --b) {
-                        const uint8_t* row = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw + y * a.w);
-                        for (int64_t xx = 0; xx < a.w; ++xx) bits[xx] = static_cast<uint8_t>((bits[xx] << 1) | row[xx]);
+                    // raw pointers: through bits[xx] (a uint8_t store may alias the vector itself)
+                    // the loops reloaded the vector's pointer every byte and did not vectorize
+                    uint8_t* __restrict bp = bits.data();
+                    const uint8_t* __restrict row7 = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + 7) * hw + y * a.w);
+                    for (int64_t xx = 0; xx < a.w; ++xx) bp[xx] = row7[xx];
+                    for (int64_t b = 6; b >= 0; --b) {
+                        const uint8_t* __restrict row = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw + y * a.w);
+                        for (int64_t xx = 0; xx < a.w; ++xx) bp[xx] = static_cast<uint8_t>((bp[xx] << 1) | row[xx]);
                     }
-                    uint8_t* irow = img.data() + (y + a.pad) * rb + a.pad * cb + cg;
-                    for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb] = bits[xx];
+                    uint8_t* __restrict irow = img.data() + (y + a.pad) * rb + a.pad * cb + cg;
+                    if (cb == 1) {
+                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx] = bp[xx];
+                    } else {
+                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb] = bp[xx];
+                    }
                 }
             wk.count_inputs(a.x + t * cc * hw, a.in_count);
         } else for (int64_t c = 0; c < cc; ++c) {
@@ -687,6 +848,12 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
         if constexpr (Vec) {
             if (byte_aligned && m == 1) {
                 lut_step_m1(lut.data(), img.data(), rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
+                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+                write_step(a, t, true, wk.spk.data(), wk);
+                continue;
+            }
+            if (byte_aligned && m == 16 && LUT_TABLE_MAJOR) {
+                lut_pass16(lut.data(), img.data(), rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
                 soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
                 write_step(a, t, true, wk.spk.data(), wk);
                 continue;
@@ -740,6 +907,103 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
     }
 }
 
+// gemm with few output channels (AVX2, M % 8 == 0, M <= 32): the blocked dense MAC spends
+// most of its time on horizontal sums when K is a conv's small fan-in (49..576), so here each
+// output position's accumulators (M int32 = M/8 registers) stay in registers while its patch is
+// read in pairs of int16: acc[j] += x[k] * w[j, k] + x[k+1] * w[j, k+1] for all j at once is one
+// vpmaddwd of the broadcast pair (x[k], x[k+1]) with the weight pairs (w[:, k], w[:, k+1]).
+// int8 values widened to int16 multiply exactly and a pair sum is at most 2^15 in magnitude, so
+// nothing saturates; |sum| <= K * 2^14 <= 2^30 keeps every partial sum inside int32: the same
+// sums as the dense MAC. PT positions at a time (independent accumulators, shared weight loads).
+// Measured (reference network, load ~2.5): ann_conv1 / 2 / 3 0.038 / 0.021 / 0.037 -> 0.020 /
+// 0.014 / 0.026 ms per frame.
+template <int MV, int PT>
+__attribute__((target("avx2"))) inline void pairs_mac_block(const int16_t* cols, int64_t p0, int64_t k2,
+                                                             const int16_t* wq, int32_t* acc) {
+    constexpr int64_t m = MV * 8;
+    __m256i s[PT][MV];
+    for (int r = 0; r < PT; ++r)
+        for (int v = 0; v < MV; ++v) s[r][v] = _mm256_setzero_si256();
+    const int16_t* x0 = cols + p0 * k2;
+    for (int64_t q = 0; q < k2; q += 2, wq += 2 * m) {
+        __m256i w[MV];
+        for (int v = 0; v < MV; ++v) w[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 16 * v));
+        for (int r = 0; r < PT; ++r) {
+            int32_t pair;
+            std::memcpy(&pair, x0 + r * k2 + q, 4);
+            const __m256i b = _mm256_set1_epi32(pair);
+            for (int v = 0; v < MV; ++v) s[r][v] = _mm256_add_epi32(s[r][v], _mm256_madd_epi16(b, w[v]));
+        }
+    }
+    for (int r = 0; r < PT; ++r)
+        for (int v = 0; v < MV; ++v)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + (p0 + r) * m + 8 * v), s[r][v]);
+}
+
+template <int MV, int PT>
+__attribute__((target("avx2"))) __attribute__((noinline)) void pairs_mac(const int16_t* cols, int64_t p_n,
+                                                                        int64_t k2, const int16_t* wq,
+                                                                        int32_t* acc) {
+    int64_t p = 0;
+    for (; p + PT <= p_n; p += PT) pairs_mac_block<MV, PT>(cols, p, k2, wq, acc);
+    for (; p < p_n; ++p) pairs_mac_block<MV, 1>(cols, p, k2, wq, acc);
+}
+
+__attribute__((target("avx2"))) void run_gemm_pairs(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
+    const int64_t k = a.c * a.kh * a.kw, k2 = (k + 1) / 2 * 2;
+    const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
+    const int64_t wpd = std::max(a.w + 2 * a.pad, (a.wo - 1) * s + a.kw);
+    const int64_t rows = a.c * a.kh;
+    std::vector<int32_t> idx(p_out * rows);  // start of every kernel row in the padded input
+    for (int64_t oy = 0; oy < a.ho; ++oy)
+        for (int64_t ox = 0; ox < a.wo; ++ox) {
+            int32_t* r = idx.data() + (oy * a.wo + ox) * rows;
+            for (int64_t ci = 0; ci < a.c; ++ci)
+                for (int64_t i = 0; i < a.kh; ++i) *r++ = static_cast<int32_t>((ci * hp + oy * s + i) * wpd + ox * s);
+        }
+    // weight pairs wq[(q/2 * M + j) * 2 + e] = w[j, q + e] (0 past k)
+    std::vector<int16_t> wq(k2 * m, 0);
+    for (int64_t q = 0; q < k; ++q)
+        for (int64_t j = 0; j < m; ++j) wq[(q / 2 * m + j) * 2 + q % 2] = a.weight[j * k + q];
+    std::vector<int16_t> xpad(a.c * hp * wpd + 8, 0), cols(p_out * k2 + 8, 0);  // + 8: fixed 16-byte row copies
+    std::vector<int32_t> acc(n);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        const int8_t* xt = a.x + t * a.c * hw;
+        for (int64_t ci = 0; ci < a.c; ++ci)
+            for (int64_t y = 0; y < a.h; ++y) {
+                int16_t* d = xpad.data() + (ci * hp + y + a.pad) * wpd + a.pad;
+                const int8_t* src = xt + (ci * a.h + y) * a.w;
+                int64_t xx = 0;
+                for (; xx + 16 <= a.w; xx += 16)
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + xx),
+                                        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + xx))));
+                for (; xx < a.w; ++xx) d[xx] = src[xx];
+            }
+        wk.count_inputs(xt, a.in_count);
+        const int32_t* e = idx.data();
+        for (int64_t p = 0; p < p_out; ++p) {
+            int16_t* dst = cols.data() + p * k2;
+            if (a.kw <= 8) {  // one 16-byte move per kernel row; the values past kw are overwritten next
+                for (int64_t r = 0; r < rows; ++r, ++e, dst += a.kw)
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(xpad.data() + *e)));
+            } else {
+                for (int64_t r = 0; r < rows; ++r, ++e, dst += a.kw) std::memcpy(dst, xpad.data() + *e, a.kw * 2);
+            }
+            if (k2 != k) cols[p * k2 + k] = 0;  // the odd fan-in's pad pairs with a zero weight
+        }
+        if (m == 8) pairs_mac<1, 4>(cols.data(), p_out, k2, wq.data(), acc.data());
+        else if (m == 16) pairs_mac<2, 4>(cols.data(), p_out, k2, wq.data(), acc.data());
+        else if (m == 24) pairs_mac<3, 2>(cols.data(), p_out, k2, wq.data(), acc.data());
+        else pairs_mac<4, 2>(cols.data(), p_out, k2, wq.data(), acc.data());
+        soma_step<int32_t, true>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+constexpr bool GEMM_PAIRS = true;
+
 // gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
 // are copied kernel row by kernel row (start offsets computed once; intnet.im2col order),
 // multiplied by the packed weights with the dense int8 MAC of kernels.cpp (its vpmaddubsw path
@@ -747,6 +1011,9 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
 // im2col + dense_mac.
 template <bool Vec>
 __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk) {
+    if constexpr (Vec) {
+        if (a.m % 8 == 0 && a.m <= 32 && GEMM_PAIRS) return run_gemm_pairs(a, wk);
+    }
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
     const int64_t k = a.c * a.kh * a.kw;
     const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
@@ -786,17 +1053,22 @@ __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work
 // Nonzero count and unsigned maximum of x[0, n) in 32-byte blocks; i0 = the bytes done.
 __attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n, int64_t& nnz, uint8_t& umax,
                                                       int64_t& i0) {
-    __m256i mx = _mm256_setzero_si256();
-    int64_t zeros = 0, i = 0;
+    // all in vector registers: min(b, 1) is 1 for a nonzero byte, and vpsadbw sums those bytes
+    // into four 64-bit lanes (no movemask + popcnt chain per block)
+    __m256i mx = _mm256_setzero_si256(), cnt = mx;
+    const __m256i one = _mm256_set1_epi8(1), zero = _mm256_setzero_si256();
+    int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
         mx = _mm256_max_epu8(mx, b);
-        zeros += __builtin_popcount(static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, _mm256_setzero_si256()))));
+        cnt = _mm256_add_epi64(cnt, _mm256_sad_epu8(_mm256_min_epu8(b, one), zero));
     }
     alignas(32) uint8_t lanes[32];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), mx);
     for (uint8_t v : lanes) umax = std::max(umax, v);
-    nnz += i - zeros;
+    alignas(32) int64_t sums[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums), cnt);
+    nnz += sums[0] + sums[1] + sums[2] + sums[3];
     i0 = i;
 }
 
@@ -839,8 +1111,10 @@ __attribute__((always_inline)) inline Plan plan_layer(const ConvLayerArgs& a) {
             const int64_t span = (a.kw + a.stride - 1) / a.stride * a.m;
             events = nnz * (static_cast<double>(a.kh) / a.stride) * ((span + 15) / 16) * 3.0 + 0.5 * nnz;
         }
-        const double plane = static_cast<double>(a.steps) * a.m * fan_in * a.ho * ((a.wo + lanes - 1) / lanes) *
+        double plane = static_cast<double>(a.steps) * a.m * fan_in * a.ho * ((a.wo + lanes - 1) / lanes) *
                              (a.stride == 1 ? 4.0 : 16.0 * a.stride);  // per-row overheads: measured ~4x an event tap
+        if (Vec && plane_few_fits(a, i16))  // run_plane_few: 3 instructions per tap and 16 outputs
+            plane = static_cast<double>(a.steps) * a.m * fan_in * ((a.ho + 7) / 8 * 8) * ((a.wo + 15) / 16) * 1.0;
         mode = events <= plane ? 0 : 1;
         if (i16) {
             const LutShape ls(a);
@@ -875,12 +1149,21 @@ __attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, con
                 wk.bias_cm[j * a.ho * a.wo + p] = a.bias[j];
             }
         for (int64_t j = 0; j < a.m; ++j) wk.small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
+        for (int64_t j = 0; j < a.m; ++j) wk.bias_28 &= a.bias[j] >= -(1 << 28) && a.bias[j] <= (1 << 28);
     }
     if (mode == 3) {
         run_gemm<Vec>(a, wk);
     } else if (mode == 2) {
         run_lut<Vec>(a, wk);
     } else if (mode == 1) {
+        if constexpr (Vec) {
+            if (plane_few_fits(a, i16)) {
+                run_plane_few(a, wk);
+                wk.flush_counts(a.out_count);
+                wk.flush_inputs(a.in_count);
+                return;
+            }
+        }
         if (i16) run_plane<int16_t, Vec>(a, wk);
         else run_plane<int32_t, Vec>(a, wk);
     } else if (i16) {
@@ -1112,8 +1395,9 @@ void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32
     }
 }
 
-void range_sums(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
-                int64_t* out) {
+void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64_t* starts, const int64_t* stops,
+                int64_t groups, int64_t* out) {
+    (void)n;  // run bounds are checked against n by the caller
     for (int64_t g = 0; g < groups; ++g) {
         int64_t s = 0;
         for (int64_t r = ptr[g]; r < ptr[g + 1]; ++r)

@@ -17,8 +17,7 @@ bool cpu_has_avxvnni();
 struct PackedWeights {
     int path = SCALAR;
     int64_t m = 0, k = 0, kp = 0;
-    std::vector<int16_t> w16;   // AVX2, any int8 input
-    std::vector<int8_t> w8u;    // AVX2, non-negative input (vpmaddubsw), rows padded to kp8
+    std::vector<int8_t> w8u;    // AVX2 (widened in registers for signed x; vpmaddubsw for x >= 0), rows padded to kp8
     int64_t kp8 = 0;
     std::vector<int8_t> w8;     // scalar, VNNI
     std::vector<int32_t> rowsum;  // VNNI: 128 * sum_k w[j, k]
@@ -115,7 +114,7 @@ void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_
 void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32_t* idx, int64_t groups, int64_t* out);
 // out[g] = sum of count[starts[r]:stops[r]) over the runs r in [ptr[g], ptr[g+1]) (route packets
 // from per-neuron counts when each route's neurons are a few contiguous index ranges).
-void range_sums(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
+void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
                 int64_t* out);
 
 // Max pooling, k x k windows with stride k: x (planes, H, W) int8 -> out (planes, H/k, W/k).

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels.h"
 
@@ -281,6 +282,32 @@ NB_MODULE(_kernels, m) {
         "in_count"_a.none(), "out_count"_a.none(), "mode"_a, "path"_a, "threads"_a = 1);
 
     m.def(
+        "window_range_sums",
+        [](arr<const int32_t, nb::ndim<3>> count, int c0, int c1, int kh, int kw, int stride, int pad,
+           arr<const int64_t, nb::ndim<1>> starts, arr<const int64_t, nb::ndim<1>> stops, arr<int64_t, nb::ndim<1>> out) {
+            // out[i] = sum of window_counts(...)[starts[i]:stops[i]] (a core's active inputs: the
+            // window sums over its range of output positions)
+            const int64_t c = count.shape(0), h = count.shape(1), w = count.shape(2);
+            require(0 <= c0 && c0 <= c1 && c1 <= c, "channel range out of bounds");
+            require(kh >= 1 && kw >= 1 && stride >= 1 && pad >= 0 && h + 2 * pad >= kh && w + 2 * pad >= kw,
+                    "bad kernel, stride or padding");
+            const int64_t p = ((h + 2 * pad - kh) / stride + 1) * ((w + 2 * pad - kw) / stride + 1);
+            const int64_t n = static_cast<int64_t>(out.shape(0));
+            require(static_cast<int64_t>(starts.shape(0)) == n && static_cast<int64_t>(stops.shape(0)) == n,
+                    "starts, stops and out must have the same length");
+            const int64_t *a = starts.data(), *b = stops.data();
+            bool ok = true;
+            for (int64_t i = 0; i < n; ++i) ok &= a[i] >= 0 && a[i] <= b[i] && b[i] <= p;
+            require(ok, "ranges must satisfy 0 <= start <= stop <= Ho*Wo");
+            nb::gil_scoped_release release;
+            std::vector<int64_t> pre(p + 1, 0);
+            chip::window_counts(count.data(), c, h, w, c0, c1, kh, kw, stride, pad, pre.data() + 1);
+            for (int64_t i = 0; i < p; ++i) pre[i + 1] += pre[i];
+            for (int64_t i = 0; i < n; ++i) out.data()[i] = pre[b[i]] - pre[a[i]];
+        },
+        "count"_a, "c0"_a, "c1"_a, "kh"_a, "kw"_a, "stride"_a, "pad"_a, "starts"_a, "stops"_a, "out"_a);
+
+    m.def(
         "window_counts",
         [](arr<const int32_t, nb::ndim<3>> count, int c0, int c1, int kh, int kw, int stride, int pad,
            arr<int64_t, nb::ndim<1>> out) {
@@ -331,7 +358,7 @@ NB_MODULE(_kernels, m) {
             for (int64_t r = 0; r < runs; ++r) ok &= a[r] >= 0 && a[r] <= b[r] && b[r] <= n;
             require(ok, "runs must satisfy 0 <= start <= stop <= len(count)");
             nb::gil_scoped_release release;
-            chip::range_sums(count.data(), p, a, b, g, out.data());
+            chip::range_sums(count.data(), n, p, a, b, g, out.data());
         },
         "count"_a, "ptr"_a, "starts"_a, "stops"_a, "out"_a);
 

@@ -151,11 +151,15 @@ def simulation(widths=None, threads=None) -> dict:
     frames = 8
     x = synthetic_inputs(net, frames=frames, activity=0.1)
     mapping = map_network(net, load_chip("tianjic", [f"chips={1 if widths is None else 8}"]))
-    ref_t = best_interleaved({"ref": lambda: run_reference(net, x)}, 3)["ref"]
     simulate(mapping, x, threads=1)
     simulate(mapping, x, threads=n_threads)
-    sim_t = best_interleaved({"1": lambda: simulate(mapping, x, threads=1),
-                              "n": lambda: simulate(mapping, x, threads=n_threads)}, 15)
+    # rounds of one reference run and 3 + 3 simulation runs, so that the load on the shared
+    # machine hits both sides of the ratio alike (best of each over the rounds)
+    rounds = [best_interleaved({"ref": lambda: run_reference(net, x)}, 1)
+              | best_interleaved({"1": lambda: simulate(mapping, x, threads=1),
+                                  "n": lambda: simulate(mapping, x, threads=n_threads)}, 3) for _ in range(5)]
+    best_of = {k: {f: min(r[k][f] for r in rounds) for f in rounds[0][k]} for k in rounds[0]}
+    ref_t, sim_t = best_of["ref"], best_of
     ref = run_reference(net, x)
     ok = all(all(np.array_equal(ref[k], v) for k, v in simulate(mapping, x, threads=n).outputs.items())
              for n in (1, n_threads))
