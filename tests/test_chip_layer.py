@@ -348,3 +348,30 @@ def test_gemm_mode_few_outputs_in_registers(path, c, k, stride, pad, m, lo):
     w[0] = -128
     b = rng.integers(-5000, 5000, m).astype(np.int32)
     _check_layer(x, w, b, stride, pad, "gemm", path)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,w,shift,reset", [(16, 21, 0, "subtract"), (16, 32, 1, "subtract"), (8, 37, 4, "value"),
+                                             (32, 18, 29, "subtract"), (24, 16, 2, "value")])
+def test_lut_bit_image_of_wide_rows_and_fast_soma(path, c, w, shift, reset):
+    """The lut mode's bit image from whole channel planes (C % 8 == 0: one byte group, two
+    interleaved by SSE2 unpacks in blocks of 16 columns plus a tail, or more), kept across steps
+    (only the padding is zero), and the shorter LIF pass (rounding as (x + 2^(s-1)) >> s, |bias| up
+    to 2^28; subtract reset without a blend) for shifts 0..29, against the Python reference over several steps."""
+    rng = np.random.default_rng(c * 1000 + w)
+    x = (rng.random((6, c, 9, w)) < 0.3).astype(np.int8)
+    m = 16
+    weight = rng.integers(-40, 41, (m, c, 3, 3)).astype(np.int8)
+    bias = rng.choice([2**28, 2**28 - 4000, -(2**28)], m).astype(np.int32) if shift == 29 else rng.integers(-300, 300, m).astype(np.int32)
+    neuron = IntLIFParams(v_th=40 if shift < 10 else 0, v_reset=-7, reset_mode=reset, leak_alpha=230)
+    layer = IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=weight, bias=bias, shift=shift, stride=1,
+                     padding=1, neuron=neuron)
+    ref = _reference(x, layer)
+    assert 0 < np.count_nonzero(ref) < ref.size  # spikes and silence: the soma's both branches ran
+    for threads in (1, 2):
+        with kernels.use_path(path):
+            run = _run(x, layer, "lut", threads)
+        assert run.mode == "lut" and run.int16
+        np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={threads}")
+        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+        np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))

@@ -405,7 +405,7 @@ __attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const i
 
 template <bool Vec, int SPAN>
 __attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work& wk) {
-    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
+    const int64_t m = a.m, hw = a.h * a.w, s = a.stride;
     const int64_t L = (a.kw + s - 1) / s, span = SPAN > 0 ? SPAN : L * m;  // SPAN: known at compile time
     const int64_t right = std::max<int64_t>(0, (a.w - 1 + a.pad) / s - (a.wo - 1));
     const int64_t row_len = (L - 1 + a.wo + right) * m;  // accumulators per output row, spare included
@@ -423,7 +423,7 @@ __attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work
     std::vector<int32_t> yptr;
     std::vector<Tap> ytaps;  // per input row: (output row offset, dy * s * span)
     axis_taps(a.h, a.ho, a.kh, s, a.pad, row_len, s * span, yptr, ytaps);
-    std::vector<int16_t> accp(a.ho * row_len + span), acc(n);
+    std::vector<int16_t> accp(a.ho * row_len + span);
     // per input column u = x + pad: the window starts at output u/s - (L-1), i.e. at spare slot
     // u/s of the row, with the weights of residue u % s
     std::vector<int32_t> col_acc(a.w), col_w(a.w);
@@ -452,9 +452,10 @@ __attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work
                 }
             }
         }
-        for (int64_t oy = 0; oy < a.ho; ++oy)  // the valid outputs of each row, (P, M)
-            std::memcpy(acc.data() + oy * a.wo * m, accp.data() + oy * row_len + (L - 1) * m, a.wo * m * sizeof(int16_t));
-        soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
+        // the soma reads the valid outputs of each row in place: neurons oy*Wo*M .. of (P, M)
+        // (one pass per row instead of copying the rows into a (P, M) block first)
+        for (int64_t oy = 0; oy < a.ho; ++oy)
+            soma_step<int16_t, Vec>(a, accp.data() + oy * row_len + (L - 1) * m, a.wo * m, true, wk, oy * a.wo * m);
         write_step(a, t, true, wk.spk.data(), wk);
     }
 }
@@ -807,29 +808,47 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
     std::vector<int32_t> events(a.w + 32), offs(ntab);
     std::vector<int16_t> acc(n);
     const bool byte_aligned = cc % 8 == 0, one_word = ls.row_bits + 7 <= 64;
-    std::vector<uint8_t> bits(a.w);
+    std::vector<uint8_t> bits(byte_aligned ? cc / 8 * hw : 0);
     for (int64_t t = 0; t < a.steps; ++t) {
-        std::fill(img.begin(), img.end(), uint8_t(0));
-        if (byte_aligned) {  // 8 channels per image byte: Horner over the channel rows, 8 lanes of x at once
+        // (byte_aligned rewrites every interior byte each step, and the padding stays zero)
+        if (!byte_aligned || t == 0) std::fill(img.begin(), img.end(), uint8_t(0));
+        if (byte_aligned) {  // 8 channels per image byte: Horner over the channel planes, then rows into the image
             const int64_t cb = cc / 8;
-            for (int64_t cg = 0; cg < cb; ++cg)
-                for (int64_t y = 0; y < a.h; ++y) {
-                    // raw pointers: through bits[xx] (a uint8_t store may alias the vector itself)
-                    // the loops reloaded the vector's pointer every byte and did not vectorize
-                    uint8_t* __restrict bp = bits.data();
-                    const uint8_t* __restrict row7 = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + 7) * hw + y * a.w);
-                    for (int64_t xx = 0; xx < a.w; ++xx) bp[xx] = row7[xx];
-                    for (int64_t b = 6; b >= 0; --b) {
-                        const uint8_t* __restrict row = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw + y * a.w);
-                        for (int64_t xx = 0; xx < a.w; ++xx) bp[xx] = static_cast<uint8_t>((bp[xx] << 1) | row[xx]);
-                    }
-                    uint8_t* __restrict irow = img.data() + (y + a.pad) * rb + a.pad * cb + cg;
-                    if (cb == 1) {
-                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx] = bp[xx];
-                    } else {
-                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb] = bp[xx];
-                    }
+            // bits[cg*H*W + i] = sum_b x[t, 8cg + b, i] << b over whole planes (long loops that
+            // vectorize; row by row they were W = 16 bytes each). Raw pointers: a uint8_t store
+            // through the vector may alias the vector itself, and then nothing vectorizes.
+            for (int64_t cg = 0; cg < cb; ++cg) {
+                uint8_t* __restrict bp = bits.data() + cg * hw;
+                const uint8_t* __restrict p7 = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + 7) * hw);
+                for (int64_t i = 0; i < hw; ++i) bp[i] = p7[i];
+                for (int64_t b = 6; b >= 0; --b) {
+                    const uint8_t* __restrict pb = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw);
+                    for (int64_t i = 0; i < hw; ++i) bp[i] = static_cast<uint8_t>((bp[i] << 1) | pb[i]);
                 }
+            }
+            for (int64_t y = 0; y < a.h; ++y) {  // image byte of (y, x, cg) = bits[cg, y, x]
+                uint8_t* __restrict irow = img.data() + (y + a.pad) * rb + a.pad * cb;
+                const uint8_t* __restrict g0 = bits.data() + y * a.w;
+                if (cb == 1) {
+                    std::memcpy(irow, g0, a.w);
+                } else if (cb == 2) {  // interleave the two groups' bytes (SSE2 unpacks, baseline x86-64)
+                    const uint8_t* __restrict g1 = g0 + hw;
+                    int64_t xx = 0;
+                    for (; xx + 16 <= a.w; xx += 16) {
+                        const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + xx));
+                        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + xx));
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx), _mm_unpacklo_epi8(u, v));
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx + 16), _mm_unpackhi_epi8(u, v));
+                    }
+                    for (; xx < a.w; ++xx) {
+                        irow[2 * xx] = g0[xx];
+                        irow[2 * xx + 1] = g1[xx];
+                    }
+                } else {
+                    for (int64_t cg = 0; cg < cb; ++cg)
+                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb + cg] = g0[cg * hw + xx];
+                }
+            }
             wk.count_inputs(a.x + t * cc * hw, a.in_count);
         } else for (int64_t c = 0; c < cc; ++c) {
             const int8_t* xc = a.x + (t * cc + c) * hw;

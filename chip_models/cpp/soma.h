@@ -147,18 +147,27 @@ __attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, co
     const int32_t rc = Reset == 0 ? (Fast ? std::clamp(p.v_reset, MEM_LO, MEM_HI) : p.v_reset)
                                   : (Reset == 1 ? p.v_th : p.reset_constant);
     const __m256i rconst = _mm256_set1_epi32(rc);
+    // Fast: round half up as (x + 2^(s-1)) >> s, the same value as rshr8 when x + 2^(s-1) stays
+    // inside int32: |acc| <= 2^15 (int16), |bias| <= 2^28 and 2^(s-1) <= 2^30 (s <= 31)
+    const __m256i half = _mm256_set1_epi32(shift > 0 ? int32_t(1) << (shift - 1) : 0);
+    const __m128i cnt = _mm_cvtsi32_si128(shift);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i cur = load8_i32(acc + i);
         if (bias) cur = _mm256_add_epi32(cur, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + i)));
-        cur = rshr8(cur, shift);
+        if constexpr (Fast) cur = _mm256_sra_epi32(_mm256_add_epi32(cur, half), cnt);  // (see above)
+        else cur = rshr8(cur, shift);
         if constexpr (!Fast) cur = _mm256_min_epi32(_mm256_max_epi32(cur, clo), chi);
         __m256i vi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i));
         vi = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(vi, cur), lo), hi);
         const __m256i spike = _mm256_cmpgt_epi32(vi, vth);
-        __m256i rv = Reset == 0 ? rconst : _mm256_sub_epi32(vi, rconst);
-        if constexpr (!Fast) rv = _mm256_min_epi32(_mm256_max_epi32(rv, lo), hi);
-        vi = _mm256_blendv_epi8(vi, rv, spike);
+        if constexpr (Fast && Reset == 1) {  // v - (spike ? v_th : 0): no blend (and + sub)
+            vi = _mm256_sub_epi32(vi, _mm256_and_si256(spike, rconst));
+        } else {
+            __m256i rv = Reset == 0 ? rconst : _mm256_sub_epi32(vi, rconst);
+            if constexpr (!Fast) rv = _mm256_min_epi32(_mm256_max_epi32(rv, lo), hi);
+            vi = _mm256_blendv_epi8(vi, rv, spike);
+        }
         const __m256i vh = _mm256_srai_epi32(vi, 8), vl = _mm256_and_si256(vi, m255);
         __m256i lk;
         if constexpr (Fast) {
