@@ -486,6 +486,8 @@ _MODE_NAMES = ("events", "plane", "lut", "gemm")
 
 
 def _check_threads(threads: int | None) -> int:
+    if type(threads) is int and threads > 0:  # (the common case, checked already)
+        return threads
     return get_threads() if threads is None else (_valid_threads(threads) or cpu_count())
 
 

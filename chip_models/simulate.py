@@ -177,36 +177,48 @@ def _conv_fused(mapping: Mapping, lm, layer, x: np.ndarray, active: np.ndarray, 
     input nonzero counts: the active inputs its positions saw in its input-channel range
     (``window_counts``), summed over its positions.
     """
-    snn = layer.mode == "snn"
-    calls = _cache(mapping, "calls")  # the layer's fixed kernel arguments, checked once per mapping
-    call = calls.get(layer.name)
-    if call is None:
-        call = calls[layer.name] = kernels.LayerCall.make(
-            layer.weight, layer.bias, layer.stride, layer.padding, layer.shift, layer.activation or "none",
-            layer.lut, layer.neuron if snn else None)
+    call, windows = _fused_plan(mapping, lm, layer)
     run = kernels.run_layer(x, call, threads)
     if binary is not None:  # the kernel scanned the input: auto mode runs gemm exactly when it is not 0/1
         binary.setdefault(layer.source, run.mode != "gemm")
     counts.setdefault(layer.source, run.in_count.reshape(-1))
     counts[layer.name] = run.out_count.reshape(-1)
-    if snn:
-        kh, kw = layer.weight.shape[2:]
-        for (k_range, _), tl in _groups(mapping, lm).items():
-            _, idx, starts, stops = _tile_ranges(mapping, tl)
-            active[idx] += kernels.window_range_sums(run.in_count, k_range, kh, kw, layer.stride, layer.padding,
-                                                     starts, stops)
+    for idx, args in windows:  # SNN layers: per tile group, the active inputs of its tiles
+        active[idx] += kernels.window_range_sums(run.in_count, *args)
     return run.out
+
+
+def _fused_plan(mapping: Mapping, lm, layer) -> tuple:
+    """A fused layer's :class:`kernels.LayerCall` and, for SNN layers, per tile group (tile
+    indices, :func:`kernels.window_range_sums` arguments after the counts); cached per mapping."""
+    plans = _cache(mapping, "fused")
+    plan = plans.get(layer.name)
+    if plan is None:
+        snn = layer.mode == "snn"
+        call = kernels.LayerCall.make(layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+                                      layer.activation or "none", layer.lut, layer.neuron if snn else None)
+        kh, kw = layer.weight.shape[2:]
+        windows = []
+        for (k_range, _), tl in (_groups(mapping, lm).items() if snn else ()):
+            _, idx, starts, stops = _tile_ranges(mapping, tl)
+            windows.append((idx, (k_range, kh, kw, layer.stride, layer.padding, starts, stops)))
+        plan = plans[layer.name] = (call, tuple(windows))
+    return plan
 
 
 def _is_binary(net, name: str, values: dict, cache: dict) -> bool:
     """Whether value ``name`` holds only 0/1 (spikes): known for SNN outputs (and max/flatten of
-    them), measured once for the rest."""
+    them), known not to when a max pool / flatten of it is not (their values are some of its
+    values), measured once for the rest."""
     if name not in cache:
         layer = None if name in net.inputs else net.layer(name)
         if layer is not None and layer.kind in ("conv2d", "linear") and layer.mode == "snn":
             cache[name] = True
         elif layer is not None and layer.kind in ("maxpool", "flatten") and _is_binary(net, layer.source, values, cache):
             cache[name] = True
+        elif any(l.source == name and l.kind in ("maxpool", "flatten") and cache.get(l.name) is False
+                 for l in net.layers):  # their outputs are some of this value's values: one is not 0/1
+            cache[name] = False
         else:
             cache[name] = bool(values[name].size == 0 or values[name].view(np.uint8).max() <= 1)
     return cache[name]

@@ -228,3 +228,33 @@ def test_bad_thread_counts_are_refused():
         simulate(mapping, x, threads=-1)
     with pytest.raises(ParameterError, match="threads"):
         kernels.set_threads(1.5)
+
+
+@pytest.mark.parametrize("net_name", ["reference", "mixed"])
+def test_repeated_runs_count_packets_and_classify_values_from_their_own_values(net_name):
+    """Several runs on one mapping with different inputs, frame counts and threads (its per-mapping
+    caches reused): each run's route packets equal a numpy count from its own values, and every
+    value's 0/1 flag equals its measured values, including ``ann_conv1`` (ReLU outputs), whose
+    flag is inferred from the max pool of it being int8."""
+    rng = np.random.default_rng(5)
+    net = build_reference(seed=3) if net_name == "reference" else _mixed_net(rng)
+    mapping = map_network(net, load_chip("tianjic", ["chips=4"]))
+    payload = mapping.chip.packet_payload_bytes
+    for run, activity in enumerate((0.3, 0.05, 0.3)):
+        if net_name == "reference":
+            x = synthetic_inputs(net, frames=1 + run % 2, seed=run, activity=activity)
+        else:
+            x = {"img": rng.integers(-128, 128, (2, 2, 16, 16)).astype(np.int8),
+                 "ev": (rng.random((6, 2, 17, 17)) < activity).astype(np.int8)}
+        sim = simulate(mapping, x, keep_values=True, threads=1 + run % 2)
+        for i, r in enumerate(mapping.routes):
+            v = sim.values[r.value]
+            if not r.partial_sums:
+                sent = v.reshape(v.shape[0], -1)[:, np.asarray(r.neurons, np.int64)]
+                want = min(int(np.count_nonzero(sent)), -(-len(r.neurons) // payload) * v.shape[0])
+                assert sim.route_packets[i] == want, (run, i, r.value)
+        for name, flag in sim.binary.items():
+            v = sim.values[name]
+            assert flag == bool(((v == 0) | (v == 1)).all()), (run, name)
+        if net_name == "reference":
+            assert not sim.binary["ann_conv1"] and sim.binary["snn_conv1"]
