@@ -169,21 +169,8 @@ def test_lut_mode_on_wide_kernel_rows(path, c, k, stride, pad, m):
     x = (rng.random((4, c, 13, 11)) < 0.3).astype(np.int8)
     w = rng.integers(-56, 57, (m, c, k, k)).astype(np.int8)  # fan-in <= 576: sums stay inside int16
     b = rng.integers(-500, 500, m).astype(np.int32)
-    for layer in (
-        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=4, stride=stride,
-                 padding=pad, activation="relu"),
-        IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=3, stride=stride,
-                 padding=pad, neuron=IntLIFParams(v_th=200, reset_mode="subtract", leak_alpha=230)),
-    ):
-        ref = _reference(x, layer)
-        # threads: 1, row blocks (2, 3), and blocks of 16 output channels (2 when M % 32 == 0)
-        for threads in (1, 2, 3):
-            with kernels.use_path(path):
-                run = _run(x, layer, "lut", threads)
-            assert run.mode == "lut" and run.int16
-            np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={threads}")
-            np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
-            np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+    # threads: 1, row blocks (2, 3), and blocks of 16 output channels (2 when M % 32 == 0)
+    _check_layer(x, w, b, stride, pad, "lut", path, threads=(1, 2, 3), ann_shift=4, v_th=200, int16=True)
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
@@ -289,19 +276,21 @@ def test_range_sums_match_numpy(seed, n, groups):
         kernels.range_sums(count, np.array([0, 1], np.int64), np.array([1], np.int64), np.array([0], np.int64))
 
 
-def _check_layer(x, w, b, stride, pad, mode, path, threads=(1, 2)):
-    """ANN (relu) and LIF versions of one conv layer in ``mode`` against run_reference."""
+def _check_layer(x, w, b, stride, pad, mode, path, threads=(1, 2), ann_shift=5, v_th=150, int16=None):
+    """ANN (relu) and LIF versions of one conv layer in ``mode`` against run_reference (and, when
+    ``int16`` is given, whether the kernel used int16 accumulators)."""
     for layer in (
-        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=5, stride=stride,
+        IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=w, bias=b, shift=ann_shift, stride=stride,
                  padding=pad, activation="relu"),
         IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=3, stride=stride,
-                 padding=pad, neuron=IntLIFParams(v_th=150, reset_mode="subtract", leak_alpha=230)),
+                 padding=pad, neuron=IntLIFParams(v_th=v_th, reset_mode="subtract", leak_alpha=230)),
     ):
         ref = _reference(x, layer)
         for n in threads:
             with kernels.use_path(path):
                 run = _run(x, layer, mode, n)
             assert run.mode == mode
+            assert int16 is None or run.int16 == int16
             np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={n}")
             np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
             np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
