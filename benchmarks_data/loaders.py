@@ -271,6 +271,13 @@ class TrackingWindows(_TorchDataset):
         return int(np.floor(cx + jx - cw / 2.0)), int(np.floor(cy + jy - ch / 2.0))
 
 
+def dataset_folders(dataset: str | pathlib.Path | Sequence[str | pathlib.Path]) -> list[pathlib.Path]:
+    """One dataset folder or a list of them, as a list of paths."""
+    if isinstance(dataset, (str, pathlib.Path)):
+        return [pathlib.Path(dataset)]
+    return [pathlib.Path(d) for d in dataset]
+
+
 class ConcatWindows(_TorchDataset):
     """The windows of several :class:`TrackingWindows` in order, as one dataset.
 

@@ -98,7 +98,6 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     for folder in args.dataset:
         existing_dir(folder, "dataset folder")
         load_index(folder)
-    dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
     cfg = params_from_args(args, TrainConfig)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
@@ -109,7 +108,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     if args.resume and not (out / "checkpoint.safetensors").exists() and not args.variants:
         raise InputError(f"{out} has no checkpoint to resume: drop --resume or pass the run folder")
     if not args.variants:
-        return train(dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
+        return train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -118,7 +117,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     for v in variants:
         ctx.say(f"== variant {v}")
         vcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=v))
-        results[v] = train(dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
+        results[v] = train(args.dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
                            progress=ctx.progress, say=ctx.say, init_from=args.init_from)
     return {"runs": results}
 
@@ -146,27 +145,27 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.evaluate import split_sequences
     from hybrid.tune import DEFAULT_ALPHAS, fit_tcf
 
-    alphas = _numbers(args.alphas, "--alphas", 1.0, "0.1,0.2,0.5") if args.alphas else DEFAULT_ALPHAS
-    holds = _numbers(args.holds, "--holds", 1.0 + 1e-12, "1,0.98,0.95")
+    alphas = _numbers(args.alphas, "--alphas", "0.1,0.2,0.5") if args.alphas else DEFAULT_ALPHAS
+    holds = _numbers(args.holds, "--holds", "1,0.98,0.95", one_allowed=True)
     if args.max_sequences < 0:
         raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
     for folder in args.dataset:  # dataset checks before anything is tracked
         split_sequences(folder, args.split)
-    dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
-    res = fit_tcf(resolve_run(args.run), dataset, args.out, alphas, holds, args.split, args.max_sequences, say=ctx.say)
+    res = fit_tcf(resolve_run(args.run), args.dataset, args.out, alphas, holds, args.split, args.max_sequences, say=ctx.say)
     ctx.say(f"alpha_frame {res['alpha_frame']:g}, alpha_hold {res['alpha_hold']:g} "
             f"(learned alpha_frame {res['learned_alpha_frame']:.3f}) -> {res['run']}")
     return res
 
 
-def _numbers(text: str, option: str, upper: float, example: str) -> tuple[float, ...]:
-    """Comma-separated numbers in (0, upper); ParameterError naming ``option`` otherwise."""
+def _numbers(text: str, option: str, example: str, one_allowed: bool = False) -> tuple[float, ...]:
+    """Comma-separated numbers in (0, 1), or (0, 1] with ``one_allowed``; ParameterError naming
+    ``option`` otherwise."""
     try:
         values = tuple(float(a) for a in text.split(",") if a.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < v < upper for v in values):
-        bound = "(0, 1)" if upper == 1.0 else "(0, 1]"
+    if not values or not all(0 < v < 1 or (one_allowed and v == 1) for v in values):
+        bound = "(0, 1]" if one_allowed else "(0, 1)"
         raise ParameterError(f"{option} {text!r} must be numbers in {bound}, comma-separated (e.g. {example})")
     return values
 

@@ -135,11 +135,10 @@ def _dist() -> tuple[int, int]:
 def make_windows(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], cfg: TrainConfig, split: str | None = None):
     """Training windows of ``split`` (default ``cfg.split``) of one dataset folder, or of several
     folders concatenated (``ConcatWindows``: e.g. a benchmark plus extra training scenes)."""
-    from benchmarks_data.loaders import ConcatWindows, TrackingWindows
+    from benchmarks_data.loaders import ConcatWindows, TrackingWindows, dataset_folders
 
-    folders = [dataset] if isinstance(dataset, (str, pathlib.Path)) else list(dataset)
     parts = []
-    for folder in folders:
+    for folder in dataset_folders(dataset):
         part = TrackingWindows(folder, split or cfg.split, frames_per_window=2, snn_rate_hz=cfg.model.snn_rate_hz,
                                crop=(cfg.model.search_size,) * 2, jitter=cfg.jitter, seed=cfg.seed)
         if len(part) == 0:
@@ -231,8 +230,11 @@ def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str |
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    from benchmarks_data.loaders import dataset_folders
+
+    folders = [str(d) for d in dataset_folders(dataset)]
     config_doc = {"model": to_dict(cfg.model), **{k: v for k, v in to_dict(cfg).items() if k != "model"},
-                  "dataset": str(dataset) if isinstance(dataset, (str, pathlib.Path)) else [str(d) for d in dataset]}
+                  "dataset": folders[0] if len(folders) == 1 else folders}
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
     n_batches = cfg.batches_per_epoch or math.ceil(len(windows) / cfg.batch_size)

@@ -75,6 +75,7 @@ def fit_tcf(run: str | pathlib.Path, dataset: str | pathlib.Path | Sequence[str 
     precision_20}}, "run"}``."""
     from safetensors.torch import load_file, save_file
 
+    from benchmarks_data.loaders import dataset_folders
     from hybrid.checkpoint import CONFIG, WEIGHTS, find_checkpoint, load_model
     from hybrid.data import load_track
     from hybrid.evaluate import split_sequences
@@ -86,7 +87,7 @@ def fit_tcf(run: str | pathlib.Path, dataset: str | pathlib.Path | Sequence[str 
     if model.cfg.variant not in ("full", "no_attention"):
         raise ParameterError(f"{run} is a {model.cfg.variant} run: only full / no_attention runs have a TCF")
     learned = float(model.tcf.alphas[0].detach())
-    folders = [dataset] if isinstance(dataset, (str, pathlib.Path)) else list(dataset)
+    folders = dataset_folders(dataset)
     seqs = []
     for folder in folders:
         part = split_sequences(folder, split)
