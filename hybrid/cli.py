@@ -35,11 +35,12 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     elif name == "tune":
         p = add_verb(subparsers, "tune", _tune, help=help_text,
                      example="neurosim tune runs/full --dataset synth/ --max-sequences 21 -o runs/full_fit",
-                     description="Fit the TCF crossover (alpha_frame, alpha_hold) of a full / no_attention run by "
-                     "closed-loop tracking: track the --split sequences (default train; never the test split) with each "
-                     "candidate pair, score them with the OTB protocol and copy the run to -o with the pair of the "
-                     "highest AUC (alpha_fit.json has every score).")
-        p.add_argument("run", help="run folder of a full or no_attention tracker")
+                     description="Fit the tracking-time parameters of a run by closed-loop tracking: the TCF crossover "
+                     "(alpha_frame, alpha_hold) of a full / no_attention run and the ANN centre's soft-argmax temperature "
+                     "(full, no_attention, ann_only). Tracks the --split sequences (default train; never the test split) "
+                     "with each candidate, scores them with the OTB protocol and copies the run to -o with the candidate "
+                     "of the highest AUC (tune.json has every score).")
+        p.add_argument("run", help="run folder of a full, no_attention or ann_only tracker")
         p.add_argument("--dataset", required=True, action="append",
                        help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
         p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted crossover")
@@ -48,6 +49,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
         p.add_argument("--holds", default="1", help="candidate alpha_hold values in (0, 1], comma-separated (default 1: "
                        "the SNN alone between frames; e.g. 1,0.99,0.98,0.95)")
+        p.add_argument("--ann-temperatures", default="1", help="candidate soft-argmax temperatures of the ANN centre in "
+                       "(0, 1], comma-separated (default 1: as trained; e.g. 1,0.5,0.25,0.125)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "
@@ -143,17 +146,19 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
 
 def _tune(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.evaluate import split_sequences
-    from hybrid.tune import DEFAULT_ALPHAS, fit_tcf
+    from hybrid.tune import DEFAULT_ALPHAS, fit_tracking
 
     alphas = _numbers(args.alphas, "--alphas", "0.1,0.2,0.5") if args.alphas else DEFAULT_ALPHAS
     holds = _numbers(args.holds, "--holds", "1,0.98,0.95", one_allowed=True)
+    taus = _numbers(args.ann_temperatures, "--ann-temperatures", "1,0.5,0.25", one_allowed=True)
     if args.max_sequences < 0:
         raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
     for folder in args.dataset:  # dataset checks before anything is tracked
         split_sequences(folder, args.split)
-    res = fit_tcf(resolve_run(args.run), args.dataset, args.out, alphas, holds, args.split, args.max_sequences, say=ctx.say)
-    ctx.say(f"alpha_frame {res['alpha_frame']:g}, alpha_hold {res['alpha_hold']:g} "
-            f"(learned alpha_frame {res['learned_alpha_frame']:.3f}) -> {res['run']}")
+    res = fit_tracking(resolve_run(args.run), args.dataset, args.out, alphas, holds, taus, args.split, args.max_sequences,
+                       say=ctx.say)
+    ctx.say(f"ann_temperature {res['ann_temperature']:g}, alpha_frame {res['alpha_frame']:g}, alpha_hold "
+            f"{res['alpha_hold']:g} (learned alpha_frame {res['learned_alpha_frame']:.3f}) -> {res['run']}")
     return res
 
 

@@ -12,7 +12,7 @@ Per unit (shapes B = batch, h = w = S/4):
 3. Attention (full, no_tcf), from the first-layer spikes S¹ of the W warm-up bins:
    ``R_a ← R_a + γ·A(S¹)`` on the ANN response of step 4 (``attention="response"``, default) or
    ``F' = F ⊙ (1 + γ·A(S¹))`` (``attention="features"``); see attention.py.
-4. ANN response ``R_a = corr(F', Z_a)``; centre ``x_ann = softargmax(R_a)``; size
+4. ANN response ``R_a = corr(F', Z_a)``; centre ``x_ann = softargmax(R_a / τ_ann)``; size
    ``wh = wh_prior · exp(head(sample(F', box at x_ann)))`` (scale estimation; with
    ``size_estimation="hold"`` the head is still trained but the box keeps the start size —
    the box loss uses centres only, so training is identical either way).
@@ -56,7 +56,8 @@ class ModelConfig:
     trace_decay: float = 0.8  # λ of the SNN output trace
     template_size: int = 3  # k
     template_spacing: str = "box"  # "box": k samples across the target box; "cell": k×k feature cells at the target centre
-    temperature: float = 1.0  # soft-argmax τ
+    temperature: float = 1.0  # soft-argmax τ of the SNN's and the fused (no_tcf) responses
+    ann_temperature: float = 1.0  # soft-argmax τ of the ANN centre x_ann (fitted by `neurosim tune`; the response loss ignores it)
     warmup_bins: int = 5  # W
     snn_rate_hz: float = 1000.0
     quant_scheme: str = "fp32"  # fp32 | wageubn | eoq (ANN branch, via neurosim.quant)
@@ -83,6 +84,8 @@ class ModelConfig:
             raise ParameterError(f"model.attention {self.attention!r}: use response or features")
         if self.template_spacing not in ("box", "cell"):
             raise ParameterError(f"model.template_spacing {self.template_spacing!r}: use box or cell")
+        if not (self.temperature > 0 and self.ann_temperature > 0):
+            raise ParameterError(f"model.temperature {self.temperature} and model.ann_temperature {self.ann_temperature} must be > 0")
         if not (0 < self.snn_rate_hz <= 100_000):
             raise ParameterError(f"model.snn_rate_hz {self.snn_rate_hz} must be in (0, 100000]")
         return self
@@ -160,7 +163,7 @@ class DashNet(nn.Module):
             r_a = self.corr_ann(feats, z_ann)
             if self.uses_attention and W > 0:
                 r_a = self.attention.response(r_a, first[:W])
-            x_ann = soft_argmax(r_a, STRIDE, cfg.temperature)
+            x_ann = soft_argmax(r_a, STRIDE, cfg.ann_temperature)
             box_a = torch.cat([x_ann - (start[:, 2:] - 1) / 2, start[:, 2:]], dim=1)
             roi = sample_template(feats, box_a, STRIDE, cfg.template_size).flatten(1)
             dlog = self.scale_head(roi).clamp(-0.5, 0.5)

@@ -147,18 +147,22 @@ def test_unknown_variant_is_a_parameter_error(tiny_dataset, tmp_path, capsys):
                                   "--set", "model.variant=bogus"]), "variant")
 
 
-def test_alpha_frame_fit_keeps_the_best_train_split_alpha(tiny_dataset, tiny_run, tmp_path):
-    """fit_tcf tracks the train split per (α_frame, α_hold) and writes the best pair into a copy of
-    the run; the copy, scored by the independent eval path (neurosim eval), gives the fit's AUC."""
+def test_tracking_fit_keeps_the_best_train_split_candidate(tiny_dataset, tiny_run, tmp_path):
+    """fit_tracking tracks the train split per (τ_ann, α_frame, α_hold) and writes the best
+    candidate into a copy of the run; the copy, scored by the independent eval path (neurosim
+    eval), gives the fit's AUC."""
     from hybrid.checkpoint import load_model, model_weights
-    from hybrid.tune import fit_tcf
+    from hybrid.tune import fit_tracking
 
     out = tmp_path / "fitted"
-    res = fit_tcf(tiny_run, tiny_dataset, out, alphas=(0.1, 0.9), holds=(1.0, 0.9), split="train", say=lambda *a: None)
-    assert len(res["scores"]) == 4
+    res = fit_tracking(tiny_run, tiny_dataset, out, alphas=(0.1, 0.9), holds=(1.0, 0.9), ann_temperatures=(1.0, 0.1),
+                       split="train", say=lambda *a: None)
+    assert len(res["scores"]) == 8
     best = max(res["scores"], key=lambda a: res["scores"][a]["auc"])
-    assert (res["alpha_frame"], res["alpha_hold"]) == (res["scores"][best]["alpha_frame"], res["scores"][best]["alpha_hold"])
+    assert [res[k] for k in ("alpha_frame", "alpha_hold", "ann_temperature")] == \
+        [res["scores"][best][k] for k in ("alpha_frame", "alpha_hold", "ann_temperature")]
     fitted = load_model(out)
+    assert fitted.cfg.ann_temperature == res["ann_temperature"]
     assert float(fitted.tcf.alphas[0]) == pytest.approx(res["alpha_frame"], abs=1e-6)
     assert float(fitted.tcf.alphas[1]) == pytest.approx(res["alpha_hold"], abs=1e-6)
     assert fitted.tcf.hold_is_one == (res["alpha_hold"] == 1.0)
@@ -179,7 +183,7 @@ def test_tune_cli_pools_datasets_and_rejects_bad_alphas(tiny_dataset, tiny_run, 
                  "-o", str(one), "-q"]) == 0
     assert main(["tune", str(tiny_run), "--dataset", str(tiny_dataset), "--dataset", str(tiny_dataset),
                  "--alphas", "0.2,0.8", "--holds", "1,0.95", "-o", str(two), "-q"]) == 0
-    a, b = (json.loads((d / "alpha_fit.json").read_text()) for d in (one, two))
+    a, b = (json.loads((d / "tune.json").read_text()) for d in (one, two))
     assert len(b["sequences"]) == 2 * len(a["sequences"])
     for alpha in a["scores"]:
         assert b["scores"][alpha]["auc"] == pytest.approx(a["scores"][alpha]["auc"], abs=1e-12)
