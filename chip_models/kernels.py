@@ -10,6 +10,8 @@ Each kernel is bit-exact with :mod:`neurosim.intmath` / :mod:`neurosim.intneuron
 * :func:`current_stage` — SNN input current: ``sat32(rounding_shift_right(acc, shift))``.
 * :func:`conv_events` — event-driven convolution of spike maps (no im2col); :func:`im2col`.
 * :func:`count_packets` — number of nonzero values per group (the router's spike packets).
+* :func:`conv_layer` — a whole conv layer over all steps in one call; :func:`snn_chain` — a chain of
+  spiking conv layers (with max pools) in one call, the spikes bit-packed between them.
 
 Paths: ``"scalar"`` (portable C++), ``"avx2"`` (MAC: vpmaddwd on sign-extended int16, or the
 exact u8 × s8 vpmaddubsw when all inputs are 0..127),
@@ -551,3 +553,51 @@ def nonzero_counts(values: np.ndarray) -> np.ndarray:
     out = np.zeros(v2.shape[1], np.int32)
     _k.count_nonzero_cols(v2, out, _code(vector_only=True))
     return out
+
+
+# ------------------------------------------------------------------- SNN chain
+
+
+@dataclasses.dataclass
+class ChainRun:
+    """What :func:`snn_chain` did: the last stage's output (T, M, Ho, Wo) int8 and the nonzero
+    counts over the T steps (int32, channel-major) of the chain input (``in_count``), of every
+    stage's output (``out_counts``) and of every pooled stage input (``pool_counts``; None for a
+    stage without a pool)."""
+
+    out: np.ndarray
+    in_count: np.ndarray
+    out_counts: list
+    pool_counts: list
+
+
+def snn_chain(x: np.ndarray, calls: list, pools: list) -> ChainRun | None:
+    """Spiking conv layers chained in one C++ call (``cpp/snn_chain.cpp``), the spikes kept
+    bit-packed between them: stage ``i`` is ``calls[i]`` (a :class:`LayerCall`) applied to stage
+    ``i - 1``'s spikes max-pooled ``pools[i]`` × ``pools[i]`` first (0: no pool; ``pools[0]`` must
+    be 0); stage 0 reads ``x`` (T, C, H, W). Every stage but the last must be an SNN layer with
+    M % 8 == 0. The result equals :func:`conv_layer` / :func:`max_pool` layer by layer bit for
+    bit (tested). Returns None (and computes nothing) when ``x`` is not 0/1 or a stage's int16
+    condition (``max_m Σ_k |w[m, k]| ≤ 32767``) fails: run the layers one by one then."""
+    x = _c(x, np.int8)
+    if x.ndim != 4 or len(calls) != len(pools) or not calls or pools[0]:
+        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    t, c, h, w = x.shape
+    in_counts, out_counts, pool_counts = [], [], []
+    for i, (call, k) in enumerate(zip(calls, pools)):
+        if i + 1 < len(calls) and (call.soma != 3 or call.weight.shape[0] % 8):
+            raise ParameterError("snn_chain: every stage but the last must be an SNN layer with a multiple of 8 outputs")
+        if k:
+            h, w = h // k, w // k
+        m, ci, kh, kw = call.weight.shape
+        if ci != c or h + 2 * call.padding < kh or w + 2 * call.padding < kw:
+            raise ParameterError(f"snn_chain: stage {i} weight {call.weight.shape} does not fit its input ({c}, {h}, {w})")
+        in_counts.append(np.zeros((c, h, w), np.int32) if (i == 0 or k) else None)
+        pool_counts.append(in_counts[-1] if k else None)
+        c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
+        out_counts.append(np.zeros((c, h, w), np.int32))
+    out = np.empty((t, c, h, w), np.int8)
+    done = _k.snn_chain(x, [cl.weight for cl in calls], [cl.bias for cl in calls],
+                        [(cl.stride, cl.padding, cl.shift, cl.soma, int(k)) for cl, k in zip(calls, pools)],
+                        [cl.lif for cl in calls], calls[-1].lut, out, in_counts, out_counts, _code(vector_only=True))
+    return None if done < 0 else ChainRun(out, in_counts[0], out_counts, pool_counts)

@@ -18,6 +18,13 @@ group: 0/1 inputs that are sparse run event-driven kernels (linear: the active i
 rows); dense inputs run im2col + the dense int8 MAC (see :func:`_use_events`). All give the
 same bits; the timing model charges SNN tiles for their active inputs whichever kernel ran.
 
+Chains of SNN conv layers (an SNN conv with M % 8 == 0, then max pools and conv layers whose
+values in between feed nothing else; the reference network's SNN branch ``snn_conv1 → snn_pool →
+snn_conv2 → snn_conv3 → snn_xcorr``) run in one C++ call (:func:`kernels.snn_chain`, see
+:func:`_chains`): the spikes stay bit-packed between the layers and every count is taken inside
+the call. With ``threads`` > 1 a chain runs on a worker thread while the rest of the network
+(e.g. the ANN branch) runs on the calling thread. ``CHAIN = False`` runs the layers one by one.
+
 The outputs equal :func:`neurosim.intnet.run_reference` bit for bit (tested). The simulation
 also records the work each core did (active inputs) and the packets on each route, which
 :mod:`chip_models.timing` turns into cycles and energy.
@@ -136,11 +143,28 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
     net = mapping.net
     values: dict[str, np.ndarray] = {k: np.ascontiguousarray(inputs[k], np.int8) for k in net.inputs}
     counts: dict[str, np.ndarray] = {}  # value → nonzero count of each of its neurons over the run
+    steps: dict[str, int] = {}  # steps of the values a chain kept inside C++ (not in values)
     active = np.zeros(len(mapping.tiles), np.int64)
     binary: dict[str, bool] = {}
+    chains = _chains(mapping) if (CHAIN and FUSED and not keep_values) else {}
+    done: set[str] = set()
+    pending: dict[str, tuple] = {}  # chain's last layer → (chain, its input, future) while it runs on a worker
     for layer in net.layers:
+        if layer.name in done:
+            continue
+        if layer.source in pending:  # this layer needs a chain's output: wait for it
+            _finish_chain(mapping, pending.pop(layer.source), values, counts, steps, active, binary, threads)
         lm = mapping.layers[layer.name]
         x = values[layer.source]
+        chain = chains.get(layer.name)
+        if chain is not None:
+            done.update(chain[0])
+            if threads > 1:  # the chain on a worker thread, the rest of the network here meanwhile
+                pending[chain[0][-1]] = (chain, x, _chain_worker().submit(_start_chain, chain, x))
+                threads = max(1, threads - 1)
+            else:
+                _finish_chain(mapping, (chain, x, _start_chain(chain, x)), values, counts, steps, active, binary, 1)
+            continue
         if layer.kind == "flatten":
             values[layer.name] = x.reshape(x.shape[0], -1)
         elif layer.kind in ("maxpool", "sumpool"):
@@ -150,11 +174,114 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
                                            _is_binary(net, layer.source, values, binary))
-    packets = _count_routes(mapping, values, counts)
+    for entry in list(pending.values()):
+        _finish_chain(mapping, entry, values, counts, steps, active, binary, threads)
+    packets = _count_routes(mapping, values, counts, steps)
     outputs = {name: values[name] for name in net.outputs}
     for lm in mapping.layers.values():
         _is_binary(net, lm.source, values, binary)
     return SimResult(outputs, frames, active, packets, binary, values if keep_values else None)
+
+
+CHAIN = True  # chains of SNN conv layers (and max pools) in one C++ call (kernels.snn_chain); False: layer by layer
+
+
+def _chains(mapping: Mapping) -> dict[str, tuple]:
+    """SNN chains of the network, by first layer, cached per mapping: (layer names in order, the
+    conv layers, their :class:`kernels.LayerCall`, the max-pool size before each conv).
+
+    A chain is an SNN conv layer with M % 8 == 0, then any run of (an optional max pool, a conv
+    layer) where each value in between feeds only the next element and is no network output, the
+    convs before the last are SNN with M % 8 == 0 (their spikes are whole bytes of the next
+    image) and the last is any conv layer; at least two convs. All are fused conv layers."""
+    cache = _cache(mapping, "chains")
+    if "chains" in cache:
+        return cache["chains"]
+    net = mapping.net
+    users: dict[str, list] = {}
+    for l in net.layers:
+        users.setdefault(l.source, []).append(l)
+
+    def only_user(name: str):
+        u = users.get(name, [])
+        return u[0] if len(u) == 1 and name not in net.outputs else None
+
+    def spiking_bytes(l) -> bool:  # an SNN conv whose spikes are whole image bytes
+        return _fused(l) and l.mode == "snn" and l.weight.shape[0] % 8 == 0
+
+    chains, taken = {}, set()
+    for first in net.layers:
+        if first.name in taken or not spiking_bytes(first):
+            continue
+        names, convs, pools, cur = [first.name], [first], [0], first
+        while spiking_bytes(cur):
+            nxt, pool = only_user(cur.name), 0
+            if nxt is not None and nxt.kind == "maxpool":
+                pool, pool_layer, nxt = nxt.kernel, nxt, only_user(nxt.name)
+            if nxt is None or nxt.kind != "conv2d" or not _fused(nxt):
+                break
+            names += [pool_layer.name, nxt.name] if pool else [nxt.name]
+            convs.append(nxt)
+            pools.append(int(pool))
+            cur = nxt
+        if len(convs) < 2:
+            continue
+        calls = [_fused_plan(mapping, mapping.layers[l.name], l)[0] for l in convs]
+        chains[first.name] = (tuple(names), tuple(convs), calls, pools)
+        taken.update(names)
+    cache["chains"] = chains
+    return chains
+
+
+_WORKER: list = []
+
+
+def _chain_worker():
+    """One persistent worker thread for SNN chains (the C++ call releases the GIL)."""
+    if not _WORKER:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurosim-chain"))
+    return _WORKER[0]
+
+
+def _start_chain(chain: tuple, x: np.ndarray):
+    """Run an SNN chain (see :func:`_chains`) in one :func:`kernels.snn_chain` call: its
+    :class:`kernels.ChainRun`, or None when its input is not 0/1 or a layer's int16 condition
+    fails (nothing computed; the layers then run one by one)."""
+    names, convs, calls, pools = chain
+    return kernels.snn_chain(x, calls, pools)
+
+
+def _finish_chain(mapping: Mapping, entry: tuple, values: dict, counts: dict, steps: dict, active: np.ndarray,
+                  binary: dict, threads: int) -> None:
+    """Record what the fused layers would have: the last layer's values, every value's counts,
+    each SNN tile's active inputs (from its input's counts); the values in between stay in C++
+    (``steps`` only). A declined chain runs layer by layer here."""
+    (names, convs, calls, pools), x, run = entry
+    if not isinstance(run, kernels.ChainRun) and run is not None:  # a future
+        run = run.result()
+    if run is None:
+        net = mapping.net
+        for name in names:
+            layer = net.layer(name)
+            src = values[layer.source]
+            values[name] = _pool(layer, src) if layer.kind == "maxpool" else \
+                _conv_fused(mapping, mapping.layers[name], layer, src, active, counts, binary, threads)
+        return
+    first = convs[0]
+    binary.setdefault(first.source, True)
+    counts.setdefault(first.source, run.in_count.reshape(-1))
+    for i, layer in enumerate(convs):
+        in_count = run.in_count if i == 0 else (run.pool_counts[i] if pools[i] else run.out_counts[i - 1])
+        if pools[i]:
+            counts[layer.source] = in_count.reshape(-1)
+        counts[layer.name] = run.out_counts[i].reshape(-1)
+        for idx, args in _fused_plan(mapping, mapping.layers[layer.name], layer)[1]:
+            active[idx] += kernels.window_range_sums(in_count, *args)
+    for name in names[:-1]:
+        steps[name] = x.shape[0]
+    values[names[-1]] = run.out
 
 
 FUSED = True  # whole conv layers in one C++ call (kernels.conv_layer); False: per tile group, im2col / events
@@ -424,13 +551,16 @@ def _flat_routes(mapping: Mapping, counts: list[np.ndarray]) -> tuple:
     return cache["flat"]
 
 
-def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> np.ndarray:
+def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[str, np.ndarray],
+                  steps: dict[str, int] | None = None) -> np.ndarray:
     """Packets per route over the run: the cheaper of dense (payload bytes per packet) and
     sparse (one packet per nonzero value, e.g. per spike) for the measured values.
 
     ``counts`` holds the nonzero count of every neuron over the run for the values the fused
     conv layers saw; the rest are counted here. All routes' sparse counts come from one
-    :func:`kernels.range_sums` call over the values' counts concatenated."""
+    :func:`kernels.range_sums` call over the values' counts concatenated. ``steps`` gives the
+    steps of values that are not in ``values`` (kept inside an SNN chain; they all have counts)."""
+    steps = steps or {}
     chip = mapping.chip
     packets = np.zeros(len(mapping.routes), np.int64)
     cache = _cache(mapping, "routes")
@@ -440,7 +570,7 @@ def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[
                                   math.ceil(4 * mapping.tiles[mapping.routes[i].src].neurons / chip.packet_payload_bytes))
                                  for i in cache["partial"]]
     for i, value, per_step in cache["partial_step"]:
-        packets[i] = per_step * values[value].shape[0]
+        packets[i] = per_step * (steps[value] if value in steps else values[value].shape[0])
     if not order:
         return packets
     per_value = []
@@ -449,6 +579,6 @@ def _count_routes(mapping: Mapping, values: dict[str, np.ndarray], counts: dict[
         per_value.append(kernels.nonzero_counts(values[value]) if count is None else count)
     idx, ptr, starts, stops, which, dense = _flat_routes(mapping, per_value)
     sparse = kernels.range_sums(np.concatenate(per_value), ptr, starts, stops)
-    steps = np.array([values[v].shape[0] for v in order], np.int64)
-    packets[idx] = np.minimum(sparse, dense * steps[which])
+    n_steps = np.array([steps[v] if v in steps else values[v].shape[0] for v in order], np.int64)
+    packets[idx] = np.minimum(sparse, dense * n_steps[which])
     return packets

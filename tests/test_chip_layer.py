@@ -340,6 +340,25 @@ def test_gemm_mode_few_outputs_in_registers(path, c, k, stride, pad, m, lo):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,k,m,wval,stride", [(1, 7, 8, -128, 2), (3, 3, 16, -128, 1), (5, 3, 24, 127, 1), (2, 5, 32, -128, 2),
+                                               (1, 1, 8, -128, 1), (4, 3, 8, -128, 1), (8, 3, 16, 127, 2),
+                                               (16, 2, 32, -128, 1), (12, 4, 24, -128, 3)])
+def test_gemm_quads_at_the_pair_sum_limit(path, c, k, m, wval, stride):
+    """gemm on inputs in 0..127 (AVX2: vpmaddubsw of int8 quads, then vpmaddwd by ones): every
+    input 127 against weights of -128 (or 127) puts each vpmaddubsw pair sum at its largest,
+    2 * 127 * 128 = 32512, just inside int16; fan-ins that are not multiples of 4 (7x7x1 = 49,
+    3x3x3 = 27, 5x5x2 = 50, 1) pad the last quad; with C % 4 == 0 the quads come straight from a
+    channel-last copy (no im2col), in blocks of 4 or 2 positions plus the row's rest, strides 1-3;
+    a zero bias and shift 12 keep the outputs inside int8 so saturating sums would show."""
+    rng = np.random.default_rng(c * 7 + k)
+    x = np.full((2, c, 11, 13), 127, np.int8)
+    x[1] = rng.integers(0, 128, (c, 11, 13))
+    w = np.full((m, c, k, k), wval, np.int8)
+    w[m // 2:] = rng.integers(-128, 128, (m - m // 2, c, k, k))
+    _check_layer(x, w, None, stride, k // 2, "gemm", path, ann_shift=12, v_th=10**6)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("c,w,shift,reset", [(16, 21, 0, "subtract"), (16, 32, 1, "subtract"), (8, 37, 4, "value"),
                                              (32, 18, 29, "subtract"), (24, 16, 2, "value")])
 def test_lut_bit_image_of_wide_rows_and_fast_soma(path, c, w, shift, reset):

@@ -28,7 +28,9 @@
 //           loop for M == 1, lut_step_m1).
 //   gemm    int8 activations: im2col of the step (8-byte row moves) + the dense int8 MAC; on
 //           AVX2 with M % 8 == 0 and M <= 32, run_gemm_pairs: int16 patch pairs broadcast
-//           against weight pairs (vpmaddwd), the position's M accumulators in registers.
+//           against weight pairs (vpmaddwd), the position's M accumulators in registers; for
+//           inputs in 0..127 int8 quads (vpmaddubsw, exact there) read in place without im2col
+//           (run_gemm_quads_hwc for C % 4 == 0, run_gemm_quads_rows otherwise).
 // The soma then runs on the step's accumulators in one fused AVX2 pass (soma.h; scalar bodies
 // otherwise; a shorter LIF pass when its clamps provably cannot act), and the spikes or
 // activations are written channel-major (T, M, Ho, Wo).
@@ -46,6 +48,10 @@
 #include <limits>
 #include <vector>
 
+#include "conv_common.h"
+#include "conv_lut.h"
+#include "conv_plane_few.h"
+#include "conv_span.h"
 #include "kernels.h"
 #include "soma.h"
 #include "thread_pool.h"
@@ -53,278 +59,6 @@
 namespace chip {
 
 namespace {
-
-struct Tap {
-    int32_t acc_off;  // offset into the step's accumulators (in Acc elements)
-    int32_t w_off;    // offset into the widened weights (in Acc elements)
-};
-
-// Taps of every input coordinate along one axis: input u reaches output o through tap d when
-// o * stride - pad + d == u (0 <= o < n_out, 0 <= d < k).
-void axis_taps(int64_t n_in, int64_t n_out, int64_t k, int64_t stride, int64_t pad, int64_t acc_scale,
-               int64_t w_scale, std::vector<int32_t>& ptr, std::vector<Tap>& taps) {
-    ptr.assign(n_in + 1, 0);
-    taps.clear();
-    for (int64_t u = 0; u < n_in; ++u) {
-        for (int64_t d = 0; d < k; ++d) {
-            const int64_t num = u + pad - d;
-            if (num < 0 || num % stride) continue;
-            const int64_t o = num / stride;
-            if (o >= n_out) continue;
-            taps.push_back({static_cast<int32_t>(o * acc_scale), static_cast<int32_t>(d * w_scale)});
-        }
-        ptr[u + 1] = static_cast<int32_t>(taps.size());
-    }
-}
-
-// a[0:n] += v * w[0:n] (v == 1 for spikes) on a small fixed-size block: copied to registers so
-// the compiler vectorizes it (a and w never overlap, but it cannot prove that).
-template <typename Acc, bool Bin, int N>
-__attribute__((always_inline)) inline void add_block(Acc* a, const Acc* w, Acc v) {
-    Acc ra[N], rw[N];
-    std::memcpy(ra, a, sizeof ra);
-    std::memcpy(rw, w, sizeof rw);
-    for (int j = 0; j < N; ++j) ra[j] = static_cast<Acc>(ra[j] + (Bin ? rw[j] : static_cast<Acc>(v * rw[j])));
-    std::memcpy(a, ra, sizeof ra);
-}
-
-template <typename Acc, bool Bin, int MS>
-__attribute__((always_inline)) inline void add_tap(Acc* a, const Acc* w, int64_t m, Acc v) {
-    if constexpr (MS > 0) {
-        add_block<Acc, Bin, MS>(a, w, v);
-    } else {
-        int64_t j = 0;
-        for (; j + 8 <= m; j += 8) add_block<Acc, Bin, 8>(a + j, w + j, v);
-        for (; j < m; ++j) a[j] = static_cast<Acc>(a[j] + (Bin ? w[j] : static_cast<Acc>(v * w[j])));
-    }
-}
-
-// The same on AVX2 registers: 8 int32 accumulators per instruction.
-template <typename Acc, bool Bin, int MS>
-__attribute__((target("avx2"))) inline void add_tap_avx2(Acc* a, const Acc* w, int64_t m, Acc v) {
-    const int64_t n = MS > 0 ? MS : m;
-    int64_t j = 0;
-    static_assert(sizeof(Acc) == 4, "int16 accumulators go through run_span / run_lut");
-    const __m256i vv = _mm256_set1_epi32(v);
-    for (; j + 8 <= n; j += 8) {
-        __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j));
-        if constexpr (!Bin) wv = _mm256_mullo_epi32(wv, vv);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(a + j),
-                            _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)), wv));
-    }
-    for (; j < n; ++j) a[j] = static_cast<Acc>(a[j] + (Bin ? w[j] : static_cast<Acc>(v * w[j])));
-}
-
-__attribute__((target("avx2"))) inline uint32_t nonzero_mask32(const int8_t* p) {
-    const __m256i blk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(blk, _mm256_setzero_si256())));
-}
-
-// The set bits of every byte value as int32 positions (padded with zeros to 8): branch-free
-// index lists, 8 mask bits per table entry.
-struct BitPositions {
-    alignas(32) int32_t t[256][8];
-    constexpr BitPositions() : t() {
-        for (int v = 0; v < 256; ++v) {
-            int k = 0;
-            for (int b = 0; b < 8; ++b)
-                if ((v >> b) & 1) t[v][k++] = b;
-        }
-    }
-};
-inline constexpr BitPositions BIT_POSITIONS{};
-
-__attribute__((target("avx2"))) inline int64_t positions32(uint32_t nz, int32_t i, int32_t* idx, int64_t k) {
-    for (int q = 0; q < 4; ++q) {
-        const uint32_t byte = (nz >> (8 * q)) & 0xffu;
-        const __m256i pos = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(BIT_POSITIONS.t[byte])),
-                                             _mm256_set1_epi32(i + 8 * q));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), pos);
-        k += __builtin_popcount(byte);
-    }
-    return k;
-}
-
-// Positions of the nonzero bytes of row[0:n], in order, into idx (which has room for n + 32
-// entries); returns their number. AVX2: each byte of a block's nonzero mask stores its 8
-// table positions (+ offset) at once and advances by its popcount, with no branch per event
-// (the loop over set bits mispredicted its exit once per 32-byte block).
-template <bool Vec>
-__attribute__((always_inline)) inline int64_t gather_nonzero(const int8_t* row, int64_t n, int32_t* idx) {
-    int64_t i = 0, k = 0;
-    if constexpr (Vec) {
-        for (; i + 32 <= n; i += 32) {
-            const uint32_t nz = nonzero_mask32(row + i);
-            k = positions32(nz, static_cast<int32_t>(i), idx, k);
-        }
-        if (i + 16 <= n) {
-            const __m128i blk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
-            uint32_t nz = ~static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(blk, _mm_setzero_si128()))) & 0xffffu;
-            while (nz) {
-                idx[k++] = static_cast<int32_t>(i + __builtin_ctz(nz));
-                nz &= nz - 1;
-            }
-            i += 16;
-        }
-    } else {
-        for (; i + 8 <= n; i += 8) {
-            uint64_t word;
-            std::memcpy(&word, row + i, 8);
-            if (!word) continue;
-            for (int b = 0; b < 8; ++b) {
-                idx[k] = static_cast<int32_t>(i + b);
-                k += row[i + b] != 0;
-            }
-        }
-    }
-    for (; i < n; ++i) {
-        idx[k] = static_cast<int32_t>(i);
-        k += row[i] != 0;
-    }
-    return k;
-}
-
-struct Work {
-    std::vector<int32_t> cur;      // the step's currents / requantized values, accumulator layout
-    std::vector<int32_t> v, cnt;   // LIF state, accumulator layout
-    std::vector<int8_t> spk;       // the step's outputs, accumulator layout
-    std::vector<int32_t> bias_pm, bias_cm;  // the bias of every accumulator, both layouts (0 without)
-    bool small_bias = true;                 // every |bias| < 2^30: acc + bias cannot overflow int32
-    bool bias_28 = true;                    // every |bias| <= 2^28 (lif_fused_avx2's Fast)
-    std::vector<uint8_t> ocnt;  // output nonzero counts of the last < 255 steps (32 per vector add)
-    int ocnt_steps = 0;
-    std::vector<uint8_t> icnt;  // the same for the inputs (dense passes of lut and gemm)
-    int icnt_steps = 0;
-
-    // in_count += the input nonzeros of step x (C*H*W bytes), through the byte counters
-    void count_inputs(const int8_t* x, int32_t* in_count) {
-        if (!in_count) return;
-        if (icnt.empty()) icnt.assign(in_size, 0);
-        // raw pointers: a store through uint8_t* may alias anything, so with icnt[i] / icnt.size()
-        // the vector's pointer and size are reloaded every iteration and nothing vectorizes
-        uint8_t* __restrict c = icnt.data();
-        const int8_t* __restrict xv = x;
-        const size_t n = icnt.size();
-        for (size_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (xv[i] != 0));
-        if (++icnt_steps == 255) flush_inputs(in_count);
-    }
-    void flush_inputs(int32_t* in_count) {
-        if (!in_count || icnt_steps == 0) return;
-        const uint8_t* c = icnt.data();
-        const size_t n = icnt.size();
-        for (size_t i = 0; i < n; ++i) in_count[i] += c[i];
-        std::fill(icnt.begin(), icnt.end(), uint8_t(0));
-        icnt_steps = 0;
-    }
-    size_t in_size = 0;
-
-    // out_count += the byte counts, which are then cleared
-    void flush_counts(int32_t* out_count) {
-        if (!out_count || ocnt_steps == 0) return;
-        const uint8_t* c = ocnt.data();
-        const size_t n = ocnt.size();
-        for (size_t i = 0; i < n; ++i) out_count[i] += c[i];
-        std::fill(ocnt.begin(), ocnt.end(), uint8_t(0));
-        ocnt_steps = 0;
-    }
-};
-
-// acc (n) + bias → requantize → soma, in the accumulator layout; bias index i / bstride % m.
-// Vec: one fused AVX2 pass (soma::lif_fused_avx2 / ann_fused_avx2) when it applies, the scalar
-// bodies on the tail and otherwise.
-template <typename Acc, bool Vec>
-__attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, const Acc* acc, int64_t n,
-                                                     bool position_major, Work& wk, int64_t off = 0) {
-    // neurons off .. off + n - 1 of the step (state, bias and outputs at those indices)
-    const int64_t m = a.m, p_out = a.ho * a.wo;
-    int64_t done = 0;
-    int32_t* v = wk.v.data() + off;
-    int8_t* spk = wk.spk.data() + off;
-    if constexpr (Vec) {
-        const int32_t* b = a.bias ? (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + off : nullptr;
-        if (a.shift >= 0 && a.shift < 32 && wk.small_bias) {
-            if (a.soma == 3 && a.lif.refractory_steps == 0 && sizeof(Acc) == 2 && wk.bias_28 &&
-                a.lif.leak_alpha >= 0 && a.lif.leak_alpha <= 256 && a.lif.leak_beta == 0 &&
-                (a.lif.reset_mode == 0 || (a.lif.reset_mode == 1 && a.lif.v_th >= 0))) {  // see lif_fused_avx2
-                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0, true>(acc, b, n, a.shift, a.lif, v, spk);
-                else done = soma::lif_fused_avx2<Acc, 1, true>(acc, b, n, a.shift, a.lif, v, spk);
-            } else if (a.soma == 3 && a.lif.refractory_steps == 0) {
-                if (a.lif.reset_mode == 0) done = soma::lif_fused_avx2<Acc, 0>(acc, b, n, a.shift, a.lif, v, spk);
-                else if (a.lif.reset_mode == 1) done = soma::lif_fused_avx2<Acc, 1>(acc, b, n, a.shift, a.lif, v, spk);
-                else done = soma::lif_fused_avx2<Acc, 2>(acc, b, n, a.shift, a.lif, v, spk);
-            } else if (a.soma == 0 || a.soma == 1) {
-                done = soma::ann_fused_avx2<Acc>(acc, b, n, a.shift, a.soma, spk);
-            }
-        }
-    }
-    if (done == n) return;
-    acc += done;
-    const int64_t rest = n - done, o = off + done;
-    int32_t* cur = wk.cur.data() + o;
-    if (!a.bias) {
-        for (int64_t i = 0; i < rest; ++i) cur[i] = acc[i];
-    } else if (wk.small_bias) {  // |acc| <= 2^30, so acc + bias stays inside int32
-        const int32_t* b = (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + o;
-        for (int64_t i = 0; i < rest; ++i) cur[i] = static_cast<int32_t>(acc[i]) + b[i];
-    } else {
-        for (int64_t i = 0; i < rest; ++i) {
-            const int64_t j = position_major ? (i + o) % m : (i + o) / p_out;
-            cur[i] = static_cast<int32_t>(std::clamp<int64_t>(static_cast<int64_t>(acc[i]) + a.bias[j],
-                                                              std::numeric_limits<int32_t>::min(),
-                                                              std::numeric_limits<int32_t>::max()));
-        }
-    }
-    if (a.soma == 3) {
-        soma::requant_body(cur, cur, rest, a.shift, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-        soma::lif_body(cur, wk.v.data() + o, wk.cnt.data() + o, wk.spk.data() + o, rest, a.lif);
-    } else {
-        soma::requant_body(cur, cur, rest, a.shift, -128, 127);
-        soma::act_body(cur, wk.spk.data() + o, rest, a.soma, a.lut);
-    }
-}
-
-// out (m, p) = in (p, m) for int8: 8×8 blocks with SSE2 unpacks (baseline x86-64), the rest scalar.
-inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out) {
-    const int64_t pb = m % 8 == 0 ? p_n / 8 * 8 : 0;
-    for (int64_t j0 = 0; j0 < (pb ? m : 0); j0 += 8)
-        for (int64_t p = 0; p < pb; p += 8) {
-            const int8_t* src = in + p * m + j0;
-            __m128i r[8];
-            for (int k = 0; k < 8; ++k) r[k] = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + k * m));
-            const __m128i s0 = _mm_unpacklo_epi8(r[0], r[1]), s1 = _mm_unpacklo_epi8(r[2], r[3]);
-            const __m128i s2 = _mm_unpacklo_epi8(r[4], r[5]), s3 = _mm_unpacklo_epi8(r[6], r[7]);
-            const __m128i u0 = _mm_unpacklo_epi16(s0, s1), u1 = _mm_unpackhi_epi16(s0, s1);
-            const __m128i u2 = _mm_unpacklo_epi16(s2, s3), u3 = _mm_unpackhi_epi16(s2, s3);
-            const __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
-                                  _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
-            for (int k = 0; k < 4; ++k) {
-                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k) * p_n + p), v[k]);
-                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k + 1) * p_n + p),
-                                 _mm_unpackhi_epi64(v[k], v[k]));
-            }
-        }
-    for (int64_t j = 0; j < m; ++j)
-        for (int64_t p = pb; p < p_n; ++p) out[j * p_n + p] = in[p * m + j];
-}
-
-// Outputs of step t: spk (accumulator layout) → out[t] (M, P), and the output nonzero counts
-// (byte counters, flushed into out_count every 255 steps and at the end of the run).
-__attribute__((always_inline)) inline void write_step(const ConvLayerArgs& a, int64_t t, bool position_major,
-                                                      const int8_t* spk, Work& wk) {
-    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out;
-    int8_t* o = a.out + t * n;
-    if (position_major) {
-        transpose_bytes(spk, p_out, m, o);
-    } else {
-        std::memcpy(o, spk, n);
-    }
-    if (a.out_count) {
-        uint8_t* __restrict c = wk.ocnt.data();
-        const int8_t* __restrict ov = o;
-        for (int64_t i = 0; i < n; ++i) c[i] = static_cast<uint8_t>(c[i] + (ov[i] != 0));
-        if (++wk.ocnt_steps == 255) wk.flush_counts(a.out_count);
-    }
-}
 
 template <typename Acc, bool Bin, int MS, bool Vec>
 __attribute__((always_inline)) inline void run_events(const ConvLayerArgs& a, Work& wk) {
@@ -372,151 +106,6 @@ __attribute__((always_inline)) inline void run_events(const ConvLayerArgs& a, Wo
     }
 }
 
-// events with int16 accumulators (0/1 inputs, the int16 condition): each active input adds, for
-// every kernel row dy that reaches an output row, one contiguous span of L = ceil(kw / s)
-// outputs × M accumulators. Input column u (padded) reaches outputs ox = u/s - i (i = 0..L-1)
-// through taps dx = u % s + s*i, so with the weights of each residue r = u % s stored per window
-// position (zero where dx >= kw) one fixed-length add of L*M int16 covers the whole row span.
-// Accumulator rows carry L-1 spare outputs on the left and enough on the right for the last
-// input column, so the add never needs clipping; the soma reads the valid part.
-template <bool Vec>
-__attribute__((always_inline)) inline void add_span(int16_t* acc, const int16_t* w, int64_t len);
-
-template <>
-__attribute__((always_inline)) inline void add_span<false>(int16_t* acc, const int16_t* w, int64_t len) {
-    for (int64_t j = 0; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
-}
-
-template <>
-__attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const int16_t* w, int64_t len) {
-    // (ymm adds that straddle two outputs' M-blocks, for M = 8, measured 15 % faster than one xmm
-    // add per output: half the instructions outweigh the partly overlapping store forwarding)
-    int64_t j = 0;
-    for (; j + 16 <= len; j += 16)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + j),
-                            _mm256_add_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j)),
-                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j))));
-    for (; j + 8 <= len; j += 8)
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(acc + j),
-                         _mm_add_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + j)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j))));
-    for (; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
-}
-
-template <bool Vec, int SPAN>
-__attribute__((always_inline)) inline void run_span(const ConvLayerArgs& a, Work& wk) {
-    const int64_t m = a.m, hw = a.h * a.w, s = a.stride;
-    const int64_t L = (a.kw + s - 1) / s, span = SPAN > 0 ? SPAN : L * m;  // SPAN: known at compile time
-    const int64_t right = std::max<int64_t>(0, (a.w - 1 + a.pad) / s - (a.wo - 1));
-    const int64_t row_len = (L - 1 + a.wo + right) * m;  // accumulators per output row, spare included
-    // window weights: wwin[((c*kh + dy)*s + r)*span + q*m + j] = w[j, c, dy, r + s*(L-1-q)] (0 past kw)
-    std::vector<int16_t> wwin(a.c * a.kh * s * span, 0);
-    for (int64_t c = 0; c < a.c; ++c)
-        for (int64_t dy = 0; dy < a.kh; ++dy)
-            for (int64_t r = 0; r < s; ++r)
-                for (int64_t q = 0; q < L; ++q) {
-                    const int64_t dx = r + s * (L - 1 - q);
-                    if (dx >= a.kw) continue;
-                    int16_t* e = wwin.data() + ((c * a.kh + dy) * s + r) * span + q * m;
-                    for (int64_t j = 0; j < m; ++j) e[j] = a.weight[((j * a.c + c) * a.kh + dy) * a.kw + dx];
-                }
-    std::vector<int32_t> yptr;
-    std::vector<Tap> ytaps;  // per input row: (output row offset, dy * s * span)
-    axis_taps(a.h, a.ho, a.kh, s, a.pad, row_len, s * span, yptr, ytaps);
-    std::vector<int16_t> accp(a.ho * row_len + span);
-    // per input column u = x + pad: the window starts at output u/s - (L-1), i.e. at spare slot
-    // u/s of the row, with the weights of residue u % s
-    std::vector<int32_t> col_acc(a.w), col_w(a.w);
-    for (int64_t xx = 0; xx < a.w; ++xx) {
-        col_acc[xx] = static_cast<int32_t>((xx + a.pad) / s * m);
-        col_w[xx] = static_cast<int32_t>((xx + a.pad) % s * span);
-    }
-    std::vector<int32_t> events(a.w + 32);
-    for (int64_t t = 0; t < a.steps; ++t) {
-        std::fill(accp.begin(), accp.end(), int16_t(0));
-        for (int64_t c = 0; c < a.c; ++c) {
-            const int8_t* xc = a.x + (t * a.c + c) * hw;
-            const int16_t* wc = wwin.data() + c * a.kh * s * span;
-            int32_t* cnt = a.in_count ? a.in_count + c * hw : nullptr;
-            for (int64_t y = 0; y < a.h; ++y) {
-                const Tap* ty0 = ytaps.data() + yptr[y];
-                const Tap* ty1 = ytaps.data() + yptr[y + 1];
-                const int8_t* row = xc + y * a.w;
-                const int64_t ne = gather_nonzero<Vec>(row, a.w, events.data());
-                for (int64_t e = 0; e < ne; ++e) {
-                    const int64_t xx = events[e];
-                    if (cnt) ++cnt[y * a.w + xx];
-                    const int64_t a_off = col_acc[xx], w_off = col_w[xx];
-                    for (const Tap* ty = ty0; ty < ty1; ++ty)
-                        add_span<Vec>(accp.data() + ty->acc_off + a_off, wc + ty->w_off + w_off, span);
-                }
-            }
-        }
-        // the soma reads the valid outputs of each row in place: neurons oy*Wo*M .. of (P, M)
-        // (one pass per row instead of copying the rows into a (P, M) block first)
-        for (int64_t oy = 0; oy < a.ho; ++oy)
-            soma_step<int16_t, Vec>(a, accp.data() + oy * row_len + (L - 1) * m, a.wo * m, true, wk, oy * a.wo * m);
-        write_step(a, t, true, wk.spk.data(), wk);
-    }
-}
-
-// plane for few outputs (AVX2, 0/1 inputs with int16 accumulators, stride 1, M <= 4; e.g. a
-// correlation head 16 -> 1): the input is widened once per step to int16 masks (0 / -1) in a
-// zero-padded copy, and blocks of R = 8 output rows x 16 columns of one output channel stay in
-// registers while every tap (c, dy, dx) adds (mask AND broadcast weight) of the 16 shifted
-// inputs of each row: 3 vector instructions per tap and 16 outputs, no tables and no stores
-// until the block is done (the lut mode needed kh*ceil(kw*C/8) scalar table adds per output
-// when M = 1). Exact: every partial sum is a sum of some of the output's weights (int16 condition).
-// Measured side by side (load ~3): snn_xcorr (16 -> 1, 3x3, 16x16) 0.068 (lut) -> 0.037 ms per frame.
-inline bool plane_few_fits(const ConvLayerArgs& a, bool i16) { return i16 && a.stride == 1 && a.m <= 4; }
-
-template <int R>
-__attribute__((target("avx2"))) inline void plane_few_block(const int16_t* xp, int64_t hpp, int64_t wpp,
-                                                            const int8_t* w, int64_t c_n, int64_t kh, int64_t kw,
-                                                            int16_t* out, int64_t ostride) {
-    __m256i acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
-    for (int64_t c = 0; c < c_n; ++c)
-        for (int64_t dy = 0; dy < kh; ++dy)
-            for (int64_t dx = 0; dx < kw; ++dx) {
-                const __m256i wv = _mm256_set1_epi16(w[(c * kh + dy) * kw + dx]);
-                const int16_t* src = xp + (c * hpp + dy) * wpp + dx;
-                for (int r = 0; r < R; ++r)
-                    acc[r] = _mm256_add_epi16(acc[r], _mm256_and_si256(
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + r * wpp)), wv));
-            }
-    for (int r = 0; r < R; ++r) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ostride), acc[r]);
-}
-
-__attribute__((target("avx2"))) void run_plane_few(const ConvLayerArgs& a, Work& wk) {
-    const int64_t m = a.m, p_out = a.ho * a.wo, hw = a.h * a.w;
-    const int64_t wo16 = (a.wo + 15) / 16 * 16;
-    const int64_t wpp = std::max(a.w + 2 * a.pad, wo16 + a.kw - 1) + 16;
-    const int64_t hpp = std::max(a.h + 2 * a.pad, a.ho + a.kh - 1) + 8;  // + 8: the last row block's rows
-    const int64_t fan_in = a.c * a.kh * a.kw;
-    std::vector<int16_t> xpad(a.c * hpp * wpp + 16, 0), acc(m * (a.ho + 8) * wo16);
-    for (int64_t t = 0; t < a.steps; ++t) {
-        const int8_t* xt = a.x + t * a.c * hw;
-        for (int64_t c = 0; c < a.c; ++c)
-            for (int64_t y = 0; y < a.h; ++y) {
-                int16_t* __restrict d = xpad.data() + (c * hpp + y + a.pad) * wpp + a.pad;
-                const int8_t* __restrict src = xt + (c * a.h + y) * a.w;
-                for (int64_t xx = 0; xx < a.w; ++xx) d[xx] = static_cast<int16_t>(-src[xx]);  // 0/1 -> 0/-1
-            }
-        wk.count_inputs(xt, a.in_count);
-        for (int64_t j = 0; j < m; ++j) {
-            int16_t* aj = acc.data() + j * (a.ho + 8) * wo16;
-            for (int64_t oy = 0; oy < a.ho; oy += 8)
-                for (int64_t cb = 0; cb < wo16; cb += 16)
-                    plane_few_block<8>(xpad.data() + oy * wpp + cb, hpp, wpp, a.weight + j * fan_in, a.c, a.kh, a.kw,
-                                       aj + oy * wo16 + cb, wo16);
-            for (int64_t oy = 0; oy < a.ho; ++oy)  // (M, P) rows: the soma on the valid columns
-                soma_step<int16_t, true>(a, aj + oy * wo16, a.wo, false, wk, j * p_out + oy * a.wo);
-        }
-        write_step(a, t, false, wk.spk.data(), wk);
-    }
-}
-
 template <typename Acc, bool Vec>
 __attribute__((always_inline)) inline void run_plane(const ConvLayerArgs& a, Work& wk) {
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
@@ -556,373 +145,6 @@ __attribute__((always_inline)) inline void run_plane(const ConvLayerArgs& a, Wor
         }
         soma_step<Acc, Vec>(a, acc.data(), n, false, wk);
         write_step(a, t, false, wk.spk.data(), wk);
-    }
-}
-
-// lut: output-stationary accumulation through tables of spike patterns (0/1 inputs, int16
-// accumulators). Each step the input becomes a zero-padded bit image, row by row, with the C
-// channel bits of a pixel adjacent: bit ((y + pad) * Wpp + x + pad) * C + c of the image. Kernel row
-// dy of output (oy, ox) then reads the kw*C consecutive bits of image row oy*s + dy that start at
-// bit ox*s*C; they are cut into groups of 8 taps (c, dx), and each group's byte indexes a table of
-// the weight sums of all 256 patterns of its taps (built once per call, one M-vector add per
-// entry). One output position costs kh*ceil(kw*C/8) table adds of M int16 (18 for a 3x3 layer
-// with 16 input channels, 14 for 7x7 with 2, against ~0.1-0.3 of its fan-in in scattered taps for
-// events) and writes its accumulators once. Exact for the same reason as int16 events: every
-// partial sum is a sum of some of the output's weights.
-template <bool Vec>
-__attribute__((always_inline)) inline void lut_sum(const int16_t* lut, const int32_t* offs, int64_t ntab, int64_t m,
-                                                   int16_t* out);
-
-template <>
-__attribute__((always_inline)) inline void lut_sum<false>(const int16_t* lut, const int32_t* offs, int64_t ntab,
-                                                          int64_t m, int16_t* out) {
-    for (int64_t j = 0; j < m; ++j) {
-        int16_t s = 0;
-        for (int64_t k = 0; k < ntab; ++k) s = static_cast<int16_t>(s + lut[offs[k] + j]);
-        out[j] = s;
-    }
-}
-
-template <>
-__attribute__((target("avx2"))) inline void lut_sum<true>(const int16_t* lut, const int32_t* offs, int64_t ntab,
-                                                          int64_t m, int16_t* out) {
-    int64_t j = 0;
-    for (; j + 16 <= m; j += 16) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-        int64_t k = 0;
-        for (; k + 2 <= ntab; k += 2) {
-            s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k] + j)));
-            s1 = _mm256_add_epi16(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k + 1] + j)));
-        }
-        if (k < ntab) s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + offs[k] + j)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm256_add_epi16(s0, s1));
-    }
-    for (; j + 8 <= m; j += 8) {
-        __m128i s0 = _mm_setzero_si128(), s1 = s0;
-        int64_t k = 0;
-        for (; k + 2 <= ntab; k += 2) {
-            s0 = _mm_add_epi16(s0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k] + j)));
-            s1 = _mm_add_epi16(s1, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k + 1] + j)));
-        }
-        if (k < ntab) s0 = _mm_add_epi16(s0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut + offs[k] + j)));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_add_epi16(s0, s1));
-    }
-    for (; j < m; ++j) {
-        int16_t s = 0;
-        for (int64_t k = 0; k < ntab; ++k) s = static_cast<int16_t>(s + lut[offs[k] + j]);
-        out[j] = s;
-    }
-}
-
-// C % 8 == 0: the table adds read the pattern bytes of the kh image rows directly (no offset
-// array); M a multiple of 16 (one ymm per 16 outputs) or M == 1 (scalar).
-__attribute__((target("avx2"))) inline void lut_sum_bytes(const int16_t* lut, const uint8_t* r, int64_t rb,
-                                                           int64_t kh, int64_t ng, int64_t m, int16_t* out) {
-    if (m == 1) {
-        int32_t s = 0;  // the int16 sum is exact, int32 just avoids wrapping the partial sums
-        const int16_t* tab = lut;
-        for (int64_t dy = 0; dy < kh; ++dy, r += rb)
-            for (int64_t g = 0; g < ng; ++g, tab += 256) s += tab[r[g]];
-        out[0] = static_cast<int16_t>(s);
-        return;
-    }
-    for (int64_t mb = 0; mb < m; mb += 16) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-        const int16_t* tab = lut + mb;
-        const uint8_t* rr = r;
-        for (int64_t dy = 0; dy < kh; ++dy, rr += rb) {
-            int64_t g = 0;
-            for (; g + 2 <= ng; g += 2, tab += 2 * 256 * m) {
-                s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + rr[g] * m)));
-                s1 = _mm256_add_epi16(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + (256 + rr[g + 1]) * m)));
-            }
-            if (g < ng) {
-                s0 = _mm256_add_epi16(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tab + rr[g] * m)));
-                tab += 256 * m;
-            }
-        }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + mb), _mm256_add_epi16(s0, s1));
-    }
-}
-
-// Table-major order for the same sums (C % 8 == 0, M a multiple of 16): one pass over the step's
-// output positions per pair of tables of a kernel row, so the two 256-entry tables (2 x 8 KB for
-// M = 16) and the step's accumulators (P x M int16, 8 KB for 16 x 16 x 16) stay in L1, instead
-// of every position reading all kh*ng tables (73-147 KB, L2) in turn. Each position's sum is the
-// same set of int16 table entries added in a different order: exact (every partial sum is a sum
-// of some of its weights, inside int16 by the int16 condition) and so bit-identical.
-__attribute__((target("avx2"))) inline void lut_pass_bytes(const int16_t* lut, const uint8_t* img, int64_t rb,
-                                                            int64_t kh, int64_t ng, int64_t m, int64_t ho,
-                                                            int64_t wo, int64_t row_step, int64_t col_step,
-                                                            int16_t* acc) {
-    const int64_t tab = 256 * m;
-    std::memset(acc, 0, static_cast<size_t>(ho * wo * m) * sizeof(int16_t));
-    for (int64_t dy = 0; dy < kh; ++dy)
-        for (int64_t g = 0; g < ng; g += 2) {
-            const int16_t* t0 = lut + (dy * ng + g) * tab;
-            const bool two = g + 1 < ng;
-            for (int64_t oy = 0; oy < ho; ++oy) {
-                const uint8_t* r = img + oy * row_step + dy * rb + g;  // image row oy*s + dy, byte g
-                int16_t* o = acc + oy * wo * m;
-                const int64_t sx = col_step;  // image bytes per output column
-                if (two) {
-                    const int16_t* t1 = t0 + tab;
-                    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += m)
-                        for (int64_t mb = 0; mb < m; mb += 16) {
-                            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + mb));
-                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * m + mb)));
-                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t1 + r[1] * m + mb)));
-                            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + mb), v);
-                        }
-                } else {
-                    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += m)
-                        for (int64_t mb = 0; mb < m; mb += 16) {
-                            __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + mb));
-                            v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * m + mb)));
-                            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + mb), v);
-                        }
-                }
-            }
-        }
-}
-
-// The same for M == 16 (one ymm of accumulators per position), up to three tables per pass
-// (3 x 8 KB of tables + 8 KB of accumulators for a 16 x 16 map) and the first pass storing
-// instead of adding (no memset): a 3x3 layer on 8 channels (3 byte groups per kernel row) makes
-// 3 passes instead of 6, on 16 channels 6 instead of 9. Same entries, exact int16 sums.
-// Measured (reference network, load ~3): snn_conv2 / snn_conv3 0.052 / 0.083 -> 0.037 / 0.060 ms
-// per frame.
-template <int GN, bool FIRST>
-__attribute__((target("avx2"))) inline void lut_row16(const int16_t* t0, const uint8_t* r, int64_t sx, int64_t wo,
-                                                      int16_t* o) {
-    constexpr int64_t tab = 256 * 16;
-    for (int64_t ox = 0; ox < wo; ++ox, r += sx, o += 16) {
-        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * 16));
-        if constexpr (GN > 1) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + tab + r[1] * 16)));
-        if constexpr (GN > 2) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 2 * tab + r[2] * 16)));
-        if constexpr (!FIRST) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v);
-    }
-}
-
-template <bool FIRST>
-__attribute__((target("avx2"))) inline void lut_rows16(const int16_t* t0, int64_t gn, const uint8_t* img, int64_t ho,
-                                                       int64_t wo, int64_t row_step, int64_t sx, int16_t* acc) {
-    for (int64_t oy = 0; oy < ho; ++oy) {
-        const uint8_t* r = img + oy * row_step;
-        int16_t* o = acc + oy * wo * 16;
-        if (gn == 3) lut_row16<3, FIRST>(t0, r, sx, wo, o);
-        else if (gn == 2) lut_row16<2, FIRST>(t0, r, sx, wo, o);
-        else lut_row16<1, FIRST>(t0, r, sx, wo, o);
-    }
-}
-
-__attribute__((target("avx2"))) __attribute__((noinline)) void lut_pass16(const int16_t* lut, const uint8_t* img,
-                                                                          int64_t rb, int64_t kh, int64_t ng,
-                                                                          int64_t ho, int64_t wo, int64_t row_step,
-                                                                          int64_t col_step, int16_t* acc) {
-    constexpr int64_t tab = 256 * 16;
-    for (int64_t dy = 0; dy < kh; ++dy)
-        for (int64_t g = 0; g < ng; g += 3) {
-            const int16_t* t0 = lut + (dy * ng + g) * tab;
-            const int64_t gn = std::min<int64_t>(3, ng - g);
-            const uint8_t* r = img + dy * rb + g;  // image row oy*s + dy, byte g at r + oy * row_step
-            if (dy == 0 && g == 0) lut_rows16<true>(t0, gn, r, ho, wo, row_step, col_step, acc);
-            else lut_rows16<false>(t0, gn, r, ho, wo, row_step, col_step, acc);
-        }
-}
-
-// M == 1, C % 8 == 0 (e.g. a correlation head): a whole step's table sums in a separate,
-// non-inlined loop, so the loop bounds stay in registers, with two independent int32 sums per
-// position (inlined into the big layer body the bounds were reloaded from the stack). The int16
-// result equals the int16 sum: the int16 condition bounds every partial sum.
-__attribute__((noinline)) void lut_step_m1(const int16_t* lut, const uint8_t* img, int64_t rb, int64_t kh, int64_t ng,
-                                           int64_t ho, int64_t wo, int64_t row_step, int64_t col_step, int16_t* acc) {
-    for (int64_t oy = 0; oy < ho; ++oy)
-        for (int64_t ox = 0; ox < wo; ++ox) {
-            const uint8_t* r = img + oy * row_step + ox * col_step;
-            const int16_t* tab = lut;
-            int32_t s0 = 0, s1 = 0;
-            for (int64_t dy = 0; dy < kh; ++dy, r += rb) {
-                int64_t g = 0;
-                for (; g + 2 <= ng; g += 2, tab += 512) {
-                    s0 += tab[r[g]];
-                    s1 += tab[256 + r[g + 1]];
-                }
-                if (g < ng) {
-                    s0 += tab[r[g]];
-                    tab += 256;
-                }
-            }
-            acc[oy * wo + ox] = static_cast<int16_t>(s0 + s1);
-        }
-}
-
-// Shape of the lut mode's bit image and tables: groups of gb = 8 taps, 256-entry tables (4-tap
-// groups, whose tables stay in L1, measured 1.5-1.8x slower: twice the table adds).
-// lut_pass_bytes (table-major) rather than the position-major lut_sum_bytes for C % 8 == 0 and
-// M % 16 == 0 on AVX2. Measured (CPU time, load ~1.1-1.5, same inputs): reference network
-// snn_conv2/3 0.057/0.082 vs 0.061/0.089 ms per frame; 4x wider variant (M = 64, 2 x 32 KB
-// tables, past L1) 0.41/0.72 vs 0.50/1.03 ms per frame.
-constexpr bool LUT_TABLE_MAJOR = true;
-
-struct LutShape {
-    int64_t wpp, hpp, row_bytes, row_bits, gb, ng, ntab;
-    explicit LutShape(const ConvLayerArgs& a) {
-        wpp = std::max(a.w + 2 * a.pad, (a.wo - 1) * a.stride + a.kw);
-        hpp = std::max(a.h + 2 * a.pad, (a.ho - 1) * a.stride + a.kh);
-        row_bytes = (wpp * a.c + 7) / 8 + 8;  // + slack for the 4- and 8-byte group loads
-        row_bits = a.kw * a.c;
-        gb = 8;
-        ng = (row_bits + gb - 1) / gb;
-        ntab = a.kh * ng;
-    }
-};
-
-template <bool Vec>
-__attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work& wk) {
-    const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride, cc = a.c;
-    const LutShape ls(a);
-    const int64_t ng = ls.ng, ntab = ls.ntab, rb = ls.row_bytes;
-    const int64_t gb = ls.gb, ne_tab = int64_t(1) << gb;
-    const uint32_t mask = static_cast<uint32_t>(ne_tab - 1);
-    // tables: entry p of table (dy, g) = sum of w[:, c, dy, dx] over the set bits b of p, with
-    // (dx, c) = divmod(gb*g + b, C); bits past the kernel row add nothing.
-    std::vector<int16_t> lut(ntab * ne_tab * m, 0), wbit(gb * m);
-    for (int64_t dy = 0; dy < a.kh; ++dy)
-        for (int64_t g = 0; g < ng; ++g) {
-            for (int64_t b = 0; b < gb; ++b)  // the weight vector of each bit of the group
-                for (int64_t j = 0; j < m; ++j) {
-                    const int64_t bit = gb * g + b;
-                    wbit[b * m + j] = bit < ls.row_bits ? a.weight[((j * cc + bit % cc) * a.kh + dy) * a.kw + bit / cc] : 0;
-                }
-            int16_t* tab = lut.data() + (dy * ng + g) * ne_tab * m;
-            for (int64_t p = 1; p < ne_tab; ++p) {
-                const int16_t* prev = tab + (p & (p - 1)) * m;
-                const int16_t* wb = wbit.data() + __builtin_ctzll(p) * m;
-                int16_t* e = tab + p * m;
-                for (int64_t j = 0; j < m; ++j) e[j] = static_cast<int16_t>(prev[j] + wb[j]);
-            }
-        }
-    std::vector<uint8_t> img(ls.hpp * rb);
-    std::vector<int32_t> events(a.w + 32), offs(ntab);
-    std::vector<int16_t> acc(n);
-    const bool byte_aligned = cc % 8 == 0, one_word = ls.row_bits + 7 <= 64;
-    std::vector<uint8_t> bits(byte_aligned ? cc / 8 * hw : 0);
-    for (int64_t t = 0; t < a.steps; ++t) {
-        // (byte_aligned rewrites every interior byte each step, and the padding stays zero)
-        if (!byte_aligned || t == 0) std::fill(img.begin(), img.end(), uint8_t(0));
-        if (byte_aligned) {  // 8 channels per image byte: Horner over the channel planes, then rows into the image
-            const int64_t cb = cc / 8;
-            // bits[cg*H*W + i] = sum_b x[t, 8cg + b, i] << b over whole planes (long loops that
-            // vectorize; row by row they were W = 16 bytes each). Raw pointers: a uint8_t store
-            // through the vector may alias the vector itself, and then nothing vectorizes.
-            for (int64_t cg = 0; cg < cb; ++cg) {
-                uint8_t* __restrict bp = bits.data() + cg * hw;
-                const uint8_t* __restrict p7 = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + 7) * hw);
-                for (int64_t i = 0; i < hw; ++i) bp[i] = p7[i];
-                for (int64_t b = 6; b >= 0; --b) {
-                    const uint8_t* __restrict pb = reinterpret_cast<const uint8_t*>(a.x + (t * cc + cg * 8 + b) * hw);
-                    for (int64_t i = 0; i < hw; ++i) bp[i] = static_cast<uint8_t>((bp[i] << 1) | pb[i]);
-                }
-            }
-            for (int64_t y = 0; y < a.h; ++y) {  // image byte of (y, x, cg) = bits[cg, y, x]
-                uint8_t* __restrict irow = img.data() + (y + a.pad) * rb + a.pad * cb;
-                const uint8_t* __restrict g0 = bits.data() + y * a.w;
-                if (cb == 1) {
-                    std::memcpy(irow, g0, a.w);
-                } else if (cb == 2) {  // interleave the two groups' bytes (SSE2 unpacks, baseline x86-64)
-                    const uint8_t* __restrict g1 = g0 + hw;
-                    int64_t xx = 0;
-                    for (; xx + 16 <= a.w; xx += 16) {
-                        const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + xx));
-                        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + xx));
-                        _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx), _mm_unpacklo_epi8(u, v));
-                        _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx + 16), _mm_unpackhi_epi8(u, v));
-                    }
-                    for (; xx < a.w; ++xx) {
-                        irow[2 * xx] = g0[xx];
-                        irow[2 * xx + 1] = g1[xx];
-                    }
-                } else {
-                    for (int64_t cg = 0; cg < cb; ++cg)
-                        for (int64_t xx = 0; xx < a.w; ++xx) irow[xx * cb + cg] = g0[cg * hw + xx];
-                }
-            }
-            wk.count_inputs(a.x + t * cc * hw, a.in_count);
-        } else for (int64_t c = 0; c < cc; ++c) {
-            const int8_t* xc = a.x + (t * cc + c) * hw;
-            int32_t* cnt = a.in_count ? a.in_count + c * hw : nullptr;
-            for (int64_t y = 0; y < a.h; ++y) {
-                const int8_t* row = xc + y * a.w;
-                const int64_t ne = gather_nonzero<Vec>(row, a.w, events.data());
-                uint8_t* irow = img.data() + (y + a.pad) * rb;
-                for (int64_t e = 0; e < ne; ++e) {
-                    const int64_t xx = events[e], bit = (xx + a.pad) * cc + c;
-                    if (cnt) ++cnt[y * a.w + xx];
-                    irow[bit >> 3] = static_cast<uint8_t>(irow[bit >> 3] | (1u << (bit & 7)));
-                }
-            }
-        }
-        if constexpr (Vec) {
-            if (byte_aligned && m == 1) {
-                lut_step_m1(lut.data(), img.data(), rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
-                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
-                write_step(a, t, true, wk.spk.data(), wk);
-                continue;
-            }
-            if (byte_aligned && m == 16 && LUT_TABLE_MAJOR) {
-                lut_pass16(lut.data(), img.data(), rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
-                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
-                write_step(a, t, true, wk.spk.data(), wk);
-                continue;
-            }
-            if (byte_aligned && m % 16 == 0 && LUT_TABLE_MAJOR) {
-                lut_pass_bytes(lut.data(), img.data(), rb, a.kh, ng, m, a.ho, a.wo, s * rb, s * cc / 8, acc.data());
-                soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
-                write_step(a, t, true, wk.spk.data(), wk);
-                continue;
-            }
-        }
-        for (int64_t oy = 0; oy < a.ho; ++oy)
-            for (int64_t ox = 0; ox < a.wo; ++ox) {
-                const int64_t bit0 = ox * s * cc;
-                const uint8_t* r = img.data() + oy * s * rb + (bit0 >> 3);
-                int32_t* o = offs.data();
-                if constexpr (Vec) {
-                    if (byte_aligned && (m % 16 == 0 || m == 1)) {
-                        lut_sum_bytes(lut.data(), r, rb, a.kh, ng, m, acc.data() + (oy * a.wo + ox) * m);
-                        continue;
-                    }
-                }
-                if (byte_aligned) {  // C % 8 == 0: the groups are whole bytes of the image
-                    for (int64_t dy = 0; dy < a.kh; ++dy, r += rb)
-                        for (int64_t g = 0; g < ng; ++g, ++o)
-                            *o = static_cast<int32_t>(((o - offs.data()) * 256 + r[g]) * m);
-                } else if (one_word) {  // the kernel row's bits (+ the start offset) fit 64 bits
-                    const int sh = static_cast<int>(bit0 & 7);
-                    for (int64_t dy = 0; dy < a.kh; ++dy, r += rb) {
-                        uint64_t word;
-                        std::memcpy(&word, r, 8);
-                        word >>= sh;
-                        for (int64_t g = 0; g < ng; ++g, ++o, word >>= gb)
-                            *o = static_cast<int32_t>(((o - offs.data()) * ne_tab + (word & mask)) * m);
-                    }
-                } else {
-                    for (int64_t dy = 0; dy < a.kh; ++dy) {
-                        const uint8_t* rr = img.data() + (oy * s + dy) * rb;
-                        for (int64_t g = 0; g < ng; ++g, ++o) {
-                            const int64_t bit = bit0 + gb * g;
-                            uint32_t word;
-                            std::memcpy(&word, rr + (bit >> 3), 4);
-                            *o = static_cast<int32_t>(((o - offs.data()) * ne_tab + ((word >> (bit & 7)) & mask)) * m);
-                        }
-                    }
-                }
-                lut_sum<Vec>(lut.data(), offs.data(), ntab, m, acc.data() + (oy * a.wo + ox) * m);
-            }
-        soma_step<int16_t, Vec>(a, acc.data(), n, true, wk);
-        write_step(a, t, true, wk.spk.data(), wk);
     }
 }
 
@@ -1021,6 +243,131 @@ __attribute__((target("avx2"))) void run_gemm_pairs(const ConvLayerArgs& a, Work
     }
 }
 
+// gemm_pairs for inputs in 0..127 (frames, ReLU outputs) reads the patch in quads of int8:
+// acc[j] += sum_{e<4} x[k+e] * w[j, k+e] for all j at once is one vpmaddubsw of the broadcast
+// quad (unsigned) with the weight quads (signed) -> two int16 pair sums per j, then one vpmaddwd
+// by ones -> int32. Exact: x <= 127 and |w| <= 128 bound a pair sum by 2 * 127 * 128 = 32512, so
+// vpmaddubsw never saturates; the int32 sums are the dense MAC's (an exact sum in another order).
+// Half the instructions per MAC of gemm_pairs, and no im2col: the quads are read in place.
+// Measured side by side (reference network, load ~3; two A/Bs: quads with an im2col vs pairs,
+// then in place vs with the im2col): ann_conv1 / 2 / 3 ~0.65 / 0.63 / 0.54 of gemm_pairs' time.
+// C % 4 == 0: the quads straight from a channel-last copy of the input. With the channels of a pixel
+// adjacent, the patch of position (oy, ox) is, for each tap (i, j), C/4 whole quads at pixel
+// (oy*s + i, ox*s + j) of the padded copy, so no im2col is built; the weights are reordered to
+// (i, j, c) quads. Same products and int32 sums as the im2col order (an exact sum in another order).
+template <int MV, int PT>
+__attribute__((target("avx2"))) inline void quads_hwc_block(const int8_t* px0, int64_t pstep, const int32_t* taps,
+                                                            int64_t ntap, int64_t cq, const int8_t* wq, int32_t* acc) {
+    constexpr int64_t m = MV * 8;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[PT][MV];
+    for (int r = 0; r < PT; ++r)
+        for (int v = 0; v < MV; ++v) s[r][v] = _mm256_setzero_si256();
+    for (int64_t tp = 0; tp < ntap; ++tp) {
+        const int8_t* xq = px0 + taps[tp];
+        for (int64_t q = 0; q < cq; ++q, wq += 4 * m) {
+            __m256i w[MV];
+            for (int v = 0; v < MV; ++v) w[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + 32 * v));
+            for (int r = 0; r < PT; ++r) {
+                int32_t quad;
+                std::memcpy(&quad, xq + r * pstep + 4 * q, 4);
+                const __m256i b = _mm256_set1_epi32(quad);
+                for (int v = 0; v < MV; ++v)
+                    s[r][v] = _mm256_add_epi32(s[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(b, w[v]), ones));
+            }
+        }
+    }
+    for (int r = 0; r < PT; ++r)
+        for (int v = 0; v < MV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * m + 8 * v), s[r][v]);
+}
+
+template <int MV, int PT>
+__attribute__((target("avx2"))) __attribute__((noinline)) void quads_hwc(const ConvLayerArgs& a, const int8_t* x0,
+                                                                        int64_t row_step, int64_t pstep,
+                                                                        const int32_t* taps, int64_t ntap, int64_t cq,
+                                                                        const int8_t* wq, int32_t* acc) {
+    // position (oy, ox) reads quad q of tap tp at x0 + oy * row_step + ox * pstep + taps[tp] + 4q
+    constexpr int64_t m = MV * 8;
+    for (int64_t oy = 0; oy < a.ho; ++oy) {
+        const int8_t* row = x0 + oy * row_step;
+        int32_t* ar = acc + oy * a.wo * m;
+        int64_t ox = 0;
+        for (; ox + PT <= a.wo; ox += PT) quads_hwc_block<MV, PT>(row + ox * pstep, pstep, taps, ntap, cq, wq, ar + ox * m);
+        for (; ox < a.wo; ++ox) quads_hwc_block<MV, 1>(row + ox * pstep, pstep, taps, ntap, cq, wq, ar + ox * m);
+    }
+}
+
+__attribute__((target("avx2"))) inline void quads_dispatch(const ConvLayerArgs& a, const int8_t* x0, int64_t row_step,
+                                                          int64_t pstep, const int32_t* taps, int64_t ntap, int64_t cq,
+                                                          const int8_t* wq, int32_t* acc) {
+    if (a.m == 8) quads_hwc<1, 4>(a, x0, row_step, pstep, taps, ntap, cq, wq, acc);
+    else if (a.m == 16) quads_hwc<2, 4>(a, x0, row_step, pstep, taps, ntap, cq, wq, acc);
+    else if (a.m == 24) quads_hwc<3, 2>(a, x0, row_step, pstep, taps, ntap, cq, wq, acc);
+    else quads_hwc<4, 2>(a, x0, row_step, pstep, taps, ntap, cq, wq, acc);
+}
+
+// C % 4 != 0: the same from the channel-major padded copy, each kernel row (c, i) padded to
+// ceil(kw/4) quads of consecutive input bytes (the bytes past kw meet zero weights; they are input
+// values in 0..127 or padding, so the products are 0), again without an im2col.
+__attribute__((target("avx2"))) void run_gemm_quads_rows(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, c = a.c, n = m * a.ho * a.wo, hw = a.h * a.w, s = a.stride;
+    const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
+    const int64_t wpd = std::max(a.w + 2 * a.pad, (a.wo - 1) * s + a.kw);
+    const int64_t cq = (a.kw + 3) / 4, ntap = c * a.kh;
+    std::vector<int32_t> taps(ntap);  // start of kernel row (ci, i) from a position's first pixel
+    for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t i = 0; i < a.kh; ++i) taps[ci * a.kh + i] = static_cast<int32_t>((ci * hp + i) * wpd);
+    // wq[((tap * cq + q) * M + jm) * 4 + e] = w[jm, ci, i, 4q + e] (0 past kw)
+    std::vector<int8_t> wq(ntap * cq * m * 4, 0);
+    for (int64_t jm = 0; jm < m; ++jm)
+        for (int64_t tp = 0; tp < ntap; ++tp)
+            for (int64_t j = 0; j < a.kw; ++j)
+                wq[((tp * cq + j / 4) * m + jm) * 4 + j % 4] = a.weight[(jm * ntap + tp) * a.kw + j];
+    std::vector<int8_t> xpad(c * hp * wpd + 8, 0);  // + 8: the last row's quads past kw
+    std::vector<int32_t> acc(n);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        const int8_t* xt = a.x + t * c * hw;
+        for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t y = 0; y < a.h; ++y)
+                std::memcpy(xpad.data() + (ci * hp + y + a.pad) * wpd + a.pad, xt + (ci * a.h + y) * a.w, a.w);
+        wk.count_inputs(xt, a.in_count);
+        quads_dispatch(a, xpad.data(), s * wpd, s, taps.data(), ntap, cq, wq.data(), acc.data());
+        soma_step<int32_t, true>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
+__attribute__((target("avx2"))) void run_gemm_quads_hwc(const ConvLayerArgs& a, Work& wk) {
+    const int64_t m = a.m, c = a.c, n = m * a.ho * a.wo, hw = a.h * a.w, s = a.stride;
+    const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
+    const int64_t wpd = std::max(a.w + 2 * a.pad, (a.wo - 1) * s + a.kw);
+    std::vector<int32_t> taps(a.kh * a.kw);  // offset of tap (i, j) from a position's first pixel
+    for (int64_t i = 0; i < a.kh; ++i)
+        for (int64_t j = 0; j < a.kw; ++j) taps[i * a.kw + j] = static_cast<int32_t>((i * wpd + j) * c);
+    // weight quads wq[((tap * C/4 + q) * M + jm) * 4 + e] = w[jm, 4q + e, i, j]
+    std::vector<int8_t> wq(a.kh * a.kw * c * m);
+    for (int64_t jm = 0; jm < m; ++jm)
+        for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t tp = 0; tp < a.kh * a.kw; ++tp)
+                wq[((tp * (c / 4) + ci / 4) * m + jm) * 4 + ci % 4] = a.weight[(jm * c + ci) * a.kh * a.kw + tp];
+    std::vector<int8_t> xh(hp * wpd * c + 4, 0);  // channel-last padded copy (the padding stays zero)
+    std::vector<int32_t> acc(n);
+    for (int64_t t = 0; t < a.steps; ++t) {
+        const int8_t* xt = a.x + t * c * hw;
+        for (int64_t y = 0; y < a.h; ++y) {
+            int8_t* __restrict d = xh.data() + ((y + a.pad) * wpd + a.pad) * c;
+            for (int64_t ci = 0; ci < c; ++ci) {
+                const int8_t* __restrict src = xt + (ci * a.h + y) * a.w;
+                for (int64_t xx = 0; xx < a.w; ++xx) d[xx * c + ci] = src[xx];
+            }
+        }
+        wk.count_inputs(xt, a.in_count);
+        quads_dispatch(a, xh.data(), s * wpd * c, s * c, taps.data(), a.kh * a.kw, c / 4, wq.data(), acc.data());
+        soma_step<int32_t, true>(a, acc.data(), n, true, wk);
+        write_step(a, t, true, wk.spk.data(), wk);
+    }
+}
+
 constexpr bool GEMM_PAIRS = true;
 
 // gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
@@ -1029,8 +376,10 @@ constexpr bool GEMM_PAIRS = true;
 // when the inputs are >= 0), and the soma runs on the (P, M) int32 accumulators. Same sums as
 // im2col + dense_mac.
 template <bool Vec>
-__attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk) {
+__attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk, bool nonneg) {
     if constexpr (Vec) {
+        if (a.m % 8 == 0 && a.m <= 32 && GEMM_PAIRS && nonneg)
+            return a.c % 4 == 0 ? run_gemm_quads_hwc(a, wk) : run_gemm_quads_rows(a, wk);
         if (a.m % 8 == 0 && a.m <= 32 && GEMM_PAIRS) return run_gemm_pairs(a, wk);
     }
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
@@ -1096,6 +445,7 @@ __attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n
 struct Plan {
     int mode;
     bool i16, binary;
+    bool nonneg;  // every input in 0..127 (gemm: the exact vpmaddubsw quads)
 };
 
 template <bool Vec>
@@ -1144,7 +494,7 @@ __attribute__((always_inline)) inline Plan plan_layer(const ConvLayerArgs& a) {
             if (lut < std::min(events, plane)) mode = 2;
         }
     }
-    return Plan{mode, i16, binary};
+    return Plan{mode, i16, binary, umax <= 127};
 }
 
 template <bool Vec>
@@ -1152,26 +502,9 @@ __attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, con
     const int mode = pl.mode;
     const bool i16 = pl.i16, binary = pl.binary;
     Work wk;
-    const int64_t n = a.m * a.ho * a.wo;
-    wk.cur.resize(n);
-    wk.v.assign(n, 0);
-    wk.cnt.assign(n, 0);
-    wk.spk.resize(n);
-    wk.bias_pm.assign(n, 0);
-    wk.bias_cm.assign(n, 0);
-    if (a.out_count) wk.ocnt.assign(n, 0);
-    wk.in_size = static_cast<size_t>(a.c * a.h * a.w);
-    if (a.bias) {
-        for (int64_t p = 0; p < a.ho * a.wo; ++p)
-            for (int64_t j = 0; j < a.m; ++j) {
-                wk.bias_pm[p * a.m + j] = a.bias[j];
-                wk.bias_cm[j * a.ho * a.wo + p] = a.bias[j];
-            }
-        for (int64_t j = 0; j < a.m; ++j) wk.small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
-        for (int64_t j = 0; j < a.m; ++j) wk.bias_28 &= a.bias[j] >= -(1 << 28) && a.bias[j] <= (1 << 28);
-    }
+    wk.init(a);
     if (mode == 3) {
-        run_gemm<Vec>(a, wk);
+        run_gemm<Vec>(a, wk, pl.nonneg);
     } else if (mode == 2) {
         run_lut<Vec>(a, wk);
     } else if (mode == 1) {

@@ -105,6 +105,18 @@ int conv_layer(const ConvLayerArgs& a, int path);
 // (bit-identical to conv_layer; see conv_layer.cpp). threads <= 1 is conv_layer.
 int conv_layer_threads(const ConvLayerArgs& a, int path, int threads);
 
+// A chain of spiking conv layers in one call, spikes bit-packed between them (see snn_chain.cpp).
+// Stage 0's conv.x is the chain input (T, C, H, W) 0/1 and conv.in_count its counts; stage i >= 1
+// reads stage i-1's spikes, max-pooled k x k first when pool = k > 0 (then conv.in_count, optional,
+// receives the pooled value's counts; conv.x is unused). Every stage's conv.out_count (optional)
+// receives its output counts; only the last stage writes conv.out. Returns 0, or -1 (nothing
+// written) when the input is not 0/1 or a stage's int16 condition fails.
+struct ChainStage {
+    ConvLayerArgs conv;
+    int pool;
+};
+int snn_chain(const ChainStage* stages, int64_t n, int path);
+
 // Sum over the receptive field of every output position of count[c0:c1] (C, H, W) → out (Ho*Wo).
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,
                    int64_t kw, int64_t stride, int64_t pad, int64_t* out);

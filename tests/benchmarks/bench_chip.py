@@ -182,6 +182,16 @@ def simulation(widths=None, threads=None) -> dict:
                                   "steps_per_frame": src.shape[0] // frames,
                                   "int16_accumulators": run["r"].int16,
                                   "input_activity": round(float(np.count_nonzero(src)) / src.size, 3)}
+    # the SNN chains (simulate's path for them): each in one kernels.snn_chain call, spikes bit-packed between layers
+    from chip_models.simulate import _chains
+
+    chains = {}
+    for first, (names, convs, calls, pools) in _chains(mapping).items():
+        src = vals[convs[0].source]
+        t = best_interleaved({"chain": lambda src=src, calls=calls, pools=pools: kernels.snn_chain(src, calls, pools)}, 7)
+        chains[first] = {"layers": list(names), "ms_per_frame": round(t["chain"]["cpu_s"] / frames * 1e3, 3),
+                         "sum_of_its_fused_conv_layers_ms_per_frame":
+                             round(sum(layers[c.name]["ms_per_frame"] for c in convs), 3)}
     return {"network": net.name, "widths": list(widths or (8, 16, 16)), "frames": frames,
             "reference_s_per_frame": round(ref_t["cpu_s"] / frames, 5),
             "reference_wall_s_per_frame": round(ref_t["wall_s"] / frames, 5),
@@ -199,7 +209,8 @@ def simulation(widths=None, threads=None) -> dict:
                              f"wall time with {n_threads} threads; thread_scaling_wall: simulation wall time "
                              f"1 thread / {n_threads} threads"),
             "load_average": os.getloadavg()[0],
-            "target": 100, "bit_exact": ok, "path": kernels.get_path(), "fused_conv_layers": layers}
+            "target": 100, "bit_exact": ok, "path": kernels.get_path(), "fused_conv_layers": layers,
+            "snn_chains": chains}
 
 
 def fbgemm() -> dict:

@@ -1,0 +1,270 @@
+"""SNN chains in one C++ call (kernels.snn_chain, simulate's chain path) equal the Python integer
+reference bit for bit.
+
+Reference: neurosim.intnet.run_reference on the same layers as an IntNetwork (numpy int64
+im2col + mac, requantize, int_lif_step, max pooling), written independently of the C++ code, with
+every intermediate value as an output so the per-neuron counts are checked too. Random chains
+(hypothesis): 2-4 conv stages, max pools of 2 and 3 between them, strides, paddings, kernel sizes,
+biases up to the int32 limits, shifts, LIF parameters (refractory, every reset mode) and a last
+stage in ANN or SNN mode; on the scalar and the vector path. The simulator's chain path must also
+give the same outputs, per-core active inputs and route packets as the layer-by-layer path on
+1-3 threads.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from chip_models import kernels
+from chip_models import simulate as sim_mod
+from chip_models.config import load_chip
+from chip_models.mapper import map_network
+from chip_models.reference_net import build_reference, synthetic_inputs
+from chip_models.simulate import simulate
+from neurosim.intnet import InputSpec, IntLayer, IntNetwork, run_reference
+from neurosim.intneuron import RESET_MODES, IntLIFParams
+
+VEC_PATHS = [
+    pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
+    for p in ("scalar", "avx2")
+]
+
+
+def _neuron(draw) -> IntLIFParams:
+    return IntLIFParams(v_th=draw(st.integers(0, 400)), v_reset=draw(st.integers(-50, 50)),
+                        reset_mode=draw(st.sampled_from(RESET_MODES)), reset_constant=draw(st.integers(0, 300)),
+                        leak_alpha=draw(st.integers(0, 256)), leak_beta=draw(st.integers(-10, 10)),
+                        refractory_steps=draw(st.sampled_from([0, 0, 2])))
+
+
+@st.composite
+def chain_case(draw):
+    """(x, layers, pools): conv stages with optional max pools before stages 1.., shapes that fit."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t = draw(st.integers(1, 5))
+    c, h, w = draw(st.integers(1, 3)), draw(st.integers(6, 22)), draw(st.integers(6, 22))
+    density = draw(st.sampled_from([0.0, 0.1, 0.4, 1.0]))
+    x = (rng.random((t, c, h, w)) < density).astype(np.int8)
+    n = draw(st.integers(2, 4))
+    layers, pools, src = [], [], "x"
+    for i in range(n):
+        last = i == n - 1
+        pool = draw(st.sampled_from([0, 0, 2, 3])) if i else 0
+        if pool:
+            assume(h >= pool and w >= pool)
+            layers.append(IntLayer(name=f"p{i}", kind="maxpool", source=src, kernel=pool))
+            src, h, w = f"p{i}", h // pool, w // pool
+        k = draw(st.integers(1, 7 if i == 0 else 4))
+        stride, pad = draw(st.integers(1, 2)), draw(st.integers(0, 3))
+        assume(h + 2 * pad >= k and w + 2 * pad >= k)
+        m = draw(st.sampled_from([1, 3, 8, 16] if last else [8, 16, 24]))
+        wmax = draw(st.sampled_from([2, 64, 128]))
+        weight = rng.integers(-wmax, wmax, (m, c, k, k)).astype(np.int8)
+        bias = draw(st.sampled_from(["none", "small", "huge"]))
+        b = None if bias == "none" else (
+            rng.integers(-500, 500, m) if bias == "small" else rng.choice([-(2**31), 2**31 - 1, 2**28, -(2**30)], m)
+        ).astype(np.int32)
+        shift = draw(st.integers(-2, 10))
+        if last and draw(st.booleans()):
+            act = draw(st.sampled_from(["relu", "none", "lut"]))
+            lut = rng.integers(-128, 128, 256).astype(np.int8) if act == "lut" else None
+            layer = IntLayer(name=f"c{i}", kind="conv2d", source=src, mode="ann", weight=weight, bias=b, shift=shift,
+                             stride=stride, padding=pad, activation=act, lut=lut)
+        else:
+            layer = IntLayer(name=f"c{i}", kind="conv2d", source=src, mode="snn", weight=weight, bias=b, shift=shift,
+                             stride=stride, padding=pad, neuron=_neuron(draw))
+        layers.append(layer)
+        pools.append(pool)
+        src, c = layer.name, m
+        h, w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    return x, layers, pools
+
+
+def _call(layer: IntLayer) -> kernels.LayerCall:
+    return kernels.LayerCall.make(layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+                                  layer.activation or "none", layer.lut, layer.neuron if layer.mode == "snn" else None)
+
+
+def _int16_exact(layer: IntLayer) -> bool:
+    return int(np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1).max()) <= 32767
+
+
+def _check_chain(x, layers, pools, path):
+    net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
+    ref = run_reference(net, {"x": x})
+    convs = [l for l in layers if l.kind == "conv2d"]
+    with kernels.use_path(path):
+        run = kernels.snn_chain(x, [_call(l) for l in convs], pools)
+    if not all(_int16_exact(l) for l in convs):
+        assert run is None  # the chain declines; the layers then run one by one
+        return None
+    assert run is not None
+    np.testing.assert_array_equal(run.out, ref[convs[-1].name])
+    np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+    for i, l in enumerate(convs):
+        np.testing.assert_array_equal(run.out_counts[i], np.count_nonzero(ref[l.name], axis=0), err_msg=l.name)
+        if pools[i]:
+            np.testing.assert_array_equal(run.pool_counts[i], np.count_nonzero(ref[l.source], axis=0), err_msg=l.source)
+        else:
+            assert run.pool_counts[i] is None
+    return run
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(case=chain_case())
+def test_chain_equals_reference_on_random_chains(path, case):
+    x, layers, pools = case
+    _check_chain(x, layers, pools, path)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("last_m,last_mode", [(1, "ann"), (16, "snn"), (3, "ann"), (8, "snn")])
+def test_chain_of_the_reference_shapes_with_saturation_edges(path, last_m, last_mode):
+    """The reference network's SNN branch shapes (2 -> 8 7x7/2, pool 2, 8 -> 16, 16 -> 16, last
+    stage 3x3) with int16 sums at their limit: fan-in 2*7*7 = 98 and 144 of -128 / 127 weights on
+    all-one spikes (sum_k |w| <= 32767: 98 * 128 = 12544, 16*9 * 127 = 18288), int32 extreme
+    biases, and the rows of 16 (plane_few masks from the bit image in blocks of 16 + a tail)."""
+    rng = np.random.default_rng(last_m)
+    x = (rng.random((6, 2, 36, 34)) < 0.5).astype(np.int8)
+    x[0] = 1  # all-one step: every accumulator at its sum of weights
+    neuron = IntLIFParams(v_th=64, v_reset=0, reset_mode="subtract", leak_alpha=230)
+    def conv(name, src, cin, cout, k, s, p, mode, wval=None):
+        wt = rng.integers(-128, 128, (cout, cin, k, k)).astype(np.int8) if wval is None else np.full((cout, cin, k, k), wval, np.int8)
+        b = rng.choice([2**31 - 1, -(2**31), 5, -5], cout).astype(np.int32)
+        if mode == "ann":
+            return IntLayer(name=name, kind="conv2d", source=src, mode="ann", weight=wt, bias=b, shift=3, stride=s,
+                            padding=p, activation="none")
+        return IntLayer(name=name, kind="conv2d", source=src, mode="snn", weight=wt, bias=b, shift=4, stride=s,
+                        padding=p, neuron=neuron)
+    layers = [conv("c0", "x", 2, 8, 7, 2, 3, "snn", -128), IntLayer(name="p1", kind="maxpool", source="c0", kernel=2),
+              conv("c1", "p1", 8, 16, 3, 1, 1, "snn"), conv("c2", "c1", 16, 16, 3, 1, 1, "snn", 127),
+              conv("c3", "c2", 16, last_m, 3, 1, 1, last_mode)]
+    run = _check_chain(x, layers, [0, 2, 0, 0], path)
+    assert run is not None and run.out_counts[1].sum() > 0
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("mid,last_m,wd", [(24, 1, 21), (32, 3, 16), (64, 1, 35)])
+def test_chain_with_wide_middle_stages(path, mid, last_m, wd):
+    """Middle stages of 24, 32 and 64 channels (3, 4 and 8 image bytes per pixel: the lut's
+    generic and table-major passes, the last stage's masks gathered byte by byte), rows that are
+    and are not multiples of 16."""
+    rng = np.random.default_rng(mid + wd)
+    x = (rng.random((5, 2, 14, wd)) < 0.3).astype(np.int8)
+    neuron = IntLIFParams(v_th=30, reset_mode="subtract", leak_alpha=220)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-40, 40, (mid, 2, 3, 3)).astype(np.int8),
+                       bias=rng.integers(-50, 50, mid).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c1", kind="conv2d", source="c0", mode="snn", weight=rng.integers(-20, 20, (mid, mid, 3, 3)).astype(np.int8),
+                       bias=None, shift=2, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (last_m, mid, 3, 3)).astype(np.int8),
+                       bias=rng.integers(-50, 50, last_m).astype(np.int32), shift=3, stride=1, padding=1, activation="none")]
+    run = _check_chain(x, layers, [0, 0, 0], path)
+    assert run is not None and 0 < run.out_counts[1].sum() < run.out_counts[1].size * x.shape[0]
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+def test_chain_counts_past_255_steps(path):
+    """600 steps: the byte counters of every stage's outputs and of the pooled value are flushed
+    every 255 steps (counts above 255 per neuron must survive)."""
+    rng = np.random.default_rng(5)
+    x = (rng.random((600, 1, 8, 8)) < 0.7).astype(np.int8)
+    neuron = IntLIFParams(v_th=0, reset_mode="value", v_reset=0, leak_alpha=256)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(1, 9, (8, 1, 3, 3)).astype(np.int8),
+                       bias=None, shift=0, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="p1", kind="maxpool", source="c0", kernel=2),
+              IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(-3, 9, (8, 8, 2, 2)).astype(np.int8),
+                       bias=None, shift=0, stride=1, padding=1, neuron=neuron)]
+    run = _check_chain(x, layers, [0, 2], path)
+    assert run.out_counts[0].max() > 255 and run.pool_counts[1].max() > 255
+
+
+def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
+    rng = np.random.default_rng(3)
+    x = (rng.random((2, 2, 10, 10)) < 0.3).astype(np.int8)
+    a = IntLayer(name="a", kind="conv2d", source="x", mode="snn", weight=rng.integers(-9, 9, (8, 2, 3, 3)).astype(np.int8),
+                 bias=None, shift=0, stride=1, padding=1, neuron=IntLIFParams(v_th=5))
+    b = IntLayer(name="b", kind="conv2d", source="a", mode="ann", weight=rng.integers(-9, 9, (3, 8, 3, 3)).astype(np.int8),
+                 bias=None, shift=0, stride=1, padding=1, activation="relu")
+    x2 = x.copy()
+    x2[1, 0, 9, 9] = 2
+    assert kernels.snn_chain(x2, [_call(a), _call(b)], [0, 0]) is None
+    assert kernels.snn_chain(x, [_call(a), _call(b)], [0, 0]) is not None
+    with pytest.raises(kernels.ParameterError):
+        kernels.snn_chain(x, [_call(b), _call(a)], [0, 0])  # an ANN stage before the last
+    with pytest.raises(kernels.ParameterError):
+        kernels.snn_chain(x, [_call(a), _call(b)], [2, 0])  # a pool before the first stage
+
+
+def _sims(mapping, x, threads):
+    old = sim_mod.CHAIN
+    try:
+        out = {}
+        for flag in (True, False):
+            sim_mod.CHAIN = flag
+            out[flag] = simulate(mapping, x, threads=threads)
+        return out
+    finally:
+        sim_mod.CHAIN = old
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_simulate_chain_path_equals_layer_path_and_reference(threads):
+    """The reference network: the SNN branch runs as one chain (snn_conv1 -> pool -> snn_conv2 ->
+    snn_conv3 -> snn_xcorr); outputs equal run_reference, and the per-core active inputs, route
+    packets and 0/1 flags equal those of the layer-by-layer path."""
+    net = build_reference(seed=2)
+    mapping = map_network(net, load_chip("tianjic"))
+    chains = sim_mod._chains(mapping)
+    assert list(chains) == ["snn_conv1"]
+    assert chains["snn_conv1"][0] == ("snn_conv1", "snn_pool", "snn_conv2", "snn_conv3", "snn_xcorr")
+    x = synthetic_inputs(net, frames=2, seed=5, activity=0.15)
+    ref = run_reference(net, x)
+    runs = _sims(mapping, x, threads)
+    for flag, sim in runs.items():
+        for k, v in ref.items():
+            np.testing.assert_array_equal(sim.outputs[k], v, err_msg=f"{k} chain={flag}")
+    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
+    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
+    assert runs[True].binary == runs[False].binary
+    assert runs[True].active_inputs.sum() > 0
+
+
+def test_simulate_falls_back_when_the_chain_input_is_not_spikes():
+    net = build_reference(seed=1)
+    mapping = map_network(net, load_chip("tianjic"))
+    x = synthetic_inputs(net, frames=1, seed=2)
+    x["events"] = x["events"].copy()
+    x["events"][3, 1, 5, 7] = 3  # not 0/1: the chain declines, the layers run one by one
+    ref = run_reference(net, x)
+    runs = _sims(mapping, x, 1)
+    for k, v in ref.items():
+        np.testing.assert_array_equal(runs[True].outputs[k], v)
+    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
+    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
+    assert runs[True].binary == runs[False].binary and runs[True].binary["events"] is False
+
+
+def test_chain_stops_at_values_used_elsewhere():
+    """A value that is a network output or feeds two layers ends the chain there (it must be
+    materialized); the shorter chain still equals the reference."""
+    rng = np.random.default_rng(7)
+    neuron = IntLIFParams(v_th=20, leak_alpha=200)
+    def snn(name, src, cin, cout):
+        return IntLayer(name=name, kind="conv2d", source=src, mode="snn", weight=rng.integers(-30, 30, (cout, cin, 3, 3)).astype(np.int8),
+                        bias=None, shift=1, stride=1, padding=1, neuron=neuron)
+    layers = [snn("a", "ev", 2, 8), snn("b", "a", 8, 8), snn("c", "b", 8, 8), snn("d", "b", 8, 8), snn("e", "d", 8, 16),
+              snn("f", "e", 16, 8)]
+    net = IntNetwork("branchy", {"ev": InputSpec((2, 12, 12), 0, 4)}, layers, ["c", "f", "e"])
+    mapping = map_network(net, load_chip("tianjic"))
+    chains = sim_mod._chains(mapping)
+    # b feeds c and d: the chain a -> b ends at b; d -> e ends at e (a network output); f stands alone
+    assert {k: v[0] for k, v in chains.items()} == {"a": ("a", "b"), "d": ("d", "e")}
+    x = {"ev": (rng.random((8, 2, 12, 12)) < 0.3).astype(np.int8)}
+    ref = run_reference(net, x)
+    runs = _sims(mapping, x, 1)
+    for k, v in ref.items():
+        np.testing.assert_array_equal(runs[True].outputs[k], v)
+    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
+    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
