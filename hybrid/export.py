@@ -89,7 +89,7 @@ def snn_layers(model, source: str = "events") -> list[IntLayer]:
 def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
     """The whole tracker (both branches and correlation heads) as one IntNetwork."""
     cfg = model.cfg
-    S, k = cfg.search_size, cfg.template_size
+    S, k, k_ann = cfg.search_size, cfg.template_size, cfg.ann_template[0]
     bins = max(1, int(round(cfg.snn_rate_hz / 30.0)))
     inputs: dict[str, InputSpec] = {}
     layers: list[IntLayer] = []
@@ -107,8 +107,8 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
             layer.name, layer.source = rename[layer.name], rename[layer.source]
             layers.append(layer)
         c = layers[-1].weight.shape[0]
-        layers.append(IntLayer(name="ann_corr", kind="conv2d", source=layers[-1].name, weight=np.ones((1, c, k, k), np.int8),
-                               bias=np.zeros(1, np.int32), shift=int(math.ceil(math.log2(c * k * k))), padding=k // 2,
+        layers.append(IntLayer(name="ann_corr", kind="conv2d", source=layers[-1].name, weight=np.ones((1, c, k_ann, k_ann), np.int8),
+                               bias=np.zeros(1, np.int32), shift=int(math.ceil(math.log2(c * k_ann * k_ann))), padding=k_ann // 2,
                                activation="none", frac_bits=layers[-1].frac_bits))
         outputs.append("ann_corr")
     if model.uses_snn:

@@ -17,7 +17,8 @@ Per unit (shapes B = batch, h = w = S/4):
    ``size_estimation="hold"`` the head is still trained but the box keeps the start size —
    the box loss uses centres only, so training is identical either way).
 5. SNN template, refreshed each unit: ``Z_s = sample(mean_{warm-up} r_t, start box)``
-   (+ ``adapter(Z_a)``, a 1×1 conv, in hybrid variants); responses ``R_s,t = corr(r_t, Z_s)``,
+   (+ ``adapter(Z_a)``, a 1×1 conv, in hybrid variants whose two templates have the same
+   geometry: ``ann_template_size`` / ``ann_template_spacing`` may give the ANN its own); responses ``R_s,t = corr(r_t, Z_s)``,
    peaks ``p_snn,t = softargmax(R_s,t)``.
 6. Output centre per variant:
    - ``ann_only``: x_ann held for all T steps (frame rate tracking, no events);
@@ -56,6 +57,8 @@ class ModelConfig:
     trace_decay: float = 0.8  # λ of the SNN output trace
     template_size: int = 3  # k
     template_spacing: str = "box"  # "box": k samples across the target box; "cell": k×k feature cells at the target centre
+    ann_template_size: int = 0  # the ANN template's k (0: template_size)
+    ann_template_spacing: str = ""  # the ANN template's spacing ("": template_spacing)
     temperature: float = 1.0  # soft-argmax τ of the SNN's and the fused (no_tcf) responses
     ann_temperature: float = 1.0  # soft-argmax τ of the ANN centre x_ann (fitted by `neurosim tune`; the response loss ignores it)
     warmup_bins: int = 5  # W
@@ -66,6 +69,11 @@ class ModelConfig:
     alpha_hold: float = 0.98
     learn_alpha: bool = True
     attention: str = "response"  # "response": R_a + γ·A (motion prior); "features": F ⊙ (1 + γ·A)
+
+    @property
+    def ann_template(self) -> tuple[int, str]:
+        """(k, spacing) of the ANN template (the SNN's unless overridden)."""
+        return self.ann_template_size or self.template_size, self.ann_template_spacing or self.template_spacing
 
     def check(self) -> "ModelConfig":
         from neurosim.errors import ParameterError
@@ -82,8 +90,12 @@ class ModelConfig:
             raise ParameterError(f"model.size_estimation {self.size_estimation!r}: use ann or hold")
         if self.attention not in ("response", "features"):
             raise ParameterError(f"model.attention {self.attention!r}: use response or features")
-        if self.template_spacing not in ("box", "cell"):
-            raise ParameterError(f"model.template_spacing {self.template_spacing!r}: use box or cell")
+        if self.template_spacing not in ("box", "cell") or self.ann_template_spacing not in ("", "box", "cell"):
+            raise ParameterError(f"model.template_spacing {self.template_spacing!r} / model.ann_template_spacing "
+                                 f"{self.ann_template_spacing!r}: use box or cell (\"\" for the ANN: the same as the SNN)")
+        if self.template_size < 1 or self.ann_template_size < 0:
+            raise ParameterError(f"model.template_size {self.template_size} must be ≥ 1 and model.ann_template_size "
+                                 f"{self.ann_template_size} ≥ 0 (0: the same as template_size)")
         if not (self.temperature > 0 and self.ann_temperature > 0):
             raise ParameterError(f"model.temperature {self.temperature} and model.ann_temperature {self.ann_temperature} must be > 0")
         if not (0 < self.snn_rate_hz <= 100_000):
@@ -109,7 +121,7 @@ class DashNet(nn.Module):
         self.snn = snn_branch.build_snn(cfg.snn_channels, cfg.snn_tau, cfg.snn_threshold)
         self.corr_ann = Correlation()
         self.corr_snn = Correlation()
-        self.scale_head = nn.Linear(c_a * cfg.template_size**2, 2)
+        self.scale_head = nn.Linear(c_a * cfg.ann_template[0] ** 2, 2)
         nn.init.zeros_(self.scale_head.weight)
         nn.init.zeros_(self.scale_head.bias)
         self.adapter = nn.Conv2d(c_a, c_s, 1)
@@ -123,20 +135,19 @@ class DashNet(nn.Module):
     def ann_features(self, frames: Tensor) -> Tensor:
         return self.ann(ann_mod.normalize_frames(frames))
 
-    def template_box(self, box: Tensor) -> Tensor:
-        """The region the k×k template is sampled over: the target box (``template_spacing="box"``)
-        or the k×k feature cells centred on it (``"cell"``: sample spacing = the correlation's
-        cell spacing, so template and search patches have the same geometry)."""
-        if self.cfg.template_spacing == "box":
+    def template_box(self, box: Tensor, k: int, spacing: str) -> Tensor:
+        """The region a k×k template is sampled over: the target box (``spacing="box"``) or the k×k
+        feature cells centred on it (``"cell"``: sample spacing = the correlation's cell spacing,
+        so template and search patches have the same geometry)."""
+        if spacing == "box":
             return box
-        k = self.cfg.template_size
         c = box[:, :2] + (box[:, 2:] - 1) / 2
         return torch.cat([c - (k * STRIDE - 1) / 2, torch.full_like(c, float(k * STRIDE))], dim=1)
 
     def template(self, template_frame: Tensor, template_box: Tensor) -> Tensor:
         """Z_a (B, C, k, k) from a template frame (B, 1, S, S) and its box (B, 4)."""
-        return sample_template(self.ann_features(template_frame), self.template_box(template_box), STRIDE,
-                               self.cfg.template_size)
+        k, spacing = self.cfg.ann_template
+        return sample_template(self.ann_features(template_frame), self.template_box(template_box, k, spacing), STRIDE, k)
 
     def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None) -> dict[str, Tensor]:
         """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
@@ -165,14 +176,15 @@ class DashNet(nn.Module):
                 r_a = self.attention.response(r_a, first[:W])
             x_ann = soft_argmax(r_a, STRIDE, cfg.ann_temperature)
             box_a = torch.cat([x_ann - (start[:, 2:] - 1) / 2, start[:, 2:]], dim=1)
-            roi = sample_template(feats, box_a, STRIDE, cfg.template_size).flatten(1)
+            roi = sample_template(feats, box_a, STRIDE, cfg.ann_template[0]).flatten(1)
             dlog = self.scale_head(roi).clamp(-0.5, 0.5)
             wh = start[:, 2:] * torch.exp(dlog) if cfg.size_estimation == "ann" else start[:, 2:]
             out.update(r_ann=r_a, x_ann=x_ann, dlog_wh=dlog)
         if self.uses_snn:
             warm = trace[:W].mean(0) if W > 0 else torch.zeros_like(trace[0])
-            z_s = sample_template(warm, self.template_box(start), STRIDE, cfg.template_size)
-            if self.uses_ann:
+            k = cfg.template_size
+            z_s = sample_template(warm, self.template_box(start, k, cfg.template_spacing), STRIDE, k)
+            if self.uses_ann and cfg.ann_template == (k, cfg.template_spacing):  # same geometry only
                 z_s = z_s + self.adapter(z_ann)
             r_s = self.corr_snn(trace, z_s)  # (W+T, B, h, w), one template per sequence
             p_snn = soft_argmax(r_s, STRIDE, cfg.temperature)  # (W+T, B, 2)

@@ -158,10 +158,41 @@ def test_cell_spaced_template_has_the_correlation_geometry():
     g = torch.Generator().manual_seed(3)
     fmap = torch.randn(1, 6, 16, 16, generator=g, dtype=torch.float64)
     box = torch.tensor([[4 * 9 + 1.5 - 10.0, 4 * 6 + 1.5 - 7.0, 21.0, 15.0]], dtype=torch.float64)  # centre on cell (6, 9)
-    z = sample_template(fmap, m.template_box(box), 4, 5)
+    z = sample_template(fmap, m.template_box(box, *m.cfg.ann_template), 4, 5)
     np.testing.assert_allclose(z[0].numpy(), fmap[0, :, 4:9, 7:12].numpy(), rtol=1e-9, atol=1e-12)
     r = normalized_correlate(fmap, z, eps=1e-12)[0]
     assert divmod(int(r.argmax()), 16) == (6, 9) and abs(float(r.max()) - 1.0) < 1e-9
+
+
+def test_ann_template_geometry_of_its_own():
+    """ann_template_size / ann_template_spacing give the ANN a 5×5 cell template while the SNN keeps
+    a 3×3 box template: the templates, the scale head and the exported correlation kernels have
+    those sizes, the adapter (which needs one geometry) is left out, and every variant still runs."""
+    from hybrid.export import export_model
+
+    cfg = dict(search_size=32, ann_channels=(4, 8, 8), snn_channels=(4, 8, 8), ann_template_size=5, ann_template_spacing="cell")
+    unit = {"frame": torch.rand(1, 1, 32, 32), "template_frame": torch.rand(1, 1, 32, 32),
+            "template_box": torch.tensor([[10.0, 10, 8, 8]]), "start_box": torch.tensor([[11.0, 10, 8, 8]]),
+            "events": (torch.rand(1, 8, 2, 32, 32) < 0.05).float()}
+    for variant in VARIANTS:
+        m = DashNet(ModelConfig(variant=variant, **cfg))
+        assert m.template(unit["template_frame"], unit["template_box"]).shape == (1, 8, 5, 5)
+        assert m.scale_head.in_features == 8 * 25
+        with torch.no_grad():
+            m.adapter.weight.fill_(100.0)  # would swamp the SNN template if it were used
+            out = m(unit)
+        assert out["boxes"].shape == (3, 1, 4) and torch.isfinite(out["boxes"]).all()
+        if variant == "full":
+            same = DashNet(ModelConfig(variant="full", **cfg))
+            same.load_state_dict(m.state_dict())
+            with torch.no_grad():
+                same.adapter.weight.zero_()
+                np.testing.assert_array_equal(same(unit)["r_snn"].numpy(), out["r_snn"].numpy())
+            net = export_model(m)
+            kernels = {l.name: l.weight.shape[-1] for l in net.layers if l.name in ("ann_corr", "snn_corr")}
+            assert kernels == {"ann_corr": 5, "snn_corr": 3}
+    with pytest.raises(Exception, match="ann_template_spacing"):
+        ModelConfig(ann_template_spacing="ring").check()
 
 
 def test_size_hold_changes_only_the_box_size_and_not_training():
