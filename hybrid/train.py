@@ -201,6 +201,17 @@ def init_weights(init_from: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def load_matching(model: DashNet, weights: dict[str, torch.Tensor], source: str, strict: bool = True) -> None:
+    """Load ``weights`` into ``model``; ParameterError (one line) when a tensor's shape differs,
+    i.e. the weights come from a model with other [model] settings (channels, template sizes)."""
+    own = model.state_dict()
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        raise ParameterError(f"{source}: its weights do not fit this model ({bad[0]}{' and more' if len(bad) > 1 else ''}): "
+                             "use the [model] settings it was trained with (see its config.json)")
+    model.load_state_dict(weights, strict=strict)
+
+
 def build_model(cfg: TrainConfig) -> DashNet:
     torch.manual_seed(cfg.seed)
     return DashNet(cfg.model)
@@ -219,12 +230,12 @@ def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str |
     windows = make_windows(dataset, cfg)
     model = build_model(cfg)
     if init_from:
-        model.load_state_dict(init_weights(init_from), strict=False)
+        load_matching(model, init_weights(init_from), f"--init-from {init_from}", strict=False)
     opts = make_optimizers(model, cfg)
     start_epoch, step = 0, 0
     if resume:
         find_checkpoint(run)
-        model.load_state_dict(model_weights(run))
+        load_matching(model, model_weights(run), f"--resume {run}")
         state = load_optimizers(run, opts)
         start_epoch, step = int(state.get("epoch", -1)) + 1, int(state.get("step", 0))
     net = model

@@ -215,3 +215,19 @@ def test_init_from_takes_each_branch_from_its_own_run(tiny_run):
     assert set(init_weights(str(tiny_run))) == set(full)
     with pytest.raises(ParameterError, match="branch"):
         init_weights(f"tcf:{tiny_run}")
+
+
+def test_resume_or_init_from_with_other_model_settings_is_a_one_line_error(tiny_dataset, tiny_run, tmp_path, capsys):
+    """Weights from a model with other [model] settings (here the ANN template size, which sizes
+    the scale head) are refused with a one-line error naming the tensor, for --resume and
+    --init-from alike, and --init-from leaves no run folder behind."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    other = [*TINY, "--set", "model.ann_template_size=5"]
+    _one_line_error(capsys, main(["train", "--dataset", str(tiny_dataset), "-o", str(run), "--resume", "-q", *other]),
+                    "scale_head.weight")
+    _one_line_error(capsys, main(["train", "--dataset", str(tiny_dataset), "-o", str(tmp_path / "new"), "-q", *other,
+                                  "--init-from", f"ann:{tiny_run}"]), "do not fit this model")
+    assert not (tmp_path / "new").exists()
