@@ -383,3 +383,29 @@ def test_lut_bit_image_of_wide_rows_and_fast_soma(path, c, w, shift, reset):
         np.testing.assert_array_equal(run.out, ref, err_msg=f"threads={threads}")
         np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
         np.testing.assert_array_equal(run.out_count, np.count_nonzero(ref, axis=0))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("mode", ["events", "plane", "lut"])
+@pytest.mark.parametrize("reset", ["subtract", "value"])
+def test_lif_leak_over_the_whole_membrane_range(path, mode, reset):
+    """The int16-accumulator LIF soma's leak floor(v * alpha / 256) (AVX2: vpmaddwd of v's int16
+    halves + vpmulhuw for alpha < 256, vpmulld for 256) for alphas 0..256 around the 8-bit edges,
+    on membranes across the whole 28-bit range, positive and negative: biases up to +-2^28 with
+    shift 0 drive the membranes into both clamps, smaller ones leave them in between."""
+    rng = np.random.default_rng(8)
+    m, c = 16, 3
+    w = rng.integers(-128, 128, (m, c, 3, 3)).astype(np.int8)
+    b = np.array([2**28, -(2**28), 2**27 + 12345, -(2**27) - 999, 2**24 + 7, -(2**24) - 3, 65535, -65536,
+                  65536, -65537, 300, -300, 1, -1, 0, 2**20], np.int32)
+    x = (rng.random((7, c, 9, 10)) < 0.5).astype(np.int8)
+    for alpha in (0, 1, 2, 127, 128, 129, 200, 254, 255, 256):
+        for v_th in (0, 1000, 2**26):
+            neuron = IntLIFParams(v_th=v_th, v_reset=-5, reset_mode=reset, leak_alpha=alpha)
+            layer = IntLayer(name="l", kind="conv2d", source="x", mode="snn", weight=w, bias=b, shift=0, stride=1,
+                             padding=1, neuron=neuron)
+            ref = _reference(x, layer)
+            with kernels.use_path(path):
+                run = _run(x, layer, mode, 1)
+            assert run.mode == mode and run.int16
+            np.testing.assert_array_equal(run.out, ref, err_msg=f"alpha={alpha} v_th={v_th}")

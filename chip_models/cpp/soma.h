@@ -151,6 +151,14 @@ __attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, co
     // inside int32: |acc| <= 2^15 (int16), |bias| <= 2^28 and 2^(s-1) <= 2^30 (s <= 31)
     const __m256i half = _mm256_set1_epi32(shift > 0 ? int32_t(1) << (shift - 1) : 0);
     const __m128i cnt = _mm_cvtsi32_si128(shift);
+    // Fast with alpha < 256: the leak floor(v * alpha / 256) from v = a * 2^16 + b (a = v >> 16
+    // signed, b = v & 0xffff): = ((a * alpha) << 8) + floor(b * alpha * 256 / 2^16). vpmaddwd of v's
+    // int16 halves with (0, alpha) gives a * alpha (|a * alpha| < 2^23, so << 8 stays in int32);
+    // vpmulhuw of v with (alpha * 256 <= 65280, 0) gives floor(b * alpha * 256 / 2^16) in the low
+    // half and 0 in the high half. Exact for every int32 v.
+    const bool alpha_lt256 = p.leak_alpha >= 0 && p.leak_alpha < 256;
+    const __m256i alpha_hi16 = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p.leak_alpha & 0xffff) << 16));
+    const __m256i alpha_lo16 = _mm256_set1_epi32((p.leak_alpha & 0xff) << 8);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i cur = load8_i32(acc + i);
@@ -171,7 +179,12 @@ __attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, co
         const __m256i vh = _mm256_srai_epi32(vi, 8), vl = _mm256_and_si256(vi, m255);
         __m256i lk;
         if constexpr (Fast) {
-            lk = _mm256_add_epi32(_mm256_mullo_epi32(vh, alpha), _mm256_srli_epi32(_mm256_mullo_epi16(vl, alpha), 8));
+            if (alpha_lt256) {  // no vpmulld (2 uops, 10 cycles): see lo16/hi16 above
+                lk = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(vi, alpha_hi16), 8),
+                                      _mm256_mulhi_epu16(vi, alpha_lo16));
+            } else {
+                lk = _mm256_add_epi32(_mm256_mullo_epi32(vh, alpha), _mm256_srli_epi32(_mm256_mullo_epi16(vl, alpha), 8));
+            }
         } else {
             lk = _mm256_add_epi32(_mm256_mullo_epi32(vh, alpha), _mm256_srai_epi32(_mm256_mullo_epi32(vl, alpha), 8));
             lk = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(lk, beta), lo), hi);
