@@ -209,6 +209,17 @@ def _sims(mapping, x, threads):
         sim_mod.CHAIN = old
 
 
+def _check_chain_runs(runs, ref):
+    """Both paths' outputs equal run_reference; the per-core active inputs, route packets and 0/1
+    flags of the chain path equal the layer-by-layer path's."""
+    for flag, sim in runs.items():
+        for k, v in ref.items():
+            np.testing.assert_array_equal(sim.outputs[k], v, err_msg=f"{k} chain={flag}")
+    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
+    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
+    assert runs[True].binary == runs[False].binary
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_simulate_chain_path_equals_layer_path_and_reference(threads):
     """The reference network: the SNN branch runs as one chain (snn_conv1 -> pool -> snn_conv2 ->
@@ -222,12 +233,7 @@ def test_simulate_chain_path_equals_layer_path_and_reference(threads):
     x = synthetic_inputs(net, frames=2, seed=5, activity=0.15)
     ref = run_reference(net, x)
     runs = _sims(mapping, x, threads)
-    for flag, sim in runs.items():
-        for k, v in ref.items():
-            np.testing.assert_array_equal(sim.outputs[k], v, err_msg=f"{k} chain={flag}")
-    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
-    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
-    assert runs[True].binary == runs[False].binary
+    _check_chain_runs(runs, ref)
     assert runs[True].active_inputs.sum() > 0
 
 
@@ -239,11 +245,8 @@ def test_simulate_falls_back_when_the_chain_input_is_not_spikes():
     x["events"][3, 1, 5, 7] = 3  # not 0/1: the chain declines, the layers run one by one
     ref = run_reference(net, x)
     runs = _sims(mapping, x, 1)
-    for k, v in ref.items():
-        np.testing.assert_array_equal(runs[True].outputs[k], v)
-    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
-    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
-    assert runs[True].binary == runs[False].binary and runs[True].binary["events"] is False
+    _check_chain_runs(runs, ref)
+    assert runs[True].binary["events"] is False
 
 
 def test_chain_stops_at_values_used_elsewhere():
@@ -264,7 +267,4 @@ def test_chain_stops_at_values_used_elsewhere():
     x = {"ev": (rng.random((8, 2, 12, 12)) < 0.3).astype(np.int8)}
     ref = run_reference(net, x)
     runs = _sims(mapping, x, 1)
-    for k, v in ref.items():
-        np.testing.assert_array_equal(runs[True].outputs[k], v)
-    np.testing.assert_array_equal(runs[True].active_inputs, runs[False].active_inputs)
-    np.testing.assert_array_equal(runs[True].route_packets, runs[False].route_packets)
+    _check_chain_runs(runs, ref)
