@@ -43,7 +43,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("run", help="run folder of a full, no_attention or ann_only tracker")
         p.add_argument("--dataset", required=True, action="append",
                        help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
-        p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted crossover")
+        p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted parameters")
         p.add_argument("--split", default="train", help="split whose sequences are tracked (default train)")
         p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default all)")
         p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
@@ -157,8 +157,9 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
         split_sequences(folder, args.split)
     res = fit_tracking(resolve_run(args.run), args.dataset, args.out, alphas, holds, taus, args.split, args.max_sequences,
                        say=ctx.say)
-    ctx.say(f"ann_temperature {res['ann_temperature']:g}, alpha_frame {res['alpha_frame']:g}, alpha_hold "
-            f"{res['alpha_hold']:g} (learned alpha_frame {res['learned_alpha_frame']:.3f}) -> {res['run']}")
+    tcf = "" if res["variant"] == "ann_only" else (f", alpha_frame {res['alpha_frame']:g}, alpha_hold {res['alpha_hold']:g} "
+                                                  f"(learned alpha_frame {res['learned_alpha_frame']:.3f})")
+    ctx.say(f"ann_temperature {res['ann_temperature']:g}{tcf} -> {res['run']}")
     return res
 
 

@@ -18,8 +18,8 @@ Per unit (shapes B = batch, h = w = S/4):
    the box loss uses centres only, so training is identical either way).
 5. SNN template, refreshed each unit: ``Z_s = sample(mean_{warm-up} r_t, start box)``
    (+ ``adapter(Z_a)``, a 1×1 conv, in hybrid variants whose two templates have the same
-   geometry: ``ann_template_size`` / ``ann_template_spacing`` may give the ANN its own); responses ``R_s,t = corr(r_t, Z_s)``,
-   peaks ``p_snn,t = softargmax(R_s,t)``.
+   geometry: ``ann_template_size`` / ``ann_template_spacing`` may give the ANN its own);
+   responses ``R_s,t = corr(r_t, Z_s)``, peaks ``p_snn,t = softargmax(R_s,t)``.
 6. Output centre per variant:
    - ``ann_only``: x_ann held for all T steps (frame rate tracking, no events);
    - ``snn_only``: p_snn,t (no frames after the first; size kept);

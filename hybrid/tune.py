@@ -98,6 +98,8 @@ def fit_tracking(run: str | pathlib.Path, dataset: str | pathlib.Path | Sequence
     has_tcf = model.cfg.variant in ("full", "no_attention")
     if not has_tcf and model.cfg.variant != "ann_only":
         raise ParameterError(f"{run} is a {model.cfg.variant} run: only full / no_attention (TCF) and ann_only runs have tracking parameters to fit")
+    if not has_tcf and (tuple(alphas) != tuple(DEFAULT_ALPHAS) or tuple(holds) != (1.0,)):
+        raise ParameterError(f"{run} is an ann_only run: it has no TCF, so fit only --ann-temperatures (drop --alphas / --holds)")
     learned = float(model.tcf.alphas[0].detach())
     seqs = _sequences(dataset, split, max_sequences)
     from hybrid.data import load_track
@@ -116,7 +118,7 @@ def fit_tracking(run: str | pathlib.Path, dataset: str | pathlib.Path | Sequence
         say(f"{'ann_temperature ' + format(tau, 'g')}" + (f", alpha_frame {a:g}, alpha_hold {hold:g}" if has_tcf else "")
             + f": AUC {scores[key]['auc']:.4f}  P@20 {scores[key]['precision_20']:.4f} ({len(tracks)} {split} sequences)")
     best = scores[max(scores, key=lambda k: scores[k]["auc"])]
-    doc = {"alpha_frame": best["alpha_frame"], "alpha_hold": best["alpha_hold"], "ann_temperature": best["ann_temperature"],
+    doc = {"variant": model.cfg.variant, "alpha_frame": best["alpha_frame"], "alpha_hold": best["alpha_hold"], "ann_temperature": best["ann_temperature"],
            "learned_alpha_frame": learned, "split": split, "sequences": [n for n, _ in seqs], "scores": scores,
            "from_run": str(run)}
     _write_copy(run, out, model, best, doc)

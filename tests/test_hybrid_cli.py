@@ -231,3 +231,21 @@ def test_resume_or_init_from_with_other_model_settings_is_a_one_line_error(tiny_
     _one_line_error(capsys, main(["train", "--dataset", str(tiny_dataset), "-o", str(tmp_path / "new"), "-q", *other,
                                   "--init-from", f"ann:{tiny_run}"]), "do not fit this model")
     assert not (tmp_path / "new").exists()
+
+
+def test_tune_an_ann_only_run_fits_only_the_ann_temperature(tiny_dataset, tmp_path, capsys):
+    """An ann_only run has no TCF: `neurosim tune` scores one candidate per --ann-temperatures value,
+    writes the best into the copy's config, and refuses --alphas (exit 2, nothing written)."""
+    from hybrid.checkpoint import load_model
+
+    run = tmp_path / "ann"
+    assert main(["train", "--dataset", str(tiny_dataset), "-o", str(run), "-q", *TINY, "--set", "model.variant=ann_only"]) == 0
+    out = tmp_path / "ann_fit"
+    assert main(["tune", str(run), "--dataset", str(tiny_dataset), "--ann-temperatures", "1,0.1", "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "tune.json").read_text())
+    assert doc["variant"] == "ann_only" and sorted(doc["scores"]) == ["0.1", "1"]
+    best = max(doc["scores"].values(), key=lambda v: v["auc"])["ann_temperature"]
+    assert doc["ann_temperature"] == best == load_model(out).cfg.ann_temperature
+    _one_line_error(capsys, main(["tune", str(run), "--dataset", str(tiny_dataset), "--alphas", "0.2",
+                                  "-o", str(tmp_path / "bad")]), "ann_only")
+    assert not (tmp_path / "bad").exists()
