@@ -2,7 +2,10 @@
 
 Layers (search crop S×S, 1 channel, intensities ``x = I/255 − 0.5``):
 
-    conv3×3(1→c1, stride 1) → ReLU → conv3×3(c1→c2, stride 2) → ReLU → conv3×3(c2→C, stride 2)
+    conv3×3(1→c1, stride 1) → ReLU → conv3×3(c1→c2, stride 2) → ReLU → conv3×3(c2→c3, stride 2)
+    [→ ReLU → conv3×3(c3→c4, stride 1) → …]   (channels (c1, c2, c3, c4, …): layers past the
+                                               third stay at stride 4 and widen the receptive
+                                               field by 8 px each: 9, 17, 25 px, …)
 
 giving signed features F (B, C, S/4, S/4) with stride 4 (no ReLU at the end: a final ReLU
 lost most channels early in training, and the normalized correlation needs no sign). The module is a plain ``nn.Sequential`` of
@@ -18,14 +21,13 @@ from torch import Tensor, nn
 STRIDE = 4
 
 
-def build_ann(channels: tuple[int, int, int] = (8, 16, 16)) -> nn.Sequential:
-    """The frame CNN (B, 1, S, S) → (B, C, S/4, S/4)."""
-    c1, c2, c3 = channels
-    return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(c2, c3, 3, stride=2, padding=1),
-    )
+def build_ann(channels: tuple[int, ...] = (8, 16, 16)) -> nn.Sequential:
+    """The frame CNN (B, 1, S, S) → (B, C, S/4, S/4); ``channels``: 3 or more output widths."""
+    strides = (1, 2, 2) + (1,) * (len(channels) - 3)
+    layers: list[nn.Module] = []
+    for c_in, c_out, stride in zip((1,) + tuple(channels[:-1]), channels, strides):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
 
 
 def normalize_frames(frames: Tensor) -> Tensor:

@@ -50,7 +50,7 @@ class ModelConfig:
 
     variant: str = "full"
     search_size: int = 64  # S: search crop side in network pixels
-    ann_channels: tuple[int, int, int] = (8, 16, 16)
+    ann_channels: tuple[int, ...] = (8, 16, 16)  # 3 or more conv widths (ann.py)
     snn_channels: tuple[int, int, int] = (8, 16, 16)
     snn_tau: float = 0.5  # STBP membrane decay per step
     snn_threshold: float = 0.5
@@ -80,6 +80,9 @@ class ModelConfig:
 
         if self.variant not in VARIANTS:
             raise ParameterError(f"model.variant {self.variant!r} is unknown: use one of {', '.join(VARIANTS)}")
+        if len(self.ann_channels) < 3 or len(self.snn_channels) != 3 or min(self.ann_channels + self.snn_channels) < 1:
+            raise ParameterError(f"model.ann_channels {list(self.ann_channels)} needs 3 or more widths and model.snn_channels "
+                                 f"{list(self.snn_channels)} exactly 3, all ≥ 1")
         if self.search_size % STRIDE or self.search_size < 16:
             raise ParameterError(f"model.search_size {self.search_size} must be a multiple of {STRIDE} and ≥ 16")
         if self.quant_scheme not in ("fp32", "wageubn", "eoq"):

@@ -296,3 +296,34 @@ def test_epoch_order_samples_every_window_evenly(n_windows, n_items):
     if n_items < n_windows:  # a uniform sample: windows past the first n_items are drawn too
         assert (order >= n_items).mean() == pytest.approx(1 - n_items / n_windows, abs=0.06)
     np.testing.assert_array_equal(order, epoch_order(np.random.default_rng((0, 3)), n_windows, n_items))
+
+
+@pytest.mark.parametrize("channels, field", [((4, 8, 8), 9), ((4, 8, 8, 8, 8), 25)])
+def test_deeper_ann_widens_the_receptive_field_and_exports(channels, field):
+    """Layers past the third stay at stride 4 and add 8 px of receptive field each (closed form:
+    9 + 8·(L − 3) px): the input gradient of one output cell is non-zero on exactly that square.
+    The integer export has one conv layer per width and the same output grid."""
+    from hybrid.export import ann_integer
+
+    torch.manual_seed(0)
+    m = DashNet(ModelConfig(variant="ann_only", search_size=64, ann_channels=channels))
+    x = torch.zeros(1, 1, 64, 64, requires_grad=True)
+    with torch.no_grad():
+        for layer in m.ann:
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.uniform_(0.1, 1.0)  # positive weights: every path adds, nothing cancels
+                layer.bias.fill_(10.0)  # every ReLU open (the input is −0.5 after normalisation)
+    m.ann_features(x)[0, :, 8, 8].sum().backward()
+    rows, cols = np.nonzero(x.grad[0, 0].numpy())
+    assert rows.max() - rows.min() + 1 == field and cols.max() - cols.min() + 1 == field
+    net, _ = ann_integer(m, torch.rand(4, 1, 64, 64))
+    assert [layer.kind for layer in net.layers] == ["conv2d"] * len(channels)
+    assert net.layers[-1].weight.shape[0] == channels[-1]
+
+
+def test_ann_and_snn_widths_are_checked():
+    from neurosim.errors import ParameterError
+
+    for bad in ({"ann_channels": (8, 16)}, {"snn_channels": (8, 16, 16, 16)}, {"ann_channels": (8, 0, 16)}):
+        with pytest.raises(ParameterError, match="channels"):
+            ModelConfig(**bad).check()
