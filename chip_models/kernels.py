@@ -571,14 +571,8 @@ class ChainRun:
     pool_counts: list
 
 
-def snn_chain(x: np.ndarray, calls: list, pools: list) -> ChainRun | None:
-    """Spiking conv layers chained in one C++ call (``cpp/snn_chain.cpp``), the spikes kept
-    bit-packed between them: stage ``i`` is ``calls[i]`` (a :class:`LayerCall`) applied to stage
-    ``i - 1``'s spikes max-pooled ``pools[i]`` × ``pools[i]`` first (0: no pool; ``pools[0]`` must
-    be 0); stage 0 reads ``x`` (T, C, H, W). Every stage but the last must be an SNN layer with
-    M % 8 == 0. The result equals :func:`conv_layer` / :func:`max_pool` layer by layer bit for
-    bit (tested). Returns None (and computes nothing) when ``x`` is not 0/1 or a stage's int16
-    condition (``max_m Σ_k |w[m, k]| ≤ 32767``) fails: run the layers one by one then."""
+def _chain_args(x: np.ndarray, calls: list, pools: list) -> tuple:
+    """The C++ arguments of a chain (checked) and the ChainRun it fills."""
     x = _c(x, np.int8)
     if x.ndim != 4 or len(calls) != len(pools) or not calls or pools[0]:
         raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
@@ -597,7 +591,58 @@ def snn_chain(x: np.ndarray, calls: list, pools: list) -> ChainRun | None:
         c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
         out_counts.append(np.zeros((c, h, w), np.int32))
     out = np.empty((t, c, h, w), np.int8)
-    done = _k.snn_chain(x, [cl.weight for cl in calls], [cl.bias for cl in calls],
-                        [(cl.stride, cl.padding, cl.shift, cl.soma, int(k)) for cl, k in zip(calls, pools)],
-                        [cl.lif for cl in calls], calls[-1].lut, out, in_counts, out_counts, _code(vector_only=True))
-    return None if done < 0 else ChainRun(out, in_counts[0], out_counts, pool_counts)
+    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls],
+            [(cl.stride, cl.padding, cl.shift, cl.soma, int(k)) for cl, k in zip(calls, pools)],
+            [cl.lif for cl in calls], calls[-1].lut, out, in_counts, out_counts, _code(vector_only=True))
+    return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
+
+
+def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
+              block_steps: int = 0) -> ChainRun | None:
+    """Spiking conv layers chained in one C++ call (``cpp/snn_chain.cpp``), the spikes kept
+    bit-packed between them: stage ``i`` is ``calls[i]`` (a :class:`LayerCall`) applied to stage
+    ``i - 1``'s spikes max-pooled ``pools[i]`` × ``pools[i]`` first (0: no pool; ``pools[0]`` must
+    be 0); stage 0 reads ``x`` (T, C, H, W). Every stage but the last must be an SNN layer with
+    M % 8 == 0. The result equals :func:`conv_layer` / :func:`max_pool` layer by layer bit for
+    bit (tested). Returns None (and computes nothing) when ``x`` is not 0/1 or a stage's int16
+    condition (``max_m Σ_k |w[m, k]| ≤ 32767``) fails: run the layers one by one then.
+
+    ``threads`` (default :func:`get_threads`, all CPUs): each stage's output rows are cut into that
+    many bands, worked on by the caller and ``threads - 1`` threads started for the call (joined
+    before it returns); the stages run one after the other over blocks of up to 255 steps (one
+    wait per stage and block, not per step). ``block_steps`` (0: as many steps as fit about 1 MB of
+    the bit images between the stages) only changes the order of the work. Same bits and counts for
+    every thread count and block size."""
+    threads = _check_threads(threads)
+    if type(block_steps) is not int or block_steps < 0:
+        raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")
+    args, run = _chain_args(x, calls, pools)
+    return None if _k.snn_chain(*args, threads, block_steps) < 0 else run
+
+
+class ChainPending:
+    """An SNN chain running beside the caller (:func:`snn_chain_start`); :meth:`join` works on it
+    too until it is done and returns what :func:`snn_chain` would (the arrays stay referenced here
+    until then)."""
+
+    def __init__(self, job, args: tuple, run: ChainRun):
+        self._job, self._args, self._run = job, args, run
+
+    def join(self) -> ChainRun | None:
+        done = self._job.join()
+        self._args = None
+        return None if done < 0 else self._run
+
+
+def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
+                    helpers: int | None = None) -> ChainPending:
+    """:func:`snn_chain` as a job that ``helpers`` threads (default ``threads - 1``) start on at once
+    while the caller does other work (e.g. the ANN branch, with one thread); the caller then joins
+    the job's team with :meth:`ChainPending.join`. The bands are cut for ``threads``; the result is
+    the same for every count."""
+    threads = _check_threads(threads)
+    helpers = threads - 1 if helpers is None else helpers
+    if type(helpers) is not int or helpers < 0:
+        raise ParameterError(f"helpers must be an integer >= 0, not {helpers!r}")
+    args, run = _chain_args(x, calls, pools)
+    return ChainPending(_k.snn_chain_start(*args, threads, helpers), args, run)

@@ -22,8 +22,12 @@ Chains of SNN conv layers (an SNN conv with M % 8 == 0, then max pools and conv 
 values in between feed nothing else; the reference network's SNN branch ``snn_conv1 → snn_pool →
 snn_conv2 → snn_conv3 → snn_xcorr``) run in one C++ call (:func:`kernels.snn_chain`, see
 :func:`_chains`): the spikes stay bit-packed between the layers and every count is taken inside
-the call. With ``threads`` > 1 a chain runs on a worker thread while the rest of the network
-(e.g. the ANN branch) runs on the calling thread. ``CHAIN = False`` runs the layers one by one.
+the call. With ``threads`` > 1 each layer of a chain cuts its output rows into that many bands; a
+chain on a network input starts at once on ``threads - 1`` helper threads
+(:func:`kernels.snn_chain_start`) while the calling thread runs the rest of the network (the ANN
+branch, one thread), then joins the chain's team until it is done (the helpers take bands as they
+come; one wait per layer and block of up to 255 steps, not per step). ``CHAIN = False`` runs the
+layers one by one.
 
 The outputs equal :func:`neurosim.intnet.run_reference` bit for bit (tested). The simulation
 also records the work each core did (active inputs) and the packets on each route, which
@@ -136,7 +140,9 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
 
     ``threads``: like a chip's cores, each fused conv layer's output rows are split over this
     many threads of a persistent C++ pool (default :func:`kernels.get_threads`, all CPUs; ``1``
-    = one thread). Outputs, per-core work and route packets are the same for every count."""
+    = one thread); an SNN chain on a network input runs on ``threads - 1`` helper threads beside
+    the rest of the network (which then runs on one thread), and the caller joins it when done.
+    Outputs, per-core work and route packets are the same for every count."""
     frames = check_inputs(mapping, inputs)
     threads = kernels._check_threads(threads)
     prep = _prepare(mapping)
@@ -148,29 +154,36 @@ def simulate(mapping: Mapping, inputs: dict[str, np.ndarray], keep_values: bool 
     binary: dict[str, bool] = {}
     chains = _chains(mapping) if (CHAIN and FUSED and not keep_values) else {}
     done: set[str] = set()
-    pending: dict[str, tuple] = {}  # chain's last layer → (chain, its input, future) while it runs on a worker
+    pending: dict[str, tuple] = {}  # chain's last layer → (chain, its input, ChainPending) while it runs beside
+    layer_threads = threads
+    if threads > 1:  # chains on network inputs start now on threads - 1 helpers; the rest runs here meanwhile
+        for first, chain in chains.items():
+            src = net.layer(first).source
+            if src in values:
+                done.update(chain[0])
+                pending[chain[0][-1]] = (chain, values[src], kernels.snn_chain_start(values[src], chain[2], chain[3],
+                                                                                     threads))
+                layer_threads = 1
     for layer in net.layers:
         if layer.name in done:
             continue
-        if layer.source in pending:  # this layer needs a chain's output: wait for it
+        if layer.source in pending:  # this layer needs a chain's output: join the chain's team until it is done
             _finish_chain(mapping, pending.pop(layer.source), values, counts, steps, active, binary, threads)
         lm = mapping.layers[layer.name]
         x = values[layer.source]
         chain = chains.get(layer.name)
         if chain is not None:
             done.update(chain[0])
-            if threads > 1:  # the chain on a worker thread, the rest of the network here meanwhile
-                pending[chain[0][-1]] = (chain, x, _chain_worker().submit(_start_chain, chain, x))
-                threads = max(1, threads - 1)
-            else:
-                _finish_chain(mapping, (chain, x, _start_chain(chain, x)), values, counts, steps, active, binary, 1)
+            _finish_chain(mapping, (chain, x, _start_chain(chain, x, threads)), values, counts, steps, active, binary,
+                          threads)
             continue
+        threads_here = layer_threads if pending else threads
         if layer.kind == "flatten":
             values[layer.name] = x.reshape(x.shape[0], -1)
         elif layer.kind in ("maxpool", "sumpool"):
             values[layer.name] = _pool(layer, x)
         elif _fused(layer):
-            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts, binary, threads)
+            values[layer.name] = _conv_fused(mapping, lm, layer, x, active, counts, binary, threads_here)
         else:
             values[layer.name] = _weighted(mapping, lm, layer, x, prep, active,
                                            _is_binary(net, layer.source, values, binary))
@@ -233,24 +246,12 @@ def _chains(mapping: Mapping) -> dict[str, tuple]:
     return chains
 
 
-_WORKER: list = []
-
-
-def _chain_worker():
-    """One persistent worker thread for SNN chains (the C++ call releases the GIL)."""
-    if not _WORKER:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurosim-chain"))
-    return _WORKER[0]
-
-
-def _start_chain(chain: tuple, x: np.ndarray):
+def _start_chain(chain: tuple, x: np.ndarray, threads: int = 1):
     """Run an SNN chain (see :func:`_chains`) in one :func:`kernels.snn_chain` call: its
     :class:`kernels.ChainRun`, or None when its input is not 0/1 or a layer's int16 condition
     fails (nothing computed; the layers then run one by one)."""
     names, convs, calls, pools = chain
-    return kernels.snn_chain(x, calls, pools)
+    return kernels.snn_chain(x, calls, pools, threads)
 
 
 def _finish_chain(mapping: Mapping, entry: tuple, values: dict, counts: dict, steps: dict, active: np.ndarray,
@@ -259,8 +260,8 @@ def _finish_chain(mapping: Mapping, entry: tuple, values: dict, counts: dict, st
     each SNN tile's active inputs (from its input's counts); the values in between stay in C++
     (``steps`` only). A declined chain runs layer by layer here."""
     (names, convs, calls, pools), x, run = entry
-    if not isinstance(run, kernels.ChainRun) and run is not None:  # a future
-        run = run.result()
+    if isinstance(run, kernels.ChainPending):
+        run = run.join()
     if run is None:
         net = mapping.net
         for name in names:

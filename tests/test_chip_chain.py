@@ -6,10 +6,13 @@ im2col + mac, requantize, int_lif_step, max pooling), written independently of t
 every intermediate value as an output so the per-neuron counts are checked too. Random chains
 (hypothesis): 2-4 conv stages, max pools of 2 and 3 between them, strides, paddings, kernel sizes,
 biases up to the int32 limits, shifts, LIF parameters (refractory, every reset mode) and a last
-stage in ANN or SNN mode; on the scalar and the vector path. The simulator's chain path must also
-give the same outputs, per-core active inputs and route packets as the layer-by-layer path on
-1-3 threads.
+stage in ANN or SNN mode; on the scalar and the vector path, and on 1, 2 and 3 threads (each
+stage's output rows cut into bands that run on the C++ pool, stage after stage over blocks of
+steps). The simulator's chain path must also give the same outputs, per-core active inputs and
+route packets as the layer-by-layer path on 1-3 threads.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -90,24 +93,28 @@ def _int16_exact(layer: IntLayer) -> bool:
     return int(np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1).max()) <= 32767
 
 
-def _check_chain(x, layers, pools, path):
+def _check_chain(x, layers, pools, path, threads=(1, 2, 3), block_steps=0):
+    """snn_chain on each thread count equals run_reference: the last output and every count."""
     net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
     ref = run_reference(net, {"x": x})
     convs = [l for l in layers if l.kind == "conv2d"]
-    with kernels.use_path(path):
-        run = kernels.snn_chain(x, [_call(l) for l in convs], pools)
-    if not all(_int16_exact(l) for l in convs):
-        assert run is None  # the chain declines; the layers then run one by one
-        return None
-    assert run is not None
-    np.testing.assert_array_equal(run.out, ref[convs[-1].name])
-    np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
-    for i, l in enumerate(convs):
-        np.testing.assert_array_equal(run.out_counts[i], np.count_nonzero(ref[l.name], axis=0), err_msg=l.name)
-        if pools[i]:
-            np.testing.assert_array_equal(run.pool_counts[i], np.count_nonzero(ref[l.source], axis=0), err_msg=l.source)
-        else:
-            assert run.pool_counts[i] is None
+    for n in threads:
+        with kernels.use_path(path):
+            run = kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=n, block_steps=block_steps)
+        if not all(_int16_exact(l) for l in convs):
+            assert run is None  # the chain declines; the layers then run one by one
+            return None
+        assert run is not None
+        msg = f"threads={n}"
+        np.testing.assert_array_equal(run.out, ref[convs[-1].name], err_msg=msg)
+        np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0), err_msg=msg)
+        for i, l in enumerate(convs):
+            np.testing.assert_array_equal(run.out_counts[i], np.count_nonzero(ref[l.name], axis=0), err_msg=f"{l.name} {msg}")
+            if pools[i]:
+                np.testing.assert_array_equal(run.pool_counts[i], np.count_nonzero(ref[l.source], axis=0),
+                                              err_msg=f"{l.source} {msg}")
+            else:
+                assert run.pool_counts[i] is None
     return run
 
 
@@ -180,6 +187,36 @@ def test_chain_counts_past_255_steps(path):
     assert run.out_counts[0].max() > 255 and run.pool_counts[1].max() > 255
 
 
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("threads", [4, 9])
+def test_chain_with_more_threads_than_rows_and_pool_aligned_bands(path, threads):
+    """More threads than a stage has rows (bands are clipped to the rows; one band per row at most),
+    band boundaries at multiples of the next stage's pool (3 here, 22 rows -> 7 pooled rows of 3
+    and a dropped last row), and 300 steps (two blocks of steps, counters flushed per band)."""
+    rng = np.random.default_rng(threads)
+    x = (rng.random((300, 2, 22, 19)) < 0.3).astype(np.int8)
+    neuron = IntLIFParams(v_th=40, reset_mode="subtract", leak_alpha=240)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-30, 40, (8, 2, 3, 3)).astype(np.int8),
+                       bias=None, shift=0, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="p1", kind="maxpool", source="c0", kernel=3),
+              IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(-20, 30, (16, 8, 3, 3)).astype(np.int8),
+                       bias=rng.integers(-9, 9, 16).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (1, 16, 3, 3)).astype(np.int8),
+                       bias=None, shift=2, stride=1, padding=1, activation="relu")]
+    run = _check_chain(x, layers, [0, 3, 0], path, threads=(1, threads))
+    assert 0 < run.out_counts[1].sum() < run.out_counts[1].size * x.shape[0] and run.out.any()
+    _check_chain(x[:40], layers, [0, 3, 0], path, threads=(1, threads), block_steps=7)  # 6 blocks, the last of 5 steps
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+def test_chain_in_small_blocks_of_steps(path):
+    """Blocks of 1, 3 and 8 steps (layer after layer within each block, the LIF state carried
+    across blocks) on 1 and 2 threads equal run_reference."""
+    x, layers, pools = _small_chain(4)
+    for block in (1, 3, 8):
+        _check_chain(x[:17], layers, pools, path, threads=(1, 2), block_steps=block)
+
+
 def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
     rng = np.random.default_rng(3)
     x = (rng.random((2, 2, 10, 10)) < 0.3).astype(np.int8)
@@ -191,6 +228,12 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
     x2[1, 0, 9, 9] = 2
     assert kernels.snn_chain(x2, [_call(a), _call(b)], [0, 0]) is None
     assert kernels.snn_chain(x, [_call(a), _call(b)], [0, 0]) is not None
+    with pytest.raises(kernels.ParameterError):
+        kernels.snn_chain(x, [_call(a), _call(b)], [0, 0], threads=-1)
+    with pytest.raises(kernels.ParameterError):
+        kernels.snn_chain(x, [_call(a), _call(b)], [0, 0], block_steps=-2)
+    empty = kernels.snn_chain(x[:0], [_call(a), _call(b)], [0, 0], threads=2)  # no steps: nothing to do
+    assert empty.out.shape == (0, 3, 10, 10) and not empty.in_count.any()
     with pytest.raises(kernels.ParameterError):
         kernels.snn_chain(x, [_call(b), _call(a)], [0, 0])  # an ANN stage before the last
     with pytest.raises(kernels.ParameterError):
@@ -268,3 +311,59 @@ def test_chain_stops_at_values_used_elsewhere():
     ref = run_reference(net, x)
     runs = _sims(mapping, x, 1)
     _check_chain_runs(runs, ref)
+
+
+def _small_chain(seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((40, 2, 20, 18)) < 0.2).astype(np.int8)
+    neuron = IntLIFParams(v_th=40, reset_mode="subtract", leak_alpha=230)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-40, 40, (8, 2, 5, 5)).astype(np.int8),
+                       bias=None, shift=1, stride=2, padding=2, neuron=neuron),
+              IntLayer(name="p1", kind="maxpool", source="c0", kernel=2),
+              IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(-30, 40, (16, 8, 3, 3)).astype(np.int8),
+                       bias=rng.integers(-9, 9, 16).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (1, 16, 3, 3)).astype(np.int8),
+                       bias=None, shift=2, stride=1, padding=1, activation="none")]
+    return x, layers, [0, 2, 0]
+
+
+def _threads_alive() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("threads,helpers", [(2, 0), (2, 1), (3, 2), (3, 1), (1, 1)])
+def test_chain_started_beside_the_caller_equals_reference(path, threads, helpers):
+    """snn_chain_start: helpers work on the chain while the caller does something else, then the
+    caller joins the team; the result equals run_reference (outputs and counts), and no thread of
+    the job is left alive after join."""
+    x, layers, pools = _small_chain(threads * 10 + helpers)
+    net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
+    ref = run_reference(net, {"x": x})
+    convs = [l for l in layers if l.kind == "conv2d"]
+    kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=threads)  # (the C++ pool of other tests is not ours)
+    before = _threads_alive()
+    with kernels.use_path(path):
+        job = kernels.snn_chain_start(x, [_call(l) for l in convs], pools, threads=threads, helpers=helpers)
+        busy = sum(range(100_000))  # the caller's other work
+        run = job.join()
+    assert busy and _threads_alive() == before
+    np.testing.assert_array_equal(run.out, ref["c2"])
+    np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0))
+    np.testing.assert_array_equal(run.pool_counts[1], np.count_nonzero(ref["p1"], axis=0))
+    for i, l in enumerate(convs):
+        np.testing.assert_array_equal(run.out_counts[i], np.count_nonzero(ref[l.name], axis=0), err_msg=l.name)
+
+
+def test_chain_job_declines_and_is_joined_when_dropped():
+    x, layers, pools = _small_chain(1)
+    convs = [_call(l) for l in layers if l.kind == "conv2d"]
+    before = _threads_alive()
+    bad = x.copy()
+    bad[-1, 0, 0, 0] = 2  # not 0/1 (the last step): the whole job declines
+    assert kernels.snn_chain_start(bad, convs, pools, threads=2).join() is None
+    job = kernels.snn_chain_start(x, convs, pools, threads=3)
+    del job  # never joined: dropping it waits for its threads (they read arrays it keeps alive)
+    assert _threads_alive() == before
+    with pytest.raises(kernels.ParameterError):
+        kernels.snn_chain_start(x, convs, pools, threads=2, helpers=-1)

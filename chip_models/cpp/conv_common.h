@@ -269,7 +269,10 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
 }
 
 // out (m, p) = in (p, m) for int8: 8×8 blocks with SSE2 unpacks (baseline x86-64), the rest scalar.
-inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out) {
+// Row j of out starts at out + j * ostride (ostride = p_n when not given: a band of positions of a
+// wider (m, P) plane passes P).
+inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out, int64_t ostride = -1) {
+    if (ostride < 0) ostride = p_n;
     const int64_t pb = m % 8 == 0 ? p_n / 8 * 8 : 0;
     for (int64_t j0 = 0; j0 < (pb ? m : 0); j0 += 8)
         for (int64_t p = 0; p < pb; p += 8) {
@@ -283,13 +286,13 @@ inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* ou
             const __m128i v[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2),
                                   _mm_unpacklo_epi32(u1, u3), _mm_unpackhi_epi32(u1, u3)};
             for (int k = 0; k < 4; ++k) {
-                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k) * p_n + p), v[k]);
-                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k + 1) * p_n + p),
+                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k) * ostride + p), v[k]);
+                _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (j0 + 2 * k + 1) * ostride + p),
                                  _mm_unpackhi_epi64(v[k], v[k]));
             }
         }
     for (int64_t j = 0; j < m; ++j)
-        for (int64_t p = pb; p < p_n; ++p) out[j * p_n + p] = in[p * m + j];
+        for (int64_t p = pb; p < p_n; ++p) out[j * ostride + p] = in[p * m + j];
 }
 
 // Outputs of step t: spk (accumulator layout) → out[t] (M, P), and the output nonzero counts

@@ -264,10 +264,11 @@ struct LutTables {
     }
 };
 
-// One step's accumulators acc (P, M) from the bit image img (ls.hpp rows of ls.row_bytes).
+// One step's accumulators acc (P, M) from the bit image img (ls.hpp rows of ls.row_bytes). offs:
+// scratch for ls.ntab table offsets (lt.offs when not given; concurrent callers pass their own).
 template <bool Vec>
 __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a, LutTables& lt, const uint8_t* img,
-                                                          int16_t* acc) {
+                                                          int16_t* acc, int32_t* offs = nullptr) {
     const int64_t m = a.m, s = a.stride, cc = a.c;
     const LutShape& ls = lt.ls;
     const int64_t ng = ls.ng, ntab = ls.ntab, rb = ls.row_bytes;
@@ -282,7 +283,7 @@ __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a
         if (byte_aligned && m % 16 == 0 && LUT_TABLE_MAJOR)
             return lut_pass_bytes(lut, img, rb, a.kh, ng, m, a.ho, a.wo, s * rb, s * cc / 8, acc);
     }
-    int32_t* offs0 = lt.offs.data();
+    int32_t* offs0 = offs ? offs : lt.offs.data();
     for (int64_t oy = 0; oy < a.ho; ++oy)
         for (int64_t ox = 0; ox < a.wo; ++ox) {
             const int64_t bit0 = ox * s * cc;

@@ -58,16 +58,20 @@ struct PlaneFewPlan {
     int16_t* at(const ConvLayerArgs& a, int64_t c, int64_t y) { return xpad.data() + (c * hpp + y + a.pad) * wpp + a.pad; }
 };
 
-// One step from pf.xpad: the accumulation of every output channel and its soma into wk.spk (M, P).
-__attribute__((target("avx2"))) inline void plane_few_step(const ConvLayerArgs& a, PlaneFewPlan& pf, Work& wk) {
+// One step from pf.xpad: the accumulation of every output channel and its soma into wk.spk (M, P),
+// for the output rows [r0, r1) (all by default; the last row block may compute up to 7 rows past
+// r1 into the accumulators' spare rows, which nothing reads).
+__attribute__((target("avx2"))) inline void plane_few_step(const ConvLayerArgs& a, PlaneFewPlan& pf, Work& wk,
+                                                           int64_t r0 = 0, int64_t r1 = -1) {
+    if (r1 < 0) r1 = a.ho;
     const int64_t p_out = a.ho * a.wo, fan_in = a.c * a.kh * a.kw, wo16 = pf.wo16;
     for (int64_t j = 0; j < a.m; ++j) {
         int16_t* aj = pf.acc.data() + j * (a.ho + 8) * wo16;
-        for (int64_t oy = 0; oy < a.ho; oy += 8)
+        for (int64_t oy = r0; oy < r1; oy += 8)
             for (int64_t cb = 0; cb < wo16; cb += 16)
                 plane_few_block<8>(pf.xpad.data() + oy * pf.wpp + cb, pf.hpp, pf.wpp, a.weight + j * fan_in, a.c, a.kh,
                                    a.kw, aj + oy * wo16 + cb, wo16);
-        for (int64_t oy = 0; oy < a.ho; ++oy)  // (M, P) rows: the soma on the valid columns
+        for (int64_t oy = r0; oy < r1; ++oy)  // (M, P) rows: the soma on the valid columns
             soma_step<int16_t, true>(a, aj + oy * wo16, a.wo, false, wk, j * p_out + oy * a.wo);
     }
 }

@@ -47,13 +47,16 @@ __attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const i
 }
 
 // The fixed parts of a span layer: window weights, row taps, column offsets, accumulators.
+// A band plan (r0, r1) keeps only the taps into output rows [r0, r1) and accumulators for those
+// rows (local row oy - r0): the SNN chain runs bands of rows on different threads.
 struct SpanPlan {
     int64_t L, span, row_len;
     std::vector<int16_t> wwin, accp;
     std::vector<int32_t> yptr, col_acc, col_w, events;
     std::vector<Tap> ytaps;  // per input row: (output row offset, dy * s * span)
 
-    explicit SpanPlan(const ConvLayerArgs& a) {
+    explicit SpanPlan(const ConvLayerArgs& a, int64_t r0 = 0, int64_t r1 = -1) {
+        if (r1 < 0) r1 = a.ho;
         const int64_t m = a.m, s = a.stride;
         L = (a.kw + s - 1) / s;
         span = L * m;
@@ -71,7 +74,20 @@ struct SpanPlan {
                         for (int64_t j = 0; j < m; ++j) e[j] = a.weight[((j * a.c + c) * a.kh + dy) * a.kw + dx];
                     }
         axis_taps(a.h, a.ho, a.kh, s, a.pad, row_len, s * span, yptr, ytaps);
-        accp.assign(a.ho * row_len + span, 0);
+        if (r0 > 0 || r1 < a.ho) {  // the band's taps, rebased to its first row
+            std::vector<Tap> kept;
+            std::vector<int32_t> ptr(a.h + 1, 0);
+            for (int64_t y = 0; y < a.h; ++y) {
+                for (int32_t e = yptr[y]; e < yptr[y + 1]; ++e) {
+                    const int64_t o = ytaps[e].acc_off / row_len;
+                    if (o >= r0 && o < r1) kept.push_back({static_cast<int32_t>(ytaps[e].acc_off - r0 * row_len), ytaps[e].w_off});
+                }
+                ptr[y + 1] = static_cast<int32_t>(kept.size());
+            }
+            ytaps.swap(kept);
+            yptr.swap(ptr);
+        }
+        accp.assign((r1 - r0) * row_len + span, 0);
         // per input column u = x + pad: the window starts at output u/s - (L-1), i.e. at spare slot
         // u/s of the row, with the weights of residue u % s
         col_acc.resize(a.w);
@@ -82,13 +98,16 @@ struct SpanPlan {
         }
         events.resize(a.w + 32);
     }
-    // output row oy's valid accumulators (Wo x M, position-major)
+    // output row oy's valid accumulators (Wo x M, position-major; oy local to the band)
     const int16_t* row(int64_t oy) const { return accp.data() + oy * row_len + (L - 1) * (span / L); }
 };
 
-// One step: sp.accp = the spans of the active inputs of xt (C, H, W); in_count += them.
+// One step: sp.accp = the spans of the active inputs of xt (C, H, W); in_count += them for the
+// input rows [cy0, cy1) (a band plan counts only its share; rows it neither adds nor counts are skipped).
 template <bool Vec, int SPAN>
-__attribute__((always_inline)) inline void span_accumulate(const ConvLayerArgs& a, SpanPlan& sp, const int8_t* xt) {
+__attribute__((always_inline)) inline void span_accumulate(const ConvLayerArgs& a, SpanPlan& sp, const int8_t* xt,
+                                                           int64_t cy0 = 0,
+                                                           int64_t cy1 = std::numeric_limits<int64_t>::max()) {
     const int64_t hw = a.h * a.w, s = a.stride;
     const int64_t span = SPAN > 0 ? SPAN : sp.span;  // SPAN: known at compile time
     // raw pointers in locals: through sp they were reloaded for every event (the int32 count
@@ -108,9 +127,10 @@ __attribute__((always_inline)) inline void span_accumulate(const ConvLayerArgs& 
         for (int64_t y = 0; y < h; ++y) {
             const Tap* ty0 = ytaps + yptr[y];
             const Tap* ty1 = ytaps + yptr[y + 1];
+            int32_t* crow = (cnt && y >= cy0 && y < cy1) ? cnt + y * w : nullptr;
+            if (ty0 == ty1 && !crow) continue;
             const int8_t* row = xc + y * w;
             const int64_t ne = gather_nonzero<Vec>(row, w, events);
-            int32_t* crow = cnt ? cnt + y * w : nullptr;
             for (int64_t e = 0; e < ne; ++e) {
                 const int64_t xx = events[e];
                 if (crow) ++crow[xx];

@@ -1,6 +1,7 @@
 // Integer kernels of chip_models (see kernels.cpp for the arithmetic and paths).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace chip {
@@ -115,7 +116,30 @@ struct ChainStage {
     ConvLayerArgs conv;
     int pool;
 };
-int snn_chain(const ChainStage* stages, int64_t n, int path);
+// threads: each stage's output rows are cut into up to that many bands, run by a team of threads
+// (the caller and threads - 1 started for the call, joined before it returns) stage after stage
+// over blocks of steps (block_steps per block, at most 255; 0: as many as fit about 1 MB of bit
+// images); the same bits for every count and block size.
+int snn_chain(const ChainStage* stages, int64_t n, int path, int threads = 1, int64_t block_steps = 0);
+
+// The same as a job that runs beside the caller: the constructor checks the shapes (throws
+// std::invalid_argument) and cuts the bands; start(h) starts h threads that work on it; join()
+// makes the caller a member too until everything is done, joins the threads and returns 0 or -1
+// (snn_chain's result). The arrays behind the stages must stay alive until join() returns (the
+// destructor joins a job that was not joined).
+class ChainJob {
+public:
+    ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps = 0);
+    ~ChainJob();
+    ChainJob(const ChainJob&) = delete;
+    ChainJob& operator=(const ChainJob&) = delete;
+    void start(int helpers);
+    int join();
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl;
+};
 
 // Sum over the receptive field of every output position of count[c0:c1] (C, H, W) → out (Ho*Wo).
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,

@@ -47,6 +47,74 @@ static int check_path(int path) {
     return path;
 }
 
+// The stages of an SNN chain from the Python arguments (checked; pointers into the arrays).
+static std::vector<chip::ChainStage> chain_stages(
+    const arr<const int8_t, nb::ndim<4>>& x, const std::vector<arr<const int8_t, nb::ndim<4>>>& weights,
+    const std::vector<std::optional<I32_1>>& biases, const std::vector<std::tuple<int, int, int, int, int>>& params,
+    const std::vector<std::tuple<int, int, int, int, int, int, int>>& lifs, const std::optional<I8_1>& lut,
+    const arr<int8_t, nb::ndim<4>>& out, const std::vector<std::optional<arr<int32_t, nb::ndim<3>>>>& in_counts,
+    const std::vector<std::optional<arr<int32_t, nb::ndim<3>>>>& out_counts, int path, int threads) {
+    // params per stage: (stride, pad, shift, soma, pool before the stage)
+    const size_t n = weights.size();
+    require(n >= 1 && biases.size() == n && params.size() == n && lifs.size() == n && in_counts.size() == n &&
+                out_counts.size() == n, "one weight, bias, params, lif, in_count and out_count per stage");
+    std::vector<chip::ChainStage> st(n);
+    int64_t c = x.shape(1), h = x.shape(2), w = x.shape(3);
+    for (size_t i = 0; i < n; ++i) {
+        chip::ConvLayerArgs& a = st[i].conv;
+        auto [stride, pad, shift, soma, pool] = params[i];
+        require(pool >= 0 && (i > 0 || pool == 0), "only stages after the first can pool");
+        if (pool) {
+            require(pool >= 1 && h >= pool && w >= pool, "pool window larger than the map");
+            h /= pool; w /= pool;
+        }
+        const auto& wt = weights[i];
+        a.x = i == 0 ? x.data() : nullptr;
+        a.steps = x.shape(0); a.c = c; a.h = h; a.w = w;
+        require(static_cast<int64_t>(wt.shape(1)) == c, "stage weight must be (M, C, kh, kw) with its input's C");
+        a.weight = wt.data();
+        a.m = wt.shape(0); a.kh = wt.shape(2); a.kw = wt.shape(3);
+        require(a.c * a.kh * a.kw <= 65536, "fan-in C*kh*kw must be at most 65536");
+        require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
+        require(h + 2 * pad >= a.kh && w + 2 * pad >= a.kw, "kernel larger than the padded input");
+        a.stride = stride; a.pad = pad;
+        a.ho = (h + 2 * pad - a.kh) / stride + 1;
+        a.wo = (w + 2 * pad - a.kw) / stride + 1;
+        a.bias = bias_ptr(biases[i], a.m);
+        require(shift >= -24, "shift must be >= -24");
+        require(soma >= 0 && soma <= 3, "soma must be 0 (none), 1 (relu), 2 (lut) or 3 (lif)");
+        require(i + 1 == n || (soma == 3 && a.m % 8 == 0), "stages before the last must be SNN with M % 8 == 0");
+        a.shift = shift; a.soma = soma;
+        require(soma != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
+        a.lut = lut ? lut->data() : nullptr;
+        auto [v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory] = lifs[i];
+        a.lif = chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory};
+        a.mode = -1;
+        st[i].pool = pool;
+        if (in_counts[i]) {
+            require(i == 0 || pool, "in_count only for the first stage or a pooling stage");
+            const auto& ic = *in_counts[i];
+            require(static_cast<int64_t>(ic.shape(0)) == c && static_cast<int64_t>(ic.shape(1)) == h &&
+                        static_cast<int64_t>(ic.shape(2)) == w, "in_count must be (C, H, W) of the stage's input");
+            a.in_count = ic.data();
+        }
+        if (out_counts[i]) {
+            const auto& oc = *out_counts[i];
+            require(static_cast<int64_t>(oc.shape(0)) == a.m && static_cast<int64_t>(oc.shape(1)) == a.ho &&
+                        static_cast<int64_t>(oc.shape(2)) == a.wo, "out_count must be (M, Ho, Wo)");
+            a.out_count = oc.data();
+        }
+        c = a.m; h = a.ho; w = a.wo;
+    }
+    require(static_cast<int64_t>(out.shape(0)) == x.shape(0) && static_cast<int64_t>(out.shape(1)) == c &&
+                static_cast<int64_t>(out.shape(2)) == h && static_cast<int64_t>(out.shape(3)) == w,
+            "out must be (T, M, Ho, Wo) of the last stage");
+    st[n - 1].conv.out = out.data();
+    check_path(path);
+    require(threads >= 1, "threads must be >= 1");
+    return st;
+}
+
 NB_MODULE(_kernels, m) {
     m.doc() = "int8 MAC, spike accumulation, integer LIF, output stage and packet counting kernels";
     m.def("abi_version", []() { return 3; });
@@ -288,69 +356,38 @@ NB_MODULE(_kernels, m) {
            std::vector<std::optional<I32_1>> biases, std::vector<std::tuple<int, int, int, int, int>> params,
            std::vector<std::tuple<int, int, int, int, int, int, int>> lifs, std::optional<I8_1> lut,
            arr<int8_t, nb::ndim<4>> out, std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
-           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, int path) {
-            // params per stage: (stride, pad, shift, soma, pool before the stage)
-            const size_t n = weights.size();
-            require(n >= 1 && biases.size() == n && params.size() == n && lifs.size() == n && in_counts.size() == n &&
-                        out_counts.size() == n, "one weight, bias, params, lif, in_count and out_count per stage");
-            std::vector<chip::ChainStage> st(n);
-            int64_t c = x.shape(1), h = x.shape(2), w = x.shape(3);
-            for (size_t i = 0; i < n; ++i) {
-                chip::ConvLayerArgs& a = st[i].conv;
-                auto [stride, pad, shift, soma, pool] = params[i];
-                require(pool >= 0 && (i > 0 || pool == 0), "only stages after the first can pool");
-                if (pool) {
-                    require(pool >= 1 && h >= pool && w >= pool, "pool window larger than the map");
-                    h /= pool; w /= pool;
-                }
-                const auto& wt = weights[i];
-                a.x = i == 0 ? x.data() : nullptr;
-                a.steps = x.shape(0); a.c = c; a.h = h; a.w = w;
-                require(static_cast<int64_t>(wt.shape(1)) == c, "stage weight must be (M, C, kh, kw) with its input's C");
-                a.weight = wt.data();
-                a.m = wt.shape(0); a.kh = wt.shape(2); a.kw = wt.shape(3);
-                require(a.c * a.kh * a.kw <= 65536, "fan-in C*kh*kw must be at most 65536");
-                require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
-                require(h + 2 * pad >= a.kh && w + 2 * pad >= a.kw, "kernel larger than the padded input");
-                a.stride = stride; a.pad = pad;
-                a.ho = (h + 2 * pad - a.kh) / stride + 1;
-                a.wo = (w + 2 * pad - a.kw) / stride + 1;
-                a.bias = bias_ptr(biases[i], a.m);
-                require(shift >= -24, "shift must be >= -24");
-                require(soma >= 0 && soma <= 3, "soma must be 0 (none), 1 (relu), 2 (lut) or 3 (lif)");
-                require(i + 1 == n || (soma == 3 && a.m % 8 == 0), "stages before the last must be SNN with M % 8 == 0");
-                a.shift = shift; a.soma = soma;
-                require(soma != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
-                a.lut = lut ? lut->data() : nullptr;
-                auto [v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory] = lifs[i];
-                a.lif = chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory};
-                a.mode = -1;
-                st[i].pool = pool;
-                if (in_counts[i]) {
-                    require(i == 0 || pool, "in_count only for the first stage or a pooling stage");
-                    const auto& ic = *in_counts[i];
-                    require(static_cast<int64_t>(ic.shape(0)) == c && static_cast<int64_t>(ic.shape(1)) == h &&
-                                static_cast<int64_t>(ic.shape(2)) == w, "in_count must be (C, H, W) of the stage's input");
-                    a.in_count = ic.data();
-                }
-                if (out_counts[i]) {
-                    const auto& oc = *out_counts[i];
-                    require(static_cast<int64_t>(oc.shape(0)) == a.m && static_cast<int64_t>(oc.shape(1)) == a.ho &&
-                                static_cast<int64_t>(oc.shape(2)) == a.wo, "out_count must be (M, Ho, Wo)");
-                    a.out_count = oc.data();
-                }
-                c = a.m; h = a.ho; w = a.wo;
-            }
-            require(static_cast<int64_t>(out.shape(0)) == x.shape(0) && static_cast<int64_t>(out.shape(1)) == c &&
-                        static_cast<int64_t>(out.shape(2)) == h && static_cast<int64_t>(out.shape(3)) == w,
-                    "out must be (T, M, Ho, Wo) of the last stage");
-            st[n - 1].conv.out = out.data();
-            check_path(path);
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, int path, int threads, int block_steps) {
+            std::vector<chip::ChainStage> st =
+                chain_stages(x, weights, biases, params, lifs, lut, out, in_counts, out_counts, path, threads);
+            require(block_steps >= 0, "block_steps must be >= 0");
             nb::gil_scoped_release release;
-            return chip::snn_chain(st.data(), static_cast<int64_t>(n), path);
+            return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps);
         },
         "x"_a, "weights"_a, "biases"_a, "params"_a, "lifs"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
-        "path"_a);
+        "path"_a, "threads"_a = 1, "block_steps"_a = 0);
+
+    nb::class_<chip::ChainJob>(m, "ChainJob", "an SNN chain running beside the caller (snn_chain_start)")
+        .def("join", &chip::ChainJob::join, nb::call_guard<nb::gil_scoped_release>(),
+             "work on the chain until it is done; 0, or -1 when it declined (snn_chain's result)");
+
+    m.def(
+        "snn_chain_start",
+        [](arr<const int8_t, nb::ndim<4>> x, std::vector<arr<const int8_t, nb::ndim<4>>> weights,
+           std::vector<std::optional<I32_1>> biases, std::vector<std::tuple<int, int, int, int, int>> params,
+           std::vector<std::tuple<int, int, int, int, int, int, int>> lifs, std::optional<I8_1> lut,
+           arr<int8_t, nb::ndim<4>> out, std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, int path, int threads, int helpers) {
+            // snn_chain as a job: `helpers` threads start on it now, the caller joins with join() (it must
+            // keep every array alive until then)
+            std::vector<chip::ChainStage> st =
+                chain_stages(x, weights, biases, params, lifs, lut, out, in_counts, out_counts, path, threads);
+            require(helpers >= 0, "helpers must be >= 0");
+            auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads);
+            job->start(helpers);
+            return job.release();
+        },
+        "x"_a, "weights"_a, "biases"_a, "params"_a, "lifs"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
+        "path"_a, "threads"_a, "helpers"_a, nb::rv_policy::take_ownership);
 
     m.def(
         "window_range_sums",

@@ -17,16 +17,26 @@
 // Every stage's arithmetic is the conv_layer one (same accumulators, the same soma_step), so the
 // outputs equal conv_layer layer by layer bit for bit. Counts: the chain input's nonzero count per
 // input (the span loop), every stage's output count per neuron, and every pool output's count
-// (int32, channel-major (C, H, W), +=), byte counters flushed every 255 steps.
+// (int32, channel-major (C, H, W), +=), byte counters flushed at the end of every block of <= 255 steps.
+// Order and threads: layer by layer over blocks of steps (stage 0 over steps t0..t0+B-1, then stage
+// 1 over the same steps, ...; the images between the stages are kept for the B steps), each stage
+// cut into bands of output rows (boundaries at multiples of the next stage's pool) that a team of
+// threads shares (ChainJob::Impl): one wait per stage and block, not per step. A band owns its rows'
+// accumulators, LIF state, counts and the next image's rows; stage 0's bands count disjoint input
+// rows. A neuron's arithmetic does not depend on the order of the stages over the steps (its inputs
+// are the previous stage's outputs of the same step), so every thread count gives the same bits.
 // Conditions (checked here; nothing is written when they fail): the input holds only 0/1, every
 // stage's int16 condition holds (max_m sum_k |w[m, k]| <= 32767), every stage but the last is an
 // SNN (LIF) layer with M % 8 == 0, and the shapes chain up.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <vector>
 
@@ -64,112 +74,133 @@ __attribute__((always_inline)) inline void pack_bits(const int8_t* src, int64_t 
     }
 }
 
-// Per-neuron nonzero counts over the steps in byte counters (position-major (P, M)), flushed into
-// the channel-major int32 count (M, P) every 255 steps and at the end.
+// Per-neuron nonzero counts over the < 256 steps of a block in byte counters, flushed into the int32
+// count by ranges of positions (a band of rows flushes its own positions at the end of each block):
+// position-major counters (P, M) for 0/1 bytes in the soma's layout (add_pm) or a pool's image bytes
+// (add_image_row), flushed channel-major (flush_pm: out[j * P + q]); channel-major counters (M, P)
+// for the last stage's written outputs (add_cm / flush_cm).
 struct ByteCounts {
     std::vector<uint8_t> c;
-    int steps = 0;
     int64_t p = 0, m = 0;
     int32_t* out = nullptr;
     void init(int64_t p_n, int64_t m_n, int32_t* out_count) {
         p = p_n; m = m_n; out = out_count;
         if (out) c.assign(p * m, 0);
     }
-    // counters += the 0/1 bytes v (P, M)
-    void add_bytes(const int8_t* v) {
+    // counters of positions [q0, q1) += the 0/1 bytes v (P, M)
+    void add_pm(const int8_t* v, int64_t q0, int64_t q1) {
         if (!out) return;
-        uint8_t* __restrict cc = c.data();
-        const int8_t* __restrict vv = v;
-        const int64_t n = p * m;
+        uint8_t* __restrict cc = c.data() + q0 * m;
+        const int8_t* __restrict vv = v + q0 * m;
+        const int64_t n = (q1 - q0) * m;
         for (int64_t i = 0; i < n; ++i) cc[i] = static_cast<uint8_t>(cc[i] + vv[i]);
-        step();
     }
-    void step() {
-        if (++steps == 255) flush();
+    // counters of the cb * 8 channels of n pixels from q0 on += the bits of their image bytes
+    void add_image_row(const uint8_t* irow, int64_t q0, int64_t n_bytes) {
+        if (!out) return;
+        uint8_t* cnt = c.data() + q0 * m;
+        for (int64_t i = 0; i < n_bytes; ++i) {
+            uint64_t c8;
+            std::memcpy(&c8, cnt + 8 * i, 8);
+            c8 += soma::MASK_BYTES.t[irow[i]];  // (byte counters, flushed before they reach 255)
+            std::memcpy(cnt + 8 * i, &c8, 8);
+        }
     }
-    void flush() {
-        if (!out || steps == 0) return;
-        for (int64_t q = 0; q < p; ++q)
+    void flush_pm(int64_t q0, int64_t q1) {
+        if (!out) return;
+        for (int64_t q = q0; q < q1; ++q)
             for (int64_t j = 0; j < m; ++j) out[j * p + q] += c[q * m + j];
-        std::fill(c.begin(), c.end(), uint8_t(0));
-        steps = 0;
+        std::fill(c.begin() + q0 * m, c.begin() + q1 * m, uint8_t(0));
+    }
+    // counters (M, P) of positions [q0, q1) += (o != 0) for the step's channel-major values o
+    void add_cm(const int8_t* o, int64_t q0, int64_t q1) {
+        if (!out) return;
+        for (int64_t j = 0; j < m; ++j) {
+            uint8_t* __restrict cc = c.data() + j * p;
+            const int8_t* __restrict ov = o + j * p;
+            for (int64_t q = q0; q < q1; ++q) cc[q] = static_cast<uint8_t>(cc[q] + (ov[q] != 0));
+        }
+    }
+    void flush_cm(int64_t q0, int64_t q1) {
+        if (!out) return;
+        for (int64_t j = 0; j < m; ++j)
+            for (int64_t q = q0; q < q1; ++q) {
+                out[j * p + q] += c[j * p + q];
+                c[j * p + q] = 0;
+            }
     }
 };
+
+// A task: output rows [r0, r1) of one stage over a block of steps; stage 0's band also counts
+// the chain input's rows [c0, c1).
+struct Band {
+    int64_t r0, r1, c0, c1;
+};
+
+// Output rows [0, ho) cut into up to `parts` bands whose boundaries are multiples of `align` (the
+// next stage's pool size, so that a band's pooled rows read only its own rows).
+std::vector<Band> make_bands(int64_t ho, int64_t parts, int64_t align) {
+    const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(parts, ho / std::max<int64_t>(1, align)));
+    std::vector<Band> bands(nb);
+    for (int64_t b = 0; b < nb; ++b) {
+        bands[b].r0 = b == 0 ? 0 : ho * b / nb / align * align;
+        bands[b].r1 = b + 1 == nb ? ho : ho * (b + 1) / nb / align * align;
+        bands[b].c0 = bands[b].c1 = 0;
+    }
+    return bands;
+}
 
 struct Stage {
     ConvLayerArgs a;
     int pool = 0;  // k x k max pool of the stage's input (stages >= 1)
-    Work wk;
-    ByteCounts out_counts, pool_counts;
+    Work wk;       // shared by the bands (each writes only its own neurons)
+    ByteCounts out_counts, pool_counts;  // of a middle stage's outputs; of this stage's pooled input
+    ByteCounts last_counts;              // of the last stage's written outputs
     LutShape ls;
-    std::vector<uint8_t> img;    // the stage's input bit image (stages >= 1)
-    std::vector<uint8_t> pbits;  // the previous stage's output bits (P, M/8), when this stage pools them
-    std::unique_ptr<SpanPlan> span;
+    int64_t img_size = 0;
+    std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the block (stages >= 1)
+    std::vector<uint8_t> pbits;  // the previous stage's output bits (P, M/8) of a step, when this stage pools them
+    std::vector<Band> bands;
+    std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0: one per band
     std::unique_ptr<LutTables> lut;
-    std::unique_ptr<PlaneFewPlan> few;
+    std::vector<std::vector<int32_t>> offs;             // lut_accumulate's scratch, one per band
+    std::vector<std::unique_ptr<PlaneFewPlan>> few;     // last stage on plane_few: one per band
     std::vector<int16_t> acc;
     explicit Stage(const ConvLayerArgs& args, int pool_k) : a(args), pool(pool_k), ls(args) {}
 };
 
-// the pooled bits of the previous stage (ho x wo pixels of cb bytes) into stage s's image, and
-// the pooled value's counts
-template <bool Vec>
-inline void pool_into(Stage& s, int64_t ho, int64_t wo) {
+// the pooled bits of the previous stage (rows py*k .. of pbits, wo pixels of cb bytes each) into
+// pooled rows [py0, py1) of the image img of stage s, and the pooled value's counts
+inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t wo) {
     const int64_t k = s.pool, cb = s.a.c / 8, rb = s.ls.row_bytes;
-    for (int64_t py = 0; py < s.a.h; ++py) {
-        uint8_t* __restrict irow = s.img.data() + (py + s.a.pad) * rb + s.a.pad * cb;
+    for (int64_t py = py0; py < py1; ++py) {
+        uint8_t* __restrict irow = img + (py + s.a.pad) * rb + s.a.pad * cb;
         if (k == 2 && cb == 1) {  // the common case in straight loops: OR of the two rows, then of byte pairs
             const uint8_t* __restrict r0 = s.pbits.data() + 2 * py * wo;
             const uint8_t* __restrict r1 = r0 + wo;
             for (int64_t px = 0; px < s.a.w; ++px)
                 irow[px] = static_cast<uint8_t>(r0[2 * px] | r0[2 * px + 1] | r1[2 * px] | r1[2 * px + 1]);
-            continue;
+        } else {
+            for (int64_t px = 0; px < s.a.w; ++px)
+                for (int64_t g = 0; g < cb; ++g) {
+                    uint8_t v = 0;
+                    for (int64_t i = 0; i < k; ++i)
+                        for (int64_t j = 0; j < k; ++j) v |= s.pbits[((py * k + i) * wo + px * k + j) * cb + g];
+                    irow[px * cb + g] = v;
+                }
         }
-        for (int64_t px = 0; px < s.a.w; ++px)
-            for (int64_t g = 0; g < cb; ++g) {
-                uint8_t v = 0;
-                for (int64_t i = 0; i < k; ++i)
-                    for (int64_t j = 0; j < k; ++j) v |= s.pbits[((py * k + i) * wo + px * k + j) * cb + g];
-                irow[px * cb + g] = v;
-            }
-    }
-    (void)ho;
-    if (s.pool_counts.out) {  // counters (pixel, C): 8 channels of a byte at once
-        for (int64_t py = 0; py < s.a.h; ++py) {
-            const uint8_t* irow = s.img.data() + (py + s.a.pad) * rb + s.a.pad * cb;
-            uint8_t* cnt = s.pool_counts.c.data() + py * s.a.w * s.a.c;
-            for (int64_t i = 0; i < s.a.w * cb; ++i) {
-                uint64_t c8;
-                std::memcpy(&c8, cnt + 8 * i, 8);
-                c8 += soma::MASK_BYTES.t[irow[i]];  // (byte counters flushed before they reach 255)
-                std::memcpy(cnt + 8 * i, &c8, 8);
-            }
-        }
-        s.pool_counts.step();
+        s.pool_counts.add_image_row(irow, py * s.a.w, s.a.w * cb);
     }
 }
 
-// the int16 masks (0 / -1) of stage s's plane_few input from its bit image
-template <bool Vec>
-inline void expand_bits(Stage& s) {
-    const ConvLayerArgs& a = s.a;
-    const int64_t cb = a.c / 8, rb = s.ls.row_bytes;
-    for (int64_t y = 0; y < a.h; ++y) {
-        const uint8_t* irow = s.img.data() + (y + a.pad) * rb + a.pad * cb;
-        for (int64_t c = 0; c < a.c; ++c) {
-            int16_t* __restrict d = s.few->at(a, c, y);
-            const int64_t g = c / 8, b = c % 8;
-            for (int64_t x = 0; x < a.w; ++x) d[x] = static_cast<int16_t>(-((irow[x * cb + g] >> b) & 1));
-        }
-    }
-}
-
-__attribute__((target("avx2"))) void expand_bits_avx2(Stage& s) {
+// the int16 masks (0 / -1) of input rows [y0, y1) of a plane_few stage from its bit image
+__attribute__((target("avx2"))) void expand_bits_avx2(const Stage& s, const uint8_t* img, PlaneFewPlan& pf,
+                                                      int64_t y0, int64_t y1) {
     const ConvLayerArgs& a = s.a;
     const int64_t cb = a.c / 8, rb = s.ls.row_bytes;
     const __m256i lo = _mm256_set1_epi16(0x00ff);
-    for (int64_t y = 0; y < a.h; ++y) {
-        const uint8_t* irow = s.img.data() + (y + a.pad) * rb + a.pad * cb;
+    for (int64_t y = y0; y < y1; ++y) {
+        const uint8_t* irow = img + (y + a.pad) * rb + a.pad * cb;
         int64_t x = 0;
         for (; x + 16 <= a.w; x += 16) {
             for (int64_t g = 0; g < cb; ++g) {
@@ -186,77 +217,103 @@ __attribute__((target("avx2"))) void expand_bits_avx2(Stage& s) {
                 }
                 for (int b = 0; b < 8; ++b) {
                     const __m256i bit = _mm256_set1_epi16(static_cast<int16_t>(1 << b));
-                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.few->at(a, 8 * g + b, y) + x),
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pf.at(a, 8 * g + b, y) + x),
                                         _mm256_cmpeq_epi16(_mm256_and_si256(v, bit), bit));
                 }
             }
         }
         for (int64_t c = 0; c < a.c; ++c) {
-            int16_t* d = s.few->at(a, c, y);
+            int16_t* d = pf.at(a, c, y);
             for (int64_t xx = x; xx < a.w; ++xx) d[xx] = static_cast<int16_t>(-((irow[xx * cb + c / 8] >> (c % 8)) & 1));
         }
     }
 }
 
-// stage i's spikes of step t (wk.spk, position-major) to the next stage (its image, or the bits
-// it pools), counting them
+// the spikes of output rows [r0, r1) of stage s at block step tl (wk.spk, position-major) to the
+// next stage (its image of that step, or the bits it pools), counting them
 template <bool Vec>
-__attribute__((always_inline)) inline void hand_on(std::vector<std::unique_ptr<Stage>>& st, size_t i) {
-    Stage& s = *st[i];
-    Stage& nx = *st[i + 1];
-    s.out_counts.add_bytes(s.wk.spk.data());
+__attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t tl, int64_t r0, int64_t r1) {
     const int64_t row = s.a.wo * s.a.m;
+    s.out_counts.add_pm(s.wk.spk.data(), r0 * s.a.wo, r1 * s.a.wo);
+    uint8_t* img = nx.imgs.data() + tl * nx.img_size;
     if (nx.pool) {
-        pack_bits<Vec>(s.wk.spk.data(), s.a.ho * row, nx.pbits.data());
-        pool_into<Vec>(nx, s.a.ho, s.a.wo);
+        pack_bits<Vec>(s.wk.spk.data() + r0 * row, (r1 - r0) * row, nx.pbits.data() + r0 * row / 8);
+        pool_into(nx, img, r0 / nx.pool, std::min<int64_t>(r1 / nx.pool, nx.a.h), s.a.wo);
     } else {
         const int64_t rb = nx.ls.row_bytes, off = nx.a.pad * (nx.a.c / 8);
-        for (int64_t oy = 0; oy < s.a.ho; ++oy)
-            pack_bits<Vec>(s.wk.spk.data() + oy * row, row, nx.img.data() + (oy + nx.a.pad) * rb + off);
+        for (int64_t oy = r0; oy < r1; ++oy)
+            pack_bits<Vec>(s.wk.spk.data() + oy * row, row, img + (oy + nx.a.pad) * rb + off);
     }
 }
 
+// Band b of stage i over the block's steps t0 .. t0 + nt - 1: accumulate, soma, and hand the
+// spikes on (or, for the last stage, write the output rows); then flush the band's counts.
 template <bool Vec>
-__attribute__((always_inline)) inline void run_chain(std::vector<std::unique_ptr<Stage>>& st) {
-    const size_t n = st.size();
-    const int64_t steps = st[0]->a.steps;
-    for (int64_t t = 0; t < steps; ++t) {
-        {  // stage 0: spans from the input planes
-            Stage& s = *st[0];
-            const ConvLayerArgs& a = s.a;
-            if (s.span->span == 32) span_accumulate<Vec, 32>(a, *s.span, a.x + t * a.c * a.h * a.w);
-            else if (s.span->span == 48) span_accumulate<Vec, 48>(a, *s.span, a.x + t * a.c * a.h * a.w);
-            else span_accumulate<Vec, 0>(a, *s.span, a.x + t * a.c * a.h * a.w);
-            for (int64_t oy = 0; oy < a.ho; ++oy)
-                soma_step<int16_t, Vec>(a, s.span->row(oy), a.wo * a.m, true, s.wk, oy * a.wo * a.m);
-            if (n == 1) write_step(a, t, true, s.wk.spk.data(), s.wk);
-            else hand_on<Vec>(st, 0);
-        }
-        for (size_t i = 1; i < n; ++i) {
-            Stage& s = *st[i];
-            const ConvLayerArgs& a = s.a;
-            bool position_major = true;
+__attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b,
+                                                    int64_t t0, int64_t nt) {
+    Stage& s = *st[i];
+    const ConvLayerArgs& a = s.a;
+    const Band bd = s.bands[b];
+    const int64_t r0 = bd.r0, r1 = bd.r1, m = a.m, wo = a.wo, p_out = a.ho * a.wo;
+    const bool last = i + 1 == st.size();
+    ConvLayerArgs ab = a;  // the band's rows as a layer of r1 - r0 output rows (for lut_accumulate)
+    ab.ho = r1 - r0;
+    for (int64_t tl = 0; tl < nt; ++tl) {
+        const int64_t t = t0 + tl;
+        bool position_major = true;
+        if (i == 0) {  // spans from the input planes
+            SpanPlan& sp = *s.span[b];
+            const int8_t* xt = a.x + t * a.c * a.h * a.w;
+            if (sp.span == 32) span_accumulate<Vec, 32>(a, sp, xt, bd.c0, bd.c1);
+            else if (sp.span == 48) span_accumulate<Vec, 48>(a, sp, xt, bd.c0, bd.c1);
+            else span_accumulate<Vec, 0>(a, sp, xt, bd.c0, bd.c1);
+            for (int64_t oy = r0; oy < r1; ++oy)
+                soma_step<int16_t, Vec>(a, sp.row(oy - r0), wo * m, true, s.wk, oy * wo * m);
+        } else {
+            const uint8_t* img = s.imgs.data() + tl * s.img_size;
             if constexpr (Vec) {
-                if (s.few) {
-                    expand_bits_avx2(s);
-                    plane_few_step(a, *s.few, s.wk);
+                if (!s.few.empty()) {
+                    PlaneFewPlan& pf = *s.few[b];
+                    expand_bits_avx2(s, img, pf, std::max<int64_t>(0, r0 - a.pad),
+                                     std::min<int64_t>(a.h, r1 - 1 + a.kh - a.pad));
+                    plane_few_step(a, pf, s.wk, r0, r1);
                     position_major = false;
                 }
             }
             if (position_major) {
-                lut_accumulate<Vec>(a, *s.lut, s.img.data(), s.acc.data());
-                soma_step<int16_t, Vec>(a, s.acc.data(), a.m * a.ho * a.wo, true, s.wk);
+                int16_t* acc = s.acc.data() + r0 * wo * m;
+                lut_accumulate<Vec>(ab, *s.lut, img + r0 * a.stride * s.ls.row_bytes, acc, s.offs[b].data());
+                soma_step<int16_t, Vec>(a, acc, (r1 - r0) * wo * m, true, s.wk, r0 * wo * m);
             }
-            if (i + 1 == n) write_step(a, t, position_major, s.wk.spk.data(), s.wk);
-            else hand_on<Vec>(st, i);
+        }
+        if (last) {  // output rows [r0, r1) of step t, (M, P)
+            int8_t* o = a.out + t * m * p_out;
+            if (position_major) {
+                transpose_bytes(s.wk.spk.data() + r0 * wo * m, (r1 - r0) * wo, m, o + r0 * wo, p_out);
+            } else {
+                for (int64_t j = 0; j < m; ++j)
+                    std::memcpy(o + j * p_out + r0 * wo, s.wk.spk.data() + j * p_out + r0 * wo, (r1 - r0) * wo);
+            }
+            s.last_counts.add_cm(o, r0 * wo, r1 * wo);
+        } else {
+            hand_on<Vec>(s, *st[i + 1], tl, r0, r1);
         }
     }
-    for (size_t i = 0; i < n; ++i) {
-        Stage& s = *st[i];
-        if (i + 1 == n) s.wk.flush_counts(s.a.out_count);
-        else s.out_counts.flush();
-        s.pool_counts.flush();
+    if (last) {
+        s.last_counts.flush_cm(r0 * wo, r1 * wo);
+    } else {
+        s.out_counts.flush_pm(r0 * wo, r1 * wo);
+        Stage& nx = *st[i + 1];
+        if (nx.pool) nx.pool_counts.flush_pm(r0 / nx.pool * nx.a.w, std::min<int64_t>(r1 / nx.pool, nx.a.h) * nx.a.w);
     }
+}
+
+void band_scalar(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
+    run_band<false>(st, i, b, t0, nt);
+}
+__attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0,
+                                               int64_t nt) {
+    run_band<true>(st, i, b, t0, nt);
 }
 
 bool binary_input(const int8_t* x, int64_t n) {
@@ -285,12 +342,110 @@ bool int16_exact(const ConvLayerArgs& a) {
     return true;
 }
 
-void run_scalar(std::vector<std::unique_ptr<Stage>>& st) { run_chain<false>(st); }
-__attribute__((target("avx2"))) void run_avx2(std::vector<std::unique_ptr<Stage>>& st) { run_chain<true>(st); }
-
 }  // namespace
 
-int snn_chain(const ChainStage* stages, int64_t n, int path) {
+// Steps per block: every stage runs a whole block before the next stage starts (one phase, i.e.
+// one wait, per stage and block); at most 255 (the byte counters) and about 1 MB of images.
+constexpr int64_t BLOCK_IMAGE_BYTES = 1 << 20;
+
+// A chain run by a team of threads (ChainJob in kernels.h). The work is a list of phases: phase 0
+// prepares (the input's 0/1 check in chunks, each stage's int16 check, buffers, plans and tables),
+// then one phase per block of steps and stage, whose tasks are the stage's bands. Every member
+// runs the same loop: wait until the previous phase is done, then claim the phase's tasks by an
+// atomic counter until none is left. Members may join late (the caller joins after its other
+// work: simulate runs the ANN branch meanwhile) or never claim anything; the results do not
+// depend on who ran which task (disjoint outputs), so they are the same for every thread count.
+struct ChainJob::Impl {
+    struct alignas(64) Phase {  // (a cache line each: the counters of neighbouring phases are not shared)
+        std::atomic<int64_t> next{0}, done{0};
+        int64_t tasks = 0;
+    };
+    std::vector<std::unique_ptr<Stage>> st;
+    int path = 0;
+    int64_t n = 0, block = 1, chunks = 1, total = 0;
+    std::unique_ptr<Phase[]> phases;
+    int64_t n_phases = 0;
+    std::atomic<bool> ok{true}, failed{false};
+    std::mutex error_mu;
+    std::exception_ptr error;
+    std::vector<std::thread> helpers;
+    bool joined = false;
+
+    void prepare(int64_t k) {
+        const ConvLayerArgs& a0 = st[0]->a;
+        if (k >= n) {  // a chunk of the input
+            const int64_t c = k - n, lo = total * c / chunks, hi = total * (c + 1) / chunks;
+            if (!(path == SCALAR ? binary_input(a0.x + lo, hi - lo) : binary_input_avx2(a0.x + lo, hi - lo)))
+                ok.store(false, std::memory_order_relaxed);
+            return;
+        }
+        Stage& s = *st[k];
+        if (!int16_exact(s.a)) {
+            ok.store(false, std::memory_order_relaxed);
+            return;
+        }
+        s.wk.init(s.a);
+        const int64_t p_out = s.a.ho * s.a.wo;
+        const bool last = k + 1 == n;
+        if (last) s.last_counts.init(p_out, s.a.m, s.a.out_count);
+        else s.out_counts.init(p_out, s.a.m, s.a.out_count);
+        if (k == 0) {
+            for (const Band& bd : s.bands) s.span.push_back(std::make_unique<SpanPlan>(s.a, bd.r0, bd.r1));
+            return;
+        }
+        s.imgs.assign(block * s.img_size, 0);  // (the padding stays zero; every step's interior is rewritten)
+        if (s.pool) {
+            const ConvLayerArgs& p = st[k - 1]->a;
+            s.pbits.assign(p.ho * p.wo * p.m / 8 + 4, 0);
+            s.pool_counts.init(s.a.h * s.a.w, s.a.c, s.a.in_count);
+        }
+        if (path != SCALAR && last && plane_few_fits(s.a, true)) {
+            for (size_t b = 0; b < s.bands.size(); ++b) s.few.push_back(std::make_unique<PlaneFewPlan>(s.a));
+        } else {
+            s.lut = std::make_unique<LutTables>(s.a);
+            s.offs.assign(s.bands.size(), std::vector<int32_t>(s.ls.ntab));
+            s.acc.assign(s.a.m * p_out, 0);
+        }
+    }
+
+    void task(int64_t p, int64_t k) {
+        if (p == 0) return prepare(k);
+        const int64_t blk = (p - 1) / n, i = (p - 1) % n, t0 = blk * block;
+        const int64_t nt = std::min(block, st[0]->a.steps - t0);
+        if (path == SCALAR) band_scalar(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
+        else band_avx2(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
+    }
+
+    static void wait_done(const Phase& ph) {
+        for (int spin = 0; ph.done.load(std::memory_order_acquire) < ph.tasks; ++spin) {
+            if (spin < 4000) _mm_pause();
+            else std::this_thread::yield();
+        }
+    }
+
+    void team() {
+        for (int64_t p = 0; p < n_phases; ++p) {
+            if (p > 0) {
+                wait_done(phases[p - 1]);
+                if (!ok.load(std::memory_order_relaxed)) return;  // a check failed (or a task threw): stop
+            }
+            Phase& ph = phases[p];
+            for (int64_t k; (k = ph.next.fetch_add(1, std::memory_order_relaxed)) < ph.tasks;) {
+                try {
+                    task(p, k);
+                } catch (...) {
+                    std::lock_guard<std::mutex> lk(error_mu);
+                    if (!error) error = std::current_exception();
+                    ok.store(false);
+                }
+                ph.done.fetch_add(1, std::memory_order_acq_rel);
+            }
+        }
+    }
+};
+
+ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps)
+    : impl(std::make_unique<Impl>()) {
     if (n < 1) throw std::invalid_argument("a chain needs at least one stage");
     for (int64_t i = 0; i < n; ++i) {
         const ConvLayerArgs& a = stages[i].conv;
@@ -304,39 +459,70 @@ int snn_chain(const ChainStage* stages, int64_t n, int path) {
             throw std::invalid_argument("the first chain stage cannot pool");
         }
     }
+    Impl& J = *impl;
     const ConvLayerArgs& a0 = stages[0].conv;
-    const int64_t total = a0.steps * a0.c * a0.h * a0.w;
-    if (!(path == SCALAR ? binary_input(a0.x, total) : binary_input_avx2(a0.x, total))) return -1;
-    for (int64_t i = 0; i < n; ++i)
-        if (!int16_exact(stages[i].conv)) return -1;
-    std::vector<std::unique_ptr<Stage>> st;
-    for (int64_t i = 0; i < n; ++i) {
-        st.push_back(std::make_unique<Stage>(stages[i].conv, stages[i].pool));
-        Stage& s = *st.back();
+    J.path = path;
+    J.n = n;
+    J.total = a0.steps * a0.c * a0.h * a0.w;
+    const int64_t parts = std::max(1, threads);
+    J.chunks = parts;
+    int64_t step_bytes = 0;  // one step's images of all stages
+    for (int64_t i = 0; i < n; ++i) {  // shapes and bands
+        J.st.push_back(std::make_unique<Stage>(stages[i].conv, stages[i].pool));
+        Stage& s = *J.st.back();
         s.a.steps = a0.steps;
-        s.wk.init(s.a);
-        const int64_t p_out = s.a.ho * s.a.wo;
-        if (i + 1 < n) s.out_counts.init(p_out, s.a.m, s.a.out_count);
+        const bool last = i + 1 == n;
+        s.bands = make_bands(s.a.ho, parts, last ? 1 : std::max(1, stages[i + 1].pool));
         if (i == 0) {
-            s.span = std::make_unique<SpanPlan>(s.a);
-            continue;
-        }
-        s.img.assign(s.ls.hpp * s.ls.row_bytes, 0);  // (the padding stays zero; the interior is rewritten each step)
-        if (s.pool) {
-            const ConvLayerArgs& p = stages[i - 1].conv;
-            s.pbits.assign(p.ho * p.wo * p.m / 8 + 4, 0);
-            s.pool_counts.init(s.a.h * s.a.w, s.a.c, s.a.in_count);
-        }
-        if (path != SCALAR && i + 1 == n && plane_few_fits(s.a, true)) {
-            s.few = std::make_unique<PlaneFewPlan>(s.a);
+            const int64_t nb = static_cast<int64_t>(s.bands.size());
+            for (int64_t b = 0; b < nb; ++b) {  // the input rows each band counts
+                s.bands[b].c0 = s.a.h * b / nb;
+                s.bands[b].c1 = s.a.h * (b + 1) / nb;
+            }
         } else {
-            s.lut = std::make_unique<LutTables>(s.a);
-            s.acc.assign(s.a.m * p_out, 0);
+            s.img_size = s.ls.hpp * s.ls.row_bytes;
+            step_bytes += s.img_size;
         }
     }
-    if (path == SCALAR) run_scalar(st);
-    else run_avx2(st);
-    return 0;
+    J.block = std::clamp<int64_t>(block_steps > 0 ? block_steps : (step_bytes ? BLOCK_IMAGE_BYTES / step_bytes : 255), 1,
+                                  std::min<int64_t>(255, std::max<int64_t>(1, a0.steps)));
+    const int64_t blocks = (a0.steps + J.block - 1) / J.block;
+    J.n_phases = 1 + blocks * n;
+    J.phases = std::make_unique<Impl::Phase[]>(J.n_phases);
+    J.phases[0].tasks = n + J.chunks;
+    for (int64_t p = 1; p < J.n_phases; ++p) J.phases[p].tasks = static_cast<int64_t>(J.st[(p - 1) % n]->bands.size());
+}
+
+void ChainJob::start(int helpers) {
+    Impl* J = impl.get();
+    for (int h = 0; h < helpers; ++h) J->helpers.emplace_back([J] { J->team(); });
+}
+
+int ChainJob::join() {
+    Impl& J = *impl;
+    if (!J.joined) {
+        J.joined = true;
+        J.team();
+        for (std::thread& t : J.helpers) t.join();
+        J.helpers.clear();
+    }
+    if (J.error) std::rethrow_exception(J.error);
+    return J.ok.load() ? 0 : -1;
+}
+
+ChainJob::~ChainJob() {
+    if (impl && !impl->joined) {
+        try {
+            join();
+        } catch (...) {
+        }
+    }
+}
+
+int snn_chain(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps) {
+    ChainJob job(stages, n, path, threads, block_steps);
+    job.start(std::max(0, threads - 1));
+    return job.join();
 }
 
 }  // namespace chip
