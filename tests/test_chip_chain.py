@@ -195,14 +195,7 @@ def test_chain_with_more_threads_than_rows_and_pool_aligned_bands(path, threads)
     and a dropped last row), and 300 steps (two blocks of steps, counters flushed per band)."""
     rng = np.random.default_rng(threads)
     x = (rng.random((300, 2, 22, 19)) < 0.3).astype(np.int8)
-    neuron = IntLIFParams(v_th=40, reset_mode="subtract", leak_alpha=240)
-    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-30, 40, (8, 2, 3, 3)).astype(np.int8),
-                       bias=None, shift=0, stride=1, padding=1, neuron=neuron),
-              IntLayer(name="p1", kind="maxpool", source="c0", kernel=3),
-              IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(-20, 30, (16, 8, 3, 3)).astype(np.int8),
-                       bias=rng.integers(-9, 9, 16).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
-              IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (1, 16, 3, 3)).astype(np.int8),
-                       bias=None, shift=2, stride=1, padding=1, activation="relu")]
+    layers = _chain_layers(rng, k0=3, stride0=1, shift0=0, pool=3, leak_alpha=240, low1=-20, activation="relu")
     run = _check_chain(x, layers, [0, 3, 0], path, threads=(1, threads))
     assert 0 < run.out_counts[1].sum() < run.out_counts[1].size * x.shape[0] and run.out.any()
     _check_chain(x[:40], layers, [0, 3, 0], path, threads=(1, threads), block_steps=7)  # 6 blocks, the last of 5 steps
@@ -313,18 +306,22 @@ def test_chain_stops_at_values_used_elsewhere():
     _check_chain_runs(runs, ref)
 
 
+def _chain_layers(rng, k0: int, stride0: int, shift0: int, pool: int, leak_alpha: int, low1: int, activation: str) -> list:
+    """SNN conv (8 ch, k0×k0) → max pool → SNN conv (16 ch, 3×3, bias) → ANN conv (1 ch, 3×3)."""
+    neuron = IntLIFParams(v_th=40, reset_mode="subtract", leak_alpha=leak_alpha)
+    return [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(low1 - 10, 40, (8, 2, k0, k0)).astype(np.int8),
+                     bias=None, shift=shift0, stride=stride0, padding=k0 // 2, neuron=neuron),
+            IntLayer(name="p1", kind="maxpool", source="c0", kernel=pool),
+            IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(low1, 40, (16, 8, 3, 3)).astype(np.int8),
+                     bias=rng.integers(-9, 9, 16).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
+            IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (1, 16, 3, 3)).astype(np.int8),
+                     bias=None, shift=2, stride=1, padding=1, activation=activation)]
+
+
 def _small_chain(seed):
     rng = np.random.default_rng(seed)
     x = (rng.random((40, 2, 20, 18)) < 0.2).astype(np.int8)
-    neuron = IntLIFParams(v_th=40, reset_mode="subtract", leak_alpha=230)
-    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-40, 40, (8, 2, 5, 5)).astype(np.int8),
-                       bias=None, shift=1, stride=2, padding=2, neuron=neuron),
-              IntLayer(name="p1", kind="maxpool", source="c0", kernel=2),
-              IntLayer(name="c1", kind="conv2d", source="p1", mode="snn", weight=rng.integers(-30, 40, (16, 8, 3, 3)).astype(np.int8),
-                       bias=rng.integers(-9, 9, 16).astype(np.int32), shift=1, stride=1, padding=1, neuron=neuron),
-              IntLayer(name="c2", kind="conv2d", source="c1", mode="ann", weight=rng.integers(-30, 30, (1, 16, 3, 3)).astype(np.int8),
-                       bias=None, shift=2, stride=1, padding=1, activation="none")]
-    return x, layers, [0, 2, 0]
+    return x, _chain_layers(rng, k0=5, stride0=2, shift0=1, pool=2, leak_alpha=230, low1=-30, activation="none"), [0, 2, 0]
 
 
 def _threads_alive() -> int:
