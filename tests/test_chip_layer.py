@@ -7,6 +7,8 @@ paddings, shifts, biases up to the int32 limits, ANN activations and LIF paramet
 accumulator edge (fan-in 256 of -128 weights on all-one spikes) explicitly.
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -409,3 +411,27 @@ def test_lif_leak_over_the_whole_membrane_range(path, mode, reset):
                 run = _run(x, layer, mode, 1)
             assert run.mode == mode and run.int16
             np.testing.assert_array_equal(run.out, ref, err_msg=f"alpha={alpha} v_th={v_th}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.isdir("/proc/self/task"), reason="needs fork and /proc")
+def test_thread_pool_starts_its_own_workers_in_a_forked_child():
+    """fork() copies only the calling thread: the child must not count on the parent's pool workers
+    (or on a mutex copied in a locked state). The pool is renewed in the child (pthread_atfork), so a
+    2-thread layer call there starts one new worker and equals run_reference."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 128, (3, 8, 48, 40)).astype(np.int8)
+    layer = IntLayer(name="l", kind="conv2d", source="x", mode="ann", weight=rng.integers(-50, 50, (16, 8, 3, 3)).astype(np.int8),
+                     bias=rng.integers(-500, 500, 16).astype(np.int32), shift=6, stride=1, padding=1, activation="relu")
+    ref = _reference(x, layer)
+    np.testing.assert_array_equal(_run(x, layer, "gemm", threads=2).out, ref)  # the parent's pool has a worker now
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit code only
+        code = 1
+        try:
+            alone = len(os.listdir("/proc/self/task"))
+            out = _run(x, layer, "gemm", threads=2).out
+            code = 0 if (alone, len(os.listdir("/proc/self/task")), np.array_equal(out, ref)) == (1, 2, True) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child's 2-thread call did not start its own worker or differed"

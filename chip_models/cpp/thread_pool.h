@@ -10,8 +10,13 @@
 // that wakes late only sees a finished job and never calls its task. When another thread is
 // already running a job on the pool (two Python threads with the GIL released), the caller runs
 // its tasks itself. The pool is never destroyed (its threads end with the process).
+//
+// fork(): only the forking thread exists in the child, and a copied mutex may be locked forever.
+// A pthread_atfork child handler therefore gives the child a fresh pool (the old one is leaked),
+// whose workers are started again on the child's first multi-threaded call.
 #pragma once
 #include <immintrin.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
@@ -29,8 +34,12 @@ namespace chip {
 class ThreadPool {
 public:
     static ThreadPool& instance() {
-        static ThreadPool* pool = new ThreadPool();  // leaked on purpose: detached workers outlive static destructors
-        return *pool;
+        static const bool registered = [] {
+            pthread_atfork(nullptr, nullptr, [] { current() = new ThreadPool(); });
+            return true;
+        }();
+        (void)registered;
+        return *current();
     }
 
     void run(int64_t n, int threads, const std::function<void(int64_t)>& task) {
@@ -68,6 +77,11 @@ public:
     }
 
 private:
+    static ThreadPool*& current() {
+        static ThreadPool* pool = new ThreadPool();  // leaked on purpose: detached workers outlive static destructors
+        return pool;
+    }
+
     static constexpr int SPIN_US = 100;  // a worker spins this long after a job before it sleeps
 
     struct Job {
