@@ -1,4 +1,4 @@
-"""``neurosim train | tune | eval | track | export``: thin CLI over hybrid's Python API."""
+"""``neurosim train | tune | eval | compare | track | export``: thin CLI over hybrid's Python API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ DEFAULT_MODEL = pathlib.Path(__file__).parent / "models" / "default.safetensors"
 
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
-    """Add the top-level verb ``name`` (train, tune, eval, track or export)."""
+    """Add the top-level verb ``name`` (train, tune, eval, compare, track or export)."""
     from neurosim.cli import COMMANDS, add_verb
 
     help_text = COMMANDS[name][1]
@@ -63,6 +63,16 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--max-frames", type=int, help="track only the first N frames of each sequence")
         p.add_argument("--variants", help="also evaluate each run's weights as these variants (comma-separated, "
                        "e.g. ann_only,snn_only,no_tcf,no_attention,full): an ablation without retraining")
+    elif name == "compare":
+        p = add_verb(subparsers, "compare", _compare, help=help_text,
+                     example="neurosim compare runs/ablation runs/s1/eval runs/s2/eval --base full_fit",
+                     description="Compare trackers over training seeds: each folder is one seed's 'neurosim eval' output "
+                     "(same tracker names, same sequences). Prints each tracker's AUC per seed, mean (sd) and P@20, "
+                     "and the base minus each tracker per seed, on the mean, and as a paired bootstrap over sequences "
+                     "(each sequence's AUC averaged over the seeds).")
+        p.add_argument("evals", nargs="+", help="folders written by 'neurosim eval -o', one per training seed")
+        p.add_argument("--base", required=True, help="tracker the others are compared with, e.g. full_fit")
+        p.add_argument("-o", "--out", help="also write compare.json and compare.md into this folder")
     elif name == "track":
         p = add_verb(subparsers, "track", _track, help=help_text,
                      example="neurosim track default seq.h5 -o out.mp4 --box 40,30,20,24",
@@ -224,6 +234,29 @@ def _track(args: argparse.Namespace, ctx: Any) -> dict:
         summary.update(auc=sc.auc, precision_20=sc.precision_20)
     ctx.say(f"tracked {res.steps} SNN steps ({res.frames} frames) at {res.steps_per_second:,.0f} steps/s -> {out}, {txt}")
     return summary
+
+
+def _compare(args: argparse.Namespace, ctx: Any) -> dict:
+    import json
+
+    from hybrid.compare import compare, table
+    from neurosim.io import atomic_output, existing_dir
+
+    for folder in args.evals:
+        existing_dir(folder, "evaluation folder")
+    result = compare(args.evals, args.base)
+    text = table(result)
+    if args.out:
+        out = pathlib.Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ParameterError(f"-o {out} is a file: give a folder for compare.json and compare.md")
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "compare.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+        with atomic_output(out / "compare.md") as tmp:
+            tmp.write_text(text)
+    ctx.say(text.rstrip())
+    return result
 
 
 def _export(args: argparse.Namespace, ctx: Any) -> dict:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hybrid.cli", "train a hybrid ANN-SNN tracker on a dataset"),
     "tune": ("hybrid.cli", "fit a trained tracker's TCF crossover alpha_frame on training sequences"),
     "eval": ("hybrid.cli", "evaluate a trained tracker (OTB protocol: success, precision, AUC)"),
+    "compare": ("hybrid.cli", "compare tracker evaluations over training seeds: means, differences, bootstrap CIs"),
     "track": ("hybrid.cli", "track a target through a sequence file or recording"),
     "export": ("hybrid.cli", "export a trained tracker to the integer network format"),
     "chip": ("chip_models.cli", "neuromorphic chip models: estimate, simulate, map"),

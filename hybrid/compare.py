@@ -1,0 +1,86 @@
+"""Tracker comparisons over training seeds, from the folders ``neurosim eval`` wrote.
+
+Each folder is one training seed's evaluation (its ``scores.json``) of the same trackers (same
+names) on the same sequences. For every tracker k present in all of them:
+
+- ``AUC_k,s`` per seed s (the OTB AUC over all steps of the split), its mean and sample
+  standard deviation over the seeds, and the mean P@20;
+
+and for every tracker k other than the base b:
+
+- the per-seed differences ``AUC_b,s − AUC_k,s`` and their mean;
+- a paired bootstrap over sequences (:func:`hybrid.metrics.paired_bootstrap`) of
+  ``d_i = mean_s auc_b,s,i − mean_s auc_k,s,i``, each sequence's AUC averaged over the seeds:
+  the 95 % interval of the mean difference and the number of sequences the base wins.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from neurosim.errors import InputError
+
+
+def load_scores(folder: str | pathlib.Path) -> dict[str, Any]:
+    """The ``trackers`` table of ``<folder>/scores.json``; InputError when it is missing or not one."""
+    path = pathlib.Path(folder) / "scores.json"
+    try:
+        trackers = json.loads(path.read_text())["trackers"]
+        for name, t in trackers.items():
+            float(t["auc"]), float(t["precision_20"]), {s: float(v["auc"]) for s, v in t["per_sequence"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{path}: not a scores.json of 'neurosim eval': give the folder 'neurosim eval -o' wrote") from None
+    return trackers
+
+
+def compare(folders: list[str | pathlib.Path], base: str) -> dict[str, Any]:
+    """Seed means and base-minus-tracker differences (see the module docstring) of the trackers
+    found in every folder of ``folders`` (one per training seed)."""
+    from hybrid.metrics import paired_bootstrap
+
+    evals = [load_scores(f) for f in folders]
+    names = [n for n in evals[0] if all(n in e for e in evals)]
+    if base not in names:
+        raise InputError(f"tracker {base!r} is not in every evaluation (common: {', '.join(names) or 'none'}): "
+                         "choose --base among them")
+    mean_seq: dict[str, dict[str, float]] = {}
+    trackers: dict[str, Any] = {}
+    for n in names:
+        auc = [float(e[n]["auc"]) for e in evals]
+        per = [e[n]["per_sequence"] for e in evals]
+        if any(set(p) != set(per[0]) for p in per):
+            raise InputError(f"tracker {n!r} was scored on other sequences in some evaluations: evaluate every seed "
+                             "on the same dataset split")
+        mean_seq[n] = {s: float(np.mean([p[s]["auc"] for p in per])) for s in per[0]}
+        trackers[n] = {"auc": auc, "auc_mean": float(np.mean(auc)),
+                       "auc_sd": float(np.std(auc, ddof=1)) if len(auc) > 1 else 0.0,
+                       "precision_20_mean": float(np.mean([e[n]["precision_20"] for e in evals]))}
+    diffs = {}
+    for n in names:
+        if n != base:
+            per_seed = [a - b for a, b in zip(trackers[base]["auc"], trackers[n]["auc"])]
+            diffs[n] = {"per_seed": per_seed, "mean": float(np.mean(per_seed)),
+                        "bootstrap": paired_bootstrap(mean_seq[base], mean_seq[n])}
+    return {"evaluations": [str(f) for f in folders], "base": base, "trackers": trackers, "differences": diffs,
+            "left_out": sorted({n for e in evals for n in e} - set(names))}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Two Markdown tables: AUC per seed with mean (sd) and P@20; base minus each tracker."""
+    seeds = len(result["evaluations"])
+    head = " | ".join(f"seed {i}" for i in range(seeds))
+    lines = [f"| tracker | {head} | mean (sd) | P@20, mean |", "|---" * (seeds + 3) + "|"]
+    for n, t in sorted(result["trackers"].items(), key=lambda kv: -kv[1]["auc_mean"]):
+        cells = " | ".join(f"{a:.3f}" for a in t["auc"])
+        lines.append(f"| {n} | {cells} | {t['auc_mean']:.3f} ({t['auc_sd']:.3f}) | {t['precision_20_mean']:.3f} |")
+    lines += ["", f"| {result['base']} minus | per seed | mean | 95 % CI (paired bootstrap over sequences) | wins |",
+              "|---|---|---|---|---|"]
+    for n, d in result["differences"].items():
+        b = d["bootstrap"]
+        lines.append(f"| {n} | {' / '.join(f'{x:+.3f}' for x in d['per_seed'])} | {d['mean']:+.3f} | "
+                     f"{b['ci95'][0]:+.3f} … {b['ci95'][1]:+.3f} | {b['wins']} / {b['n']} |")
+    return "\n".join(lines) + "\n"
