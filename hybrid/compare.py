@@ -30,11 +30,18 @@ def load_scores(folder: str | pathlib.Path) -> dict[str, Any]:
     path = pathlib.Path(folder) / "scores.json"
     try:
         trackers = json.loads(path.read_text())["trackers"]
-        for name, t in trackers.items():
-            float(t["auc"]), float(t["precision_20"]), {s: float(v["auc"]) for s, v in t["per_sequence"].items()}
+        ok = isinstance(trackers, dict) and all(
+            _number(t["auc"]) and _number(t["precision_20"]) and all(_number(v["auc"]) for v in t["per_sequence"].values())
+            for t in trackers.values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"{path}: not a scores.json of 'neurosim eval': give the folder 'neurosim eval -o' wrote") from None
+        ok = False
+    if not ok:
+        raise InputError(f"{path}: not a scores.json of 'neurosim eval': give the folder 'neurosim eval -o' wrote")
     return trackers
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def compare(folders: list[str | pathlib.Path], base: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quant": ("neurosim.quant.cli", "int8 training: schemes, train on digits, export integer networks"),
     "data": ("benchmarks_data.cli", "event datasets: build, synth, import, info"),
     "train": ("hybrid.cli", "train a hybrid ANN-SNN tracker on a dataset"),
-    "tune": ("hybrid.cli", "fit a trained tracker's TCF crossover alpha_frame on training sequences"),
+    "tune": ("hybrid.cli", "fit a trained tracker's tracking-time parameters (TCF crossover, ANN centre temperature) on training sequences"),
     "eval": ("hybrid.cli", "evaluate a trained tracker (OTB protocol: success, precision, AUC)"),
     "compare": ("hybrid.cli", "compare tracker evaluations over training seeds: means, differences, bootstrap CIs"),
     "track": ("hybrid.cli", "track a target through a sequence file or recording"),
