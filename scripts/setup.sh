@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Create .venv and install neurosim with pinned dependencies (CPU torch 2.13, numpy<2.4 for brian2).
-# Safe to re-run: an existing .venv is reused and the package is rebuilt incrementally.
+# Create .venv and install neurosim with every extra (`.[all,test]`), the C++ kernels built by
+# the package build (scikit-build-core + nanobind, in pip's isolated build environment).
+# Safe to re-run: an existing .venv is reused and build/ makes the C++ rebuild incremental.
+# Works from an empty pip cache (CI runs it with PIP_NO_CACHE_DIR=1; scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# torch first and alone, so nothing later pulls a CUDA build of a newer torch.
-.venv/bin/python -m pip install -q "torch==2.13.*"
-.venv/bin/python -m pip install -q scikit-build-core nanobind
-.venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+# torch first and alone: the CPU 2.13 build, so nothing later pulls a CUDA build of a newer torch.
+pip install -q -c scripts/constraints.txt "torch==2.13.*"
+# Build isolation stays on for every package: sdists such as norse 1.1.0 need their own build
+# backend (setuptools_scm), without which they build as version 0.0.0 and pip refuses them.
+pip install -q -c scripts/constraints.txt -e ".[all,test]"
