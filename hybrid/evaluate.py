@@ -8,14 +8,15 @@ tracker wall time (crop + binning + network) on this CPU.
 
 Output folder: ``results/<tracker>/<sequence>.txt`` + ``times/`` (got10k/OTB layout),
 ``scores.json``, ``success.png``, ``precision.png`` (all trackers on one plot each) and
-``table.md`` (AUC, P@20, steps/s, frames/s).
+``table.md`` (AUC, P@20, steps/s, frames/s). Baseline trackers on the APS frames
+(``hybrid.baselines``: a never-moving box, OpenCV CSRT, KCF, MIL) run through the same loop.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -68,37 +69,50 @@ def _name(run: pathlib.Path) -> str:
 
 
 def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: str | pathlib.Path, out: str | pathlib.Path, split: str = "test",
-             progress: Callable | None = None, say: Callable = print, max_frames: int | None = None) -> dict[str, Any]:
-    """Track every sequence of ``split`` with every run; write results, scores and plots into ``out``.
+             progress: Callable | None = None, say: Callable = print, max_frames: int | None = None,
+             baselines: Sequence[str] = ()) -> dict[str, Any]:
+    """Track every sequence of ``split`` with every run and baseline; write results, scores and plots into ``out``.
 
     ``runs`` maps a tracker name to a run folder, or to (run folder, variant) to evaluate a run's
-    weights as another variant (e.g. the ANN branch of a hybrid alone)."""
+    weights as another variant (e.g. the ANN branch of a hybrid alone). ``baselines`` names
+    frame trackers of ``hybrid.baselines`` (``static_box``, ``csrt``, ``kcf``, ``mil``) run on the
+    APS frames and scored at the SNN step times of the first run (1 kHz without runs)."""
+    from hybrid.baselines import baseline_runner
     from hybrid.checkpoint import load_model
     from hybrid.data import load_track
-    from hybrid.track import track_sequence
 
+    clash = sorted(set(runs) & set(baselines))
+    if clash:
+        raise InputError(f"a run is named like the baseline {clash[0]!r}: rename the run folder or leave that baseline out")
+    if not runs and not baselines:
+        raise InputError("nothing to evaluate: give a run (or 'default') and/or --baselines")
     seqs = split_sequences(dataset, split)
     out = pathlib.Path(out)
     models = {name: load_model(*run) if isinstance(run, tuple) else load_model(run) for name, run in runs.items()}
+    snn_rate_hz = next(iter(models.values())).cfg.snn_rate_hz if models else 1000.0
+    runners: dict[str, Callable] = {name: _model_runner(model) for name, model in models.items()}
+    runners.update({name: baseline_runner(name, snn_rate_hz) for name in baselines})
+    origin = {name: str(run[0] if isinstance(run, tuple) else run) for name, run in runs.items()}
+    origin.update({name: f"baseline:{name}" for name in baselines})
     tracks = [load_track(f, n) for n, f in seqs]
     scores: dict[str, Any] = {}
-    jobs = [(name, tr) for name in models for tr in tracks]
+    jobs = [(name, tr) for name in runners for tr in tracks]
     it = progress(jobs, desc="eval", total=len(jobs)) if progress else jobs
-    per: dict[str, dict] = {name: {} for name in models}
-    speed: dict[str, list] = {name: [] for name in models}
+    per: dict[str, dict] = {name: {} for name in runners}
+    speed: dict[str, list] = {name: [] for name in runners}
     for name, tr in it:
-        res = track_sequence(models[name], tr, max_frames=max_frames)
+        res = runners[name](tr, max_frames)
         per[name][tr.name] = (res.boxes, res.gt)
         speed[name].append((res.steps, res.seconds, res.frames))
         secs = np.full(len(res.boxes), res.seconds / max(len(res.boxes), 1))
         write_results(out / "results" / name, tr.name, res.boxes, secs)
-    for name in models:
+    for name in runners:
         sc = metrics.evaluate(per[name])
         steps = sum(s for s, _, _ in speed[name])
         secs = sum(t for _, t, _ in speed[name])
         frames = sum(f for _, _, f in speed[name])
         scores[name] = {**sc.summary(), "steps_per_second": steps / max(secs, 1e-9),
-                        "frames_per_second": frames / max(secs, 1e-9), "run": str(runs[name] if not isinstance(runs[name], tuple) else runs[name][0]),
+                        "frames_per_second": frames / max(secs, 1e-9), "run": origin[name],
                         "sequences": len(tracks), "steps": steps}
         say(f"{name:>16s}: AUC {sc.auc:.3f}  P@20 {sc.precision_20:.3f}  {steps / max(secs, 1e-9):,.0f} steps/s")
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +122,13 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
     return {"out": str(out), "split": split, "sequences": len(tracks),
             "trackers": {n: {k: v for k, v in s.items() if not k.endswith("curve") and k != "per_sequence"}
                          for n, s in scores.items()}}
+
+
+def _model_runner(model) -> Callable:
+    """(track, max_frames) → TrackResult for a loaded DashNet, like ``baselines.baseline_runner``."""
+    from hybrid.track import track_sequence
+
+    return lambda track, max_frames: track_sequence(model, track, max_frames=max_frames)
 
 
 def table(scores: dict[str, Any]) -> str:

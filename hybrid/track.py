@@ -46,7 +46,7 @@ def check_first_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
     return box
 
 
-def _clamp(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+def clamp_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Boxes (N, 4) with sizes in [2, image size] and centres inside the image."""
     b = boxes.copy()
     b[:, 2] = np.clip(b[:, 2], 2.0, width)
@@ -98,7 +98,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
             "start_box": torch.from_numpy((box - shift)[None].astype(np.float32)),
         }
         out = model(batch, z_ann=z_ann)["boxes"][:, 0].double().numpy() + shift
-        out = _clamp(out, track.width, track.height)
+        out = clamp_boxes(out, track.width, track.height)
         boxes.append(out)
         times.append(unit["times"])
         steps += len(unit["times"])
