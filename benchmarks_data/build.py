@@ -42,7 +42,7 @@ import numpy as np
 from benchmarks_data import index as index_mod
 from benchmarks_data.layouts import SequenceSpec, check_sequence, discover
 from neurosim.errors import InputError, NeurosimError, OutputError, ParameterError
-from neurosim.io import json_default
+from neurosim.io import atomic_output, json_default
 
 SEQ_DIR = "sequences"
 
@@ -265,7 +265,6 @@ def simulate_with_boxes(source: Any, final: pathlib.Path, params: Any, seed: int
     """
     import h5py
 
-    from neurosim.io import atomic_output
     from sim_events.simulator import simulate
 
     expected_aps = (len(t_boxes) + aps_every - 1) // aps_every
@@ -288,8 +287,7 @@ def simulate_with_boxes(source: Any, final: pathlib.Path, params: Any, seed: int
                 width, height = int(h5.attrs["width"]), int(h5.attrs["height"])
                 if postprocess is not None:
                     postprocess(h5)
-            os.chmod(work, _file_mode())
-            os.replace(work, tmp)
+            os.replace(work, tmp)  # atomic_output gives it the umask's mode
         finally:
             work.unlink(missing_ok=True)
     duration = int(round(len(t_boxes) * 1e6 / float(input_fps)))
@@ -467,9 +465,8 @@ def _completed_entry(final: pathlib.Path, marker: pathlib.Path, fingerprint: str
 def _write_marker(marker: pathlib.Path, entry: dict[str, Any]) -> None:
     final = marker.with_suffix(".h5")
     data = {**entry, "file_size": final.stat().st_size}
-    tmp = marker.with_name(f".{marker.name}.part")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=json_default), encoding="utf-8")
-    os.replace(tmp, marker)
+    with atomic_output(marker) as tmp:
+        tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=json_default), encoding="utf-8")
 
 
 def _remove_empty(created: list[pathlib.Path]) -> None:
@@ -479,13 +476,6 @@ def _remove_empty(created: list[pathlib.Path]) -> None:
             d.rmdir()
         except OSError:
             pass
-
-
-def _file_mode() -> int:
-    """0o666 minus the process umask (temp files are created 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _remove_stale_parts(seq_dir: pathlib.Path) -> None:

@@ -20,15 +20,13 @@ Splits are either drawn with a fixed seed (sequence names sorted, permuted by
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 from typing import Any, Iterable
 
 import numpy as np
 
 from neurosim.errors import InputError
-from neurosim.io import json_default
+from neurosim.io import atomic_output, json_default
 
 INDEX_NAME = "index.json"
 FORMAT = "neurosim-dataset"
@@ -106,18 +104,10 @@ def write_index(out_dir: str | pathlib.Path, index: dict[str, Any]) -> pathlib.P
     out_dir = pathlib.Path(out_dir)
     final = out_dir / INDEX_NAME
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **index}
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".part", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_output(final) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=json_default)
             f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, final)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
     return final
 
 

@@ -125,21 +125,12 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
 def export_run(run: str | pathlib.Path, out: str | pathlib.Path) -> dict[str, Any]:
     """Load a run folder, export it, save the network folder; return a summary."""
     from hybrid.checkpoint import load_model
+    from neurosim.io import atomic_folder
 
     model = load_model(run)
     net = export_model(model)
     out = pathlib.Path(out)
-    tmp = out.with_name(f".{out.name}.part")
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out, replace=True) as tmp:
         save(net, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"intnet": str(out), "layers": len(net.layers), "inputs": {k: list(v.shape) + [v.steps] for k, v in net.inputs.items()},
             "outputs": net.outputs, "meta": net.meta}

@@ -8,14 +8,13 @@ is renamed on success.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 import cv2
 import numpy as np
 
 from neurosim.errors import OutputError
+from neurosim.io import atomic_output
 
 
 def draw_step(track, res, j: int, every: int) -> np.ndarray:
@@ -40,20 +39,13 @@ def draw_step(track, res, j: int, every: int) -> np.ndarray:
 def write_tracking_video(path: str | pathlib.Path, track, res, every: int = 4, fps: float = 30.0) -> pathlib.Path:
     """Write the tracking video of ``res`` (a TrackResult on ``track``) to ``path``."""
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (track.width, track.height))
-        if not writer.isOpened():
-            raise OutputError(f"cannot write video {path}: use an .mp4 or .avi file name")
-        for j in range(0, len(res.times), every):
-            writer.write(draw_step(track, res, j, every))
-        writer.release()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a video is an ordinary output file
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, keep_suffix=True) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (track.width, track.height))
+        try:
+            if not writer.isOpened():
+                raise OutputError(f"cannot write video {path}: use an .mp4 or .avi file name")
+            for j in range(0, len(res.times), every):
+                writer.write(draw_step(track, res, j, every))
+        finally:
+            writer.release()
     return path

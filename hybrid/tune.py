@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import shutil
 from typing import Any, Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from neurosim.errors import ParameterError
+from neurosim.io import atomic_folder
 
 DEFAULT_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 
@@ -148,10 +148,8 @@ def _write_copy(run: pathlib.Path, out: pathlib.Path, model, best: dict, doc: di
 
     from hybrid.checkpoint import CONFIG, WEIGHTS
 
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        shutil.copytree(run, partial)
+    with atomic_folder(out) as partial:
+        shutil.copytree(run, partial, dirs_exist_ok=True)
         set_alpha_frame(model, best["alpha_frame"])
         set_alpha_hold(model, best["alpha_hold"])
         weights = load_file(str(partial / WEIGHTS))
@@ -163,7 +161,3 @@ def _write_copy(run: pathlib.Path, out: pathlib.Path, model, best: dict, doc: di
         config["model"]["ann_temperature"] = best["ann_temperature"]
         (partial / CONFIG).write_text(json.dumps(config, indent=1))
         (partial / "tune.json").write_text(json.dumps(doc, indent=1))
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise

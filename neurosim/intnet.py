@@ -117,7 +117,10 @@ def save(net: IntNetwork, folder: str | pathlib.Path) -> pathlib.Path:
         "inputs": {k: dataclasses.asdict(v) for k, v in net.inputs.items()},
         "layers": layers, "outputs": net.outputs, "meta": net.meta,
     }
-    save_file(tensors, str(folder / "tensors.safetensors"))
+    from neurosim.io import atomic_output
+
+    with atomic_output(folder / "tensors.safetensors") as tmp:  # safetensors itself creates 0600 files
+        save_file(tensors, str(tmp))
     (folder / "network.json").write_text(json.dumps(doc, indent=1))
     return folder
 

@@ -7,8 +7,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +59,7 @@ def _train_digits(args, ctx) -> dict:
     from safetensors.torch import save_file
 
     from neurosim.cli import params_from_args
+    from neurosim.io import atomic_folder
     from neurosim.quant.scheme import get_scheme
     from neurosim.quant.train import DigitsParams, train_digits
 
@@ -68,15 +67,10 @@ def _train_digits(args, ctx) -> dict:
     get_scheme(params.scheme)  # fail early on an unknown scheme
     out = _new_folder(args.output)
     model, summary = train_digits(params, progress=ctx.progress)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "checkpoint.safetensors"))
         (tmp / "config.json").write_text(json.dumps({"params": dataclasses.asdict(params), "summary": summary}, indent=1))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     ctx.say(f"{summary['scheme']} {summary['arch']}: test accuracy {summary['test_accuracy']:.2f} % -> {out}")
     return {**summary, "output": str(out)}
 
@@ -110,6 +104,7 @@ def _export(args, ctx) -> dict:
     import torch
 
     from neurosim import intnet
+    from neurosim.io import atomic_folder
     from neurosim.quant.export import quantize_input, to_integer
     from neurosim.quant.train import load_digits_split
 
@@ -121,13 +116,8 @@ def _export(args, ctx) -> dict:
     with torch.no_grad():
         q_pred = model(xte).argmax(1).numpy()
     agree = float(np.mean(logits.argmax(1) == q_pred))
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         intnet.save(net, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     acc = float(np.mean(logits.argmax(1) == yte.numpy())) * 100
     ctx.say(f"exported {len(net.layers)} layers -> {out}; integer accuracy {acc:.2f} %, agreement with the model {agree * 100:.2f} %")
     return {"output": str(out), "layers": len(net.layers), "integer_accuracy": acc, "agreement": agree}

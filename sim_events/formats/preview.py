@@ -11,15 +11,13 @@ up (nearest neighbour) so the shorter side is at least 240 px. Video codec: mp4v
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 from typing import Callable, Iterable
 
 import numpy as np
 
 from neurosim.errors import OutputError, ParameterError
-from neurosim.io import check_writable
+from neurosim.io import atomic_output, check_writable
 from sim_events.formats import detect_format, read_recording
 
 ON_BGR = np.array([40, 220, 40], np.uint8)
@@ -157,34 +155,28 @@ def _render(src, path, out, fps, window_ms, max_frames, play_fps, progress, cv2)
         n_out = min(n_out, int(max_frames))
     scale = max(1, int(np.ceil(MIN_SIDE / min(w, h))))
     size = (w * scale + (w * scale) % 2, h * scale + (h * scale) % 2)  # even sides for mp4v
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".part{out.suffix}", dir=out.parent)
-    os.close(fd)
-    tmp = pathlib.Path(tmp_name)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), play_fps, size)
-    try:
-        if not writer.isOpened():
-            raise OutputError(f"cannot write video {out} with the mp4v codec: choose a .mp4 or .avi name")
-        win = int(round(window_ms * 1000))
-        ks = range(n_out)
-        for k in (progress(ks) if progress else ks):
-            tk = t_start + int(round((k + 1) * period))
-            grey = None
-            if src.frame_t is not None and len(src.frame_t):
-                i = int(np.searchsorted(src.frame_t, tk, "right")) - 1
-                grey = src.frame(i) if i >= 0 else None
-            box = None
-            if src.boxes is not None and len(src.boxes[0]):
-                j = int(np.searchsorted(src.boxes[0], tk, "right")) - 1
-                box = src.boxes[1][j] if j >= 0 else None
-            img = compose_preview(src.events(tk - win, tk), w, h, grey=grey, box=box, scale=scale, size=size)
-            writer.write(img)
-        writer.release()
+    with atomic_output(out, keep_suffix=True) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), play_fps, size)
+        try:
+            if not writer.isOpened():
+                raise OutputError(f"cannot write video {out} with the mp4v codec: choose a .mp4 or .avi name")
+            win = int(round(window_ms * 1000))
+            ks = range(n_out)
+            for k in (progress(ks) if progress else ks):
+                tk = t_start + int(round((k + 1) * period))
+                grey = None
+                if src.frame_t is not None and len(src.frame_t):
+                    i = int(np.searchsorted(src.frame_t, tk, "right")) - 1
+                    grey = src.frame(i) if i >= 0 else None
+                box = None
+                if src.boxes is not None and len(src.boxes[0]):
+                    j = int(np.searchsorted(src.boxes[0], tk, "right")) - 1
+                    box = src.boxes[1][j] if j >= 0 else None
+                img = compose_preview(src.events(tk - win, tk), w, h, grey=grey, box=box, scale=scale, size=size)
+                writer.write(img)
+        finally:
+            writer.release()
         if tmp.stat().st_size == 0:
             raise OutputError(f"OpenCV wrote nothing to {out}: check that its mp4v encoder works here")
-        os.replace(tmp, out)
-    except BaseException:
-        writer.release()
-        tmp.unlink(missing_ok=True)
-        raise
     return {"out": str(out), "frames": n_out, "fps": fps, "play_fps": play_fps, "window_ms": window_ms,
             "width": size[0], "height": size[1], "t_start_us": t_start, "t_end_us": t_end}
