@@ -5,7 +5,9 @@
 being run, so ``neurosim --help`` stays fast and a broken optional part does not break the
 rest. Every verb gets ``--json``, ``--config FILE.toml``, ``--set key=value`` and ``--quiet``
 (see :func:`add_common_options`); a :class:`~neurosim.errors.NeurosimError` becomes one line
-on stderr and exit code 2.
+on stderr and exit code 2. So does an optional package that is not installed, wherever a verb
+imports it (:mod:`neurosim.extras`): the line names the ``pip install "neurosim[EXTRA]"`` to run.
+Every ``--help`` shows each option's real default (:class:`HelpFormatter`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import dataclasses
 import importlib
 import json
 import pathlib
+import re
 import sys
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from neurosim.errors import NeurosimError, ParameterError
+from neurosim.errors import MissingExtraError, NeurosimError, ParameterError
+from neurosim.extras import ensure_installed, install_hint, missing_extra, missing_optional, translate_missing
 from neurosim.io import json_default
 
 T = TypeVar("T")
@@ -40,12 +44,99 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("neurosim.cli", "run the whole pipeline on a built-in generated scene"),
 }
 
-# Demo stages in order: module with run(outdir, summary, say) -> dict. Missing modules are skipped.
-DEMO_STAGES = ["sim_events.demo", "benchmarks_data.demo", "hybrid.demo", "chip_models.demo"]
+# Demo stages in order: module with run(outdir, summary, say) -> dict, and the optional modules it
+# needs. A stage whose module or extra is missing is skipped (saying which pip install adds it).
+DEMO_STAGES: dict[str, tuple[str, ...]] = {
+    "sim_events.demo": (),
+    "benchmarks_data.demo": ("torch",),
+    "hybrid.demo": ("torch", "matplotlib"),
+    "chip_models.demo": ("matplotlib",),
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; each option's help ends with its real default.
+
+    An option whose help already states its default (``(default 2)``, ``davis346 (default)``)
+    keeps its words; otherwise ``(default: VALUE)`` is appended. Options without a default
+    (None, off flags, empty lists) and required positionals are left alone. A ``--set`` made
+    with ``params`` lists the parameter keys with their defaults (see :func:`add_common_options`).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        defaults = getattr(action, "defaults_from", None)
+        if defaults is not None:
+            text = f"{text}; {_defaults_listing(defaults)}"
+        if not _has_default(action) or "%(default)" in text or _states_default(text, action.default):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _has_default(action: argparse.Action) -> bool:
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool):
+        return False
+    if isinstance(default, (list, tuple, dict)) and not default:
+        return False
+    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+
+def _states_default(text: str, default: Any) -> bool:
+    """Whether ``text`` already says ``default``: 'default 2', 'default: x', 'x (default)'."""
+    value = re.escape(str(default))
+    return re.search(rf"\bdefault:?\s+{value}(?![\w.])|(?<![\w.]){value} \(default\)", text) is not None
+
+
+def _defaults_listing(defaults: Callable[[], Any]) -> str:
+    """'keys and defaults: a=1, b.c="x", ...' of ``defaults()`` (a dataclass instance or a dict)."""
+    try:
+        values = defaults()
+    except ImportError as exc:
+        module = missing_optional(exc)
+        if module is None:
+            raise
+        return f"keys and defaults: listed here once {module} is installed ({install_hint(module)})"
+    if dataclasses.is_dataclass(values):
+        values = dataclasses.asdict(values)
+    pairs = ", ".join(f"{key}={_toml_value(value)}" for key, value in _flat(values))
+    return f"keys and defaults: {pairs}".replace("%", "%%")
+
+
+def defaults_of(target: str, *args: Any) -> Callable[[], Any]:
+    """A ``params`` source for :func:`add_verb`: ``"module:name"`` called with ``args``.
+
+    The module is imported only when ``--help`` is shown, e.g.
+    ``defaults_of("sim_events.params:preset", "davis346")``.
+    """
+    module, _, name = target.partition(":")
+    return lambda: getattr(importlib.import_module(module), name)(*args)
+
+
+def _toml_value(value: Any) -> str:
+    """A default as written in TOML or after --set; None (no value: computed) as 'unset'."""
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value, default=str)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        rows += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+    return rows
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line and exit code 2."""
+    """argparse that reports a usage mistake as one line and exit code 2, with :class:`HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        formatter = kwargs.get("formatter_class")
+        if formatter in (None, argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -71,14 +162,20 @@ class Context:
         return tqdm(iterable, disable=off, file=sys.stderr, leave=False, **kwargs)
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Add --json, --config, --set and --quiet to a verb's parser."""
+def add_common_options(parser: argparse.ArgumentParser, params: Callable[[], Any] | None = None) -> None:
+    """Add --json, --config, --set and --quiet to a verb's parser.
+
+    ``params``: a function returning the verb's default parameters (a dataclass instance or a
+    dict); called only when ``--help`` is shown, whose ``--set`` entry then lists every key
+    with its default. Import heavy modules inside it, not at registration.
+    """
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.add_argument("--config", metavar="FILE.toml", help="read parameters from a TOML file")
-    parser.add_argument(
+    override = parser.add_argument(
         "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-        help="override one parameter (repeatable), e.g. --set contrast_threshold=0.25",
+        help="override one parameter, VALUE as in TOML (repeatable)",
     )
+    override.defaults_from = params  # type: ignore[attr-defined]
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or text")
 
 
@@ -95,16 +192,30 @@ def params_from_args(args: argparse.Namespace, cls: type[T], base: dict[str, Any
 
 def add_verb(
     subparsers: argparse._SubParsersAction, name: str, handler: Callable[..., dict | None],
-    help: str, example: str, description: str | None = None,
+    help: str, example: str, description: str | None = None, params: Callable[[], Any] | None = None,
+    needs: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    """Add one verb with the common options and an example in its --help."""
+    """Add one verb with the common options and an example in its --help.
+
+    ``params``: see :func:`add_common_options` (``--set`` help lists the keys and defaults).
+    ``needs``: optional modules the verb always uses (keys of :data:`neurosim.extras.OPTIONAL`);
+    :func:`main` checks them before the verb runs, so a missing extra stops it before any
+    output, and ``--help`` names the ``pip install`` that provides them.
+    """
     parser = subparsers.add_parser(
         name, help=help, description=description or help, epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    add_common_options(parser)
-    parser.set_defaults(handler=handler)
+    if needs:
+        parser.epilog += f"\n\nneeds {', '.join(needs)}: {install_hint(needs, _preferred_extra(parser.prog))}"
+    add_common_options(parser, params)
+    parser.set_defaults(handler=handler, needs=tuple(needs))
     return parser
+
+
+def _preferred_extra(command: str | None) -> str:
+    """The extra to name where several provide a module (nir): ``chip`` for ``neurosim chip``, else train."""
+    return "chip" if "chip" in (command or "").split() else "train"
 
 
 def build_parser(command: str | None) -> ArgumentParser:
@@ -113,7 +224,7 @@ def build_parser(command: str | None) -> ArgumentParser:
         prog="neurosim",
         description="Hybrid ANN-SNN neuromorphic simulation toolkit.",
         epilog="example:\n  neurosim demo -o demo_out\n  neurosim events simulate video.mp4 -o seq.h5",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     from neurosim import __version__
 
@@ -134,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurosim`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    args = None
     try:
         parser = build_parser(command if command in COMMANDS else None)
         args = parser.parse_args(argv)
@@ -142,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub = _subparser(parser, args.command)
             (sub or parser).print_help()
             return 0 if args.command is None else 2
+        ensure_installed(getattr(args, "needs", ()), _feature(command, args), _preferred_extra(command))
         ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
         summary = handler(args, ctx)
         if ctx.json_mode and summary is not None:
@@ -150,9 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NeurosimError as err:
         print(f"neurosim: error: {err}", file=sys.stderr)
         return err.exit_code
+    except ImportError as exc:  # an optional package imported anywhere while the verb ran
+        module = missing_optional(exc)
+        if module is None:
+            raise
+        err = missing_extra(module, _feature(command, args), _preferred_extra(command))
+        print(f"neurosim: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("neurosim: interrupted", file=sys.stderr)
         return 130
+
+
+def _feature(command: str | None, args: argparse.Namespace | None) -> str:
+    """'neurosim COMMAND VERB', what a missing extra was needed for."""
+    return " ".join(p for p in ("neurosim", command, getattr(args, "verb", None)) if p)
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
@@ -181,19 +306,27 @@ def _demo(args: argparse.Namespace, ctx: Context) -> dict:
     if outdir.exists() and not outdir.is_dir():
         raise ParameterError(f"demo output {outdir} is a file: choose a folder with -o")
     outdir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"out": str(outdir), "seed": args.seed, "stages": {}}
+    summary: dict[str, Any] = {"out": str(outdir), "seed": args.seed, "stages": {}, "skipped": {}}
     start = time.perf_counter()
-    for module_name in DEMO_STAGES:
+    for module_name, needs in DEMO_STAGES.items():
+        name = module_name.split(".")[0]
+        t0 = time.perf_counter()
         try:
-            stage = importlib.import_module(module_name)
+            feature, prefer = f"the demo's {name} stage", "chip" if name == "chip_models" else "train"
+            ensure_installed(needs, feature, prefer)
+            with translate_missing(feature, prefer):
+                stage = importlib.import_module(module_name)
+                result = stage.run(outdir, summary, ctx.say, seed=args.seed)
+        except MissingExtraError as err:  # a stage whose extra is not installed is skipped, saying why
+            summary["skipped"][name] = str(err)
+            ctx.say(f"skipped: {err}")
+            continue
         except ModuleNotFoundError as exc:
             if exc.name == module_name or module_name.startswith(f"{exc.name}."):
                 continue
             raise
-        t0 = time.perf_counter()
-        result = stage.run(outdir, summary, ctx.say, seed=args.seed)
         result["seconds"] = round(time.perf_counter() - t0, 2)
-        summary["stages"][module_name.split(".")[0]] = result
+        summary["stages"][name] = result
     summary["seconds"] = round(time.perf_counter() - start, 2)
     (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
     (outdir / "summary.md").write_text(_demo_report(outdir, summary))
@@ -204,6 +337,8 @@ def _demo(args: argparse.Namespace, ctx: Context) -> dict:
 def _demo_report(outdir: pathlib.Path, summary: dict[str, Any]) -> str:
     """One Markdown report of the demo: each stage's figures as a table, its plots inline."""
     lines = ["# neurosim demo", "", f"Seed {summary['seed']}; whole run {summary['seconds']} s.", ""]
+    for reason in summary.get("skipped", {}).values():
+        lines += [f"Skipped: {reason}", ""]
     for stage, result in summary["stages"].items():
         rows, plots = _flatten(result)
         lines += [f"## {stage}", "", "| quantity | value |", "|---|---|"]

@@ -29,3 +29,11 @@ class OutputError(NeurosimError, OSError):
 
 class CapacityError(NeurosimError):
     """A network or dataset does not fit the resources it is mapped to."""
+
+
+class MissingExtraError(NeurosimError, ImportError):
+    """An optional package is not installed; the message names the ``pip install "neurosim[EXTRA]"``.
+
+    Raised by :mod:`neurosim.extras`; an ImportError too, so ``except ImportError`` fallbacks
+    still apply.
+    """
