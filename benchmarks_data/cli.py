@@ -11,7 +11,7 @@ from neurosim.errors import InputError, ParameterError
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` group with its verbs."""
-    from neurosim.cli import add_verb
+    from neurosim.cli import add_verb, defaults_of
 
     group = subparsers.add_parser(name, help="event datasets: build, synth, import, info", description=__doc__)
     verbs = group.add_subparsers(dest="verb", metavar="VERB")
@@ -21,7 +21,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  description="Convert every sequence of SOURCE (NFS, OTB, VOT folders or videos with box files) "
                  "into DAVIS-style frames + events + boxes: one sequence file each in DIR/sequences/ and DIR/index.json. "
                  "Re-running skips completed sequences; failed sequences are reported and the rest go on; "
-                 "exit 2 only if nothing could be built. Simulator parameters: --preset, --config, --set.")
+                 "exit 2 only if nothing could be built. Simulator parameters: --preset, --config, --set.",
+                 params=defaults_of("sim_events.params:DvsParams"))
     p.add_argument("source", help="a sequence folder, a video, or a folder of them")
     p.add_argument("-o", "--out", required=True, help="dataset folder")
     p.add_argument("--aps-rate", type=float, default=30.0, help="APS frame rate in Hz (default 30)")
@@ -97,6 +98,10 @@ def dvs_params(args: argparse.Namespace, table: str | None = None) -> Any:
 
 def _check_common(args: argparse.Namespace) -> None:
     """Reject impossible numbers before any work or output."""
+    from neurosim.extras import ensure_installed
+
+    if args.scheduler:
+        ensure_installed(["distributed"], f"neurosim data {args.verb} --scheduler", prefer="dask")
     if args.aps_rate <= 0:
         raise ParameterError(f"APS rate {args.aps_rate} Hz is impossible: give a positive --aps-rate")
     if args.workers < 1:
