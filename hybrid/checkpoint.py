@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from hybrid.runs import resolve_run
 from neurosim.errors import InputError
 from neurosim.io import atomic_output
 
@@ -102,10 +103,25 @@ RETIRED_MODEL_FIELDS = ("context", "min_crop")
 
 
 def load_model(run: str | pathlib.Path, variant: str | None = None):
-    """Build the DashNet of a run folder and load its weights (``variant`` overrides the config)."""
+    """The trained tracker of a run, ready to track (eval mode).
+
+    Args:
+        run: a run folder written by :func:`hybrid.train` (``config.json`` +
+            ``checkpoint.safetensors``), a shipped ``.safetensors`` model with its ``.json``,
+            or ``"default"`` for the model shipped with neurosim.
+        variant: evaluate the weights as this variant (``ann_only``, ``snn_only``, ``no_tcf``,
+            ``no_attention``, ``full``) instead of the trained one.
+
+    Returns:
+        A ``hybrid.model.DashNet`` (a torch module) in eval mode.
+
+    Raises:
+        InputError: the run is missing or its checkpoint does not match its config.
+    """
     from hybrid.model import DashNet, ModelConfig
     from neurosim.config import from_dict
 
+    run = resolve_run(run)
     cfg = load_config(run)
     fields = {k: v for k, v in cfg.get("model", {}).items() if k not in RETIRED_MODEL_FIELDS}
     mcfg = from_dict(ModelConfig, fields)

@@ -91,3 +91,24 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"| {n} | {' / '.join(f'{x:+.3f}' for x in d['per_seed'])} | {d['mean']:+.3f} | "
                      f"{b['ci95'][0]:+.3f} … {b['ci95'][1]:+.3f} | {b['wins']} / {b['n']} |")
     return "\n".join(lines) + "\n"
+
+
+def write_compare(result: dict[str, Any], out: str | pathlib.Path) -> list[pathlib.Path]:
+    """Write ``compare.json`` (``result`` as JSON) and ``compare.md`` (:func:`table`) into the
+    folder ``out`` (created if missing); return the two paths (``neurosim compare -o``).
+
+    Raises:
+        ParameterError: ``out`` is a file.
+    """
+    from neurosim.errors import ParameterError
+    from neurosim.io import atomic_output
+
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"-o {out} is a file: give a folder for compare.json and compare.md")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "compare.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    with atomic_output(out / "compare.md") as tmp:
+        tmp.write_text(table(result))
+    return [out / "compare.json", out / "compare.md"]

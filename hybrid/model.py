@@ -209,3 +209,15 @@ class DashNet(nn.Module):
         wh_t = wh[None].expand(T, -1, -1)
         out["boxes"] = torch.cat([centres - (wh_t - 1) / 2, wh_t], dim=-1)
         return out
+
+
+def check_variants(variants: str | list[str] | tuple[str, ...], option: str = "variants") -> list[str]:
+    """Variant names from a list or a comma-separated string; ParameterError naming ``option``
+    on an unknown one (the known ones are :data:`VARIANTS`)."""
+    from neurosim.errors import ParameterError
+
+    names = [v.strip() for v in (variants.split(",") if isinstance(variants, str) else variants) if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad:
+        raise ParameterError(f"{option}: {bad[0]!r} is unknown: use {', '.join(VARIANTS)}")
+    return names

@@ -43,3 +43,74 @@ def write_results(folder: str | pathlib.Path, name: str, boxes: np.ndarray, seco
     write_boxes(folder / f"{name}.txt", boxes)
     with atomic_output(folder / "times" / f"{name}_time.txt") as tmp:
         np.savetxt(tmp, np.asarray(seconds, float).reshape(-1), fmt="%.9f")
+
+
+def write_track_results(out: str | pathlib.Path, track, result, every: int = 4) -> dict:
+    """Write the result files of one tracked sequence (those of ``neurosim track``).
+
+    Args:
+        out: the video path (``.mp4`` or ``.avi``); the boxes go to ``out`` with suffix ``.txt``
+            (``x,y,w,h`` per SNN step, pixels, 0-based, ``%.3f``) and the box times to
+            ``.times.txt`` (one integer per line, µs, the sequence's clock).
+        track: the ``hybrid.data.Track`` that was tracked (frames, events, ground truth).
+        result: its ``hybrid.track.TrackResult`` (boxes (N, 4), times (N,) µs, gt (N, 4)).
+        every: draw one video frame every ``every`` SNN steps (≥ 1).
+
+    Returns:
+        ``{"video", "boxes", "steps", "frames", "steps_per_second"}`` plus ``auc`` and
+        ``precision_20`` (OTB success AUC, precision at 20 px) where the sequence has ground truth.
+    """
+    from hybrid.render import write_tracking_video
+
+    out = pathlib.Path(out)
+    txt = out.with_suffix(".txt")
+    write_tracking_video(out, track, result, every)
+    write_boxes(txt, result.boxes)
+    with atomic_output(out.with_suffix(".times.txt")) as tmp:
+        np.savetxt(tmp, result.times, fmt="%d")
+    summary = {"video": str(out), "boxes": str(txt), "steps": result.steps, "frames": result.frames,
+               "steps_per_second": result.steps_per_second}
+    if np.isfinite(result.gt).all(axis=1).any():
+        from hybrid import metrics
+
+        sc = metrics.evaluate({track.name: (result.boxes, result.gt)})
+        summary.update(auc=sc.auc, precision_20=sc.precision_20)
+    return summary
+
+
+def track_file(run: str | pathlib.Path, sequence: str | pathlib.Path, out: str | pathlib.Path,
+               box: "np.ndarray | list[float] | None" = None, every: int = 4) -> dict:
+    """Track a target through a sequence file and write the video and boxes (``neurosim track``).
+
+    Args:
+        run: a run folder, a shipped ``.safetensors`` model, or ``"default"`` (the shipped model).
+        sequence: a sequence ``.h5`` with APS frames and events (``neurosim events simulate``,
+            ``neurosim data build``).
+        out: the video path; see :func:`write_track_results` for the files written beside it.
+        box: first box ``(x, y, w, h)`` in pixels, 0-based (default: the file's ground truth at
+            the first frame).
+        every: draw one video frame every ``every`` SNN steps (≥ 1).
+
+    Returns:
+        The summary of :func:`write_track_results`.
+
+    Raises:
+        ParameterError: ``every`` < 1. InputError: no first box (none given, none in the
+        file) or a box outside the image. OutputError: ``out`` is not writable.
+    """
+    from hybrid.checkpoint import load_model
+    from hybrid.data import load_track
+    from hybrid.track import check_first_box, track_sequence
+    from neurosim.errors import ParameterError
+    from neurosim.io import check_writable
+
+    out = check_writable(out)
+    if every < 1:
+        raise ParameterError(f"--every {every} must be ≥ 1")
+    model = load_model(run)
+    track = load_track(sequence)
+    if box is None and (track.boxes_t is None or len(track.boxes_t) == 0):
+        raise InputError(f"{sequence} has no boxes: give the first box with --box x,y,w,h")
+    if box is not None:
+        check_first_box(box, track.width, track.height)
+    return write_track_results(out, track, track_sequence(model, track, box), every)

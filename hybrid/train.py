@@ -308,3 +308,33 @@ def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str |
         writer.close()
     return {"run": str(run), "epochs": cfg.epochs, "steps": step, "history": history, "world_size": world,
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None}
+
+
+def train_variants(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], out: str | pathlib.Path, cfg: TrainConfig,
+                   variants: str | Sequence[str], resume: bool = False, progress: Callable | None = None,
+                   say: Callable = print, init_from: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` once per model variant, side by side (``neurosim train --variants``).
+
+    Args:
+        dataset: a dataset folder (``index.json``), or a list of folders whose windows are pooled.
+        out: parent folder; variant ``v`` is trained into the run folder ``out/v``.
+        cfg: the training parameters; ``cfg.model.variant`` is replaced by each variant.
+        variants: names from ``hybrid.model.VARIANTS`` (``ann_only``, ``snn_only``, ``no_tcf``,
+            ``no_attention``, ``full``), as a list or comma-separated.
+        resume: continue each variant whose run folder has a checkpoint; the others start anew.
+        progress, say, init_from: as for :func:`train`.
+
+    Returns:
+        ``{"runs": {variant: summary of train()}}``.
+    """
+    from hybrid.model import check_variants
+
+    names = check_variants(variants, "--variants")
+    out = pathlib.Path(out)
+    results = {}
+    for v in names:
+        say(f"== variant {v}")
+        vcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=v))
+        results[v] = train(dataset, out / v, vcfg, resume=resume and (out / v / "checkpoint.safetensors").exists(),
+                           progress=progress, say=say, init_from=init_from)
+    return {"runs": results}

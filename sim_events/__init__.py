@@ -1,30 +1,63 @@
 """sim_events: video → DAVIS-style data (APS frames + DVS events), formats, calibration.
 
-The simulator (see ``README.md``):
+One import for the job "events from video"::
 
-- :func:`simulate` (``sim_events.simulator``) — a video / image folder / NFS folder / .npz
-  to a sequence .h5 (events, APS frames every ``aps_every`` input frames, boxes);
-  :func:`~sim_events.simulator.simulate_frames` is the streaming core.
-- :class:`~sim_events.params.DvsParams` and the presets davis240, davis346, dvxplorer,
-  prophesee_gen4, clean (``sim_events.params.preset``).
-- ``sim_events.pixel`` — the pixel model (lin-log, mismatch, refractory, low-pass, leak,
-  shot noise, hot pixels, jitter) with its C++ loop ``sim_events._dvs``;
-  ``sim_events.interpolate`` — optical-flow interpolation between frames.
-- ``sim_events.calibrate`` — fit DvsParams to a real recording with frames and events;
-  ``sim_events.metrics`` — fidelity metrics (count ratio, pixel r, rate r, phase CV, F1).
+    import sim_events
 
-Imports are lazy: ``import sim_events`` loads nothing heavy.
+    summary = sim_events.simulate("video.mp4", "seq.h5", sim_events.preset("davis346"), seed=0)
+    rec = sim_events.read_recording("seq.h5")          # events (N,) x, y, t µs, p; frames (F, H, W)
+
+Public names (imported on first use: ``import sim_events`` loads nothing heavy):
+
+- :func:`simulate` — a video / image folder / NFS folder / ``.npz`` to a sequence ``.h5``
+  (``neurosim events simulate``); :func:`simulate_frames` — the streaming core.
+- :class:`DvsParams` and :func:`preset` (davis240, davis346, dvxplorer, prophesee_gen4, clean).
+- :func:`calibrate` — fit DvsParams to a real recording with frames and events
+  (``neurosim events calibrate``); :func:`write_params_toml` writes them for ``--config``.
+- :func:`compare` — fidelity metrics of two event arrays over a window;
+  :func:`compare_files` — the same from two files (``neurosim events compare``);
+  :func:`meets_targets`.
+- :func:`read_recording` (any supported event file), :func:`read_sequence` /
+  :func:`write_sequence` (the sequence ``.h5``), :class:`Recording`, :func:`file_info`
+  (``neurosim events info``), :func:`render_preview` (``neurosim events render``).
+
+``sim_events.calibrate`` is the function; the module's other names come with
+``from sim_events.calibrate import ...``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["simulate"]
+from neurosim._lazy import attach
 
+_LAZY = {
+    "simulate": "sim_events.simulator",
+    "simulate_frames": "sim_events.simulator",
+    "DvsParams": "sim_events.params",
+    "preset": "sim_events.params",
+    "calibrate": "sim_events.calibrate",
+    "write_params_toml": "sim_events.calibrate",
+    "compare": "sim_events.metrics",
+    "compare_files": "sim_events.metrics",
+    "meets_targets": "sim_events.metrics",
+    "read_recording": "sim_events.formats",
+    "Recording": "sim_events.formats.events",
+    "read_sequence": "sim_events.formats.sequence",
+    "write_sequence": "sim_events.formats.sequence",
+    "file_info": "sim_events.formats.info",
+    "render_preview": "sim_events.formats.preview",
+}
+__all__ = list(_LAZY)
+__getattr__, __dir__ = attach(__name__, _LAZY)
 
-def simulate(*args: Any, **kwargs: Any) -> dict:
-    """See :func:`sim_events.simulator.simulate` (re-exported here, imported on first use)."""
-    from sim_events.simulator import simulate as _simulate
-
-    return _simulate(*args, **kwargs)
+if TYPE_CHECKING:
+    from sim_events.calibrate import calibrate, write_params_toml
+    from sim_events.formats import read_recording
+    from sim_events.formats.events import Recording
+    from sim_events.formats.info import file_info
+    from sim_events.formats.preview import render_preview
+    from sim_events.formats.sequence import read_sequence, write_sequence
+    from sim_events.metrics import compare, compare_files, meets_targets
+    from sim_events.params import DvsParams, preset
+    from sim_events.simulator import simulate, simulate_frames

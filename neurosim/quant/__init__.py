@@ -38,19 +38,46 @@ Notes for users of the API:
   reproducible.
 * Eval mode uses running activation ranges (batch-independent); ``to_integer`` needs a model
   that has seen training (or calibration) batches.
+
+Public names are imported on first use (``from neurosim import quant`` loads no torch).
 """
 
-from neurosim.quant.checker import check_full_bits
-from neurosim.quant.convert import check_supported, quantize_model
-from neurosim.quant.export import quantize_input, to_integer
-from neurosim.quant.fixup import BNBasicBlock, FixupBasicBlock, fixup_init
-from neurosim.quant.layers import QConv2d, QLinear
-from neurosim.quant.batchnorm import QBatchNorm2d
-from neurosim.quant.optim import QuantSGD, default_lr, make_optimizer, set_cq_range
-from neurosim.quant.scheme import PRESETS, Scheme, get_scheme, load_scheme
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS", "Scheme", "get_scheme", "load_scheme", "quantize_model", "check_supported", "QuantSGD",
-    "make_optimizer", "default_lr", "set_cq_range", "QConv2d", "QLinear", "QBatchNorm2d", "FixupBasicBlock", "BNBasicBlock",
-    "fixup_init", "check_full_bits", "to_integer", "quantize_input",
-]
+from typing import TYPE_CHECKING
+
+from neurosim._lazy import attach
+
+_LAZY = {
+    "PRESETS": "neurosim.quant.scheme",
+    "Scheme": "neurosim.quant.scheme",
+    "get_scheme": "neurosim.quant.scheme",
+    "load_scheme": "neurosim.quant.scheme",
+    "quantize_model": "neurosim.quant.convert",
+    "check_supported": "neurosim.quant.convert",
+    "QuantSGD": "neurosim.quant.optim",
+    "make_optimizer": "neurosim.quant.optim",
+    "default_lr": "neurosim.quant.optim",
+    "set_cq_range": "neurosim.quant.optim",
+    "QConv2d": "neurosim.quant.layers",
+    "QLinear": "neurosim.quant.layers",
+    "QBatchNorm2d": "neurosim.quant.batchnorm",
+    "FixupBasicBlock": "neurosim.quant.fixup",
+    "BNBasicBlock": "neurosim.quant.fixup",
+    "fixup_init": "neurosim.quant.fixup",
+    "check_full_bits": "neurosim.quant.checker",
+    "to_integer": "neurosim.quant.export",
+    "quantize_input": "neurosim.quant.export",
+}
+__all__ = list(_LAZY)
+__getattr__, __dir__ = attach(__name__, _LAZY)
+
+if TYPE_CHECKING:
+    from neurosim.quant.batchnorm import QBatchNorm2d
+    from neurosim.quant.checker import check_full_bits
+    from neurosim.quant.convert import check_supported, quantize_model
+    from neurosim.quant.export import quantize_input, to_integer
+    from neurosim.quant.fixup import BNBasicBlock, FixupBasicBlock, fixup_init
+    from neurosim.quant.layers import QConv2d, QLinear
+    from neurosim.quant.optim import QuantSGD, default_lr, make_optimizer, set_cq_range
+    from neurosim.quant.scheme import PRESETS, Scheme, get_scheme, load_scheme

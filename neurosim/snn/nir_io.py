@@ -379,3 +379,40 @@ def repair_norse_export(graph, dt: float = 1e-3):
             node.tau_mem = np.asarray(node.tau_mem, np.float64) / dt
             node.tau_syn = np.asarray(node.tau_syn, np.float64) / dt
     return g
+
+
+NODE_FIELDS = ("tau", "tau_mem", "tau_syn", "r", "v_threshold", "v_reset", "v_leak", "w_in", "threshold")
+
+
+def describe_nir(graph_or_path: Any) -> dict[str, Any]:
+    """The nodes, edges and metadata of a NIR graph as plain data (``neurosim snn nir-info``).
+
+    Args:
+        graph_or_path: a ``nir.NIRGraph`` or the path of a NIR file (HDF5).
+
+    Returns:
+        ``{"path", "nodes", "edges", "metadata"}``: ``nodes`` is a list of ``{"name", "type"}``
+        dicts with each time constant / threshold present (``tau``, ``tau_mem``, ``tau_syn`` in
+        seconds, ``r``, ``v_threshold``, ``v_reset``, ``v_leak``, ``w_in``, ``threshold``): one
+        number when uniform, else ``[min, max]``; ``weight_shape`` and ``output_shape`` where
+        the node has them. ``edges`` are ``[source, target]`` pairs; ``path`` is None for a graph.
+    """
+    is_path = isinstance(graph_or_path, (str, pathlib.Path))
+    graph = load_graph(graph_or_path) if is_path else graph_or_path
+    rows = []
+    for name, node in graph.nodes.items():
+        row: dict = {"name": name, "type": type(node).__name__}
+        for field in NODE_FIELDS:
+            if hasattr(node, field) and getattr(node, field) is not None:
+                a = np.asarray(getattr(node, field), np.float64)
+                row[field] = float(a.reshape(-1)[0]) if np.all(a == a.reshape(-1)[0]) else [float(a.min()), float(a.max())]
+        if hasattr(node, "weight"):
+            row["weight_shape"] = list(np.asarray(node.weight).shape)
+        out = (getattr(node, "output_type", None) or {}).get("output")
+        if out is not None:
+            row["output_shape"] = [int(s) for s in np.asarray(out).reshape(-1)]
+        rows.append(row)
+    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in (graph.metadata or {}).items()}
+    meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in meta.items()}
+    return {"path": graph_or_path if is_path else None, "nodes": rows, "edges": [list(e) for e in graph.edges],
+            "metadata": meta}
