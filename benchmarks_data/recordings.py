@@ -146,14 +146,17 @@ def read_box_file(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_any_recording(path: str | pathlib.Path, width: int | None = None, height: int | None = None):
-    """A Recording from jAER AEDAT 2/3.1 (this module) or any sim_events format."""
+    """A Recording from jAER AEDAT 2/3.1 (this module) or any sim_events format (FE240hz folders too)."""
+    from sim_events.formats import read_recording
+    from sim_events.formats.event_frames import is_fe240hz
+
+    if is_fe240hz(path):
+        return read_recording(path)
     p = existing_file(path, "recording")
     with open(p, "rb") as fh:
         head = fh.read(16)
     if head.startswith(b"#!AER-DAT2") or head.startswith(b"#!AER-DAT3"):
         return read_jaer(p, width, height)
-    from sim_events.formats import read_recording
-
     return read_recording(p)
 
 

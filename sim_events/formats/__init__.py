@@ -10,7 +10,11 @@ AEDAT4 (.aedat4)       ``#!AER-DAT4.0`` header (``aedat`` package)        events
 Prophesee .raw         ``% evt 2.0/3.0`` header (``expelliarmus``)        events (EVT2, EVT3)
 N-MNIST (.bin)         extension .bin, size a multiple of 5 bytes         events (34×34)
 recording (.npz)       zip signature / .npz                              events, frames
+FE240hz folder         a folder with ``img/`` and ``stack240/``           frames, events, boxes
 =====================  ================================================  =====================
+
+FE240hz folders hold real DAVIS346 APS frames and 240 Hz *event frames*; their events are
+read back one per marked pixel and window (``sim_events.formats.event_frames``).
 
 Events are a structured array ``x, y`` int16, ``t`` int64 µs (absolute), ``p`` bool (ON =
 True) — tonic's layout: ``tonic.transforms.ToFrame(sensor_size=(W, H, 2), ...)`` applies.
@@ -35,10 +39,14 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def detect_format(path: str | pathlib.Path) -> str:
-    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist or npz.
+    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist, npz or fe240hz (a folder).
 
     Raises InputError for a missing file or one of no supported kind.
     """
+    from sim_events.formats.event_frames import is_fe240hz
+
+    if is_fe240hz(path):
+        return "fe240hz"
     p = existing_file(path, "event file")
     with open(p, "rb") as fh:
         head = fh.read(64)
@@ -77,6 +85,10 @@ def read_recording(path: str | pathlib.Path) -> Recording:
         from sim_events.formats.prophesee import read_prophesee_raw
 
         return read_prophesee_raw(path)
+    if kind == "fe240hz":
+        from sim_events.formats.event_frames import read_fe240hz
+
+        return read_fe240hz(path)
     if kind == "nmnist":
         from sim_events.formats.nmnist import read_nmnist
 

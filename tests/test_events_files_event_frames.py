@@ -1,0 +1,118 @@
+"""Event frames and FE240hz folders (sim_events.formats.event_frames): synthetic and real."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neurosim.errors import InputError
+from sim_events.formats import detect_format, read_recording
+from sim_events.formats.event_frames import read_event_frames, window_offset
+
+cv2 = pytest.importorskip("cv2")
+
+
+def write_fe240hz(root, n_aps=4, ratio=6, offset=-7, w=40, h=30, seed=0, lossy=True):
+    """A small FE240hz folder with known events; returns the per-window (x, y, p) truth and boxes."""
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True)
+    (root / "stack240").mkdir()
+    for k in range(n_aps):
+        cv2.imwrite(str(root / "img" / f"{k + 1:05d}.jpg"), np.full((h, w, 3), 10 * k, np.uint8))
+    truth = []
+    for j in range(n_aps * ratio):
+        frame = np.full((h, w), 128, np.uint8)
+        xs, ys = rng.choice(w, 20), rng.choice(h, 20)
+        ps = rng.integers(0, 2, 20)
+        frame[ys, xs] = np.where(ps == 1, 255, 0)
+        pix = {(x, y): frame[y, x] == 255 for x, y in zip(xs, ys)}
+        truth.append(pix)
+        name = str(root / "stack240" / f"{j + 1:05d}.{'jpg' if lossy else 'png'}")
+        cv2.imwrite(name, np.repeat(frame[..., None], 3, axis=2), [cv2.IMWRITE_JPEG_QUALITY, 75] if lossy else [])
+    fast = np.column_stack([np.arange(n_aps * ratio) * 0.5 + 5, np.full(n_aps * ratio, 6.0), np.full(n_aps * ratio, 8.0),
+                            np.full(n_aps * ratio, 9.0)])
+    np.savetxt(root / "groundtruth_rect.txt", fast, delimiter=",")
+    k = np.arange(n_aps)
+    slow = fast[np.clip(ratio * k + offset, 0, len(fast) - 1)]
+    np.savetxt(root / "groundtruth_rect40.txt", slow, delimiter=",")
+    (root / "meta.json").write_text(json.dumps({"aps_fps": 40, "event_frame_hz": 240, "layout": "FE240hz"}))
+    return truth, fast
+
+
+def test_event_frames_become_one_event_per_marked_pixel_at_the_window_centre(tmp_path):
+    truth, _ = write_fe240hz(tmp_path / "seq", lossy=False)
+    events, width, height = read_event_frames(tmp_path / "seq" / "stack240", 240.0, offset=0)
+    assert (width, height) == (40, 30)
+    window = 1e6 / 240
+    for j, pix in enumerate(truth):
+        sel = events[events["t"] == int(np.floor((j - 0.5) * window))]  # window [(j-1)w, jw)
+        got = {(int(e["x"]), int(e["y"])): bool(e["p"]) for e in sel}
+        assert got == {k: bool(v) for k, v in pix.items()}
+    assert (np.diff(events["t"]) >= 0).all()
+
+
+def test_jpeg_noise_near_grey_is_not_an_event(tmp_path):
+    truth, _ = write_fe240hz(tmp_path / "seq", lossy=True)
+    events, _, _ = read_event_frames(tmp_path / "seq" / "stack240", 240.0)
+    assert len(events) == sum(len(p) for p in truth)
+
+
+def test_fe240hz_clock_is_aligned_by_the_two_box_files(tmp_path):
+    _, fast = write_fe240hz(tmp_path / "seq", offset=-7)
+    assert detect_format(tmp_path / "seq") == "fe240hz"
+    rec = read_recording(tmp_path / "seq")
+    assert rec.attrs["window_offset"] == -7
+    np.testing.assert_array_equal(rec.frame_t, [0, 25_000, 50_000, 75_000])
+    # box j at (j + 7) / 240 s; the box of APS frame k is box240[6k - 7]
+    np.testing.assert_array_equal(rec.boxes_t, np.round((np.arange(len(fast)) + 7) * 1e6 / 240).astype(np.int64))
+    assert rec.frames.shape == (4, 30, 40) and rec.boxes_xywh.shape == (24, 4)
+
+
+def test_window_offset_closed_form():
+    fast = np.arange(60, dtype=float)[:, None].repeat(4, 1)
+    for o in (-7, 0, 3):
+        slow = fast[np.clip(6 * np.arange(10) + o, 0, 59)]
+        assert window_offset(fast, slow, 6) == o
+
+
+def test_bad_fe240hz_folders_are_one_line_errors(tmp_path):
+    write_fe240hz(tmp_path / "seq")
+    (tmp_path / "seq" / "stack240" / "00003.jpg").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot be read as an image"):
+        read_recording(tmp_path / "seq")
+    write_fe240hz(tmp_path / "odd")
+    (tmp_path / "odd" / "meta.json").write_text(json.dumps({"aps_fps": 40, "event_frame_hz": 100}))
+    with pytest.raises(InputError, match="whole multiple"):
+        read_recording(tmp_path / "odd")
+
+
+def test_real_fe240hz_recording(shared_data):
+    """The real DAVIS346 dove recording: counts equal an independent count over the JPEGs, and the
+    240 Hz boxes interpolated to the APS frame times equal groundtruth_rect40.txt."""
+    from benchmarks_data.loaders import interpolate_boxes
+
+    root = shared_data / "tracking_real" / "fe240hz" / "dove_mul111_0"
+    rec = read_recording(root)
+    assert (rec.width, rec.height, len(rec.frames), len(rec.boxes_t)) == (346, 260, 560, 3360)
+    files = sorted((root / "stack240").glob("*.jpg"))
+    for j in (0, 1000, 3359):
+        g = cv2.imread(str(files[j]))[..., 0].astype(int)
+        t = int(np.floor((j - 0.5 + 7) * 1e6 / 240))
+        sel = rec.events[rec.events["t"] == t]
+        assert len(sel) == int(((g >= 192) | (g <= 64)).sum())
+        assert int(sel["p"].sum()) == int((g >= 192).sum())
+    slow = np.loadtxt(root / "groundtruth_rect40.txt", delimiter=",")
+    at_frames = interpolate_boxes(rec.boxes_t, rec.boxes_xywh, rec.frame_t)
+    np.testing.assert_allclose(at_frames[2:], slow[2:], atol=1e-3)
+
+
+def test_data_import_takes_an_fe240hz_folder(tmp_path):
+    import subprocess
+    import sys
+
+    write_fe240hz(tmp_path / "seq")
+    run = subprocess.run([sys.executable, "-m", "neurosim.cli", "data", "import", str(tmp_path / "seq"), "-o",
+                          str(tmp_path / "DS") + "/", "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rec = read_recording(tmp_path / "DS" / "sequences" / "seq.h5")
+    assert len(rec.frames) == 4 and len(rec.boxes_t) == 24 and len(rec.events) > 0
