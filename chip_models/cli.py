@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
-import time
 
 import numpy as np
 
@@ -56,94 +54,60 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "over them, like a chip's cores (default 0 = all CPUs; 1 = one thread; same results for any count)")
 
 
-def _setup(args: argparse.Namespace):
+def _kernels(args: argparse.Namespace) -> None:
     from chip_models import kernels
-    from chip_models.config import load_chip
-    from chip_models.mapper import map_network
-    from chip_models.network import load_network
-    from neurosim.config import load_toml
 
     kernels.set_path(args.path)
     kernels.set_threads(args.threads)
-    if args.steps < 1 or (args.dt is not None and not args.dt > 0):
-        raise ParameterError("--steps must be ≥ 1 and --dt positive")
-    extra = load_toml(args.config) if args.config else None
-    chip = load_chip(args.chip, args.overrides, extra)
-    net = load_network(args.network, dt=args.dt, steps=args.steps, seed=args.seed)
-    return chip, net, map_network(net, chip)
 
 
-def _load_inputs(path: str) -> dict[str, np.ndarray]:
-    import zipfile
+def _network_options(args: argparse.Namespace) -> dict:
+    return {"dt": args.dt, "steps": args.steps, "seed": args.seed, "overrides": args.overrides, "config": args.config}
 
-    p = existing_file(path, "input file")
-    try:
-        data = np.load(p, allow_pickle=False)
-        if not hasattr(data, "files"):
-            raise ValueError("a single array, not an .npz archive")
-        with data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{p} is not a readable .npz file ({exc}): save the inputs with numpy.savez") from None
+
+def _setup(args: argparse.Namespace):
+    from chip_models.pipeline import prepare
+
+    _kernels(args)
+    return prepare(args.network, args.chip, **_network_options(args))
 
 
 def _estimate(args: argparse.Namespace, ctx) -> dict:
-    from chip_models import report
-    from chip_models.reference_net import synthetic_inputs
-    from chip_models.simulate import simulate
-    from chip_models.timing import estimate
+    from chip_models.pipeline import estimate_network, write_report
+    from neurosim.extras import ensure_installed
+
+    if args.plot:
+        ensure_installed(["matplotlib"], "neurosim chip estimate --plot", prefer="chip")
 
     for path in (args.out, args.plot):
         if path:
             check_writable(path)
-    if args.frames < 1 or not 0 <= args.activity <= 1:
-        raise ParameterError("--frames must be ≥ 1 and --activity within 0..1")
-    chip, net, mapping = _setup(args)
-    inputs = _load_inputs(args.input) if args.input else synthetic_inputs(net, args.frames, args.seed, args.activity)
-    t0 = time.perf_counter()
-    sim = simulate(mapping, inputs)
-    est = estimate(mapping, sim)
-    ctx.say(report.table(est))
-    extra = {"inputs": args.input or f"synthetic: {args.frames} frames, event activity {args.activity}, seed {args.seed}",
-             "chip_config": chip.__dict__, "simulation_seconds": round(time.perf_counter() - t0, 3)}
+    _kernels(args)
+    rep = estimate_network(args.network, args.chip, inputs=args.input, frames=args.frames, activity=args.activity,
+                           **_network_options(args))
+    ctx.say(rep.table())
+    write_report(rep, args.out, args.plot)
     if args.out:
-        report.write_json(est, args.out, extra)
-        report.write_markdown(est, pathlib.Path(args.out).with_suffix(".md"))
         ctx.say(f"wrote {args.out}")
     if args.plot:
-        report.write_plot(est, args.plot, (chip.rows, chip.cols))
         ctx.say(f"wrote {args.plot}")
-    return {**report.headline(est), "report": args.out, "plot": args.plot}
+    return {**rep.summary, "report": args.out, "plot": args.plot}
 
 
 def _simulate(args: argparse.Namespace, ctx) -> dict:
-    from chip_models.simulate import simulate
-    from neurosim.intnet import run_reference
+    from chip_models.pipeline import simulate_network
 
     if args.out:
         check_writable(args.out)
-    chip, net, mapping = _setup(args)
-    inputs = _load_inputs(args.input)
-    t0 = time.perf_counter()
-    sim = simulate(mapping, inputs)
-    seconds = time.perf_counter() - t0
-    summary = {"network": net.name, "chip": chip.name, "frames": sim.frames, "cores_used": len(mapping.tiles),
-               "seconds": round(seconds, 4), "outputs": {k: list(v.shape) for k, v in sim.outputs.items()}}
-    ctx.say(f"simulated {sim.frames} frames of {net.name} on {len(mapping.tiles)} cores of {chip.name} in {seconds:.3f} s")
+    _kernels(args)
+    summary = simulate_network(args.network, args.input, args.chip, check=args.check, out=args.out,
+                               **_network_options(args))
+    ctx.say(f"simulated {summary['frames']} frames of {summary['network']} on {summary['cores_used']} cores of "
+            f"{summary['chip']} in {summary['seconds']:.3f} s")
     if args.check:
-        t0 = time.perf_counter()
-        ref = run_reference(net, {k: inputs[k] for k in net.inputs})
-        summary["reference_seconds"] = round(time.perf_counter() - t0, 4)
-        summary["bit_exact"] = all(np.array_equal(ref[k], sim.outputs[k]) for k in ref)
         ctx.say(f"bit-exact with the Python integer reference: {summary['bit_exact']} "
                 f"(reference {summary['reference_seconds']} s)")
-        if not summary["bit_exact"]:
-            raise ParameterError("the chip simulation differs from the integer reference: please report this bug")
     if args.out:
-        with atomic_output(args.out) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **sim.outputs)
-        summary["out"] = args.out
         ctx.say(f"wrote {args.out}")
     return summary
 

@@ -7,9 +7,10 @@ import dataclasses
 import pathlib
 from typing import Any
 
+from hybrid.runs import DEFAULT_MODEL, resolve_run
 from neurosim.errors import InputError, ParameterError
 
-DEFAULT_MODEL = pathlib.Path(__file__).parent / "models" / "default.safetensors"
+__all__ = ["DEFAULT_MODEL", "register", "resolve_run"]
 
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
@@ -96,14 +97,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         raise ParameterError(f"hybrid has no verb {name!r}")
 
 
-def resolve_run(run: str) -> pathlib.Path:
-    """'default' → the shipped model folder; otherwise the path (checked by the loaders)."""
-    return DEFAULT_MODEL if run == "default" else pathlib.Path(run)
-
-
 def _train(args: argparse.Namespace, ctx: Any) -> dict:
-    from hybrid.train import TrainConfig, train
-    from hybrid.model import VARIANTS
+    from hybrid.train import TrainConfig, train, train_variants
     from benchmarks_data.index import load_index
     from neurosim.cli import params_from_args
     from neurosim.io import existing_dir
@@ -122,31 +117,18 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
         raise InputError(f"{out} has no checkpoint to resume: drop --resume or pass the run folder")
     if not args.variants:
         return train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad:
-        raise ParameterError(f"--variants: {bad[0]!r} is unknown: use {', '.join(VARIANTS)}")
-    results = {}
-    for v in variants:
-        ctx.say(f"== variant {v}")
-        vcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=v))
-        results[v] = train(args.dataset, out / v, vcfg, resume=args.resume and (out / v / "checkpoint.safetensors").exists(),
-                           progress=ctx.progress, say=ctx.say, init_from=args.init_from)
-    return {"runs": results}
+    return train_variants(args.dataset, out, cfg, args.variants, resume=args.resume, progress=ctx.progress, say=ctx.say,
+                          init_from=args.init_from)
 
 
 def _eval(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.evaluate import evaluate, find_runs, split_sequences
-
     split_sequences(args.dataset, args.split)  # dataset checks before anything is written
     runs = find_runs([resolve_run(r) for r in args.runs])
     if args.variants:
-        from hybrid.model import VARIANTS
+        from hybrid.model import check_variants
 
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        bad = [v for v in variants if v not in VARIANTS]
-        if bad:
-            raise ParameterError(f"--variants: {bad[0]!r} is unknown: use {', '.join(VARIANTS)}")
+        variants = check_variants(args.variants, "--variants")
         runs = {f"{name}:{v}": (run, v) for name, run in runs.items() for v in variants}
     out = pathlib.Path(args.out) if args.out else pathlib.Path(resolve_run(args.runs[0])) / "eval"
     if args.runs[0] == "default" and not args.out:
@@ -199,63 +181,25 @@ def _parse_box(text: str | None):
 
 
 def _track(args: argparse.Namespace, ctx: Any) -> dict:
-    from hybrid.checkpoint import load_model
-    from hybrid.data import load_track
-    from hybrid.render import write_tracking_video
-    from hybrid.track import check_first_box, track_sequence
-    from neurosim.io import check_writable
+    from hybrid.results import track_file
 
     box = _parse_box(args.box)
-    out = check_writable(args.out)
-    if args.every < 1:
-        raise ParameterError(f"--every {args.every} must be ≥ 1")
-    model = load_model(resolve_run(args.run))
-    track = load_track(args.sequence)
-    if box is None and (track.boxes_t is None or len(track.boxes_t) == 0):
-        raise InputError(f"{args.sequence} has no boxes: give the first box with --box x,y,w,h")
-    if box is not None:
-        check_first_box(box, track.width, track.height)
-    res = track_sequence(model, track, box)
-    txt = out.with_suffix(".txt")
-    write_tracking_video(out, track, res, args.every)
-    from hybrid.results import write_boxes
-    from neurosim.io import atomic_output
-    import numpy as np
-
-    write_boxes(txt, res.boxes)
-    with atomic_output(out.with_suffix(".times.txt")) as tmp:
-        np.savetxt(tmp, res.times, fmt="%d")
-    summary = {"video": str(out), "boxes": str(txt), "steps": res.steps, "frames": res.frames,
-               "steps_per_second": res.steps_per_second}
-    if np.isfinite(res.gt).all(axis=1).any():
-        from hybrid import metrics
-
-        sc = metrics.evaluate({track.name: (res.boxes, res.gt)})
-        summary.update(auc=sc.auc, precision_20=sc.precision_20)
-    ctx.say(f"tracked {res.steps} SNN steps ({res.frames} frames) at {res.steps_per_second:,.0f} steps/s -> {out}, {txt}")
+    summary = track_file(args.run, args.sequence, args.out, box, args.every)
+    ctx.say(f"tracked {summary['steps']} SNN steps ({summary['frames']} frames) at {summary['steps_per_second']:,.0f} "
+            f"steps/s -> {summary['video']}, {summary['boxes']}")
     return summary
 
 
 def _compare(args: argparse.Namespace, ctx: Any) -> dict:
-    import json
-
-    from hybrid.compare import compare, table
-    from neurosim.io import atomic_output, existing_dir
+    from hybrid.compare import compare, table, write_compare
+    from neurosim.io import existing_dir
 
     for folder in args.evals:
         existing_dir(folder, "evaluation folder")
     result = compare(args.evals, args.base)
-    text = table(result)
     if args.out:
-        out = pathlib.Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ParameterError(f"-o {out} is a file: give a folder for compare.json and compare.md")
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_output(out / "compare.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=1))
-        with atomic_output(out / "compare.md") as tmp:
-            tmp.write_text(text)
-    ctx.say(text.rstrip())
+        write_compare(result, args.out)
+    ctx.say(table(result).rstrip())
     return result
 
 

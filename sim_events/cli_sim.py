@@ -111,40 +111,11 @@ def _calibrate(args: argparse.Namespace, ctx) -> dict:
 
 
 def _compare(args: argparse.Namespace, ctx) -> dict:
-    import numpy as np
+    from sim_events.metrics import compare_files
 
-    from neurosim.errors import InputError, ParameterError
-    from sim_events.formats import read_recording
-    from sim_events.metrics import compare, meets_targets
-
-    sim = read_recording(args.sim)
-    real = read_recording(args.real)
-    if (sim.width, sim.height) != (real.width, real.height):
-        raise InputError(f"{args.sim} is {sim.width}x{sim.height} but {args.real} is {real.width}x{real.height}: "
-                         f"compare files of one sensor size")
-    if len(real.events) == 0:
-        raise InputError(f"{args.real} has no events: give a real recording with events")
-    if args.frame_interval_ms is not None:
-        if args.frame_interval_ms <= 0:
-            raise ParameterError("--frame-interval-ms must be > 0")
-        fi = int(round(args.frame_interval_ms * 1000))
-    elif real.frame_t is not None and len(real.frame_t) > 1:
-        fi = int(np.median(np.diff(real.frame_t)))
-    else:
-        fi = 40000
-    origin = int(real.frame_t[0]) if real.frame_t is not None and len(real.frame_t) else int(real.events["t"][0])
-    t0 = origin + int(round(args.t0 * 1e6)) if args.t0 is not None else origin
-    if args.t1 is not None:
-        t1 = origin + int(round(args.t1 * 1e6))
-    elif real.frame_t is not None and len(real.frame_t) > 1:
-        t1 = int(real.frame_t[-1])
-    else:
-        t1 = int(real.events["t"][-1]) + 1
-    if t1 <= t0:
-        raise ParameterError(f"the window [{t0}, {t1}) µs is empty: give --t1 after --t0")
-    m = compare(sim.events, real.events, real.width, real.height, t0, t1, fi, phase_origin_us=origin)
-    m["meets_targets"] = meets_targets(m)
-    ctx.say(f"window {(t0 - origin) / 1e6:.3f}–{(t1 - origin) / 1e6:.3f} s, {m['sim_events']} simulated vs "
+    m = compare_files(args.sim, args.real, args.t0, args.t1, args.frame_interval_ms)
+    origin = m.pop("origin_us")
+    ctx.say(f"window {(m['t0_us'] - origin) / 1e6:.3f}–{(m['t1_us'] - origin) / 1e6:.3f} s, {m['sim_events']} simulated vs "
             f"{m['real_events']} real events")
     ctx.say(_fmt(m))
     return m

@@ -8,10 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import numpy as np
-
-from neurosim.errors import ParameterError
-
 
 @dataclasses.dataclass
 class CrosscheckParams:
@@ -43,35 +39,15 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="input seed (default 0)")
 
 
-def _describe(graph) -> list[dict]:
-    rows = []
-    for name, node in graph.nodes.items():
-        row: dict = {"name": name, "type": type(node).__name__}
-        for field in ("tau", "tau_mem", "tau_syn", "r", "v_threshold", "v_reset", "v_leak", "w_in", "threshold"):
-            if hasattr(node, field) and getattr(node, field) is not None:
-                a = np.asarray(getattr(node, field), np.float64)
-                row[field] = float(a.reshape(-1)[0]) if np.all(a == a.reshape(-1)[0]) else [float(a.min()), float(a.max())]
-        if hasattr(node, "weight"):
-            row["weight_shape"] = list(np.asarray(node.weight).shape)
-        out = (getattr(node, "output_type", None) or {}).get("output")
-        if out is not None:
-            row["output_shape"] = [int(s) for s in np.asarray(out).reshape(-1)]
-        rows.append(row)
-    return rows
-
-
 def _nir_info(args: argparse.Namespace, ctx) -> dict:
-    from neurosim.snn.nir_io import load_graph
+    from neurosim.snn.nir_io import describe_nir
 
-    graph = load_graph(args.path)
-    rows = _describe(graph)
-    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in (graph.metadata or {}).items()}
-    meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in meta.items()}
-    for row in rows:
+    info = describe_nir(args.path)
+    for row in info["nodes"]:
         consts = ", ".join(f"{k}={v}" for k, v in row.items() if k in ("tau", "tau_mem", "tau_syn", "v_threshold", "r"))
         ctx.say(f"{row['name']:>16}  {row['type']:<10} {consts}")
-    ctx.say(f"{len(rows)} nodes, {len(graph.edges)} edges, metadata {meta}")
-    return {"path": args.path, "nodes": rows, "edges": [list(e) for e in graph.edges], "metadata": meta}
+    ctx.say(f"{len(info['nodes'])} nodes, {len(info['edges'])} edges, metadata {info['metadata']}")
+    return info
 
 
 def _crosscheck(args: argparse.Namespace, ctx) -> dict:
