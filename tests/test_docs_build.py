@@ -87,3 +87,19 @@ def test_readme_links_to_files_that_exist() -> None:
     local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
     missing = [t for t in local if t and not (ROOT / t).exists()]
     assert not missing, f"README.md links to missing files: {missing}"
+
+
+API_PAGES = {"sim_events": "sim_events", "benchmarks_data": "benchmarks_data", "hybrid": "hybrid",
+             "chip_models": "chip_models", "neurosim.snn": "snn", "neurosim.quant": "quant"}
+
+
+@needs_mkdocs
+@pytest.mark.parametrize("package", sorted(API_PAGES))
+def test_api_page_documents_every_public_name(built_site: tuple[pathlib.Path, str], package: str) -> None:
+    import importlib
+
+    pkg = importlib.import_module(package)
+    html = (built_site[0] / "reference" / "api" / API_PAGES[package] / "index.html").read_text(encoding="utf-8")
+    table = getattr(pkg, "_LAZY", {})
+    missing = [n for n in pkg.__all__ if f'id="{table.get(n, package)}.{n}"' not in html]
+    assert not missing, f"{package}: public names without an entry on the API page: {missing}"
