@@ -14,6 +14,16 @@
   earliest unused simulated event of the same pixel and polarity within ±5 ms (greedy);
   precision = matches/N_sim, recall = matches/N_real, F1 their harmonic mean.
 
+Against real *event frames* (an FE240hz folder: at most one polarity per pixel and window, no
+time inside the window; ``sim_events.formats.event_frames``) counts, phases and 5 ms matches do
+not exist on the real side. Both sides are then reduced to the same binary activity —
+pixel p was ON (OFF) in window j of ``w = 10⁶/rate`` µs — and :func:`compare_event_frames` gives
+
+- ``pixel_activity_r_on`` / ``pixel_activity_r_off``: Pearson r between the per-pixel numbers of
+  windows with ON (OFF) activity (all W·H pixels);
+- ``window_activity_r``: Pearson r between the numbers of active pixels per window;
+- ``activity_ratio``: active (window, pixel, polarity) triples, simulated / real.
+
 Events are structured arrays with fields x, y, t (µs), p (ON = p > 0: bool, 0/1 or ±1).
 """
 
@@ -109,6 +119,41 @@ TARGETS = {"count_ratio": (0.9, 1.1), "pixel_r_on": (0.93, None), "pixel_r_off":
            "rate_r": (0.9, None), "phase_cv": (None, 0.10), "f1_5ms": (0.45, None)}
 
 
+def window_activity(events: np.ndarray, width: int, height: int, t0: int, t1: int,
+                    window_us: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct active (window j, polarity, pixel) triples of events in [t0, t1) → (j, on, pixel).
+
+    Window j is ``[t0 + j·w, t0 + (j+1)·w)``; pixel = y·W + x; each triple appears once."""
+    ev = _window(events, t0, t1)
+    j = np.floor((ev["t"] - t0) / window_us).astype(np.int64)
+    key = (j * 2 + (ev["p"] > 0)) * (width * height) + ev["y"].astype(np.int64) * width + ev["x"].astype(np.int64)
+    key = np.unique(key)
+    return key // (2 * width * height), (key // (width * height)) % 2 == 1, key % (width * height)
+
+
+def compare_event_frames(sim_events: np.ndarray, real_events: np.ndarray, width: int, height: int,
+                         t0: int, t1: int, rate_hz: float) -> dict[str, float]:
+    """Activity metrics of simulated events vs real event frames at ``rate_hz`` over [t0, t1) µs.
+
+    ``t0`` must be a window boundary of the real event frames (their clock)."""
+    window_us = 1e6 / rate_hz
+    n_windows = int(np.ceil((t1 - t0) / window_us))
+    sim_j, sim_on, sim_pix = window_activity(sim_events, width, height, t0, t1, window_us)
+    real_j, real_on, real_pix = window_activity(real_events, width, height, t0, t1, window_us)
+    out = {"t0_us": int(t0), "t1_us": int(t1), "rate_hz": float(rate_hz), "windows": n_windows,
+           "sim_events": int(len(_window(sim_events, t0, t1))), "real_events": int(len(_window(real_events, t0, t1))),
+           "activity_ratio": len(sim_j) / max(len(real_j), 1), "active_real": int(len(real_j)),
+           "active_sim": int(len(sim_j))}
+    for name, on in (("on", True), ("off", False)):
+        out[f"pixel_activity_r_{name}"] = _pearson(np.bincount(sim_pix[sim_on == on], minlength=width * height),
+                                                   np.bincount(real_pix[real_on == on], minlength=width * height))
+    out["window_activity_r"] = _pearson(np.bincount(sim_j, minlength=n_windows), np.bincount(real_j, minlength=n_windows))
+    return out
+
+
+EVENT_FRAME_TARGETS = {"pixel_activity_r_on": 0.8, "pixel_activity_r_off": 0.8}
+
+
 def meets_targets(metrics: dict) -> dict[str, bool]:
     """Which of issue 2's fidelity targets ``metrics`` reaches."""
     out = {}
@@ -181,6 +226,12 @@ def compare_files(sim: Any, real: Any, t0: float | None = None, t1: float | None
         end = int(real_rec.events["t"][-1]) + 1
     if end <= start:
         raise ParameterError(f"the window [{start}, {end}) µs is empty: give --t1 after --t0")
+    if real_rec.attrs.get("format") == "fe240hz":
+        m = compare_event_frames(sim_rec.events, real_rec.events, real_rec.width, real_rec.height, start, end,
+                                 real_rec.attrs["event_rate_hz"])
+        m["meets_targets"] = {k: bool(m[k] >= v) for k, v in EVENT_FRAME_TARGETS.items()}
+        m["origin_us"] = origin
+        return m
     m = compare(sim_rec.events, real_rec.events, real_rec.width, real_rec.height, start, end, fi, phase_origin_us=origin)
     m["meets_targets"] = meets_targets(m)
     m["origin_us"] = origin
