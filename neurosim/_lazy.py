@@ -17,10 +17,11 @@ first imported, does not replace a public name.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any, Callable
+
+from neurosim.extras import import_attribute
 
 
 class _Package(types.ModuleType):
@@ -52,7 +53,7 @@ def attach(package: str, lazy: dict[str, str]) -> tuple[Callable[[str], Any], Ca
         target = lazy.get(name)
         if target is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(target), name)
+        value = import_attribute(target, name, f"{package}.{name}")  # a missing extra: one line naming it
         module.__dict__[name] = value
         return value
 

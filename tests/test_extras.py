@@ -122,6 +122,19 @@ def test_demo_runs_the_core_stage_and_skips_the_others(tmp_path):
 # ------------------------------------------------------------------------- the Python API
 
 
+def test_lazy_api_names_the_extra(tmp_path):
+    code = RUN_WITHOUT.split("from neurosim.cli")[0] + (
+        "import hybrid, sim_events\n"
+        "assert callable(sim_events.simulate)\n"
+        "from hybrid import load_model\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, ",".join(EVERY_OPTIONAL)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ('neurosim.errors.MissingExtraError: hybrid.load_model needs torch, '
+                                                      'which is not installed: pip install "neurosim[train]"')
+
+
 def test_require_and_ensure_installed_name_the_extra():
     assert require("numpy", "x") is np
     ensure_installed(["torch", "nir"], "x")  # installed here: nothing raised
