@@ -83,9 +83,18 @@ def _has_default(action: argparse.Action) -> bool:
 
 
 def _states_default(text: str, default: Any) -> bool:
-    """Whether ``text`` already says ``default``: 'default 2', 'default: x', 'x (default)'."""
-    value = re.escape(str(default))
-    return re.search(rf"\bdefault:?\s+{value}(?![\w.])|(?<![\w.]){value} \(default\)", text) is not None
+    """Whether ``text`` already says ``default``: 'default 2', 'default: x', 'x (default)' (30 for 30.0)."""
+    stated = re.findall(r"\bdefault:?\s+([^\s,;:()]+)", text) + re.findall(r"([^\s,;:()]+) \(default\)", text)
+    return any(word == str(default) or _same_number(word, default) for word in stated)
+
+
+def _same_number(word: str, default: Any) -> bool:
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return False
+    try:
+        return float(word) == default
+    except ValueError:
+        return False
 
 
 def _defaults_listing(defaults: Callable[[], Any]) -> str:
