@@ -1,6 +1,6 @@
 """``index.json``: the table of contents of a dataset folder.
 
-A dataset folder holds ``sequences/NAME.h5`` (one sequence file each, see DESIGN.md) and
+A dataset folder holds ``sequences/NAME.h5`` (one sequence file each, see docs/reference/formats.md) and
 ``index.json``::
 
     {"format": "neurosim-dataset", "format_version": 1,

@@ -3,7 +3,7 @@
 Built as an :class:`~neurosim.intnet.IntNetwork` with random int8 weights from a fixed seed (the
 chip's speed and energy depend on the shapes and the activity, not on trained values).
 
-Assumptions (DashNet's layer sizes are not public; REFERENCE §4 gives the group's public hybrid
+Assumptions (DashNet's layer sizes are not public; docs/explanation/references.md §4 gives the group's public hybrid
 sensing network, which this follows in geometry, scaled to fit one Tianjic chip):
 
 * Search region 64×64 px. ANN input: one grey frame per frame period (``frame``, 1×64×64,

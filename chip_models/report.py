@@ -8,7 +8,7 @@ import pathlib
 from chip_models.timing import PHASES, Estimate
 from neurosim.io import atomic_output
 
-DASHNET_FPS = 2083.0  # DashNet on neuromorphic chips (REFERENCE §4/§5): 480 µs per frame
+DASHNET_FPS = 2083.0  # DashNet on neuromorphic chips (docs/explanation/references.md §4, §5): 480 µs per frame
 
 
 def headline(e: Estimate) -> dict:

@@ -2,7 +2,7 @@
 
 Input: event counts X (T, B, 2, S, S) (ON/OFF channels, one bin per SNN step, 1 ms at
 1 kHz). Layers: spiking conv3×3(2→c1, stride 2) → spiking conv3×3(c1→c2, stride 2) →
-spiking conv3×3(c2→C), each followed by an STBP neuron (REFERENCE §2):
+spiking conv3×3(c2→C), each followed by an STBP neuron (docs/explanation/references.md §2):
 
     u_t = τ · u_{t−1} · (1 − o_{t−1}) + W ∗ x_t,   o_t = [u_t > θ]
 

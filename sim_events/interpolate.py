@@ -12,7 +12,7 @@ at most ``max_px_per_step`` pixels of motion and ``max_theta_fraction``·θ of c
 over a pixel crosses its levels when it really passes, not at a frame-locked time.
 
 DIS costs ~0.7 ms (ultrafast) to ~1.3 ms (fast) per pair at 346×260 on one core
-(REFERENCE.md §1).
+(docs/explanation/references.md §1).
 """
 
 from __future__ import annotations

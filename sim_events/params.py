@@ -6,8 +6,9 @@ digital numbers of an 8-bit frame, thresholds in natural-log units of intensity)
 and what a sequence file stores (with the seed) in its ``simulator`` attribute.
 
 Presets: ``davis240``, ``davis346``, ``dvxplorer``, ``prophesee_gen4``, ``clean``. The value
-sources are commented; where the literature gives only a range (REFERENCE.md §1) the choice
-is ours and says so. Use ``neurosim events calibrate`` to fit a real camera instead.
+sources are commented; where the literature gives only a range
+(docs/explanation/references.md §1) the choice is ours and says so. Use
+``neurosim events calibrate`` to fit a real camera instead.
 """
 
 from __future__ import annotations
@@ -160,19 +161,20 @@ FLOW_PRESETS = ("ultrafast", "fast", "medium")
 
 # Each preset lists only what differs from the defaults above.
 PRESETS: dict[str, dict[str, Any]] = {
-    # DAVIS346 (iniVation): θ ≈ 0.25–0.3 at default biases (REFERENCE §1: mean 0.2–0.3, σ 0.02–0.03);
-    # refractory ~0.1–1 ms (REFERENCE §1), we take 0.3 ms; cutoff 300 Hz is v2e's "noisy" default;
-    # leak 0.01 Hz and shot noise 0.005 Hz lie in REFERENCE's ranges; APS frames carry ~1.5 DN read
-    # noise (measured on the shared DAVIS346 recording: MAD of frame differences 1–2 DN), gated at 5σ.
+    # DAVIS346 (iniVation): θ ≈ 0.25–0.3 at default biases (docs/explanation/references.md §1:
+    # mean 0.2–0.3, σ 0.02–0.03); refractory ~0.1–1 ms (§1 there), we take 0.3 ms; cutoff 300 Hz
+    # is v2e's "noisy" default; leak 0.01 Hz and shot noise 0.005 Hz lie in its §1 ranges; APS
+    # frames carry ~1.5 DN read noise (measured on the shared DAVIS346 recording: MAD of frame
+    # differences 1–2 DN), gated at 5σ.
     "davis346": dict(contrast_threshold_on=0.27, contrast_threshold_off=0.3, threshold_sigma=0.03,
                      refractory_us=300.0, cutoff_hz=300.0, leak_rate_hz=0.01, shot_noise_rate_hz=0.005,
                      jitter_us=50.0, noise_gate_sigmas=5.0, aps_read_noise_dn=1.5, aps_shot_gain=0.02),
-    # DAVIS240: older, noisier 240×180 pixel; θ ~0.3 (our choice inside REFERENCE's range), more leak.
+    # DAVIS240: older, noisier 240×180 pixel; θ ~0.3 (our choice inside its §1 range), more leak.
     "davis240": dict(contrast_threshold_on=0.3, contrast_threshold_off=0.3, threshold_sigma=0.03,
                      refractory_us=500.0, cutoff_hz=200.0, leak_rate_hz=0.05, shot_noise_rate_hz=0.01,
                      jitter_us=100.0, noise_gate_sigmas=5.0, aps_read_noise_dn=2.0, aps_shot_gain=0.02),
     # DVXplorer: no APS (frames come from a video: gate off); faster, lower-threshold pixel —
-    # θ 0.2 and σ 0.02 are our choices at the low end of REFERENCE's range; refractory 0.1 ms.
+    # θ 0.2 and σ 0.02 are our choices at the low end of its §1 range; refractory 0.1 ms.
     "dvxplorer": dict(contrast_threshold_on=0.2, contrast_threshold_off=0.2, threshold_sigma=0.02,
                       refractory_us=100.0, cutoff_hz=500.0, leak_rate_hz=0.02, shot_noise_rate_hz=0.01,
                       jitter_us=100.0),

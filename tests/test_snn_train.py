@@ -5,7 +5,7 @@ Dataset: 32×32 sensor, a bright 8×8 square on a dark background moving right, 
 up at 0.5–1 px/ms for 20 ms (frames every 1 ms, random start and brightness); events binned
 into T = 10 bins of 2 ms × 2 polarity channels. 4 classes (chance 25 %). Network: conv 2→8
 → STBP → avgpool 2 → conv 8→16 → STBP → avgpool 2 → linear → 4, output = time-averaged
-linear output; Adam, 3 epochs. Documented result: see README.md (asserted ≥ 60 %).
+linear output; Adam, 3 epochs. Documented result: see docs/results/snn.md (asserted ≥ 60 %).
 """
 
 import numpy as np

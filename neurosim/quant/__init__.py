@@ -1,7 +1,7 @@
 """neurosim.quant: full 8-bit integer training (WAGEUBN, EOQ, square-root-free batch norm).
 
 PyTorch QAT and Brevitas quantize only the forward pass. Here weights, activations, errors,
-weight gradients, updates and batch norm are quantized (REFERENCE.md §3), switched on with
+weight gradients, updates and batch norm are quantized (docs/explanation/references.md §3), switched on with
 one call on an ordinary model, and a checker proves what is called 8-bit really is.
 
 Python API in brief::

@@ -1,4 +1,4 @@
-"""Quantized batch norm: WAGEUBN's and the square-root-free L1 form (REFERENCE.md §3).
+"""Quantized batch norm: WAGEUBN's and the square-root-free L1 form (docs/explanation/references.md §3).
 
 Per channel, over (N, H, W), with straight-through gradients for every quantizer::
 

@@ -1,6 +1,6 @@
 """Fixup: batch-norm-free residual networks (EOQ trains these with int8 updates).
 
-A Fixup basic block (Zhang et al. 2019, REFERENCE.md §3)::
+A Fixup basic block (Zhang et al. 2019, docs/explanation/references.md §3)::
 
     out = relu( x + scale·conv2(relu(conv1(x + b1a) + b1b) + b2a) + b2b )
 

@@ -1,4 +1,4 @@
-"""The quantizers of integer training, as small pure torch functions (REFERENCE.md §3).
+"""The quantizers of integer training, as small pure torch functions (docs/explanation/references.md §3).
 
 Notation (k = bit width, all scales are powers of two):
 

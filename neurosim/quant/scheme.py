@@ -1,4 +1,4 @@
-"""Quantization schemes: one table of bit widths per data path (REFERENCE.md §3).
+"""Quantization schemes: one table of bit widths per data path (docs/explanation/references.md §3).
 
 A :class:`Scheme` names, for every path of a training step, how many bits it has (``None``
 keeps the path in float):

@@ -148,7 +148,7 @@ def first_spike_times(z: torch.Tensor) -> torch.Tensor:
 
 
 def read_sequence_events(path, t_start_us: int, t_end_us: int) -> np.ndarray:
-    """Events of a sequence file (DESIGN.md HDF5 layout) with ``t_start_us ≤ t < t_end_us``.
+    """Events of a sequence file (docs/reference/formats.md) with ``t_start_us ≤ t < t_end_us``.
 
     Times are relative to the file's ``t_offset`` (as stored); ``ms_to_idx`` narrows the read
     to the window, so only that part of the file is loaded. Returns a structured x, y, t, p array.

@@ -1,6 +1,6 @@
 """The neurosim sequence file (HDF5): frames + DVS events + target boxes, one sequence a file.
 
-Layout (DESIGN.md; the events group follows DSEC so DSEC readers work):
+Layout (docs/reference/formats.md; the events group follows DSEC so DSEC readers work):
 
 - ``events/x``, ``events/y`` uint16; ``events/t`` int64 µs, sorted, relative to ``t_offset``;
   ``events/p`` uint8 (1 = ON, 0 = OFF); ``t_offset`` int64 µs (absolute time = t + t_offset);

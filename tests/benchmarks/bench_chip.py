@@ -5,7 +5,7 @@
 * simulation speed of the reference network vs the Python integer reference (run_reference);
 * torch's fbgemm int8 linear (torch.ops.quantized.linear) on the same shape, one thread.
 
-Peak formula (documented in README.md): an exact int8 GEMM on AVX2 needs two
+Peak formula (documented in docs/explanation/chip-kernels.md): an exact int8 GEMM on AVX2 needs two
 multiply-pipe instructions per 32 MACs (two vpmaddwd on int16-widened data, or vpmaddubsw plus
 vpmaddwd-by-ones to widen its int16 pair sums, as fbgemm does), so the int8 peak is
 (256 / 16) MACs per instruction × 2 multiply pipes × clock (MHz from /proc/cpuinfo). A

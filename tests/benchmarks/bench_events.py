@@ -62,8 +62,9 @@ def bench_core(params, frames, times) -> dict:
 
 
 def bench_dis(frames) -> dict:
-    """CPU time of OpenCV DIS (ultrafast) alone per pair: REFERENCE.md measured ~0.7 ms on the
-    idle machine, so the ratio shows how much the current load inflates every timing here."""
+    """CPU time of OpenCV DIS (ultrafast) alone per pair: docs/explanation/references.md §1 gives
+    ~0.7 ms on an idle machine, so the ratio shows how much the current load inflates every
+    timing here."""
     import cv2
 
     cv2.setNumThreads(1)

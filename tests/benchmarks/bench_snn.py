@@ -1,4 +1,4 @@
-"""Benchmark of the REFERENCE.md §2 network: neurosim vs norse, snntorch and SpikingJelly.
+"""Benchmark of the docs/explanation/references.md §2 network: neurosim vs norse, snntorch and SpikingJelly.
 
 Network: T = 20, batch 16, 2×34×34 input with 10 % events; conv 2→16 3×3 (pad 1) → LIF →
 conv 16→32 3×3 (pad 1) → LIF → flatten → linear 36992 → 10; loss = cross-entropy of the
