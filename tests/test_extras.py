@@ -198,3 +198,23 @@ def test_each_optional_module_comes_with_the_extras_named_for_it():
         for extra in extras:
             assert package in _requirements(pyproject, extra), f"{package} ({module}) is not in [{extra}]"
             assert extra in in_all, f"[all] does not include [{extra}]"
+
+
+def test_every_third_party_import_is_core_or_has_an_extra():
+    import ast
+
+    core_imports = {"numpy", "h5py", "cv2", "safetensors", "tomli_w", "tqdm", "aedat"}  # [project] dependencies
+    own = {"neurosim", "sim_events", "benchmarks_data", "hybrid", "chip_models"}
+    unknown = set()
+    for package in own:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                tops = {name.split(".")[0] for name in names} - own - set(sys.stdlib_module_names)
+                unknown |= {f"{top} ({path.relative_to(ROOT)})" for top in tops - core_imports - set(OPTIONAL)}
+    assert not unknown, "add to [project] dependencies or to neurosim.extras.OPTIONAL and an extra"
