@@ -88,7 +88,9 @@ def presets() -> list[str]:
 
 
 def load_chip(name_or_path: str, overrides: Sequence[str] = (), extra: dict[str, Any] | None = None) -> ChipConfig:
-    """A preset name or a TOML file, then ``extra`` values and ``--set`` overrides → ChipConfig."""
+    """A preset name (:func:`presets`) or a TOML file, then ``extra`` values and ``overrides``
+    (``"KEY=VALUE"`` strings, e.g. ``"chips=2"``) → ChipConfig. ParameterError on an unknown
+    chip or field."""
     path = pathlib.Path(name_or_path)
     if path.suffix == ".toml":
         values = load_toml(path)

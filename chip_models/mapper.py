@@ -138,7 +138,8 @@ def _resolve(net: IntNetwork, name: str) -> str:
 
 
 def map_network(net: IntNetwork, chip: ChipConfig, balance: bool = True) -> Mapping:
-    """Tile, place and route ``net`` on ``chip``; CapacityError when it does not fit."""
+    """Tile, place and route ``net`` on ``chip`` (cores on a rows × cols mesh, routes between them);
+    CapacityError when it does not fit. ``mapping.summary()`` gives cores used, mesh, routes, hops."""
     limits: dict[str, int] = {}
     mapping = _map(net, chip, limits, routes=False)
     while balance:

@@ -48,7 +48,12 @@ from neurosim.intneuron import IntLIFParams
 
 
 def load_network(spec: str | pathlib.Path, *, dt: float | None = None, steps: int = 1, seed: int = 0) -> IntNetwork:
-    """``reference`` (built-in), an integer network folder, or a ``.nir`` file → IntNetwork."""
+    """``reference`` (built-in DashNet-like network, weights from ``seed``), an integer network
+    folder (``neurosim.intnet.save``, ``neurosim export``) or a ``.nir`` file → IntNetwork.
+
+    NIR import: ``dt`` is the time step in seconds (default: the graph's metadata dt, else 1e-3)
+    and ``steps`` the time steps per frame; weights are quantized to int8 with power-of-two scales.
+    InputError if the path is missing or neither kind."""
     if str(spec) == "reference":
         from chip_models.reference_net import build_reference
 

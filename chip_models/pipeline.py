@@ -113,8 +113,10 @@ def estimate_network(network: str | os.PathLike | IntNetwork, chip: str | ChipCo
                      config: str | os.PathLike | None = None) -> ChipReport:
     """Map, simulate and estimate a network on a chip in one call (``neurosim chip estimate``).
 
+    ``network``, ``chip``, ``dt``, ``steps``, ``seed``, ``overrides`` and ``config`` are those of
+    :func:`prepare`; ``seed`` also draws the synthetic inputs.
+
     Args:
-        network, chip, dt, steps, seed, overrides, config: as for :func:`prepare`.
         inputs: an ``.npz`` file or a dict of int8 arrays ``(T, *shape)``, one per network
             input; default: ``frames`` synthetic frames (uniform 0..127) and event bins (1 with
             probability ``activity`` per input and step), drawn with ``seed``.
@@ -132,8 +134,8 @@ def estimate_network(network: str | os.PathLike | IntNetwork, chip: str | ChipCo
         raise ParameterError("--frames must be ≥ 1 and --activity within 0..1")
     chip, net, mapping = prepare(network, chip, dt=dt, steps=steps, seed=seed, overrides=overrides, config=config)
     if inputs is None:
-        arrays, what = synthetic_inputs(net, frames, seed, activity), \
-            f"synthetic: {frames} frames, event activity {activity}, seed {seed}"
+        arrays = synthetic_inputs(net, frames, seed, activity)
+        what = f"synthetic: {frames} frames, event activity {activity}, seed {seed}"
     elif isinstance(inputs, (str, os.PathLike)):
         arrays, what = load_inputs(inputs), str(inputs)
     else:
@@ -169,8 +171,10 @@ def simulate_network(network: str | os.PathLike | IntNetwork, inputs: str | os.P
                      config: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run a network core by core on the chip's int8 kernels (``neurosim chip simulate``).
 
+    ``network``, ``chip``, ``dt``, ``steps``, ``seed``, ``overrides`` and ``config`` are those of
+    :func:`prepare`.
+
     Args:
-        network, chip, dt, steps, seed, overrides, config: as for :func:`prepare`.
         inputs: an ``.npz`` file or a dict of int8 arrays ``(T, *shape)`` named as the network inputs.
         check: also run the Python integer reference (``neurosim.intnet.run_reference``) and
             compare the outputs bit for bit.

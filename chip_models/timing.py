@@ -85,7 +85,11 @@ def _ceil(a: float, b: float) -> float:
 
 
 def estimate(mapping: Mapping, sim: SimResult) -> Estimate:
-    """Cycles, FPS, latency and energy of ``mapping`` from the work measured in ``sim``."""
+    """Cycles, FPS, latency and energy of ``mapping`` from the work measured in ``sim``.
+
+    Returns an :class:`Estimate`: ``fps`` (pipelined frames per second), ``latency_s``,
+    ``energy_per_frame_j``, ``power_w``, MACs / SOPs / packets per frame, utilizations in [0, 1],
+    the ``bottleneck`` layer, and per-layer (``layers``) and per-core (``cores``) tables in cycles."""
     chip, net = mapping.chip, mapping.net
     frames = sim.frames
     n = len(mapping.tiles)

@@ -46,7 +46,11 @@ def _number(v: Any) -> bool:
 
 def compare(folders: list[str | pathlib.Path], base: str) -> dict[str, Any]:
     """Seed means and base-minus-tracker differences (see the module docstring) of the trackers
-    found in every folder of ``folders`` (one per training seed)."""
+    found in every folder of ``folders`` (one ``neurosim eval`` output per training seed).
+
+    Returns ``{"evaluations", "base", "trackers": {name: {"auc": [per seed], "auc_mean",
+    "auc_sd", "precision_20_mean", …}}, "differences": {name: {"per_seed", "mean", "bootstrap":
+    {"diff", "ci95", "wins", "n"}}}, "left_out"}`` (AUC and P@20 as fractions in [0, 1])."""
     from hybrid.metrics import paired_bootstrap
 
     evals = [load_scores(f) for f in folders]

@@ -53,7 +53,9 @@ class Track:
 
 
 def load_track(path: str | pathlib.Path, name: str | None = None) -> Track:
-    """Read a sequence file (frames, events, boxes) via ``sim_events``; InputError if unusable."""
+    """Read a sequence ``.h5`` into a :class:`Track`: frames (F, H, W) uint8, frame_t (F,) µs,
+    events (N,) x, y, t µs, p, boxes_t (B,) µs and boxes_xywh (B, 4) pixels (None without boxes).
+    ``name`` defaults to the file's stem. InputError if it has fewer than 2 APS frames."""
     from sim_events.formats.sequence import read_sequence
 
     path = pathlib.Path(path)

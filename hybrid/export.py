@@ -123,7 +123,11 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
 
 
 def export_run(run: str | pathlib.Path, out: str | pathlib.Path) -> dict[str, Any]:
-    """Load a run folder, export it, save the network folder; return a summary."""
+    """Export a run (folder, shipped model or ``"default"``) to the integer network folder ``out``
+    (``network.json`` + ``tensors.safetensors``, read by ``neurosim chip estimate``;
+    ``neurosim export``). The ANN branch goes through ``neurosim.quant.to_integer``, the SNN
+    branch becomes integer LIF layers. Returns ``{"intnet" (the folder), "layers" (count),
+    "inputs" ({name: [*shape, steps]}), "outputs", "meta"}``."""
     from hybrid.checkpoint import load_model
     from neurosim.io import atomic_folder
 

@@ -44,7 +44,13 @@ from neurosim.errors import InputError, ParameterError
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Training parameters (TOML ``[model]`` table for the ModelConfig)."""
+    """Training parameters (TOML: these keys, and a ``[model]`` table for the ModelConfig).
+
+    ``epochs`` of ``batches_per_epoch`` batches (0: every window once) of ``batch_size`` windows;
+    Adam learning rate ``lr`` (QuantSGD ``quant_lr`` in int8 steps for a quantized ANN);
+    ``jitter`` and ``start_noise`` as fractions of the crop / box size; ``grad_clip`` the gradient
+    norm per branch; ``w_box``, ``w_scale`` loss weights; ``threads`` torch threads per process.
+    """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     epochs: int = 3
@@ -219,8 +225,19 @@ def build_model(cfg: TrainConfig) -> DashNet:
 
 def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str | pathlib.Path, cfg: TrainConfig, resume: bool = False,
           progress: Callable | None = None, say: Callable = print, init_from: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.model`` on the split of ``dataset`` (a folder, or a list of folders whose windows
-    are concatenated); write the run folder; return a summary."""
+    """Train ``cfg.model`` on the split ``cfg.split`` of ``dataset`` (a folder, or a list of folders
+    whose windows are concatenated) and write the run folder ``run`` (``neurosim train``).
+
+    Files in ``run``: ``config.json`` (the TrainConfig), ``checkpoint.safetensors`` (weights and
+    optimizer state, every ``cfg.checkpoint_every`` epochs and at the end), ``checkpoint.json``
+    (epoch, step), ``metrics.jsonl`` (one line of mean losses per epoch) and ``tb/`` (TensorBoard,
+    where installed). ``resume`` continues from the checkpoint in ``run``; ``init_from`` starts
+    from another run's weights (``RUN`` or ``ann:RUN_A,snn:RUN_B``); ``progress`` wraps the batch
+    iterator (tqdm-like); ``say`` gets one line per epoch.
+
+    Returns ``{"run", "epochs", "steps", "history" (the metrics.jsonl records), "world_size",
+    "seconds_per_epoch"}``.
+    """
     cfg.check()
     torch.set_num_threads(max(1, cfg.threads))
     rank, world = _dist()
@@ -322,7 +339,9 @@ def train_variants(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], o
         variants: names from ``hybrid.model.VARIANTS`` (``ann_only``, ``snn_only``, ``no_tcf``,
             ``no_attention``, ``full``), as a list or comma-separated.
         resume: continue each variant whose run folder has a checkpoint; the others start anew.
-        progress, say, init_from: as for :func:`train`.
+        progress: tqdm-like wrapper of the batch iterator, as for :func:`train`.
+        say: where progress lines go (default print).
+        init_from: start from another run's weights, as for :func:`train`.
 
     Returns:
         ``{"runs": {variant: summary of train()}}``.

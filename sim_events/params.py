@@ -191,7 +191,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str) -> DvsParams:
-    """The DvsParams of preset ``name`` (davis240, davis346, dvxplorer, prophesee_gen4, clean)."""
+    """The DvsParams of preset ``name`` (davis240, davis346, dvxplorer, prophesee_gen4, clean):
+    thresholds, mismatch, refractory period (µs), bandwidth (Hz), noise rates (Hz) of that sensor.
+    ParameterError naming the presets on an unknown name."""
     if name not in PRESETS:
         raise ParameterError(f"preset {name!r} is unknown: use one of {', '.join(PRESETS)}")
     return DvsParams(**PRESETS[name])

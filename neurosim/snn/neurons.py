@@ -299,29 +299,61 @@ class Neuron(torch.nn.Module):
 
 
 def LIF(channels: Optional[int] = None, **kw) -> Neuron:
-    """norse-compatible LIFCell (with synaptic current); keyword arguments are NeuronParams fields."""
+    """norse-compatible LIFCell (with synaptic current); keyword arguments are NeuronParams fields
+    (defaults tau_mem_inv 100/s, tau_syn_inv 200/s, v_th 1, dt 1 ms).
+
+    A :class:`Neuron` module: ``module(x, state)`` takes one step of ``x`` (B, C, ...) and returns
+    ``(out, state)`` (out: spikes 0/1 of the same shape, or the membrane for LI); in a
+    :class:`~neurosim.snn.sequential.Sequential`, ``x`` is (T, B, C, ...) and runs fused. ``channels``
+    = C gives per-channel thresholds / leaks. Rates ``tau_*_inv`` in 1/s, ``dt`` in s.
+    """
     learn = {k: kw.pop(k) for k in ("learn_threshold", "learn_leak") if k in kw}
     return Neuron(lif_params(**kw), channels, **learn)
 
 
 def LIFBox(channels: Optional[int] = None, **kw) -> Neuron:
-    """norse-compatible LIFBoxCell (no synaptic current)."""
+    """norse-compatible LIFBoxCell (no synaptic current; tau_mem_inv 100/s by default).
+
+    A :class:`Neuron` module: ``module(x, state)`` takes one step of ``x`` (B, C, ...) and returns
+    ``(out, state)`` (out: spikes 0/1 of the same shape, or the membrane for LI); in a
+    :class:`~neurosim.snn.sequential.Sequential`, ``x`` is (T, B, C, ...) and runs fused. ``channels``
+    = C gives per-channel thresholds / leaks. Rates ``tau_*_inv`` in 1/s, ``dt`` in s.
+    """
     learn = {k: kw.pop(k) for k in ("learn_threshold", "learn_leak") if k in kw}
     return Neuron(lif_box_params(**kw), channels, **learn)
 
 
 def IF(channels: Optional[int] = None, **kw) -> Neuron:
-    """Integrate-and-fire neuron."""
+    """Integrate-and-fire neuron (no leak: ``v' = v + r·x``; v_th 1 by default).
+
+    A :class:`Neuron` module: ``module(x, state)`` takes one step of ``x`` (B, C, ...) and returns
+    ``(out, state)`` (out: spikes 0/1 of the same shape, or the membrane for LI); in a
+    :class:`~neurosim.snn.sequential.Sequential`, ``x`` is (T, B, C, ...) and runs fused. ``channels``
+    = C gives per-channel thresholds / leaks. Rates ``tau_*_inv`` in 1/s, ``dt`` in s.
+    """
     learn = {k: kw.pop(k) for k in ("learn_threshold",) if k in kw}
     return Neuron(if_params(**kw), channels, **learn)
 
 
 def LI(channels: Optional[int] = None, **kw) -> Neuron:
-    """Leaky-integrator readout (output is the membrane)."""
+    """Leaky-integrator readout: non-spiking, the output is the membrane ``v`` (tau_mem_inv 100/s).
+
+    A :class:`Neuron` module: ``module(x, state)`` takes one step of ``x`` (B, C, ...) and returns
+    ``(out, state)`` (out: spikes 0/1 of the same shape, or the membrane for LI); in a
+    :class:`~neurosim.snn.sequential.Sequential`, ``x`` is (T, B, C, ...) and runs fused. ``channels``
+    = C gives per-channel thresholds / leaks. Rates ``tau_*_inv`` in 1/s, ``dt`` in s.
+    """
     return Neuron(li_params(**kw), channels)
 
 
 def STBP(channels: Optional[int] = None, **kw) -> Neuron:
-    """STBP neuron (decay, threshold, rectangle surrogate); ``learn_threshold`` per channel."""
+    """STBP neuron ``u_t = decay·u_{t−1}·(1 − o_{t−1}) + x_t`` (decay 0.5, v_th 0.5, rectangle
+    surrogate); ``learn_threshold`` per channel.
+
+    A :class:`Neuron` module: ``module(x, state)`` takes one step of ``x`` (B, C, ...) and returns
+    ``(out, state)`` (out: spikes 0/1 of the same shape, or the membrane for LI); in a
+    :class:`~neurosim.snn.sequential.Sequential`, ``x`` is (T, B, C, ...) and runs fused. ``channels``
+    = C gives per-channel thresholds / leaks. Rates ``tau_*_inv`` in 1/s, ``dt`` in s.
+    """
     learn = {k: kw.pop(k) for k in ("learn_threshold", "learn_leak") if k in kw}
     return Neuron(stbp_params(**kw), channels, **learn)

@@ -291,7 +291,9 @@ class SequenceWriter:
 
 
 def write_sequence(path: str | pathlib.Path, rec: Recording, source: str = "", simulator: dict | None = None) -> pathlib.Path:
-    """Write a whole in-memory Recording as a sequence file (convenience for small data)."""
+    """Write a whole in-memory Recording as a sequence ``.h5`` (convenience for small data):
+    events (N,) x, y, t µs, p; frames (F, H, W) uint8 at frame_t (F,) µs; boxes (B, 4) pixels at
+    boxes_t (B,) µs. ``simulator``: parameters stored in the file's metadata. Returns the path."""
     with SequenceWriter(path, rec.width, rec.height, source=source or rec.source, simulator=simulator) as w:
         ev = rec.events
         if ev.shape[0]:
