@@ -1,4 +1,4 @@
-"""Fidelity metrics: simulated vs real DVS events over one time window (REFERENCE.md §1).
+"""Fidelity metrics: simulated vs real DVS events over one time window (docs/explanation/references.md §1).
 
 :func:`compare` returns
 
