@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import tomllib
 import types
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the backport (a core dependency there)
+    import tomli as tomllib
 
 from neurosim.errors import InputError, ParameterError
 from neurosim.io import existing_file

@@ -203,7 +203,7 @@ def test_each_optional_module_comes_with_the_extras_named_for_it():
 def test_every_third_party_import_is_core_or_has_an_extra():
     import ast
 
-    core_imports = {"numpy", "h5py", "cv2", "safetensors", "tomli_w", "tqdm", "aedat"}  # [project] dependencies
+    core_imports = {"numpy", "h5py", "cv2", "safetensors", "tomli_w", "tomli", "tqdm", "aedat"}  # [project] dependencies
     own = {"neurosim", "sim_events", "benchmarks_data", "hybrid", "chip_models"}
     unknown = set()
     for package in own:
