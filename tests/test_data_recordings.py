@@ -1,5 +1,6 @@
 """jAER AEDAT 2.0 / 3.1 reading (cross-checked with tonic's independent AER readers), box
-files and ``neurosim data import``."""
+files and ``neurosim data import``; on files made here, on the fixtures of tests/data and on the
+real recordings of ../shared/data."""
 
 from __future__ import annotations
 
@@ -145,19 +146,20 @@ def test_import_recording_with_boxes(tmp_path):
     np.testing.assert_array_equal(seq.boxes_t, [0, 1_000_000, 2_000_000])
     np.testing.assert_allclose(seq.boxes_xywh[1], [12.5, 22, 30, 40])
     assert np.isnan(seq.boxes_xywh[2]).all()
-    # the real AEDAT4 recording imports too (events read by sim_events' reader)
-    shared = PROJECT.parent / "shared" / "data" / "events" / "dvxplorer_sample.aedat4"
-    if shared.is_file():
-        out4 = tmp_path / "dvx.h5"
-        b4 = tmp_path / "b4.txt"
-        from sim_events.formats import read_events
 
-        ev, w, h = read_events(shared)
-        b4.write_text(f"{int(ev['t'][0])} 5 5 20 20\n")
-        res = _cli("data", "import", str(shared), "--boxes", str(b4), "-o", str(out4), "--json")
-        assert res.returncode == 0, res.stderr
-        seq4 = read_sequence(out4)
-        assert len(seq4.events) == len(ev) and (seq4.width, seq4.height) == (w, h)
+
+def test_import_real_aedat4_recording(shared_data, tmp_path):
+    """The real AEDAT4 recording imports too (events read by sim_events' reader)."""
+    from sim_events.formats import read_events
+
+    real = shared_data / "events" / "dvxplorer_sample.aedat4"
+    out4, b4 = tmp_path / "dvx.h5", tmp_path / "b4.txt"
+    ev, w, h = read_events(real)
+    b4.write_text(f"{int(ev['t'][0])} 5 5 20 20\n")
+    res = _cli("data", "import", str(real), "--boxes", str(b4), "-o", str(out4), "--json")
+    assert res.returncode == 0, res.stderr
+    seq4 = read_sequence(out4)
+    assert len(seq4.events) == len(ev) and (seq4.width, seq4.height) == (w, h)
 
 
 @pytest.mark.parametrize("content, needle", [
@@ -219,3 +221,63 @@ def test_import_into_a_dataset_folder_and_load_event_only_windows(tmp_path):
     assert res.returncode == 0
     index = json.loads((ds_dir / "index.json").read_text())
     assert len(index["sequences"]) == 2 and index["splits"] == {"test": ["rec1"], "val": ["rec0"]}
+
+
+# --------------------------------------------------------------------------------------------
+# The fixtures of tests/data: jAER files holding the first 0.1 s of scene_davis346.npz's events
+# (tests/data/README.md), read by read_jaer, by tonic and compared with the recording's arrays.
+
+
+@pytest.fixture(scope="module")
+def scene_first_100ms(fixture_data):
+    with np.load(fixture_data / "scene_davis346.npz") as d:
+        sel = d["t"] < 100_000
+        return {k: d[k][sel] for k in "xytp"}
+
+
+def test_fixture_aedat2_matches_tonic_and_the_recording(fixture_data, scene_first_100ms):
+    path = fixture_data / "jaer_davis346.aedat"
+    rec = read_jaer(path)
+    assert (rec.width, rec.height) == (W, H)
+    _, _, ref = tonic.io.read_davis_346(str(path))
+    truth = scene_first_100ms
+    k = np.arange(0, len(truth["t"]), 50)  # an APS sample precedes every 50th event: tonic keeps them
+    dvs = np.ones(len(ref), bool)
+    dvs[k + np.arange(len(k))] = False
+    ref = ref[dvs]
+    assert len(rec.events) == len(ref) == len(truth["t"])
+    for name in "xyt":
+        np.testing.assert_array_equal(rec.events[name].astype(np.int64), truth[name].astype(np.int64))
+        np.testing.assert_array_equal(rec.events[name].astype(np.int64), ref[name].astype(np.int64))
+    np.testing.assert_array_equal(rec.events["p"], truth["p"] > 0)
+
+
+def test_fixture_aedat31_matches_tonic_and_the_recording(fixture_data, scene_first_100ms):
+    path = fixture_data / "jaer_davis346_v31.aedat"
+    rec = read_jaer(path)
+    version, start, _ = tonic.io.read_aedat_header_from_file(str(path))
+    assert version == 3.1
+    truth = scene_first_100ms
+    np.testing.assert_array_equal(rec.events["x"], truth["x"])
+    np.testing.assert_array_equal(rec.events["y"], truth["y"])
+    np.testing.assert_array_equal(rec.events["t"], truth["t"])
+    np.testing.assert_array_equal(rec.events["p"], truth["p"] > 0)
+    assert (rec.width, rec.height) == (W, H)
+
+
+def test_import_fixture_aedat4_with_the_scenes_boxes(fixture_data, tmp_path):
+    """``data import`` of the dv-processing AEDAT4 fixture with the boxes of scene_sequence.h5."""
+    scene_seq = read_sequence(fixture_data / "scene_sequence.h5")
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("".join(f"{t} {x} {y} {w} {h}\n" for t, (x, y, w, h) in zip(scene_seq.boxes_t[:4], scene_seq.boxes_xywh)))
+    out = tmp_path / "seq.h5"
+    res = _cli("data", "import", str(fixture_data / "dv_davis346.aedat4"), "--boxes", str(boxes), "-o", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["boxes"] == 4
+    seq = read_sequence(out)
+    assert (seq.width, seq.height) == (48, 36)
+    with np.load(fixture_data / "scene_davis346.npz") as d:
+        sel = d["t"] < d["frame_ts"][3]
+        np.testing.assert_array_equal(seq.events["t"], d["t"][sel])
+        np.testing.assert_array_equal(seq.events["x"], d["x"][sel])
+    np.testing.assert_allclose(seq.boxes_xywh, scene_seq.boxes_xywh[:4], rtol=1e-6)

@@ -1,6 +1,6 @@
-"""Event-file readers on the real files of shared/data/events, checked against independent
-decoders (tonic's N-MNIST loop, a from-the-spec EVT3/EVT2 decoder written here, the raw npz
-arrays) and the facts in shared/data/README.md."""
+"""Event-file readers on the real files of shared/data/events and the fixtures of tests/data,
+checked against independent decoders (tonic's N-MNIST loop, a from-the-spec EVT3/EVT2 decoder
+written here, expelliarmus, the raw npz arrays) and the facts in shared/data/README.md."""
 
 import numpy as np
 import pytest
@@ -286,3 +286,122 @@ def test_raw_header_variants_give_encoding_and_size(tmp_path):
     (tmp_path / "odd.raw").write_bytes(b"% evt 3.0\n" + words.tobytes() + b"\x00")
     with pytest.raises(InputError, match="partial EVT3 word"):
         read_events(tmp_path / "odd.raw")
+
+
+# --------------------------------------------------------------------------------------------
+# The same checks on the small fixtures of tests/data (always present, also in a plain clone).
+# Each fixture holds part of scene_davis346.npz's events, written by another writer; the truth
+# is that recording's arrays read with plain numpy (tests/data/README.md).
+
+
+@pytest.fixture(scope="module")
+def scene(fixture_data):
+    with np.load(fixture_data / "scene_davis346.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+def _assert_events_equal(events, scene, sel):
+    for name in "xyt":
+        np.testing.assert_array_equal(events[name].astype(np.int64), scene[name][sel].astype(np.int64))
+    np.testing.assert_array_equal(events["p"], scene["p"][sel] > 0)
+
+
+def test_fixture_recording_npz_matches_its_arrays(fixture_data, scene):
+    rec = load_recording_npz(fixture_data / "scene_davis346.npz")
+    assert detect_format(fixture_data / "scene_davis346.npz") == "npz"
+    assert (rec.width, rec.height) == (48, 36) and rec.frames.shape == (16, 36, 48)
+    _assert_events_equal(rec.events, scene, slice(None))
+    np.testing.assert_array_equal(rec.frames, scene["frames"])
+    np.testing.assert_array_equal(rec.frame_t, scene["frame_ts"])
+    assert np.all(np.diff(rec.events["t"]) >= 0) and np.median(np.diff(rec.frame_t)) == 40_000  # 25 Hz APS
+
+
+def test_fixture_sequence_h5_holds_the_recordings_first_frames_and_boxes(fixture_data, scene):
+    from sim_events.formats.sequence import read_sequence
+
+    path = fixture_data / "scene_sequence.h5"
+    assert detect_format(path) == "sequence"
+    seq = read_sequence(path)
+    sel = scene["t"] < scene["frame_ts"][4]
+    _assert_events_equal(seq.events, scene, sel)
+    np.testing.assert_array_equal(seq.frames, scene["frames"][:5])
+    np.testing.assert_array_equal(seq.frame_t, scene["frame_ts"][:5])
+    assert len(seq.boxes_t) == 5 and np.isfinite(seq.boxes_xywh).all()
+    assert np.all((seq.boxes_xywh[:, 2:] >= 10) & (seq.boxes_xywh[:, 2:] <= 22))  # the scene's sprite sizes
+
+
+def test_fixture_aedat4_written_by_dv_processing_matches_the_recording_and_tonic(fixture_data, scene):
+    import tonic.io
+
+    path = fixture_data / "dv_davis346.aedat4"
+    rec = read_recording(path)
+    assert detect_format(path) == "aedat4" and (rec.width, rec.height) == (48, 36)
+    _assert_events_equal(rec.events, scene, scene["t"] < scene["frame_ts"][3])
+    np.testing.assert_array_equal(rec.frames, scene["frames"][:4])
+    np.testing.assert_array_equal(rec.frame_exposure_us, [1000.0] * 4)
+    np.testing.assert_array_equal(rec.frame_t, scene["frame_ts"][:4] + 500)  # exposure midpoints
+    ref = tonic.io.read_aedat4(str(path))
+    np.testing.assert_array_equal(rec.events["x"], ref["x"])
+    np.testing.assert_array_equal(rec.events["t"], ref["t"].astype(np.int64))
+
+
+def test_fixture_evt2_written_by_expelliarmus_matches_the_recording(fixture_data, scene):
+    from expelliarmus import Wizard
+
+    path = fixture_data / "expelliarmus_evt2.raw"
+    events, width, height = read_events(path)
+    sel = scene["t"] < 100_000
+    _assert_events_equal(events, scene, sel)
+    assert (width, height) == (640, 480)  # the header names only a gen3 plugin: its sensor size
+    theirs = Wizard(encoding="evt2").read(path)
+    np.testing.assert_array_equal(events["t"], theirs["t"])
+
+
+def test_fixture_evt3_written_by_expelliarmus_matches_spec_decoder_and_recording(fixture_data, scene):
+    from expelliarmus import Wizard
+
+    path = fixture_data / "expelliarmus_evt3.raw"
+    events, width, height = read_events(path)
+    assert detect_format(path) == "prophesee" and (width, height) == (1280, 720)
+    ref = _evt3_reference(path)
+    ref = ref[np.argsort(ref[:, 2], kind="stable")]
+    for k, name in enumerate("xyt"):
+        np.testing.assert_array_equal(events[name], ref[:, k])
+    period = scene["t"] // 4096  # the writer kept one TIME_HIGH period: the busiest one
+    sel = period == np.bincount(period).argmax()
+    assert sel.sum() == len(events) > 100
+    _assert_events_equal(events, scene, sel)
+    theirs = Wizard(encoding="evt3").read(path)
+    np.testing.assert_array_equal(np.sort(theirs["t"]), events["t"])
+
+
+def test_fixture_nmnist_matches_tonic_and_the_recording(fixture_data, scene):
+    import tonic.io
+
+    path = fixture_data / "nmnist_34x34.bin"
+    events, width, height = read_events(path)
+    assert detect_format(path) == "nmnist" and (width, height) == (34, 34)
+    ref = tonic.io.read_mnist_file(str(path), dtype=tonic.io.events_struct)
+    for name in "xytp":
+        np.testing.assert_array_equal(events[name], ref[name].astype(events[name].dtype))
+    _assert_events_equal(events, scene, (scene["x"] < 34) & (scene["y"] < 34) & (scene["t"] < 300_000))
+
+
+def test_to_tonic_and_toframe_on_every_fixture(fixture_data):
+    import tonic.transforms as T
+
+    for name in ("dv_davis346.aedat4", "nmnist_34x34.bin", "scene_davis346.npz", "expelliarmus_evt3.raw"):
+        events, w, h = read_events(fixture_data / name)
+        frames = T.ToFrame(sensor_size=(w, h, 2), n_time_bins=3)(to_tonic(events))
+        assert frames.shape == (3, 2, h, w)
+        assert abs(int(frames.sum()) - len(events)) <= 1  # tonic may drop the very last event
+
+
+def test_truncated_fixtures_raise_input_errors(fixture_data, tmp_path):
+    for name in ("dv_davis346.aedat4", "scene_davis346.npz", "nmnist_34x34.bin", "scene_sequence.h5"):
+        data = (fixture_data / name).read_bytes()
+        cut = tmp_path / name
+        cut.write_bytes(data[: len(data) // 2 + 1])
+        with pytest.raises(InputError) as err:
+            read_events(cut)
+        assert "\n" not in str(err.value)

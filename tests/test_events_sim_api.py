@@ -90,3 +90,27 @@ def test_calibrate_reads_a_sequence_file_and_writes_a_usable_config(shared_data,
     with h5py.File(sim, "r") as f:
         n = len(f["events/t"])
     assert abs(n / len(rec.events) - 1) < 0.15
+
+
+def test_calibrate_reads_the_fixture_sequence_file_and_writes_a_usable_config(fixture_data, tmp_path, capsys):
+    """Plain-clone variant: the 5-frame sequence of tests/data (simulated with θ 0.25/0.35)."""
+    import json
+    import tomllib
+
+    from sim_events.formats.sequence import read_sequence
+
+    seq_path = fixture_data / "scene_sequence.h5"
+    cal = tmp_path / "cal.toml"
+    assert main(["events", "calibrate", str(seq_path), "-o", str(cal), "--passes", "1", "--json", "-q"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0.9 < out["metrics"]["count_ratio"] < 1.1 and out["metrics"]["pixel_r_off"] > 0.8
+    fitted = tomllib.loads(cal.read_text())
+    assert fitted["contrast_threshold_on"] < fitted["contrast_threshold_off"]  # simulated with 0.25 < 0.35
+    seq = read_sequence(seq_path)
+    frames = tmp_path / "f.npz"
+    np.savez(frames, frames=seq.frames, frame_ts=seq.frame_t)
+    sim = tmp_path / "sim.h5"
+    assert main(["events", "simulate", str(frames), "--config", str(cal), "-o", str(sim), "-q"]) == 0
+    with h5py.File(sim, "r") as f:
+        n = len(f["events/t"])
+    assert abs(n / len(seq.events) - 1) < 0.15
