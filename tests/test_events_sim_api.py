@@ -95,7 +95,10 @@ def test_calibrate_reads_a_sequence_file_and_writes_a_usable_config(shared_data,
 def test_calibrate_reads_the_fixture_sequence_file_and_writes_a_usable_config(fixture_data, tmp_path, capsys):
     """Plain-clone variant: the 5-frame sequence of tests/data (simulated with θ 0.25/0.35)."""
     import json
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     from sim_events.formats.sequence import read_sequence
 

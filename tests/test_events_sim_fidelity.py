@@ -50,7 +50,10 @@ SCENE_TARGETS = {"count_ratio": (0.9, 1.1), "pixel_r_on": (0.9, 1.0), "pixel_r_o
 
 
 def test_calibration_recovers_known_parameters_of_a_simulated_recording(fixture_data, tmp_path, capsys):
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     truth = json.loads((fixture_data / "fixtures.json").read_text())["truth"]
     rec = fixture_data / "scene_davis346.npz"
