@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hybrid.runs import resolve_run
 from neurosim.errors import InputError
 from neurosim.io import atomic_output
+
+if TYPE_CHECKING:
+    from hybrid.model import DashNet
 
 CONFIG = "config.json"
 WEIGHTS = "checkpoint.safetensors"
@@ -102,7 +105,7 @@ def load_weights(run: str | pathlib.Path) -> dict[str, torch.Tensor]:
 RETIRED_MODEL_FIELDS = ("context", "min_crop")
 
 
-def load_model(run: str | pathlib.Path, variant: str | None = None):
+def load_model(run: str | pathlib.Path, variant: str | None = None) -> DashNet:
     """The trained tracker of a run, ready to track (eval mode).
 
     Args:

@@ -8,11 +8,16 @@ got10k toolkit reads them (``np.loadtxt(..., delimiter=',')``).
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neurosim.errors import InputError
 from neurosim.io import atomic_output
+
+if TYPE_CHECKING:
+    from hybrid.data import Track
+    from hybrid.track import TrackResult
 
 
 def write_boxes(path: str | pathlib.Path, boxes: np.ndarray) -> pathlib.Path:
@@ -45,7 +50,7 @@ def write_results(folder: str | pathlib.Path, name: str, boxes: np.ndarray, seco
         np.savetxt(tmp, np.asarray(seconds, float).reshape(-1), fmt="%.9f")
 
 
-def write_track_results(out: str | pathlib.Path, track, result, every: int = 4) -> dict:
+def write_track_results(out: str | pathlib.Path, track: Track, result: TrackResult, every: int = 4) -> dict:
     """Write the result files of one tracked sequence (those of ``neurosim track``).
 
     Args:
@@ -79,7 +84,7 @@ def write_track_results(out: str | pathlib.Path, track, result, every: int = 4) 
 
 
 def track_file(run: str | pathlib.Path, sequence: str | pathlib.Path, out: str | pathlib.Path,
-               box: "np.ndarray | list[float] | None" = None, every: int = 4) -> dict:
+               box: np.ndarray | list[float] | None = None, every: int = 4) -> dict:
     """Track a target through a sequence file and write the video and boxes (``neurosim track``).
 
     Args:

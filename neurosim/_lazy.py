@@ -24,6 +24,9 @@ from typing import Any, Callable
 from neurosim.extras import import_attribute
 
 
+_MACHINERY = {"attach", "TYPE_CHECKING", "annotations"}  # names an __init__ imports to set itself up
+
+
 class _Package(types.ModuleType):
     """A package whose public names are not replaced by same-named submodules."""
 
@@ -58,7 +61,7 @@ def attach(package: str, lazy: dict[str, str]) -> tuple[Callable[[str], Any], Ca
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(module.__dict__) | set(lazy))
+        return sorted((set(module.__dict__) - _MACHINERY) | set(lazy))
 
     return __getattr__, __dir__
 
