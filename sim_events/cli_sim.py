@@ -48,7 +48,8 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p = add_verb(verbs, "compare", _compare, help="fidelity metrics of simulated vs real events",
                  example=EXAMPLE_COMPARE,
                  description="Compare two event files over a time window: count ratio, per-pixel ON/OFF count "
-                 "Pearson r, event-rate r in frame-interval bins, phase CV, and event F1 at 5 ms (see REFERENCE §1).")
+                 "Pearson r, event-rate r in frame-interval bins, phase CV, and event F1 at 5 ms "
+                 "(see docs/explanation/references.md §1).")
     p.add_argument("sim", metavar="SIM", help="simulated event file")
     p.add_argument("real", metavar="REAL", help="real event file")
     p.add_argument("--t0", type=float, default=None, help="window start, seconds from the real file's first frame (or event)")
