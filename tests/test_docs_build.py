@@ -103,3 +103,18 @@ def test_api_page_documents_every_public_name(built_site: tuple[pathlib.Path, st
     table = getattr(pkg, "_LAZY", {})
     missing = [n for n in pkg.__all__ if f'id="{table.get(n, package)}.{n}"' not in html]
     assert not missing, f"{package}: public names without an entry on the API page: {missing}"
+
+
+def test_code_cites_the_projects_own_docs_not_the_shared_design_files() -> None:
+    """The design lives in docs/: no source, config or test cites ../shared/DESIGN.md or REFERENCE.md."""
+    pattern = re.compile(r"\bDESIGN\.md\b|\bREFERENCE(?:\.md)?\s*§|\bREFERENCE\.md\b|REFERENCE's")
+    folders = ["neurosim", "sim_events", "benchmarks_data", "hybrid", "chip_models", "scripts", "tests"]
+    hits = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in {".py", ".toml", ".sh", ".h", ".cpp", ".txt"} or path.name == "test_docs_build.py":
+                continue
+            for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, "cite docs/explanation/design.md or docs/explanation/references.md instead:\n" + "\n".join(hits)
