@@ -66,6 +66,13 @@ def test_presets_are_valid_and_simulate(name, shared_data):
     assert n > 100
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_simulate_the_fixture_frames(name, fixture_data):
+    frames = np.load(fixture_data / "scene_davis346.npz")["frames"][:5]
+    n = sum(len(c) for c in simulate_frames(zip(range(0, 200_000, 40_000), frames), 48, 36, preset(name), 0))
+    assert n > 100
+
+
 def test_calibrate_reads_a_sequence_file_and_writes_a_usable_config(shared_data, tmp_path, capsys):
     import json
 
