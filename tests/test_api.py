@@ -183,6 +183,25 @@ def test_estimate_network_writes_what_neurosim_chip_estimate_writes(tmp_path, ca
     assert (tmp_path / "api.md").read_text() == (tmp_path / "cli.md").read_text()
 
 
+def test_simulate_network_writes_what_neurosim_chip_simulate_writes(tmp_path, capsys):
+    import chip_models
+    from chip_models.reference_net import synthetic_inputs
+
+    inputs = synthetic_inputs(chip_models.load_network("reference", seed=1), frames=1, seed=2, activity=0.3)
+    np.savez(tmp_path / "in.npz", **inputs)
+    api = chip_models.simulate_network("reference", tmp_path / "in.npz", "tianjic", check=True, seed=1,
+                                       out=tmp_path / "api.npz")
+    cli = _cli_json(capsys, ["chip", "simulate", "reference", str(tmp_path / "in.npz"), "--seed", "1", "--check",
+                             "-o", str(tmp_path / "cli.npz")])
+    _same(api, cli, skip=("seconds", "reference_seconds", "out"))
+    assert api["bit_exact"] is True
+    with np.load(tmp_path / "api.npz") as a, np.load(tmp_path / "cli.npz") as c:
+        assert sorted(a.files) == sorted(c.files) == sorted(api["outputs"])
+        for k in a.files:
+            assert list(a[k].shape) == api["outputs"][k]
+            np.testing.assert_array_equal(a[k], c[k])
+
+
 def _recording(seed: int, with_frames: bool):
     from sim_events.formats.events import Recording, make_events
 
