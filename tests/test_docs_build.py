@@ -118,3 +118,21 @@ def test_code_cites_the_projects_own_docs_not_the_shared_design_files() -> None:
                 if pattern.search(line):
                     hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not hits, "cite docs/explanation/design.md or docs/explanation/references.md instead:\n" + "\n".join(hits)
+
+
+@pytest.mark.parametrize("package", sorted(API_PAGES))
+def test_api_page_lists_every_module_of_its_package(package: str) -> None:
+    """Each module (not private, not the CLI or demo glue) has its docstring on the package's API page."""
+    folder = ROOT.joinpath(*package.split("."))
+    page = (DOCS / "reference" / "api" / f"{API_PAGES[package]}.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^::: ([\w.]+)$", page, re.M))
+    modules = []
+    for path in sorted(folder.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if path.name == "__init__.py":
+            parts = parts[:-1]
+        if any(p.startswith("_") for p in parts) or parts[-1].startswith("cli") or parts[-1] == "demo":
+            continue
+        modules.append(".".join(parts))
+    missing = [m for m in modules if m not in listed and m != package]
+    assert not missing, f"modules missing from docs/reference/api/{API_PAGES[package]}.md: {missing}"
