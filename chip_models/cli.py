@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from neurosim.cli import add_verb, defaults_of
+from neurosim.io import check_writable
 
-from neurosim.cli import add_verb
-from neurosim.errors import InputError, ParameterError
-from neurosim.io import atomic_output, check_writable, existing_file
-
+CHIP_DEFAULTS = defaults_of("chip_models.config:load_chip", "tianjic")  # --set keys: figures of --chip
 NETWORK_HELP = "an integer network folder (neurosim.intnet.save), a .nir file, or 'reference' (built-in DashNet-like net)"
 
 
@@ -20,7 +18,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
     p = add_verb(sub, "estimate", _estimate, help="FPS, latency, energy and per-core breakdown of a network on a chip",
-                 example="neurosim chip estimate reference --chip tianjic -o report.json --plot report.png")
+                 example="neurosim chip estimate reference --chip tianjic -o report.json --plot report.png",
+                 params=CHIP_DEFAULTS)
     _common(p)
     p.add_argument("--input", metavar="INPUT.npz", help="input arrays (one per network input, int8 (T, ...)); "
                    "default: synthetic frames and events")
@@ -30,14 +29,14 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="REPORT.png", help="write a PNG plot")
 
     p = add_verb(sub, "simulate", _simulate, help="run a network core by core on the chip kernels",
-                 example="neurosim chip simulate net_folder input.npz -o outputs.npz --check")
+                 example="neurosim chip simulate net_folder input.npz -o outputs.npz --check", params=CHIP_DEFAULTS)
     _common(p)
     p.add_argument("input", metavar="INPUT.npz", help="input arrays named as the network inputs, int8 (T, ...)")
     p.add_argument("-o", "--out", metavar="OUTPUTS.npz", help="write the outputs (one array per network output)")
     p.add_argument("--check", action="store_true", help="also run the Python integer reference and compare bit for bit")
 
     p = add_verb(sub, "map", _map, help="show how a network is cut into cores and placed on the mesh",
-                 example="neurosim chip map reference --chip tianjicx")
+                 example="neurosim chip map reference --chip tianjicx", params=CHIP_DEFAULTS)
     _common(p)
 
 
@@ -74,11 +73,11 @@ def _setup(args: argparse.Namespace):
 
 def _estimate(args: argparse.Namespace, ctx) -> dict:
     from chip_models.pipeline import estimate_network, write_report
+
     from neurosim.extras import ensure_installed
 
     if args.plot:
         ensure_installed(["matplotlib"], "neurosim chip estimate --plot", prefer="chip")
-
     for path in (args.out, args.plot):
         if path:
             check_writable(path)

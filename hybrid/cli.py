@@ -15,12 +15,13 @@ __all__ = ["DEFAULT_MODEL", "register", "resolve_run"]
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     """Add the top-level verb ``name`` (train, tune, eval, compare, track or export)."""
-    from neurosim.cli import COMMANDS, add_verb
+    from neurosim.cli import COMMANDS, add_verb, defaults_of
 
     help_text = COMMANDS[name][1]
     if name == "train":
         p = add_verb(subparsers, "train", _train, help=help_text,
                      example="neurosim train --dataset synth/ --config tracker.toml -o runs/full",
+                     params=defaults_of("hybrid.train:TrainConfig"), needs=["torch"],
                      description="Train a DashNet tracker (ANN on frames + SNN on events, TCF, attention). "
                      "Parameters: TrainConfig fields and a [model] table (ModelConfig) in --config / --set, e.g. "
                      "--set model.variant=ann_only. With --variants, one run per variant goes into -o/<variant>/. "
@@ -34,7 +35,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--init-from", help="start from the weights of another run, or per branch: ann:RUN_A,snn:RUN_B")
         p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     elif name == "tune":
-        p = add_verb(subparsers, "tune", _tune, help=help_text,
+        p = add_verb(subparsers, "tune", _tune, help=help_text, needs=["torch"],
                      example="neurosim tune runs/full --dataset synth/ --max-sequences 21 -o runs/full_fit",
                      description="Fit the tracking-time parameters of a run by closed-loop tracking: the TCF crossover "
                      "(alpha_frame, alpha_hold) of a full / no_attention run and the ANN centre's soft-argmax temperature "
@@ -46,7 +47,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                        help="dataset folder (index.json); repeat it to pool the sequences of several datasets")
         p.add_argument("-o", "--out", required=True, help="new run folder: the run with the fitted parameters")
         p.add_argument("--split", default="train", help="split whose sequences are tracked (default train)")
-        p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default all)")
+        p.add_argument("--max-sequences", type=int, default=0, help="track the first N sequences of each dataset's split (default 0: all)")
         p.add_argument("--alphas", default=None, help="candidate alpha_frame values, comma-separated (default 0.05,0.1,0.2,0.3,0.5,0.7)")
         p.add_argument("--holds", default="1", help="candidate alpha_hold values in (0, 1], comma-separated (default 1: "
                        "the SNN alone between frames; e.g. 1,0.99,0.98,0.95)")
@@ -54,6 +55,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                        "(0, 1], comma-separated (default 1: as trained; e.g. 1,0.5,0.25,0.125)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
+                     needs=["torch", "matplotlib"],
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "
                      "of runs, or 'default' for the shipped model) and score it with the OTB protocol at every SNN "
                      "step: success/precision curves, AUC, P@20, speed; result files in the got10k layout and plots.")
@@ -64,6 +66,9 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--max-frames", type=int, help="track only the first N frames of each sequence")
         p.add_argument("--variants", help="also evaluate each run's weights as these variants (comma-separated, "
                        "e.g. ann_only,snn_only,no_tcf,no_attention,full): an ablation without retraining")
+        p.add_argument("--baselines", default="static_box,csrt,kcf,mil",
+                       help="frame trackers scored beside the runs on the APS frames through the same protocol "
+                       "(comma-separated: static_box = a box that never moves, OpenCV csrt, kcf, mil; 'none' for none)")
     elif name == "compare":
         p = add_verb(subparsers, "compare", _compare, help=help_text,
                      example="neurosim compare runs/ablation runs/s1/eval runs/s2/eval --base full_fit",
@@ -75,7 +80,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--base", required=True, help="tracker the others are compared with, e.g. full_fit")
         p.add_argument("-o", "--out", help="also write compare.json and compare.md into this folder")
     elif name == "track":
-        p = add_verb(subparsers, "track", _track, help=help_text,
+        p = add_verb(subparsers, "track", _track, help=help_text, needs=["torch"],
                      example="neurosim track default seq.h5 -o out.mp4 --box 40,30,20,24",
                      description="Track a target through a sequence file (frames + events) from a first box "
                      "(default: the file's first ground-truth box). Writes a video with the boxes drawn over "
@@ -86,7 +91,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--box", help="first box x,y,w,h in pixels (0-based); default: ground truth")
         p.add_argument("--every", type=int, default=4, help="draw one video frame every N SNN steps (default 4)")
     elif name == "export":
-        p = add_verb(subparsers, "export", _export, help=help_text,
+        p = add_verb(subparsers, "export", _export, help=help_text, needs=["torch"],
                      example="neurosim export default -o tracker_int/",
                      description="Export a trained tracker to the integer network format (neurosim.intnet folder) "
                      "that 'neurosim chip estimate' reads: the ANN branch via neurosim.quant.to_integer, the SNN "
@@ -122,7 +127,10 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
 
 
 def _eval(args: argparse.Namespace, ctx: Any) -> dict:
+    from hybrid.baselines import parse_baselines
     from hybrid.evaluate import evaluate, find_runs, split_sequences
+
+    baselines = parse_baselines(args.baselines)
     split_sequences(args.dataset, args.split)  # dataset checks before anything is written
     runs = find_runs([resolve_run(r) for r in args.runs])
     if args.variants:
@@ -133,7 +141,8 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
     out = pathlib.Path(args.out) if args.out else pathlib.Path(resolve_run(args.runs[0])) / "eval"
     if args.runs[0] == "default" and not args.out:
         raise ParameterError("evaluating the shipped model needs an output folder: add -o FOLDER")
-    return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames)
+    return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames,
+                    baselines=baselines)
 
 
 def _tune(args: argparse.Namespace, ctx: Any) -> dict:

@@ -14,10 +14,10 @@ EXAMPLE_COMPARE = "neurosim events compare sim.h5 real.aedat4 --t0 0.5 --t1 1.1 
 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``simulate``, ``calibrate`` and ``compare`` to the ``neurosim events`` group."""
-    from neurosim.cli import add_verb
+    from neurosim.cli import add_verb, defaults_of
 
     p = add_verb(verbs, "simulate", _simulate, help="convert a video / image folder / .npz to DVS events + APS frames",
-                 example=EXAMPLE_SIMULATE,
+                 example=EXAMPLE_SIMULATE, params=defaults_of("sim_events.params:preset", "davis346"),
                  description="Simulate a DAVIS-style event camera watching INPUT (video, image folder, NFS-style "
                  "sequence folder, or .npz with frames and frame_ts). Writes a sequence .h5 with the events, "
                  "APS frames every --aps-every input frames and the boxes of NFS inputs. Parameters: --preset, "
@@ -34,7 +34,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     p = add_verb(verbs, "calibrate", _calibrate, help="fit the simulator's parameters to a real recording",
-                 example=EXAMPLE_CALIBRATE,
+                 example=EXAMPLE_CALIBRATE, params=defaults_of("sim_events.params:preset", "davis346"),
                  description="Fit thresholds, mismatch, refractory period, bandwidth, noise and leak rates, hot "
                  "pixels and the input-frame response to a real recording with APS frames and DVS events "
                  "(recording .npz, AEDAT4 with frames, or a sequence .h5). Writes a TOML usable as --config of "
@@ -86,7 +86,7 @@ def _simulate(args: argparse.Namespace, ctx) -> dict:
 
 def _fmt(m: dict) -> str:
     keys = ["count_ratio", "pixel_r_on", "pixel_r_off", "rate_r", "phase_cv", "phase_cv_real", "f1_5ms",
-            "precision", "recall"]
+            "precision", "recall", "activity_ratio", "pixel_activity_r_on", "pixel_activity_r_off", "window_activity_r"]
     return ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m)
 
 

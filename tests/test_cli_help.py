@@ -61,7 +61,8 @@ def test_every_default_is_in_the_help(command):
         for action in parser._actions:
             if shown_default(action):
                 text = option_help(parser, action)
-                stated = re.findall(r"default:? ([^ ,;:()]+)", text) + re.findall(r"([^ ,;:()]+) \(default\)", text)
+                stated = [w.rstrip(",") for w in re.findall(r"default:? ([^ ;:()]+)", text)]  # a list default keeps its commas
+                stated += re.findall(r"([^ ,;:()]+) \(default\)", text)
                 assert any(same(word, action.default) for word in stated), (parser.prog, text)
 
 

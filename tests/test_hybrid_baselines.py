@@ -128,3 +128,13 @@ def test_evaluate_runs_baselines_alone_through_the_harness(tmp_path):
     for name in scores:
         files = sorted((tmp_path / "eval" / "results" / name).glob("*.txt"))
         assert len(files) == 2 and read_boxes(files[0]).shape[1] == 4
+
+
+def test_eval_refuses_an_unknown_baseline_before_any_work(tmp_path, capsys):
+    from neurosim.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", "default", "--dataset", str(tmp_path / "missing"), "-o", str(out), "--baselines", "csrt,siamfc"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "siamfc" in err[0] and "static_box" in err[0]
+    assert not out.exists()

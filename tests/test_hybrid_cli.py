@@ -65,7 +65,8 @@ def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, ca
     capsys.readouterr()
     assert main(["eval", str(tiny_run), "--dataset", str(tiny_dataset), "-o", str(out), "--json", "-q"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    (name, scores), = summary["trackers"].items()
+    assert set(summary["trackers"]) == {tiny_run.name, "static_box", "csrt", "kcf", "mil"}  # the baselines beside it
+    name, scores = tiny_run.name, summary["trackers"][tiny_run.name]
     assert 0.0 <= scores["auc"] <= 1.0 and scores["steps_per_second"] > 0
     for f in ("scores.json", "success.png", "precision.png", "table.md"):
         assert (out / f).is_file()

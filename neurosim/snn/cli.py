@@ -27,12 +27,13 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     verbs = group.add_subparsers(dest="verb", metavar="VERB")
 
     p = add_verb(verbs, "nir-info", _nir_info, help="list the nodes and time constants of a NIR file",
-                 example="neurosim snn nir-info network.nir --json")
+                 example="neurosim snn nir-info network.nir --json", needs=["torch", "nir"])
     p.add_argument("path", help="NIR file (HDF5)")
 
     p = add_verb(verbs, "crosscheck", _crosscheck,
                  help="simulate the same LIF population in brian2 and neurosim and compare",
-                 example="neurosim snn crosscheck --neurons 1000 --steps 1000 --json")
+                 example="neurosim snn crosscheck --neurons 1000 --steps 1000 --json", params=CrosscheckParams,
+                 needs=["torch", "brian2"])
     p.add_argument("--neurons", type=int, default=None, help="population size (default 1000)")
     p.add_argument("--steps", type=int, default=None, help="time steps of 1 ms (default 1000)")
     p.add_argument("--no-synaptic", action="store_true", help="LIF without synaptic current (norse LIFBox)")
