@@ -12,6 +12,7 @@ from neurosim.errors import InputError, ParameterError
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` group with its verbs."""
     from neurosim.cli import add_verb, defaults_of
+    from neurosim.io import Output
 
     group = subparsers.add_parser(name, help="event datasets: build, synth, import, info", description=__doc__)
     verbs = group.add_subparsers(dest="verb", metavar="VERB")
@@ -22,7 +23,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  "into DAVIS-style frames + events + boxes: one sequence file each in DIR/sequences/ and DIR/index.json. "
                  "Re-running skips completed sequences; failed sequences are reported and the rest go on; "
                  "exit 2 only if nothing could be built. Simulator parameters: --preset, --config, --set.",
-                 params=defaults_of("sim_events.params:DvsParams"))
+                 params=defaults_of("sim_events.params:DvsParams"),
+                 inputs=("source", "split_list"), outputs=[Output(kind="dataset")])
     p.add_argument("source", help="a sequence folder, a video, or a folder of them")
     p.add_argument("-o", "--out", required=True, help="dataset folder")
     p.add_argument("--aps-rate", type=float, default=30.0, help="APS frame rate in Hz (default 30)")
@@ -36,7 +38,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  "motion, scale change, occlusion, lighting change, motion blur) at 240 fps with exact boxes, then convert "
                  "them like real data (events from every frame, APS frames at --aps-rate, one 240 fps frame each by default). "
                  "Scene settings: --set synth.n_distractors=5 (fields of benchmarks_data.synth.SynthConfig) "
-                 "or a [synth] table in --config.")
+                 "or a [synth] table in --config.",
+                 inputs=("split_list",), outputs=[Output(kind="dataset")])
     p.add_argument("-o", "--out", required=True, help="dataset folder")
     p.add_argument("--sequences", type=int, default=8, help="number of sequences (default 8)")
     p.add_argument("--frames", type=int, default=240, help="input frames per sequence (default 240 = 1 s at 240 fps)")
@@ -49,7 +52,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  example="neurosim data import recording.aedat --boxes boxes.txt -o seq.h5\n"
                  "  neurosim data import recording.aedat4 --boxes boxes.txt -o real_dataset/  # add to a dataset",
                  description="Read a real DAVIS recording (jAER AEDAT 2.0/3.1, AEDAT4, sequence .h5, recording .npz) and "
-                 "a box file ('t_us x y w h' per line, 0-based pixels) and write one sequence file.")
+                 "a box file ('t_us x y w h' per line, 0-based pixels) and write one sequence file.",
+                 inputs=("recording", "boxes"), outputs=[Output(kind="file_or_dataset", companions=_imported_file)])
     p.add_argument("recording", help="the recording file")
     p.add_argument("--boxes", default=None, help="box file: 't_us x y w h' per line")
     p.add_argument("-o", "--out", required=True,
@@ -62,6 +66,15 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p = add_verb(verbs, "info", _info, help="summarize a dataset: sequences, durations, event rates, splits",
                  example="neurosim data info dataset --json")
     p.add_argument("dataset", help="dataset folder (with index.json)")
+
+
+def _imported_file(out: pathlib.Path, args: argparse.Namespace) -> list[pathlib.Path]:
+    """The sequence file ``data import`` writes into a dataset folder ``out`` (none for an .h5 ``out``)."""
+    from benchmarks_data.recordings import sequence_name
+
+    if out.suffix.lower() in (".h5", ".hdf5"):
+        return []
+    return [out / "sequences" / f"{sequence_name(args.recording, args.name)}.h5"]
 
 
 def _parallel_options(p: argparse.ArgumentParser) -> None:

@@ -193,6 +193,13 @@ def import_recording(recording: str | pathlib.Path, boxes: str | pathlib.Path | 
             "boxes": 0 if box_t is None else int(len(box_t)), "t_start_us": span[0], "t_end_us": span[1]}
 
 
+def sequence_name(recording: str | pathlib.Path, name: str | None = None) -> str:
+    """The name a recording gets in a dataset: ``name`` or the recording's stem, made file-safe."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name or pathlib.Path(recording).stem).strip("._") or "recording"
+
+
 def import_to_dataset(recording: str | pathlib.Path, boxes: str | pathlib.Path | None, dataset: str | pathlib.Path,
                       name: str | None = None, split: str = "test", aps_rate_hz: float = 30.0,
                       width: int | None = None, height: int | None = None) -> dict[str, Any]:
@@ -202,15 +209,13 @@ def import_to_dataset(recording: str | pathlib.Path, boxes: str | pathlib.Path |
     loaders for recordings without APS frames) or updated (an entry of the same name is
     replaced); the sequence is put in split ``split``. NAME defaults to the recording's stem.
     """
-    import re as _re
-
     from benchmarks_data import index as index_mod
 
     root = pathlib.Path(dataset)
     if root.exists() and not root.is_dir():
         raise InputError(f"dataset {root} is a file: give a folder, or an output name ending in .h5")
     index = index_mod.load_index(root) if (root / index_mod.INDEX_NAME).is_file() else None
-    name = _re.sub(r"[^A-Za-z0-9_.-]+", "_", name or pathlib.Path(recording).stem).strip("._") or "recording"
+    name = sequence_name(recording, name)
     seq_dir = root / "sequences"
     seq_dir.mkdir(parents=True, exist_ok=True)
     try:

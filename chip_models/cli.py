@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from neurosim.cli import add_verb, defaults_of
-from neurosim.io import check_writable
+from neurosim.io import Output, check_writable
 
 CHIP_DEFAULTS = defaults_of("chip_models.config:load_chip", "tianjic")  # --set keys: figures of --chip
 NETWORK_HELP = "an integer network folder (neurosim.intnet.save), a .nir file, or 'reference' (built-in DashNet-like net)"
@@ -19,7 +19,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
 
     p = add_verb(sub, "estimate", _estimate, help="FPS, latency, energy and per-core breakdown of a network on a chip",
                  example="neurosim chip estimate reference --chip tianjic -o report.json --plot report.png",
-                 params=CHIP_DEFAULTS)
+                 params=CHIP_DEFAULTS, inputs=("network", "input", "chip"),
+                 outputs=[Output(companions=lambda out, args: [out.with_suffix(".md")]), Output(dest="plot", option="--plot")])
     _common(p)
     p.add_argument("--input", metavar="INPUT.npz", help="input arrays (one per network input, int8 (T, ...)); "
                    "default: synthetic frames and events")
@@ -29,7 +30,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="REPORT.png", help="write a PNG plot")
 
     p = add_verb(sub, "simulate", _simulate, help="run a network core by core on the chip kernels",
-                 example="neurosim chip simulate net_folder input.npz -o outputs.npz --check", params=CHIP_DEFAULTS)
+                 example="neurosim chip simulate net_folder input.npz -o outputs.npz --check", params=CHIP_DEFAULTS,
+                 inputs=("network", "input", "chip"), outputs=[Output()])
     _common(p)
     p.add_argument("input", metavar="INPUT.npz", help="input arrays named as the network inputs, int8 (T, ...)")
     p.add_argument("-o", "--out", metavar="OUTPUTS.npz", help="write the outputs (one array per network output)")

@@ -9,6 +9,7 @@ from typing import Any
 
 from hybrid.runs import DEFAULT_MODEL, resolve_run
 from neurosim.errors import InputError, ParameterError
+from neurosim.io import INTNET_OUTPUT, Output
 
 __all__ = ["DEFAULT_MODEL", "register", "resolve_run"]
 
@@ -22,6 +23,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p = add_verb(subparsers, "train", _train, help=help_text,
                      example="neurosim train --dataset synth/ --config tracker.toml -o runs/full",
                      params=defaults_of("hybrid.train:TrainConfig"), needs=["torch"],
+                     inputs=("dataset", "init_from"), outputs=[Output(kind="run")],
                      description="Train a DashNet tracker (ANN on frames + SNN on events, TCF, attention). "
                      "Parameters: TrainConfig fields and a [model] table (ModelConfig) in --config / --set, e.g. "
                      "--set model.variant=ann_only. With --variants, one run per variant goes into -o/<variant>/. "
@@ -29,13 +31,15 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--dataset", required=True, action="append",
                        help="dataset folder (index.json), e.g. from 'neurosim data synth'; repeat it to train on the "
                        "windows of several datasets together (the --set split of each)")
-        p.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config.json, metrics.jsonl)")
+        p.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config.json, metrics.jsonl): new or "
+                       "empty, or an earlier run continued with --resume")
         p.add_argument("--variants", help="comma-separated variants to train side by side (ann_only,snn_only,no_tcf,no_attention,full)")
         p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
         p.add_argument("--init-from", help="start from the weights of another run, or per branch: ann:RUN_A,snn:RUN_B")
         p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     elif name == "tune":
         p = add_verb(subparsers, "tune", _tune, help=help_text, needs=["torch"],
+                     inputs=("run", "dataset"), outputs=[Output(kind="folder", inside_inputs=False)],
                      example="neurosim tune runs/full --dataset synth/ --max-sequences 21 -o runs/full_fit",
                      description="Fit the tracking-time parameters of a run by closed-loop tracking: the TCF crossover "
                      "(alpha_frame, alpha_hold) of a full / no_attention run and the ANN centre's soft-argmax temperature "
@@ -55,7 +59,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                        "(0, 1], comma-separated (default 1: as trained; e.g. 1,0.5,0.25,0.125)")
     elif name == "eval":
         p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
-                     needs=["torch", "matplotlib"],
+                     needs=["torch", "matplotlib"], inputs=("runs", "dataset"),
+                     outputs=[Output(kind="results", marker=("scores.json",), default=_default_eval_folder)],
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "
                      "of runs, or 'default' for the shipped model) and score it with the OTB protocol at every SNN "
                      "step: success/precision curves, AUC, P@20, speed; result files in the got10k layout and plots.")
@@ -70,7 +75,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                        help="frame trackers scored beside the runs on the APS frames through the same protocol "
                        "(comma-separated: static_box = a box that never moves, OpenCV csrt, kcf, mil; 'none' for none)")
     elif name == "compare":
-        p = add_verb(subparsers, "compare", _compare, help=help_text,
+        p = add_verb(subparsers, "compare", _compare, help=help_text, inputs=("evals",),
+                     outputs=[Output(kind="into", companions=lambda out, args: [out / "compare.json", out / "compare.md"])],
                      example="neurosim compare runs/ablation runs/s1/eval runs/s2/eval --base full_fit",
                      description="Compare trackers over training seeds: each folder is one seed's 'neurosim eval' output "
                      "(same tracker names, same sequences). Prints each tracker's AUC per seed, mean (sd) and P@20, "
@@ -80,7 +86,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--base", required=True, help="tracker the others are compared with, e.g. full_fit")
         p.add_argument("-o", "--out", help="also write compare.json and compare.md into this folder")
     elif name == "track":
-        p = add_verb(subparsers, "track", _track, help=help_text, needs=["torch"],
+        p = add_verb(subparsers, "track", _track, help=help_text, needs=["torch"], inputs=("run", "sequence"),
+                     outputs=[Output(companions=lambda out, args: [out.with_suffix(".txt"), out.with_suffix(".times.txt")])],
                      example="neurosim track default seq.h5 -o out.mp4 --box 40,30,20,24",
                      description="Track a target through a sequence file (frames + events) from a first box "
                      "(default: the file's first ground-truth box). Writes a video with the boxes drawn over "
@@ -91,15 +98,22 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--box", help="first box x,y,w,h in pixels (0-based); default: ground truth")
         p.add_argument("--every", type=int, default=4, help="draw one video frame every N SNN steps (default 4)")
     elif name == "export":
-        p = add_verb(subparsers, "export", _export, help=help_text, needs=["torch"],
+        p = add_verb(subparsers, "export", _export, help=help_text, needs=["torch"], inputs=("run",),
+                     outputs=[INTNET_OUTPUT],
                      example="neurosim export default -o tracker_int/",
                      description="Export a trained tracker to the integer network format (neurosim.intnet folder) "
                      "that 'neurosim chip estimate' reads: the ANN branch via neurosim.quant.to_integer, the SNN "
                      "branch as integer LIF layers.")
         p.add_argument("run", help="run folder or 'default'")
-        p.add_argument("-o", "--out", required=True, help="output folder (network.json + tensors.safetensors)")
+        p.add_argument("-o", "--out", required=True, help="output folder (network.json + tensors.safetensors); "
+                       "an existing one is replaced only with --overwrite and only if it holds an earlier export")
     else:  # pragma: no cover - neurosim.cli only routes the four verbs here
         raise ParameterError(f"hybrid has no verb {name!r}")
+
+
+def _default_eval_folder(args: argparse.Namespace) -> str | None:
+    """``eval``'s output folder without -o: <first run>/eval (none for the shipped model)."""
+    return None if args.runs[0] == "default" else str(pathlib.Path(args.runs[0]) / "eval")
 
 
 def _train(args: argparse.Namespace, ctx: Any) -> dict:
@@ -218,6 +232,6 @@ def _export(args: argparse.Namespace, ctx: Any) -> dict:
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"-o {out} is a file: give a folder for the integer network")
-    summary = export_run(resolve_run(args.run), out)
+    summary = export_run(resolve_run(args.run), out, overwrite=args.overwrite)
     ctx.say(f"exported {summary['layers']} integer layers ({summary['inputs']}) -> {out}")
     return summary

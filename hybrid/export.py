@@ -122,19 +122,22 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
     return IntNetwork(f"dashnet_{cfg.variant}", inputs, layers, outputs, meta)
 
 
-def export_run(run: str | pathlib.Path, out: str | pathlib.Path) -> dict[str, Any]:
+def export_run(run: str | pathlib.Path, out: str | pathlib.Path, overwrite: bool = False) -> dict[str, Any]:
     """Export a run (folder, shipped model or ``"default"``) to the integer network folder ``out``
     (``network.json`` + ``tensors.safetensors``, read by ``neurosim chip estimate``;
     ``neurosim export``). The ANN branch goes through ``neurosim.quant.to_integer``, the SNN
-    branch becomes integer LIF layers. Returns ``{"intnet" (the folder), "layers" (count),
+    branch becomes integer LIF layers. An existing ``out`` is an OutputError unless
+    ``overwrite`` and it holds an earlier export (those two files and nothing else), and never
+    the run itself. Returns ``{"intnet" (the folder), "layers" (count),
     "inputs" ({name: [*shape, steps]}), "outputs", "meta"}``."""
     from hybrid.checkpoint import load_model
-    from neurosim.io import atomic_folder
+    from neurosim.io import INTNET_FILES, INTNET_OUTPUT, atomic_folder, check_output, existing_inputs
 
+    out = pathlib.Path(out)
+    check_output(out, INTNET_OUTPUT, existing_inputs([str(run)]), overwrite=overwrite)
     model = load_model(run)
     net = export_model(model)
-    out = pathlib.Path(out)
-    with atomic_folder(out, replace=True) as tmp:
+    with atomic_folder(out, replace=INTNET_FILES) as tmp:
         save(net, tmp)
     return {"intnet": str(out), "layers": len(net.layers), "inputs": {k: list(v.shape) + [v.steps] for k, v in net.inputs.items()},
             "outputs": net.outputs, "meta": net.meta}

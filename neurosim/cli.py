@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from neurosim.errors import MissingExtraError, NeurosimError, ParameterError
 from neurosim.extras import ensure_installed, install_hint, missing_extra, missing_optional, translate_missing
-from neurosim.io import json_default
+from neurosim.io import Output, check_outputs, json_default
 
 T = TypeVar("T")
 
@@ -202,7 +202,7 @@ def params_from_args(args: argparse.Namespace, cls: type[T], base: dict[str, Any
 def add_verb(
     subparsers: argparse._SubParsersAction, name: str, handler: Callable[..., dict | None],
     help: str, example: str, description: str | None = None, params: Callable[[], Any] | None = None,
-    needs: Sequence[str] = (),
+    needs: Sequence[str] = (), inputs: Sequence[str] = (), outputs: Sequence[Output] = (),
 ) -> argparse.ArgumentParser:
     """Add one verb with the common options and an example in its --help.
 
@@ -210,6 +210,10 @@ def add_verb(
     ``needs``: optional modules the verb always uses (keys of :data:`neurosim.extras.OPTIONAL`);
     :func:`main` checks them before the verb runs, so a missing extra stops it before any
     output, and ``--help`` names the ``pip install`` that provides them.
+    ``inputs``: the argument names (dest) holding paths the verb reads (``--config`` is added);
+    ``outputs``: what it writes (:class:`neurosim.io.Output`). :func:`main` applies the output
+    policy (:func:`neurosim.io.check_outputs`) before the verb runs; ``--overwrite`` is added
+    where an output may replace an earlier one.
     """
     parser = subparsers.add_parser(
         name, help=help, description=description or help, epilog=f"example:\n  {example}",
@@ -218,7 +222,10 @@ def add_verb(
     if needs:
         parser.epilog += f"\n\nneeds {', '.join(needs)}: {install_hint(needs, _preferred_extra(parser.prog))}"
     add_common_options(parser, params)
-    parser.set_defaults(handler=handler, needs=tuple(needs))
+    if any(out.offers_overwrite for out in outputs):
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an existing output (only a file or folder this command writes, never an input)")
+    parser.set_defaults(handler=handler, needs=tuple(needs), io_inputs=("config", *inputs), io_outputs=tuple(outputs))
     return parser
 
 
@@ -264,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (sub or parser).print_help()
             return 0 if args.command is None else 2
         ensure_installed(getattr(args, "needs", ()), _feature(command, args), _preferred_extra(command))
+        check_outputs(args, getattr(args, "io_inputs", ()), getattr(args, "io_outputs", ()))
         ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
         summary = handler(args, ctx)
         if ctx.json_mode and summary is not None:
@@ -305,6 +313,7 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
         description="Run every stage of neurosim on a built-in, deterministic generated scene "
         "(textured objects moving fast, known boxes): events, dataset, tracker, chip estimate. "
         "Writes each stage's files and summary.json into the output folder.",
+        outputs=[Output(kind="results", marker=("summary.json",))],
     )
     parser.add_argument("-o", "--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

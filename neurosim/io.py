@@ -7,6 +7,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import stat
 import tempfile
 import threading
 from typing import Any, Iterator
@@ -124,17 +125,22 @@ def atomic_output(path: str | os.PathLike, keep_suffix: bool = False) -> Iterato
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[pathlib.Path]:
+def atomic_folder(path: str | os.PathLike, replace: tuple[str, ...] = ()) -> Iterator[pathlib.Path]:
     """Yield an empty temporary folder beside ``path``; rename it to ``path`` if the block succeeds.
 
-    An exception inside the block removes the temporary folder. ``replace``: an existing
-    folder at ``path`` is removed just before the rename (else the rename fails if it is
-    not empty). The folder and everything in it get the modes the user's umask gives.
+    An exception inside the block removes the temporary folder. ``replace``: the names of what
+    this folder's writer puts in it (``("network.json", "tensors.safetensors")``); an existing
+    folder at ``path`` holding nothing else is replaced, one holding anything else is kept and
+    OutputError raised (so only what the tool itself wrote is ever deleted). Without
+    ``replace`` an existing non-empty folder makes the rename fail. The folder and everything
+    in it get the modes the user's umask gives.
     """
     final = pathlib.Path(path)
     parent = final.parent if str(final.parent) else pathlib.Path(".")
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist: create it or choose another -o path")
+    if replace:
+        _check_replaceable(final, replace)
     try:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=parent))
     except OSError as exc:
@@ -142,12 +148,25 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[pa
     try:
         yield tmp
         apply_umask(tmp)
-        if replace and final.is_dir():
+        if replace and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
+            _check_replaceable(final, replace)
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_replaceable(folder: pathlib.Path, names: tuple[str, ...]) -> None:
+    """OutputError unless ``folder`` is absent or a real folder holding only ``names``."""
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise OutputError(f"output {folder} exists and is not a folder this command wrote: choose a new output folder")
+    other = sorted(e.name for e in folder.iterdir() if e.name not in names)
+    if other:
+        raise OutputError(f"output {folder} holds files this command did not write ({', '.join(other[:3])}): "
+                          "choose a new output folder")
 
 
 def json_default(obj: Any) -> Any:
@@ -159,3 +178,199 @@ def json_default(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+# ------------------------------------------------------------------------------ output policy
+# Every verb declares its inputs and outputs (neurosim.cli.add_verb); the shell checks them with
+# check_outputs before the verb starts, so a refused output costs no work and writes nothing.
+
+OUTPUT_KINDS = ("file", "folder", "results", "dataset", "run", "file_or_dataset", "into")
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output path of a verb and what may happen to whatever is already there.
+
+    ``kind``:
+
+    - ``"file"``: one file, written to a temporary sibling and renamed; an existing file is
+      replaced only with ``--overwrite``.
+    - ``"folder"``: a folder created whole (``atomic_folder``); an existing one is replaced only
+      with ``--overwrite``, and only if it holds nothing but ``marker`` entries (what the verb
+      itself writes, e.g. an earlier export); without ``marker`` it must not exist.
+    - ``"results"``: a folder the verb writes its files into; an existing non-empty one must
+      hold ``marker`` (an earlier result of the verb) and needs ``--overwrite``.
+    - ``"dataset"``: a dataset folder that is resumed or added to (never deleted): new, empty,
+      or holding ``index.json`` or ``sequences/``.
+    - ``"run"``: a training run folder: new or empty, or continued with ``--resume``.
+    - ``"file_or_dataset"``: ``"file"`` for names ending in .h5/.hdf5, else ``"dataset"``.
+    - ``"into"``: a folder, new or existing, that only gets the ``companions`` files.
+
+    ``dest``: the argparse attribute with the path (None there: nothing written, unless
+    ``default(args)`` gives the path). ``companions(path, args)``: further files the verb writes
+    with it (``REPORT.md`` beside ``REPORT.json``), checked as ``"file"`` outputs.
+    ``inside_inputs``: False where the verb copies an input folder into the output.
+    """
+
+    dest: str = "out"
+    kind: str = "file"
+    option: str = "-o"
+    marker: tuple[str, ...] = ()
+    companions: Any = None
+    default: Any = None
+    inside_inputs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_KINDS:
+            raise ValueError(f"Output kind {self.kind!r} is not one of {OUTPUT_KINDS}")
+
+    @property
+    def offers_overwrite(self) -> bool:
+        """Whether the verb needs an ``--overwrite`` flag for this output."""
+        return self.kind in ("file", "file_or_dataset", "results") or bool(self.companions) or (
+            self.kind == "folder" and bool(self.marker))
+
+
+INTNET_FILES = ("network.json", "tensors.safetensors")
+"""What an integer network folder (neurosim.intnet.save) holds: all an export may replace."""
+
+INTNET_OUTPUT = Output(kind="folder", marker=INTNET_FILES)
+"""``-o`` of ``neurosim export``: a folder replaced only with --overwrite, only if it is an export."""
+
+
+def special_kind(path: str | os.PathLike) -> str | None:
+    """'a character device', 'a FIFO', ... if ``path`` (followed through links) is neither a
+    regular file nor a folder; None if it is one, or does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder (same device and inode: through symlinks,
+    ``..`` and hard links); False if either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` resolves to ``folder`` or to something below it."""
+    inner, outer = pathlib.Path(path).resolve(), pathlib.Path(folder).resolve()
+    return inner == outer or outer in inner.parents
+
+
+def existing_inputs(values: Iterator[Any] | list[Any]) -> list[pathlib.Path]:
+    """The paths among ``values`` (strings, paths, lists of them, None) that exist."""
+    paths: list[pathlib.Path] = []
+    for value in values:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        paths += [pathlib.Path(v) for v in items if isinstance(v, (str, os.PathLike)) and str(v) and os.path.lexists(v)]
+    return paths
+
+
+def check_output(path: str | os.PathLike, spec: Output, inputs: list[pathlib.Path], overwrite: bool = False,
+                 resume: bool = False, args: Any = None, companion: bool = False) -> None:
+    """Apply the output policy to ``path`` before any work; raise OutputError naming the fix.
+
+    Refused, whatever the flags: an output that is (or resolves to) one of ``inputs``; a
+    folder output that contains an input; a device node, FIFO or socket. Refused unless the
+    user asked for it: an existing output (see :class:`Output` for what each kind allows).
+    """
+    p = pathlib.Path(path)
+    opt = f"{spec.option} {path}" if not companion else f"{spec.option}: {path}"
+    kind = spec.kind
+    if kind == "file_or_dataset":
+        kind = "file" if p.suffix.lower() in (".h5", ".hdf5") else "dataset"
+    special = special_kind(p)
+    if special:
+        raise OutputError(f"{opt} is {special}, not a regular {'file' if kind == 'file' else 'folder'}: "
+                          "give a path to a new file or folder")
+    for source in inputs:
+        if same_file(p, source):
+            raise OutputError(f"{opt} is the input {source}: choose another output path (nothing was written)")
+        if kind == "folder" and p.is_dir() and is_within(source, p):
+            raise OutputError(f"{opt} contains the input {source}: choose another output folder")
+        if not spec.inside_inputs and os.path.isdir(source) and is_within(p, source):
+            raise OutputError(f"{opt} is inside the input folder {source}, which is copied into it: "
+                              "choose an output folder outside it")
+    if kind == "file":
+        _check_file(p, opt, overwrite, companion)
+    else:
+        _check_folder(p, opt, kind, spec, overwrite, resume)
+    for extra in (spec.companions(p, args) if spec.companions else ()):
+        check_output(extra, Output(dest=spec.dest, option=spec.option), inputs, overwrite, companion=True)
+
+
+def _check_file(p: pathlib.Path, opt: str, overwrite: bool, companion: bool = False) -> None:
+    if p.is_dir():
+        raise OutputError(f"{opt} is a folder: give a file name")
+    if os.path.lexists(p) and not overwrite:
+        raise OutputError(f"{opt} already exists: add --overwrite to replace it, or choose another path")
+    if companion:  # written inside or beside the main output, whose folder the verb may create
+        _check_parent(p, opt)
+    else:
+        check_writable(p)
+
+
+def _check_folder(p: pathlib.Path, opt: str, kind: str, spec: Output, overwrite: bool, resume: bool) -> None:
+    if os.path.lexists(p) and not p.is_dir():
+        raise OutputError(f"{opt} is a file: give a folder")
+    _check_parent(p, opt)
+    entries = sorted(e.name for e in p.iterdir()) if p.is_dir() else []
+    if not p.exists() or (not entries and (kind != "folder" or spec.marker)):
+        return
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    if kind == "folder":
+        if not spec.marker:
+            raise OutputError(f"{opt} already exists: choose a new output folder")
+        if not set(entries) <= set(spec.marker):
+            raise OutputError(f"{opt} already exists and holds files this command did not write ({shown}): "
+                              "choose a new output folder")
+        if not overwrite:
+            raise OutputError(f"{opt} already exists: add --overwrite to replace it, or choose a new output folder")
+    elif kind == "results":
+        if not any(m in entries for m in spec.marker):
+            raise OutputError(f"{opt} is a folder with other files ({shown}): choose a new or empty output folder")
+        if not overwrite:
+            raise OutputError(f"{opt} already holds results: add --overwrite to replace them, or choose a new output folder")
+    elif kind == "dataset":
+        if "index.json" not in entries and "sequences" not in entries:
+            raise OutputError(f"{opt} is a folder that is not a dataset ({shown}): choose a new or empty output "
+                              "folder (an existing dataset folder is resumed or added to)")
+    elif kind == "into":
+        return
+    elif kind == "run" and not resume:
+        raise OutputError(f"{opt} is not empty ({shown}): add --resume to continue the run in it, or choose a new output folder")
+
+
+def _check_parent(p: pathlib.Path, opt: str) -> None:
+    """The nearest existing folder above ``p`` must be a writable folder."""
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{opt}: {parent} is not a folder: choose another output path")
+    if not os.access(parent, os.W_OK) and not p.exists():
+        raise OutputError(f"{opt}: folder {parent} is not writable: choose another output path")
+
+
+def check_outputs(args: Any, inputs: tuple[str, ...], outputs: tuple[Output, ...]) -> None:
+    """Check a verb's declared outputs against its declared inputs (argparse attribute names)
+    before it runs; see :func:`check_output`."""
+    sources = existing_inputs([getattr(args, name, None) for name in inputs])
+    overwrite, resume = bool(getattr(args, "overwrite", False)), bool(getattr(args, "resume", False))
+    for spec in outputs:
+        path = getattr(args, spec.dest, None)
+        if path is None and spec.default is not None:
+            path = spec.default(args)
+        if path is None or str(path) == "":
+            continue
+        check_output(path, spec, sources, overwrite, resume, args)

@@ -11,6 +11,7 @@ EXAMPLE_RENDER = "neurosim events render seq.h5 -o preview.mp4 --fps 30 --window
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``info`` and ``render`` to the ``neurosim events`` group."""
     from neurosim.cli import add_verb
+    from neurosim.io import Output
 
     p = add_verb(verbs, "info", _info, help="summarize an event file (sensor, duration, counts, frames, boxes)",
                  example=EXAMPLE_INFO,
@@ -19,7 +20,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="event file")
 
     p = add_verb(verbs, "render", _render, help="render an event file as a preview video (ON/OFF over frames)",
-                 example=EXAMPLE_RENDER,
+                 example=EXAMPLE_RENDER, inputs=("file",), outputs=[Output()],
                  description="Write a video of an event file: events of each window coloured ON (green) / "
                  "OFF (red) over the latest APS frame, target box in yellow. mp4v codec.")
     p.add_argument("file", metavar="FILE", help="event file")

@@ -15,9 +15,11 @@ EXAMPLE_COMPARE = "neurosim events compare sim.h5 real.aedat4 --t0 0.5 --t1 1.1 
 def add_verbs(verbs: argparse._SubParsersAction) -> None:
     """Add ``simulate``, ``calibrate`` and ``compare`` to the ``neurosim events`` group."""
     from neurosim.cli import add_verb, defaults_of
+    from neurosim.io import Output
 
     p = add_verb(verbs, "simulate", _simulate, help="convert a video / image folder / .npz to DVS events + APS frames",
                  example=EXAMPLE_SIMULATE, params=defaults_of("sim_events.params:preset", "davis346"),
+                 inputs=("input", "timestamps"), outputs=[Output()],
                  description="Simulate a DAVIS-style event camera watching INPUT (video, image folder, NFS-style "
                  "sequence folder, or .npz with frames and frame_ts). Writes a sequence .h5 with the events, "
                  "APS frames every --aps-every input frames and the boxes of NFS inputs. Parameters: --preset, "
@@ -35,6 +37,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
 
     p = add_verb(verbs, "calibrate", _calibrate, help="fit the simulator's parameters to a real recording",
                  example=EXAMPLE_CALIBRATE, params=defaults_of("sim_events.params:preset", "davis346"),
+                 inputs=("recording",), outputs=[Output()],
                  description="Fit thresholds, mismatch, refractory period, bandwidth, noise and leak rates, hot "
                  "pixels and the input-frame response to a real recording with APS frames and DVS events "
                  "(recording .npz, AEDAT4 with frames, or a sequence .h5). Writes a TOML usable as --config of "

@@ -8,6 +8,7 @@ import argparse
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     """Add the ``quant`` group."""
     from neurosim.cli import add_verb, defaults_of
+    from neurosim.io import Output
 
     group = subparsers.add_parser(name, help="int8 training: schemes, train on digits, export integer networks", description=__doc__)
     verbs = group.add_subparsers(dest="verb", metavar="VERB")
@@ -18,6 +19,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         verbs, "train-digits", _train_digits, "train a small CNN on scikit-learn's digits with a scheme",
         "neurosim quant train-digits -o run --set scheme=wageubn --set arch=cnn-bn --set lr=8",
         params=defaults_of("neurosim.quant.train:DigitsParams"), needs=["torch", "sklearn"],
+        outputs=[Output(dest="output", kind="folder")],
         description="Train a small CNN on scikit-learn's bundled handwritten digits (real data) with a quantization "
         "scheme; writes checkpoint.safetensors + config.json. Parameters (--set): scheme, arch (cnn, cnn-bn, fixup, "
         "resnet-bn), width, epochs, batch_size, lr (QuantSGD, in int8 steps), float_lr, seed.",
@@ -25,7 +27,8 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="run folder to create (must not exist)")
     p = add_verb(
         verbs, "export", _export, "export a trained digits run to the integer network format",
-        "neurosim quant export run -o run/intnet", needs=["torch"],
+        "neurosim quant export run -o run/intnet", needs=["torch"], inputs=("run",),
+        outputs=[Output(dest="output", kind="folder")],
         description="Export a BN-free run (e.g. arch=cnn, scheme=eoq) to a neurosim.intnet folder (network.json + "
         "tensors.safetensors) and check it against the quantized model on the digits test set.",
     )
