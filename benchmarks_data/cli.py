@@ -53,11 +53,13 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                  "  neurosim data import recording.aedat4 --boxes boxes.txt -o real_dataset/  # add to a dataset",
                  description="Read a real DAVIS recording (jAER AEDAT 2.0/3.1, AEDAT4, sequence .h5, recording .npz) and "
                  "a box file ('t_us x y w h' per line, 0-based pixels) and write one sequence file.",
-                 inputs=("recording", "boxes"), outputs=[Output(kind="file_or_dataset", companions=_imported_file)])
+                 inputs=("recording", "boxes"),
+                 outputs=[Output(kind="file_or_dataset", companions=_imported_file, companions_replaced=True)])
     p.add_argument("recording", help="the recording file")
     p.add_argument("--boxes", default=None, help="box file: 't_us x y w h' per line")
     p.add_argument("-o", "--out", required=True,
-                   help="output sequence file (.h5), or a dataset folder to add the recording to (index.json updated)")
+                   help="output sequence file (.h5), or a dataset folder to add the recording to (index.json updated; "
+                   "a sequence of the same name is replaced)")
     p.add_argument("--name", default=None, help="sequence name in a dataset folder (default: the recording's stem)")
     p.add_argument("--split", default="test", help="split of the sequence in a dataset folder (default test)")
     p.add_argument("--width", type=int, default=None, help="sensor width (AEDAT 2/3 of an unknown chip)")

@@ -208,7 +208,9 @@ class Output:
 
     ``dest``: the argparse attribute with the path (None there: nothing written, unless
     ``default(args)`` gives the path). ``companions(path, args)``: further files the verb writes
-    with it (``REPORT.md`` beside ``REPORT.json``), checked as ``"file"`` outputs.
+    with it (``REPORT.md`` beside ``REPORT.json``), checked as ``"file"`` outputs;
+    ``companions_replaced``: they replace earlier ones without ``--overwrite`` (a dataset's
+    sequence of the same name, which ``data import`` documents as replaced).
     ``inside_inputs``: False where the verb copies an input folder into the output.
     """
 
@@ -217,6 +219,7 @@ class Output:
     option: str = "-o"
     marker: tuple[str, ...] = ()
     companions: Any = None
+    companions_replaced: bool = False
     default: Any = None
     inside_inputs: bool = True
 
@@ -306,7 +309,8 @@ def check_output(path: str | os.PathLike, spec: Output, inputs: list[pathlib.Pat
     else:
         _check_folder(p, opt, kind, spec, overwrite, resume)
     for extra in (spec.companions(p, args) if spec.companions else ()):
-        check_output(extra, Output(dest=spec.dest, option=spec.option), inputs, overwrite, companion=True)
+        check_output(extra, Output(dest=spec.dest, option=spec.option), inputs, overwrite or spec.companions_replaced,
+                     companion=True)
 
 
 def _check_file(p: pathlib.Path, opt: str, overwrite: bool, companion: bool = False) -> None:
