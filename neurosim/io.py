@@ -352,7 +352,8 @@ def _check_folder(p: pathlib.Path, opt: str, kind: str, spec: Output, overwrite:
     elif kind == "into":
         return
     elif kind == "run" and not resume:
-        raise OutputError(f"{opt} is not empty ({shown}): add --resume to continue the run in it, or choose a new output folder")
+        raise OutputError(f"{opt} is not empty ({shown}): add --resume to continue the run in it, or choose a new or "
+                          "empty output folder")
 
 
 def _check_parent(p: pathlib.Path, opt: str) -> None:
