@@ -245,3 +245,32 @@ def test_train_onto_an_existing_run_without_resume_is_refused(capsys, work, run_
 def test_tune_into_its_own_run_folder_is_refused(capsys, work, run_folder):
     assert main(["data", "import", "in.h5", "-o", "ds", "--split", "train", "-q"]) == 0
     refused(capsys, ["tune", "proj/run", "--dataset", "ds", "-o", "proj/run/fit"], work, "inside the input")
+
+
+def test_export_through_a_symlink_to_its_run_is_refused(capsys, work, run_folder):
+    (work / "link").symlink_to(run_folder, target_is_directory=True)
+    refused(capsys, ["export", "proj/run", "-o", "link", "--overwrite"], work, "is the input")
+
+
+# ------------------------------------------------------------------ results folders and companion files
+
+
+def test_eval_refuses_earlier_results_without_overwrite_and_other_folders_always(capsys, work, run_folder):
+    assert main(["data", "import", "in.h5", "-o", "ds", "-q"]) == 0
+    (work / "earlier").mkdir()
+    (work / "earlier" / "scores.json").write_text("{}")
+    refused(capsys, ["eval", "proj/run", "--dataset", "ds", "-o", "earlier", "--baselines", "none"], work, "--overwrite")
+    refused(capsys, ["eval", "proj/run", "--dataset", "ds", "-o", "proj", "--baselines", "none", "--overwrite"],
+            work, "other files")
+
+
+def test_track_refuses_an_existing_box_file_beside_the_video(capsys, work, run_folder):
+    (work / "out.txt").write_text("my notes\n")
+    refused(capsys, ["track", "proj/run", "in.h5", "-o", "out.mp4"], work, "out.txt")
+
+
+def test_compare_refuses_an_existing_compare_json(capsys, work):
+    (work / "e1").mkdir()
+    (work / "seeds").mkdir()
+    (work / "seeds" / "compare.json").write_text("{}")
+    refused(capsys, ["compare", "e1", "--base", "full", "-o", "seeds"], work, "compare.json")
