@@ -101,6 +101,55 @@ def apply_umask(path: str | os.PathLike) -> None:
         os.chmod(root, fmode)
 
 
+def temporary_prefix(final: pathlib.Path) -> str:
+    """Name start of the temporary sibling of ``final``: hidden, with the writer's process id
+    (``.seq.h5.4242.``), so a later writer can tell a dead writer's leftover from a live one's."""
+    return f".{final.name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[pathlib.Path]:
+    """Remove the temporaries of ``final`` left by writers that no longer run (killed, crashed).
+
+    Only names of :func:`temporary_prefix`'s form (also nested ones, ``..seq.h5.4242.x.sim.h5.part...``)
+    ending in ``.part`` (or ``.part.EXT``) whose process id is not alive on this machine are
+    removed; a live writer's temporary is left alone. Returns what was removed.
+    """
+    final = pathlib.Path(final)
+    parent = final.parent if str(final.parent) else pathlib.Path(".")
+    marker, removed = f".{final.name}.", []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        at = name.find(marker)
+        if not name.startswith(".") or at < 0 or at > 1 or ".part" not in name[at + len(marker):]:
+            continue
+        pid = name[at + len(marker):].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError) as exc:
+        return not isinstance(exc, OverflowError)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[pathlib.Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
@@ -112,7 +161,8 @@ def atomic_output(path: str | os.PathLike, keep_suffix: bool = False) -> Iterato
     """
     final = check_writable(path)
     suffix = f".part{final.suffix}" if keep_suffix else ".part"
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent or ".")
+    remove_stale_temporaries(final)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(final), suffix=suffix, dir=final.parent or ".")
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
     try:
@@ -141,8 +191,9 @@ def atomic_folder(path: str | os.PathLike, replace: tuple[str, ...] = ()) -> Ite
         raise OutputError(f"output folder {parent} does not exist: create it or choose another -o path")
     if replace:
         _check_replaceable(final, replace)
+    remove_stale_temporaries(final)
     try:
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=parent))
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=temporary_prefix(final), suffix=".part", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot create a folder in {parent} ({exc.strerror}): choose another -o path") from None
     try:

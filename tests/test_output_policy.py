@@ -274,3 +274,28 @@ def test_compare_refuses_an_existing_compare_json(capsys, work):
     (work / "seeds").mkdir()
     (work / "seeds" / "compare.json").write_text("{}")
     refused(capsys, ["compare", "e1", "--base", "full", "-o", "seeds"], work, "compare.json")
+
+
+# ------------------------------------------------------------------ stale temporaries
+
+
+def dead_pid() -> int:
+    """A process id no process can have (above the kernel's pid_max)."""
+    try:
+        return int(pathlib.Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    except OSError:
+        return 2**22 + 1
+
+
+def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(work):
+    stale = work / f".preview.mp4.{dead_pid()}.k1ll3d.part.mp4"
+    stale.write_bytes(b"half a video")
+    nested = work / f"..preview.mp4.{dead_pid()}.k1ll3d.sim.h5.part.{dead_pid()}.x.part"
+    nested.write_bytes(b"half a sequence")
+    live = work / f".preview.mp4.{os.getpid()}.l1v3.part.mp4"
+    live.write_bytes(b"being written")
+    mine = work / ".preview.mp4.notes"
+    mine.write_text("not a temporary")
+    assert main(["events", "render", "in.h5", "-o", "preview.mp4", "--max-frames", "2", "-q"]) == 0
+    assert not stale.exists() and not nested.exists()
+    assert live.read_bytes() == b"being written" and mine.exists()
