@@ -379,7 +379,10 @@ def _check_folder(p: pathlib.Path, opt: str, kind: str, spec: Output, overwrite:
     if os.path.lexists(p) and not p.is_dir():
         raise OutputError(f"{opt} is a file: give a folder")
     _check_parent(p, opt)
-    entries = sorted(e.name for e in p.iterdir()) if p.is_dir() else []
+    try:
+        entries = sorted(e.name for e in p.iterdir()) if p.is_dir() else []
+    except OSError as exc:
+        raise OutputError(f"{opt} cannot be read ({exc.strerror}): choose another output folder") from None
     if not p.exists() or (not entries and (kind != "folder" or spec.marker)):
         return
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
