@@ -34,7 +34,8 @@ def existing_dir(path: str | os.PathLike, what: str = "input folder") -> pathlib
 
 
 def check_writable(path: str | os.PathLike) -> pathlib.Path:
-    """Check, before any work, that ``path`` can be created; raise OutputError if not."""
+    """Check, before any work, that ``path`` can be created as a regular file; raise OutputError
+    if not (missing or unwritable folder, a folder, a device node or FIFO at ``path``)."""
     p = pathlib.Path(path)
     parent = p.parent if str(p.parent) else pathlib.Path(".")
     if not parent.is_dir():
@@ -43,6 +44,9 @@ def check_writable(path: str | os.PathLike) -> pathlib.Path:
         raise OutputError(f"output folder {parent} is not writable: choose another -o path")
     if p.is_dir():
         raise OutputError(f"output {p} is a folder: give a file name")
+    special = special_kind(p)
+    if special:  # renaming over it would replace the device node or FIFO with a regular file
+        raise OutputError(f"output {p} is {special}, not a regular file: give a path to a new file")
     return p
 
 

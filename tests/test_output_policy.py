@@ -299,3 +299,13 @@ def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(work):
     assert main(["events", "render", "in.h5", "-o", "preview.mp4", "--max-frames", "2", "-q"]) == 0
     assert not stale.exists() and not nested.exists()
     assert live.read_bytes() == b"being written" and mine.exists()
+
+
+def test_the_python_api_keeps_a_fifo_too(work):
+    from neurosim.errors import OutputError
+    from sim_events import simulate
+
+    os.mkfifo(work / "seq.h5")
+    with pytest.raises(OutputError, match="FIFO"):
+        simulate("clip.npz", work / "seq.h5")
+    assert stat.S_ISFIFO(os.lstat(work / "seq.h5").st_mode)
