@@ -335,8 +335,9 @@ def existing_inputs(values: Iterator[Any] | list[Any]) -> list[pathlib.Path]:
 
 
 def check_output(path: str | os.PathLike, spec: Output, inputs: list[pathlib.Path], overwrite: bool = False,
-                 resume: bool = False, args: Any = None, companion: bool = False) -> None:
+                 resume: bool = False, args: Any = None, companion: bool = False) -> list[pathlib.Path]:
     """Apply the output policy to ``path`` before any work; raise OutputError naming the fix.
+    Returns ``path`` and its companion files.
 
     Refused, whatever the flags: an output that is (or resolves to) one of ``inputs``; a
     folder output that contains an input; a device node, FIFO or socket. Refused unless the
@@ -363,9 +364,11 @@ def check_output(path: str | os.PathLike, spec: Output, inputs: list[pathlib.Pat
         _check_file(p, opt, overwrite, companion)
     else:
         _check_folder(p, opt, kind, spec, overwrite, resume)
+    written = [p]
     for extra in (spec.companions(p, args) if spec.companions else ()):
-        check_output(extra, Output(dest=spec.dest, option=spec.option), inputs, overwrite or spec.companions_replaced,
-                     companion=True)
+        written += check_output(extra, Output(dest=spec.dest, option=spec.option), inputs,
+                                overwrite or spec.companions_replaced, companion=True)
+    return written
 
 
 def _check_file(p: pathlib.Path, opt: str, overwrite: bool, companion: bool = False) -> None:
@@ -430,10 +433,16 @@ def check_outputs(args: Any, inputs: tuple[str, ...], outputs: tuple[Output, ...
     before it runs; see :func:`check_output`."""
     sources = existing_inputs([getattr(args, name, None) for name in inputs])
     overwrite, resume = bool(getattr(args, "overwrite", False)), bool(getattr(args, "resume", False))
+    written: dict[pathlib.Path, str] = {}
     for spec in outputs:
         path = getattr(args, spec.dest, None)
         if path is None and spec.default is not None:
             path = spec.default(args)
         if path is None or str(path) == "":
             continue
-        check_output(path, spec, sources, overwrite, resume, args)
+        for target in check_output(path, spec, sources, overwrite, resume, args):
+            key = target.resolve()
+            if key in written:
+                raise OutputError(f"{spec.option} {path} would write {target}, which {written[key]} also writes: "
+                                  "give each output its own name")
+            written[key] = f"{spec.option} {path}"

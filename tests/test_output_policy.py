@@ -309,3 +309,9 @@ def test_the_python_api_keeps_a_fifo_too(work):
     with pytest.raises(OutputError, match="FIFO"):
         simulate("clip.npz", work / "seq.h5")
     assert stat.S_ISFIFO(os.lstat(work / "seq.h5").st_mode)
+
+
+def test_two_outputs_of_one_command_with_the_same_name_are_refused(capsys, work):
+    refused(capsys, ["chip", "estimate", "reference", "--frames", "1", "-o", "report.md"], work, "report.md")
+    refused(capsys, ["chip", "estimate", "reference", "--frames", "1", "-o", "r.json", "--plot", "r.json"],
+            work, "its own name")
