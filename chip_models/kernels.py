@@ -32,13 +32,14 @@ from typing import Iterator
 import numpy as np
 
 from chip_models import _kernels as _k
+from neurosim import intmath
 from neurosim.errors import ParameterError
 from neurosim.intneuron import IntLIFParams, RESET_MODES
 
 PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni")
 _CODES = {name: i for i, name in enumerate(PATHS)}
-K_CHUNK = 65536  # fan-in per kernel call: 65536 * 128 * 128 = 2**30 keeps every partial sum in int32
-MIN_SHIFT = -24  # left shifts up to 24 bits keep acc << shift exact in int64
+K_CHUNK = intmath.MAX_FAN_IN  # fan-in per kernel call: 2**16 * 128 * 128 = 2**30 keeps every partial sum in int32
+MIN_SHIFT = intmath.MIN_SHIFT  # left shifts up to 24 bits keep acc << shift exact in int64
 ACTIVATIONS = {"none": 0, "relu": 1, "lut": 2}
 
 

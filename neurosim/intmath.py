@@ -11,9 +11,16 @@ Values and scales
     0/1; accumulators are int32; membranes are saturating ``MEMBRANE_BITS``-bit integers.
 
 Multiply-accumulate
-    ``acc = bias + sum(w * x)`` with int8 ``w, x`` and int32 ``bias``, computed exactly. The
-    mapper keeps fan-in ≤ 131072 so that no partial sum can leave int32
-    (131072·128·128 = 2**31); :func:`mac` saturates the final sum to int32 all the same.
+    ``acc = saturate(bias + sum(w * x), 32)`` with int8 ``w, x`` and int32 ``bias``: the sum is
+    exact and only the final value (bias included) is saturated to int32. Kernels sum at most
+    ``MAX_FAN_IN = 2**16`` products in one int32 accumulator (longer rows are cut into chunks
+    whose int32 results are added in int64; conv layers refuse larger fan-ins). The bound: int8
+    products lie in [-128·127, 128·128], so a signed int32 sum is exact for K ≤ 131071
+    (131072·128·128 = 2**31 already overflows); the VNNI kernels sum u8·s8 products
+    ``(x + 128)·w`` in [-32640, 32385], exact for K ≤ 65793; 2**16 is below both and gives
+    ``|sum| ≤ 2**30``. The bias is added in int64 before the saturation, so it does not
+    restrict K. The C++ kernels compile these constants from ``cpp/include/neurosim/intmath.h``
+    (tested against this module).
 
 Output stage (requantization)
     ``out = saturate(rounding_shift_right(acc, shift), 8)`` with a per-layer ``shift ≥ 0``
@@ -34,6 +41,8 @@ import numpy as np
 MEMBRANE_BITS = 28
 ACC_BITS = 32
 INT8_MIN, INT8_MAX = -128, 127
+MAX_FAN_IN = 1 << 16  # products per int32 accumulator (see "Multiply-accumulate" above)
+MIN_SHIFT = -24  # most negative requantization shift: acc << 24 of an int32 acc stays exact in int64
 
 
 def int_range(bits: int) -> tuple[int, int]:

@@ -2,7 +2,8 @@
 // (snn_chain.cpp): axis taps, event lists, the per-call work buffers, the fused soma step and
 // the output writer. See conv_layer.cpp for the arithmetic.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/intmath.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -62,6 +63,7 @@ __attribute__((always_inline)) inline void add_tap(Acc* a, const Acc* w, int64_t
     }
 }
 
+#if NEUROSIM_X86
 // The same on AVX2 registers: 8 int32 accumulators per instruction.
 template <typename Acc, bool Bin, int MS>
 __attribute__((target("avx2"))) inline void add_tap_avx2(Acc* a, const Acc* w, int64_t m, Acc v) {
@@ -82,6 +84,7 @@ __attribute__((target("avx2"))) inline uint32_t nonzero_mask32(const int8_t* p) 
     const __m256i blk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(blk, _mm256_setzero_si256())));
 }
+#endif  // NEUROSIM_X86
 
 // The set bits of every byte value as int32 positions (padded with zeros to 8): branch-free
 // index lists, 8 mask bits per table entry.
@@ -97,6 +100,7 @@ struct BitPositions {
 };
 inline constexpr BitPositions BIT_POSITIONS{};
 
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) inline int64_t positions32(uint32_t nz, int32_t i, int32_t* idx, int64_t k) {
     for (int q = 0; q < 4; ++q) {
         const uint32_t byte = (nz >> (8 * q)) & 0xffu;
@@ -107,6 +111,7 @@ __attribute__((target("avx2"))) inline int64_t positions32(uint32_t nz, int32_t 
     }
     return k;
 }
+#endif  // NEUROSIM_X86
 
 // Positions of the nonzero bytes of row[0:n], in order, into idx (which has room for n + 32
 // entries); returns their number. AVX2: each byte of a block's nonzero mask stores its 8
@@ -115,6 +120,7 @@ __attribute__((target("avx2"))) inline int64_t positions32(uint32_t nz, int32_t 
 template <bool Vec>
 __attribute__((always_inline)) inline int64_t gather_nonzero(const int8_t* row, int64_t n, int32_t* idx) {
     int64_t i = 0, k = 0;
+#if NEUROSIM_X86
     if constexpr (Vec) {
         for (; i + 32 <= n; i += 32) {
             const uint32_t nz = nonzero_mask32(row + i);
@@ -129,7 +135,9 @@ __attribute__((always_inline)) inline int64_t gather_nonzero(const int8_t* row, 
             }
             i += 16;
         }
-    } else {
+    } else
+#endif
+    {
         for (; i + 8 <= n; i += 8) {
             uint64_t word;
             std::memcpy(&word, row + i, 8);
@@ -225,6 +233,7 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
     int64_t done = 0;
     int32_t* v = wk.v.data() + off;
     int8_t* spk = wk.spk.data() + off;
+#if NEUROSIM_X86
     if constexpr (Vec) {
         const int32_t* b = a.bias ? (position_major ? wk.bias_pm.data() : wk.bias_cm.data()) + off : nullptr;
         if (a.shift >= 0 && a.shift < 32 && wk.small_bias) {
@@ -242,6 +251,7 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
             }
         }
     }
+#endif
     if (done == n) return;
     acc += done;
     const int64_t rest = n - done, o = off + done;
@@ -254,9 +264,7 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
     } else {
         for (int64_t i = 0; i < rest; ++i) {
             const int64_t j = position_major ? (i + o) % m : (i + o) / p_out;
-            cur[i] = static_cast<int32_t>(std::clamp<int64_t>(static_cast<int64_t>(acc[i]) + a.bias[j],
-                                                              std::numeric_limits<int32_t>::min(),
-                                                              std::numeric_limits<int32_t>::max()));
+            cur[i] = neurosim::intmath::sat32(static_cast<int64_t>(acc[i]) + a.bias[j]);
         }
     }
     if (a.soma == 3) {
@@ -273,7 +281,8 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
 // wider (m, P) plane passes P).
 inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out, int64_t ostride = -1) {
     if (ostride < 0) ostride = p_n;
-    const int64_t pb = m % 8 == 0 ? p_n / 8 * 8 : 0;
+    const int64_t pb = NEUROSIM_X86 && m % 8 == 0 ? p_n / 8 * 8 : 0;  // (SSE2, baseline x86-64)
+#if NEUROSIM_X86
     for (int64_t j0 = 0; j0 < (pb ? m : 0); j0 += 8)
         for (int64_t p = 0; p < pb; p += 8) {
             const int8_t* src = in + p * m + j0;
@@ -291,6 +300,7 @@ inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* ou
                                  _mm_unpackhi_epi64(v[k], v[k]));
             }
         }
+#endif
     for (int64_t j = 0; j < m; ++j)
         for (int64_t p = pb; p < p_n; ++p) out[j * ostride + p] = in[p * m + j];
 }

@@ -40,7 +40,7 @@
 // then blocks of output rows (or, in lut mode with M % 16B == 0, blocks of 16k output channels)
 // run as ordinary layer calls on a persistent pool (thread_pool.h), each writing disjoint
 // outputs and counts: the same bits as one thread.
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -94,8 +94,11 @@ __attribute__((always_inline)) inline void run_events(const ConvLayerArgs& a, Wo
                         Acc* ar = acc.data() + ty->acc_off;
                         const Acc* wr = wc + ty->w_off;
                         for (const Tap* tx = tx0; tx < tx1; ++tx) {
+#if NEUROSIM_X86
                             if constexpr (Vec) add_tap_avx2<Acc, Bin, MS>(ar + tx->acc_off, wr + tx->w_off, m, v);
-                            else add_tap<Acc, Bin, MS>(ar + tx->acc_off, wr + tx->w_off, m, v);
+                            else
+#endif
+                                add_tap<Acc, Bin, MS>(ar + tx->acc_off, wr + tx->w_off, m, v);
                         }
                     }
                 }
@@ -148,6 +151,7 @@ __attribute__((always_inline)) inline void run_plane(const ConvLayerArgs& a, Wor
     }
 }
 
+#if NEUROSIM_X86
 // gemm with few output channels (AVX2, M % 8 == 0, M <= 32): the blocked dense MAC spends
 // most of its time on horizontal sums when K is a conv's small fan-in (49..576), so here each
 // output position's accumulators (M int32 = M/8 registers) stay in registers while its patch is
@@ -368,6 +372,8 @@ __attribute__((target("avx2"))) void run_gemm_quads_hwc(const ConvLayerArgs& a, 
     }
 }
 
+#endif  // NEUROSIM_X86
+
 constexpr bool GEMM_PAIRS = true;
 
 // gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
@@ -377,11 +383,13 @@ constexpr bool GEMM_PAIRS = true;
 // im2col + dense_mac.
 template <bool Vec>
 __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk, bool nonneg) {
+#if NEUROSIM_X86
     if constexpr (Vec) {
         if (a.m % 8 == 0 && a.m <= 32 && GEMM_PAIRS && nonneg)
             return a.c % 4 == 0 ? run_gemm_quads_hwc(a, wk) : run_gemm_quads_rows(a, wk);
         if (a.m % 8 == 0 && a.m <= 32 && GEMM_PAIRS) return run_gemm_pairs(a, wk);
     }
+#endif
     const int64_t m = a.m, p_out = a.ho * a.wo, n = m * p_out, hw = a.h * a.w, s = a.stride;
     const int64_t k = a.c * a.kh * a.kw;
     const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
@@ -418,6 +426,7 @@ __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work
     }
 }
 
+#if NEUROSIM_X86
 // Nonzero count and unsigned maximum of x[0, n) in 32-byte blocks; i0 = the bytes done.
 __attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n, int64_t& nnz, uint8_t& umax,
                                                       int64_t& i0) {
@@ -440,6 +449,8 @@ __attribute__((target("avx2"))) inline void scan_avx2(const int8_t* x, int64_t n
     i0 = i;
 }
 
+#endif  // NEUROSIM_X86
+
 // What a layer call runs: the accumulation mode, int16 accumulators, 0/1 inputs (from one
 // scan of the whole input, so every row block of a threaded call runs the same way).
 struct Plan {
@@ -454,7 +465,9 @@ __attribute__((always_inline)) inline Plan plan_layer(const ConvLayerArgs& a) {
     int64_t nnz = 0;
     uint8_t umax = 0;  // largest input byte as unsigned: <= 1 means 0/1 inputs
     int64_t i0 = 0;
+#if NEUROSIM_X86
     if constexpr (Vec) scan_avx2(a.x, total, nnz, umax, i0);
+#endif
     for (int64_t i = i0; i < total; ++i) {
         nnz += a.x[i] != 0;
         umax = std::max(umax, static_cast<uint8_t>(a.x[i]));
@@ -508,6 +521,7 @@ __attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, con
     } else if (mode == 2) {
         run_lut<Vec>(a, wk);
     } else if (mode == 1) {
+#if NEUROSIM_X86
         if constexpr (Vec) {
             if (plane_few_fits(a, i16)) {
                 run_plane_few(a, wk);
@@ -516,6 +530,7 @@ __attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, con
                 return;
             }
         }
+#endif
         if (i16) run_plane<int16_t, Vec>(a, wk);
         else run_plane<int32_t, Vec>(a, wk);
     } else if (i16) {
@@ -534,9 +549,14 @@ __attribute__((always_inline)) inline void run_layer(const ConvLayerArgs& a, con
 }
 
 Plan plan_scalar(const ConvLayerArgs& a) { return plan_layer<false>(a); }
-__attribute__((target("avx2"))) Plan plan_avx2(const ConvLayerArgs& a) { return plan_layer<true>(a); }
 void run_scalar(const ConvLayerArgs& a, const Plan& pl) { run_layer<false>(a, pl); }
+#if NEUROSIM_X86
+__attribute__((target("avx2"))) Plan plan_avx2(const ConvLayerArgs& a) { return plan_layer<true>(a); }
 __attribute__((target("avx2"))) void run_avx2(const ConvLayerArgs& a, const Plan& pl) { run_layer<true>(a, pl); }
+#else  // no x86 paths: the vector entry points are the scalar ones (never chosen: cpu_has_avx2() is false)
+Plan plan_avx2(const ConvLayerArgs& a) { return plan_scalar(a); }
+void run_avx2(const ConvLayerArgs& a, const Plan& pl) { run_scalar(a, pl); }
+#endif
 
 __attribute__((always_inline)) inline void count_cols_body(const int8_t* values, int64_t steps, int64_t n,
                                                            int32_t* out) {
@@ -546,9 +566,13 @@ __attribute__((always_inline)) inline void count_cols_body(const int8_t* values,
     }
 }
 void count_cols_scalar(const int8_t* v, int64_t t, int64_t n, int32_t* o) { count_cols_body(v, t, n, o); }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void count_cols_avx2(const int8_t* v, int64_t t, int64_t n, int32_t* o) {
     count_cols_body(v, t, n, o);
 }
+#else
+void count_cols_avx2(const int8_t* v, int64_t t, int64_t n, int32_t* o) { count_cols_scalar(v, t, n, o); }
+#endif
 
 // in_count[c, y0:y1, :] += the number of steps x[t, c, y0:y1, :] is nonzero (rows of every plane).
 template <bool Vec>
@@ -562,9 +586,13 @@ __attribute__((always_inline)) inline void count_rows_body(const ConvLayerArgs& 
         }
 }
 void count_rows_scalar(const ConvLayerArgs& a, int64_t y0, int64_t y1) { count_rows_body<false>(a, y0, y1); }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void count_rows_avx2(const ConvLayerArgs& a, int64_t y0, int64_t y1) {
     count_rows_body<true>(a, y0, y1);
 }
+#else
+void count_rows_avx2(const ConvLayerArgs& a, int64_t y0, int64_t y1) { count_rows_scalar(a, y0, y1); }
+#endif
 
 }  // namespace
 
@@ -715,6 +743,7 @@ void max_pool_scalar(const int8_t* x, int64_t planes, int64_t h, int64_t w, int6
             }
 }
 
+#if NEUROSIM_X86
 // 2 x 2 windows, 16 outputs per step: max of the two rows, then of each byte pair (the odd byte
 // shifted onto the even one), the even bytes packed. Returns the outputs per row done.
 __attribute__((target("avx2"))) int64_t max_pool2_avx2(const int8_t* x, int64_t planes, int64_t h, int64_t w,
@@ -735,6 +764,9 @@ __attribute__((target("avx2"))) int64_t max_pool2_avx2(const int8_t* x, int64_t 
         }
     return blocks * 16;
 }
+#else
+int64_t max_pool2_avx2(const int8_t*, int64_t, int64_t, int64_t, int8_t*) { return 0; }  // (never called)
+#endif  // NEUROSIM_X86
 
 }  // namespace
 

@@ -1,7 +1,7 @@
 // The lut mode (spike-pattern tables, run_lut). Used by conv_layer.cpp and, step by step on
 // bit images, by snn_chain.cpp.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -39,6 +39,7 @@ __attribute__((always_inline)) inline void lut_sum<false>(const int16_t* lut, co
     }
 }
 
+#if NEUROSIM_X86
 template <>
 __attribute__((target("avx2"))) inline void lut_sum<true>(const int16_t* lut, const int32_t* offs, int64_t ntab,
                                                           int64_t m, int16_t* out) {
@@ -188,6 +189,8 @@ __attribute__((target("avx2"))) __attribute__((noinline)) void lut_pass16(const 
         }
 }
 
+#endif  // NEUROSIM_X86
+
 // M == 1, C % 8 == 0 (e.g. a correlation head): a whole step's table sums in a separate,
 // non-inlined loop, so the loop bounds stay in registers, with two independent int32 sums per
 // position (inlined into the big layer body the bounds were reloaded from the stack). The int16
@@ -276,6 +279,7 @@ __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a
     const uint32_t mask = static_cast<uint32_t>(ne_tab - 1);
     const bool byte_aligned = cc % 8 == 0, one_word = ls.row_bits + 7 <= 64;
     const int16_t* lut = lt.lut.data();
+#if NEUROSIM_X86
     if constexpr (Vec) {
         if (byte_aligned && m == 1) return lut_step_m1(lut, img, rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc);
         if (byte_aligned && m == 16 && LUT_TABLE_MAJOR)
@@ -283,18 +287,21 @@ __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a
         if (byte_aligned && m % 16 == 0 && LUT_TABLE_MAJOR)
             return lut_pass_bytes(lut, img, rb, a.kh, ng, m, a.ho, a.wo, s * rb, s * cc / 8, acc);
     }
+#endif
     int32_t* offs0 = offs ? offs : lt.offs.data();
     for (int64_t oy = 0; oy < a.ho; ++oy)
         for (int64_t ox = 0; ox < a.wo; ++ox) {
             const int64_t bit0 = ox * s * cc;
             const uint8_t* r = img + oy * s * rb + (bit0 >> 3);
             int32_t* o = offs0;
+#if NEUROSIM_X86
             if constexpr (Vec) {
                 if (byte_aligned && (m % 16 == 0 || m == 1)) {
                     lut_sum_bytes(lut, r, rb, a.kh, ng, m, acc + (oy * a.wo + ox) * m);
                     continue;
                 }
             }
+#endif
             if (byte_aligned) {  // C % 8 == 0: the groups are whole bytes of the image
                 for (int64_t dy = 0; dy < a.kh; ++dy, r += rb)
                     for (int64_t g = 0; g < ng; ++g, ++o) *o = static_cast<int32_t>(((o - offs0) * 256 + r[g]) * m);
@@ -358,12 +365,14 @@ __attribute__((always_inline)) inline void run_lut(const ConvLayerArgs& a, Work&
                 } else if (cb == 2) {  // interleave the two groups' bytes (SSE2 unpacks, baseline x86-64)
                     const uint8_t* __restrict g1 = g0 + hw;
                     int64_t xx = 0;
+#if NEUROSIM_X86
                     for (; xx + 16 <= a.w; xx += 16) {
                         const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + xx));
                         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + xx));
                         _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx), _mm_unpacklo_epi8(u, v));
                         _mm_storeu_si128(reinterpret_cast<__m128i*>(irow + 2 * xx + 16), _mm_unpackhi_epi8(u, v));
                     }
+#endif
                     for (; xx < a.w; ++xx) {
                         irow[2 * xx] = g0[xx];
                         irow[2 * xx + 1] = g1[xx];

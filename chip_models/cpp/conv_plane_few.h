@@ -1,7 +1,7 @@
 // The plane mode for few outputs (run_plane_few, AVX2). Used by conv_layer.cpp and, step by
 // step, by snn_chain.cpp.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -25,6 +25,7 @@ namespace {  // (internal linkage: each including .cpp gets its own copy)
 // Measured side by side (load ~3): snn_xcorr (16 -> 1, 3x3, 16x16) 0.068 (lut) -> 0.037 ms per frame.
 inline bool plane_few_fits(const ConvLayerArgs& a, bool i16) { return i16 && a.stride == 1 && a.m <= 4; }
 
+#if NEUROSIM_X86
 template <int R>
 __attribute__((target("avx2"))) inline void plane_few_block(const int16_t* xp, int64_t hpp, int64_t wpp,
                                                             const int8_t* w, int64_t c_n, int64_t kh, int64_t kw,
@@ -43,6 +44,8 @@ __attribute__((target("avx2"))) inline void plane_few_block(const int16_t* xp, i
     for (int r = 0; r < R; ++r) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * ostride), acc[r]);
 }
 
+#endif  // NEUROSIM_X86
+
 // The padded int16 mask copy of a step's input (0 / -1 per channel plane) and the accumulators.
 struct PlaneFewPlan {
     int64_t wo16, wpp, hpp;
@@ -58,6 +61,7 @@ struct PlaneFewPlan {
     int16_t* at(const ConvLayerArgs& a, int64_t c, int64_t y) { return xpad.data() + (c * hpp + y + a.pad) * wpp + a.pad; }
 };
 
+#if NEUROSIM_X86
 // One step from pf.xpad: the accumulation of every output channel and its soma into wk.spk (M, P),
 // for the output rows [r0, r1) (all by default; the last row block may compute up to 7 rows past
 // r1 into the accumulators' spare rows, which nothing reads).
@@ -92,6 +96,8 @@ __attribute__((target("avx2"))) void run_plane_few(const ConvLayerArgs& a, Work&
         write_step(a, t, false, wk.spk.data(), wk);
     }
 }
+
+#endif  // NEUROSIM_X86
 
 }  // namespace
 }  // namespace chip

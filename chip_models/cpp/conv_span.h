@@ -1,7 +1,7 @@
 // The events mode with int16 accumulators (run_span): one contiguous add per active input and
 // kernel row. Used by conv_layer.cpp and, step by step, by snn_chain.cpp.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -30,6 +30,7 @@ __attribute__((always_inline)) inline void add_span<false>(int16_t* acc, const i
     for (int64_t j = 0; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
 }
 
+#if NEUROSIM_X86
 template <>
 __attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const int16_t* w, int64_t len) {
     // (ymm adds that straddle two outputs' M-blocks, for M = 8, measured 15 % faster than one xmm
@@ -45,6 +46,7 @@ __attribute__((target("avx2"))) inline void add_span<true>(int16_t* acc, const i
                                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j))));
     for (; j < len; ++j) acc[j] = static_cast<int16_t>(acc[j] + w[j]);
 }
+#endif  // NEUROSIM_X86
 
 // The fixed parts of a span layer: window weights, row taps, column offsets, accumulators.
 // A band plan (r0, r1) keeps only the taps into output rows [r0, r1) and accumulators for those

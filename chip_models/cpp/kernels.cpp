@@ -2,15 +2,15 @@
 // LIF soma, the ANN output stage and the router's packet counting.
 //
 // Arithmetic: exactly neurosim/intmath.py + neurosim/intneuron.py (gemmlowp style):
-//   * MAC: int8 x int8 products summed exactly in int32 (K <= 65536 per call, so no partial sum
-//     can leave int32: 65536 * 128 * 128 = 2^30), bias added in int64, result saturated to int32.
-//   * rounding_shift_right(a, s) for s >= 1 is round-half-up(a / 2^s), computed without a wider
-//     type as (a >> s) + ((a >> (s - 1)) & 1) (floor plus the first dropped bit).
-//   * leak floor(v * alpha / 256) with v = 256 * vh + vl (vh = v >> 8, vl = v & 255) is
-//     vh * alpha + ((vl * alpha) >> 8): exact and int32-only for 28-bit membranes.
+// the constants and functions of cpp/include/neurosim/intmath.h (sat32, rshr_pos, leak, MEM_HI,
+// MAX_FAN_IN = 2^16 with its justification):
+//   * MAC: int8 x int8 products summed exactly in int32 (K <= MAX_FAN_IN per call, so no partial
+//     sum can leave int32: 65536 * 128 * 128 = 2^30), bias added in int64, result saturated to int32.
+//   * rounding_shift_right(a, s) for s >= 1 is round-half-up(a / 2^s), intmath::rshr_pos.
+//   * leak floor(v * alpha / 256), intmath::leak_floor: int32-only for 28-bit membranes.
 //
-// Paths (chosen at run time, bit-identical results):
-//   SCALAR      portable C++ (baseline x86-64 code).
+// Paths (chosen at run time, bit-identical results; only SCALAR is compiled without NEUROSIM_X86):
+//   SCALAR      portable C++ (baseline code of the target; the only path on non-x86 builds).
 //   AVX2        int8 sign-extended to int16 then vpmaddwd (16 exact MACs per instruction into
 //               int32; nothing saturates, unlike vpmaddubsw). Other kernels: the same loop
 //               bodies compiled for AVX2 (auto-vectorized on ymm registers).
@@ -20,7 +20,8 @@
 #include "kernels.h"
 #include "soma.h"
 
-#include <immintrin.h>
+#include <neurosim/intmath.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -31,21 +32,19 @@ namespace chip {
 namespace {
 
 
-inline int32_t sat32(int64_t v) {
-    return static_cast<int32_t>(std::clamp<int64_t>(v, std::numeric_limits<int32_t>::min(),
-                                                     std::numeric_limits<int32_t>::max()));
-}
+using neurosim::intmath::sat32;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 }  // namespace
 
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+// false for every x86 feature on a build without x86 paths (NEUROSIM_X86 0): only SCALAR runs.
+bool cpu_has_avx2() { return NEUROSIM_CPU_SUPPORTS("avx2"); }
 bool cpu_has_avx512vnni() {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+    return NEUROSIM_CPU_SUPPORTS("avx512f") && NEUROSIM_CPU_SUPPORTS("avx512bw") &&
+           NEUROSIM_CPU_SUPPORTS("avx512vnni");
 }
-bool cpu_has_avxvnni() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni"); }
+bool cpu_has_avxvnni() { return NEUROSIM_CPU_SUPPORTS("avx2") && NEUROSIM_CPU_SUPPORTS("avxvnni"); }
 
 // =============================================================================== dense MAC
 
@@ -102,6 +101,7 @@ void dense_scalar(const PackedWeights& pw, const int8_t* x, int64_t n, const int
     }
 }
 
+#if NEUROSIM_X86
 // ---- AVX2: int16 operands, vpmaddwd, 4 x-rows by 2 w-rows register tile. x rows are widened to
 // int16 once (they stay in L1 across the w rows of a block); w rows stay int8 in memory and are
 // widened in registers (vpmovsxbw), which halves the bytes streamed from L2 for every x block:
@@ -342,6 +342,8 @@ __attribute__((target("avx2,avxvnni"))) void dense_avxvnni(const PackedWeights& 
             out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
 }
 
+#endif  // NEUROSIM_X86
+
 }  // namespace
 
 void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
@@ -352,12 +354,14 @@ void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_
         return;
     }
     switch (pw.path) {
+#if NEUROSIM_X86
         case AVX2:
             if (all_non_negative(x, n * pw.k)) dense_avx2_u8(pw, x, n, bias, out);
             else dense_avx2(pw, x, n, bias, out);
             break;
         case AVX512VNNI: dense_vnni512(pw, x, n, bias, out); break;
         case AVXVNNI: dense_avxvnni(pw, x, n, bias, out); break;
+#endif
         default: dense_scalar(pw, x, n, bias, out);
     }
 }
@@ -386,6 +390,7 @@ void spike_row_scalar(const int32_t* idx, const int8_t* val, int64_t na, const i
     }
 }
 
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) inline __m256i load8(const int8_t* p) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
@@ -421,6 +426,7 @@ __attribute__((target("avx2"))) void spike_row_avx2(const int32_t* idx, const in
     for (; j < m; ++j)
         for (int64_t e = 0; e < na; ++e) acc[j] += static_cast<int32_t>(val[e]) * wt[static_cast<int64_t>(idx[e]) * m + j];
 }
+#endif  // NEUROSIM_X86
 
 }  // namespace
 
@@ -434,10 +440,11 @@ int64_t spike_accumulate(const int8_t* x, int64_t n, int64_t k, const int8_t* wt
         active += na;
         if (row_active) row_active[i] = na;
         std::fill(acc.begin(), acc.end(), 0);
-        if (path == SCALAR)
-            spike_row_scalar(idx.data(), val.data(), na, wt, m, acc.data());
+#if NEUROSIM_X86
+        if (path != SCALAR) spike_row_avx2(idx.data(), val.data(), na, wt, m, acc.data());
         else
-            spike_row_avx2(idx.data(), val.data(), na, wt, m, acc.data());
+#endif
+            spike_row_scalar(idx.data(), val.data(), na, wt, m, acc.data());
         for (int64_t j = 0; j < m; ++j) out[i * m + j] = sat32(static_cast<int64_t>(acc[j]) + (bias ? bias[j] : 0));
     }
     return active;
@@ -459,6 +466,7 @@ inline void axpy_row<false>(int32_t* acc, const int8_t* w, int64_t m, int32_t v)
     for (int64_t j = 0; j < m; ++j) acc[j] += v * w[j];
 }
 
+#if NEUROSIM_X86
 template <>
 __attribute__((target("avx2"))) inline void axpy_row<true>(int32_t* acc, const int8_t* w, int64_t m, int32_t v) {
     int64_t j = 0;
@@ -482,6 +490,7 @@ __attribute__((target("avx2"))) inline uint32_t nonzero_mask32(const int8_t* p) 
     const __m256i blk = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(blk, _mm256_setzero_si256())));
 }
+#endif  // NEUROSIM_X86
 
 template <bool Vec>
 __attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsArgs& a) {
@@ -542,6 +551,7 @@ __attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsA
                     e.v = v;
                 };
                 int64_t xx = 0;
+#if NEUROSIM_X86
                 if constexpr (Vec) {  // skip 32 zero inputs at a time
                     for (; xx + 32 <= a.w; xx += 32) {
                         uint32_t nz = nonzero_mask32(xrow + xx);
@@ -552,6 +562,7 @@ __attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsA
                         }
                     }
                 }
+#endif
                 for (; xx < a.w; ++xx)
                     if (xrow[xx] != 0) add_event(xx, xrow[xx]);
                 if (ne == 0) continue;
@@ -573,7 +584,7 @@ __attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsA
                 }
             }
         }
-        if (a.bias) {  // |acc| <= 65536 * 2^14, so acc + bias needs int64 only for the clamp
+        if (a.bias) {  // |acc| <= MAX_FAN_IN * 2^14 = 2^30, so acc + bias needs int64 only for the clamp
             for (int64_t p = 0; p < p_out; ++p) {
                 int32_t* ap = acc + p * m;
                 for (int64_t j = 0; j < m; ++j) ap[j] = sat32(static_cast<int64_t>(ap[j]) + a.bias[j]);
@@ -584,12 +595,17 @@ __attribute__((always_inline)) inline int64_t conv_events_body(const ConvEventsA
 }
 
 int64_t conv_events_scalar(const ConvEventsArgs& a) { return conv_events_body<false>(a); }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) int64_t conv_events_avx2(const ConvEventsArgs& a) { return conv_events_body<true>(a); }
+#endif
 
 }  // namespace
 
 int64_t conv_events(const ConvEventsArgs& a, int path) {
-    return path == SCALAR ? conv_events_scalar(a) : conv_events_avx2(a);
+#if NEUROSIM_X86
+    if (path != SCALAR) return conv_events_avx2(a);
+#endif
+    return conv_events_scalar(a);
 }
 
 // ================================================================================ im2col
@@ -648,6 +664,7 @@ using soma::act_body;
 void lif_scalar(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n, const LIFParams& p) {
     lif_body(c, v, k, s, n, p);
 }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void lif_avx2(const int32_t* c, int32_t* v, int32_t* k, int8_t* s, int64_t n,
                                                const LIFParams& p) {
     // no refractory period and every counter 0 (they stay 0): the explicit AVX2 body (shift 0,
@@ -664,6 +681,7 @@ __attribute__((target("avx2"))) void lif_avx2(const int32_t* c, int32_t* v, int3
     }
     lif_body(c + done, v + done, k + done, s + done, n - done, p);
 }
+#endif  // NEUROSIM_X86
 
 
 constexpr int64_t CHUNK = 1024;
@@ -676,6 +694,7 @@ void output_scalar(const int32_t* acc, int8_t* out, int64_t n, int shift, int ac
         act_body(q, out + i, c, act, lut);
     }
 }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void output_avx2(const int32_t* acc, int8_t* out, int64_t n, int shift, int act,
                                                   const int8_t* lut) {
     int32_t q[CHUNK];
@@ -685,14 +704,17 @@ __attribute__((target("avx2"))) void output_avx2(const int32_t* acc, int8_t* out
         act_body(q, out + i, c, act, lut);
     }
 }
+#endif  // NEUROSIM_X86
 
-constexpr int32_t I32_MIN = std::numeric_limits<int32_t>::min(), I32_MAX = std::numeric_limits<int32_t>::max();
+constexpr int32_t I32_MIN = neurosim::intmath::ACC_LO, I32_MAX = neurosim::intmath::ACC_HI;
 void current_scalar(const int32_t* acc, int32_t* out, int64_t n, int shift) {
     requant_body(acc, out, n, shift, I32_MIN, I32_MAX);
 }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void current_avx2(const int32_t* acc, int32_t* out, int64_t n, int shift) {
     requant_body(acc, out, n, shift, I32_MIN, I32_MAX);
 }
+#endif
 
 __attribute__((always_inline)) inline void groups_body(const int8_t* values, int64_t steps, int64_t n,
                                                         const int64_t* ptr, const int32_t* idx, int64_t groups,
@@ -712,33 +734,43 @@ __attribute__((always_inline)) inline void groups_body(const int8_t* values, int
 void groups_scalar(const int8_t* v, int64_t t, int64_t n, const int64_t* p, const int32_t* i, int64_t g, int64_t* o) {
     groups_body(v, t, n, p, i, g, o);
 }
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) void groups_avx2(const int8_t* v, int64_t t, int64_t n, const int64_t* p,
                                                   const int32_t* i, int64_t g, int64_t* o) {
     groups_body(v, t, n, p, i, g, o);
 }
+#endif
 
 }  // namespace
 
 void lif_step(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t n, const LIFParams& p,
               int path) {
-    if (path == SCALAR) lif_scalar(current, v, counter, spikes, n, p);
-    else lif_avx2(current, v, counter, spikes, n, p);
+#if NEUROSIM_X86
+    if (path != SCALAR) return lif_avx2(current, v, counter, spikes, n, p);
+#endif
+    lif_scalar(current, v, counter, spikes, n, p);
 }
 
 void output_stage(const int32_t* acc, int8_t* out, int64_t n, int shift, int act, const int8_t* lut, int path) {
-    if (path == SCALAR) output_scalar(acc, out, n, shift, act, lut);
-    else output_avx2(acc, out, n, shift, act, lut);
+#if NEUROSIM_X86
+    if (path != SCALAR) return output_avx2(acc, out, n, shift, act, lut);
+#endif
+    output_scalar(acc, out, n, shift, act, lut);
 }
 
 void current_stage(const int32_t* acc, int32_t* out, int64_t n, int shift, int path) {
-    if (path == SCALAR) current_scalar(acc, out, n, shift);
-    else current_avx2(acc, out, n, shift);
+#if NEUROSIM_X86
+    if (path != SCALAR) return current_avx2(acc, out, n, shift);
+#endif
+    current_scalar(acc, out, n, shift);
 }
 
 void count_nonzero_groups(const int8_t* values, int64_t steps, int64_t n, const int64_t* ptr, const int32_t* idx,
                           int64_t groups, int64_t* out, int path) {
-    if (path == SCALAR) groups_scalar(values, steps, n, ptr, idx, groups, out);
-    else groups_avx2(values, steps, n, ptr, idx, groups, out);
+#if NEUROSIM_X86
+    if (path != SCALAR) return groups_avx2(values, steps, n, ptr, idx, groups, out);
+#endif
+    groups_scalar(values, steps, n, ptr, idx, groups, out);
 }
 
 void lif_run(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t steps, int64_t n,
@@ -748,6 +780,7 @@ void lif_run(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spike
 
 // Diagnostics: n rounds of 12 independent vpmaddwd (16 int8-range MACs each) on registers only,
 // to measure the instruction's real throughput on this CPU (benchmarks divide by the time).
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) int64_t madd_probe(int64_t n) {
     __m256i a0 = _mm256_set1_epi16(1), a1 = _mm256_set1_epi16(2), a2 = _mm256_set1_epi16(3), a3 = _mm256_set1_epi16(4);
     __m256i a4 = _mm256_set1_epi16(5), a5 = _mm256_set1_epi16(6), a6 = _mm256_set1_epi16(7), a7 = _mm256_set1_epi16(8);
@@ -766,5 +799,8 @@ __attribute__((target("avx2"))) int64_t madd_probe(int64_t n) {
     s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(a8, a9), _mm256_add_epi32(a10, a11)));
     return _mm256_extract_epi32(s, 0);
 }
+#else
+int64_t madd_probe(int64_t) { return 0; }  // never called: the module requires AVX2 first
+#endif
 
 }  // namespace chip

@@ -1,6 +1,6 @@
 // nanobind module chip_models._kernels: the integer kernels of kernels.cpp on numpy arrays,
 // without copies (the arrays are viewed in place; outputs are written into caller arrays).
-// Shapes are checked here; value ranges (shifts, K <= 65536) in chip_models/kernels.py.
+// Shapes are checked here; value ranges (shifts, K <= MAX_FAN_IN) in chip_models/kernels.py.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -12,6 +12,9 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <neurosim/intmath.h>
+#include <neurosim/simd.h>
 
 #include "kernels.h"
 
@@ -74,7 +77,7 @@ static std::vector<chip::ChainStage> chain_stages(
         require(static_cast<int64_t>(wt.shape(1)) == c, "stage weight must be (M, C, kh, kw) with its input's C");
         a.weight = wt.data();
         a.m = wt.shape(0); a.kh = wt.shape(2); a.kw = wt.shape(3);
-        require(a.c * a.kh * a.kw <= 65536, "fan-in C*kh*kw must be at most 65536");
+        require(a.c * a.kh * a.kw <= neurosim::intmath::MAX_FAN_IN, "fan-in C*kh*kw must be at most 65536 (intmath MAX_FAN_IN)");
         require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
         require(h + 2 * pad >= a.kh && w + 2 * pad >= a.kw, "kernel larger than the padded input");
         a.stride = stride; a.pad = pad;
@@ -118,6 +121,50 @@ static std::vector<chip::ChainStage> chain_stages(
 NB_MODULE(_kernels, m) {
     m.doc() = "int8 MAC, spike accumulation, integer LIF, output stage and packet counting kernels";
     m.def("abi_version", []() { return 3; });
+    // The constants of cpp/include/neurosim/intmath.h (tests compare them with neurosim/intmath.py).
+    m.def("limits", []() {
+        namespace im = neurosim::intmath;
+        nb::dict d;
+        d["ACC_BITS"] = im::ACC_BITS;
+        d["MEMBRANE_BITS"] = im::MEMBRANE_BITS;
+        d["INT8_MIN"] = im::Q8_MIN;
+        d["INT8_MAX"] = im::Q8_MAX;
+        d["MAX_FAN_IN"] = im::MAX_FAN_IN;
+        d["ACC_LO"] = im::ACC_LO;
+        d["ACC_HI"] = im::ACC_HI;
+        d["MEM_LO"] = im::MEM_LO;
+        d["MEM_HI"] = im::MEM_HI;
+        d["CURRENT_CLAMP"] = im::CURRENT_CLAMP;
+        d["MIN_SHIFT"] = im::MIN_SHIFT;
+        d["scalar_only"] = !NEUROSIM_X86;
+        return d;
+    });
+    // Thin entry points to the intmath.h functions, one value per call (tests only).
+    m.def("intmath_saturate", [](int64_t x, int bits) {
+        require(bits >= 1 && bits <= 63, "bits must be in 1..63");
+        return neurosim::intmath::saturate(x, bits);
+    });
+    m.def("intmath_sat32", [](int64_t x) { return neurosim::intmath::sat32(x); });
+    m.def("intmath_rounding_shift_right", [](int64_t x, int s) {
+        require(s > -32 && s < 63, "shift must be in -31..62");
+        return neurosim::intmath::rounding_shift_right(x, s);
+    });
+    m.def("intmath_rshr_pos", [](int32_t x, int s) {
+        require(s >= 1 && s <= 31, "shift must be in 1..31");
+        return neurosim::intmath::rshr_pos(x, s);
+    });
+    m.def("intmath_requantize", [](int32_t acc, int shift, int bits) {
+        require(shift >= neurosim::intmath::MIN_SHIFT, "shift must be >= -24");
+        require(bits >= 1 && bits <= 32, "bits must be in 1..32");
+        return neurosim::intmath::requantize(acc, shift, static_cast<int32_t>(neurosim::intmath::int_lo(bits)),
+                                             static_cast<int32_t>(neurosim::intmath::int_hi(bits)));
+    });
+    m.def("intmath_leak", [](int32_t v, int32_t alpha, int32_t beta) {
+        require(v >= neurosim::intmath::MEM_LO && v <= neurosim::intmath::MEM_HI, "v must be a 28-bit membrane");
+        require(alpha >= 0 && alpha <= 256, "alpha must be in 0..256");
+        require(beta >= neurosim::intmath::MEM_LO && beta <= neurosim::intmath::MEM_HI, "beta must be 28-bit");
+        return neurosim::intmath::leak(v, alpha, beta);
+    });
     m.def("cpu_features", []() {
         nb::dict d;
         d["avx2"] = chip::cpu_has_avx2();
@@ -312,7 +359,7 @@ NB_MODULE(_kernels, m) {
             require(static_cast<int64_t>(weight.shape(1)) == a.c, "weight must be (M, C, kh, kw) with the input's C");
             a.weight = weight.data();
             a.m = weight.shape(0); a.kh = weight.shape(2); a.kw = weight.shape(3);
-            require(a.c * a.kh * a.kw <= 65536, "fan-in C*kh*kw must be at most 65536");
+            require(a.c * a.kh * a.kw <= neurosim::intmath::MAX_FAN_IN, "fan-in C*kh*kw must be at most 65536 (intmath MAX_FAN_IN)");
             require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
             a.stride = stride; a.pad = pad;
             a.ho = (a.h + 2 * pad - a.kh) / stride + 1;

@@ -28,7 +28,7 @@
 // Conditions (checked here; nothing is written when they fail): the input holds only 0/1, every
 // stage's int16 condition holds (max_m sum_k |w[m, k]| <= 32767), every stage but the last is an
 // SNN (LIF) layer with M % 8 == 0, and the shapes chain up.
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,22 +51,26 @@ namespace chip {
 
 namespace {
 
+#if NEUROSIM_X86
 __attribute__((target("avx2"))) inline uint32_t pack32_avx2(const int8_t* src) {
     // bit 0 of each byte to bit 7 (0/1 bytes: nothing crosses bytes), then one bit per byte
     return static_cast<uint32_t>(
         _mm256_movemask_epi8(_mm256_slli_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), 7)));
 }
+#endif
 
 // dst[k] = the 8 bits of the 0/1 bytes src[8k .. 8k + 7] (bit b = byte b), n % 8 == 0.
 template <bool Vec>
 __attribute__((always_inline)) inline void pack_bits(const int8_t* src, int64_t n, uint8_t* dst) {
     int64_t i = 0;
+#if NEUROSIM_X86
     if constexpr (Vec) {
         for (; i + 32 <= n; i += 32) {
             const uint32_t bits = pack32_avx2(src + i);
             std::memcpy(dst + i / 8, &bits, 4);
         }
     }
+#endif
     for (; i < n; i += 8) {  // the multiply moves byte b's bit 0 to bit 56 + b (no two terms overlap)
         uint64_t w;
         std::memcpy(&w, src + i, 8);
@@ -193,6 +197,7 @@ inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t 
     }
 }
 
+#if NEUROSIM_X86
 // the int16 masks (0 / -1) of input rows [y0, y1) of a plane_few stage from its bit image
 __attribute__((target("avx2"))) void expand_bits_avx2(const Stage& s, const uint8_t* img, PlaneFewPlan& pf,
                                                       int64_t y0, int64_t y1) {
@@ -228,6 +233,8 @@ __attribute__((target("avx2"))) void expand_bits_avx2(const Stage& s, const uint
         }
     }
 }
+
+#endif  // NEUROSIM_X86
 
 // the spikes of output rows [r0, r1) of stage s at block step tl (wk.spk, position-major) to the
 // next stage (its image of that step, or the bits it pools), counting them
@@ -271,6 +278,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
                 soma_step<int16_t, Vec>(a, sp.row(oy - r0), wo * m, true, s.wk, oy * wo * m);
         } else {
             const uint8_t* img = s.imgs.data() + tl * s.img_size;
+#if NEUROSIM_X86
             if constexpr (Vec) {
                 if (!s.few.empty()) {
                     PlaneFewPlan& pf = *s.few[b];
@@ -280,6 +288,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
                     position_major = false;
                 }
             }
+#endif
             if (position_major) {
                 int16_t* acc = s.acc.data() + r0 * wo * m;
                 lut_accumulate<Vec>(ab, *s.lut, img + r0 * a.stride * s.ls.row_bytes, acc, s.offs[b].data());
@@ -311,15 +320,16 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
 void band_scalar(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
     run_band<false>(st, i, b, t0, nt);
 }
-__attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0,
-                                               int64_t nt) {
-    run_band<true>(st, i, b, t0, nt);
-}
 
 bool binary_input(const int8_t* x, int64_t n) {
     uint8_t umax = 0;
     for (int64_t i = 0; i < n; ++i) umax = std::max(umax, static_cast<uint8_t>(x[i]));
     return umax <= 1;
+}
+#if NEUROSIM_X86
+__attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0,
+                                               int64_t nt) {
+    run_band<true>(st, i, b, t0, nt);
 }
 __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t n) {
     __m256i mx = _mm256_setzero_si256();
@@ -331,6 +341,12 @@ __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t 
     for (uint8_t v : lanes) umax = std::max(umax, v);
     return umax <= 1 && binary_input(x + i, n - i);
 }
+#else  // no x86 paths: the vector entry points are the scalar ones (never chosen: cpu_has_avx2() is false)
+void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
+    band_scalar(st, i, b, t0, nt);
+}
+bool binary_input_avx2(const int8_t* x, int64_t n) { return binary_input(x, n); }
+#endif  // NEUROSIM_X86
 
 bool int16_exact(const ConvLayerArgs& a) {
     const int64_t fan_in = a.c * a.kh * a.kw;
@@ -418,7 +434,7 @@ struct ChainJob::Impl {
 
     static void wait_done(const Phase& ph) {
         for (int spin = 0; ph.done.load(std::memory_order_acquire) < ph.tasks; ++spin) {
-            if (spin < 4000) _mm_pause();
+            if (spin < 4000) neurosim::cpu_relax();
             else std::this_thread::yield();
         }
     }

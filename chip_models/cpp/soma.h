@@ -2,7 +2,8 @@
 // neurosim/intneuron.py, the requantization (rounding_shift_right + clamp) and the ANN activation
 // of neurosim/intmath.py. Branch-free int32, written once and compiled into scalar and AVX2 callers.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/intmath.h>
+#include <neurosim/simd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -13,8 +14,9 @@
 namespace chip {
 namespace soma {
 
-constexpr int32_t MEM_HI = (1 << 27) - 1;  // 28-bit membrane (MEMBRANE_BITS)
-constexpr int32_t MEM_LO = -(1 << 27);
+using neurosim::intmath::MEM_HI;  // 28-bit membrane (MEMBRANE_BITS)
+using neurosim::intmath::MEM_LO;
+using neurosim::intmath::CURRENT_CLAMP;
 
 // One neuron, one step: integrate (unless refractory), fire, reset, leak; returns the spike.
 // Reset: the reset mode (0 value, 1 subtract, 2 constant) fixed at compile time; Refr = false
@@ -24,15 +26,13 @@ __attribute__((always_inline)) inline int8_t lif_one(int32_t current, int32_t& v
     const bool refractory = Refr && counter > 0;
     // |v| < 2^27: clamping the current to +-2^29 first keeps v + c in int32 and does not
     // change the 28-bit saturated sum.
-    const int32_t c = std::clamp(current, -(1 << 29), 1 << 29);
+    const int32_t c = std::clamp(current, -CURRENT_CLAMP, CURRENT_CLAMP);
     const int32_t vin = std::clamp(v + c, MEM_LO, MEM_HI);
     int32_t vi = refractory ? v : vin;
     const bool spike = (vi > p.v_th) && !refractory;
     const int32_t rv = Reset == 0 ? p.v_reset : (Reset == 1 ? vi - p.v_th : vi - p.reset_constant);
     vi = spike ? std::clamp(rv, MEM_LO, MEM_HI) : vi;
-    const int32_t vh = vi >> 8, vl = vi & 255;
-    const int32_t lk = vh * p.leak_alpha + ((vl * p.leak_alpha) >> 8) + p.leak_beta;
-    v = std::clamp(lk, MEM_LO, MEM_HI);
+    v = neurosim::intmath::leak(vi, p.leak_alpha, p.leak_beta);
     if (Refr) counter = spike ? p.refractory_steps : std::max(counter - 1, 0);
     return spike ? 1 : 0;
 }
@@ -70,9 +70,7 @@ __attribute__((always_inline)) inline void requant_body(const int32_t* acc, int3
     if (shift >= 32) {
         for (int64_t i = 0; i < n; ++i) out[i] = 0;  // |acc / 2^shift| < 1/2 rounds (half up) to 0
     } else if (shift > 0) {
-        const int s1 = shift - 1;
-        for (int64_t i = 0; i < n; ++i)
-            out[i] = std::clamp((acc[i] >> shift) + ((acc[i] >> s1) & 1), lo, hi);
+        for (int64_t i = 0; i < n; ++i) out[i] = std::clamp(neurosim::intmath::rshr_pos(acc[i], shift), lo, hi);
     } else if (shift == 0) {
         for (int64_t i = 0; i < n; ++i) out[i] = std::clamp(acc[i], lo, hi);
     } else {
@@ -114,6 +112,7 @@ struct MaskBytes {
 };
 inline constexpr MaskBytes MASK_BYTES{};
 
+#if NEUROSIM_X86
 template <typename Acc>
 __attribute__((target("avx2"))) inline __m256i load8_i32(const Acc* p) {
     if constexpr (sizeof(Acc) == 2)
@@ -140,7 +139,7 @@ template <typename Acc, int Reset, bool Fast = false>
 __attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, const int32_t* bias, int64_t n,
                                                                 int shift, const LIFParams& p, int32_t* v,
                                                                 int8_t* spikes) {
-    const __m256i clo = _mm256_set1_epi32(-(1 << 29)), chi = _mm256_set1_epi32(1 << 29);
+    const __m256i clo = _mm256_set1_epi32(-CURRENT_CLAMP), chi = _mm256_set1_epi32(CURRENT_CLAMP);
     const __m256i lo = _mm256_set1_epi32(MEM_LO), hi = _mm256_set1_epi32(MEM_HI);
     const __m256i vth = _mm256_set1_epi32(p.v_th), alpha = _mm256_set1_epi32(p.leak_alpha);
     const __m256i beta = _mm256_set1_epi32(p.leak_beta), m255 = _mm256_set1_epi32(255);
@@ -216,6 +215,7 @@ __attribute__((target("avx2"))) inline int64_t ann_fused_avx2(const Acc* acc, co
     }
     return i;
 }
+#endif  // NEUROSIM_X86
 
 }  // namespace soma
 }  // namespace chip

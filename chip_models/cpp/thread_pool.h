@@ -15,7 +15,7 @@
 // A pthread_atfork child handler therefore gives the child a fresh pool (the old one is leaked),
 // whose workers are started again on the child's first multi-threaded call.
 #pragma once
-#include <immintrin.h>
+#include <neurosim/simd.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -61,7 +61,7 @@ public:
         cv_.notify_all();
         work(*job);
         for (int spin = 0; job->done.load(std::memory_order_acquire) < n; ++spin) {
-            if (spin < 4000) _mm_pause();
+            if (spin < 4000) neurosim::cpu_relax();
             else std::this_thread::yield();
         }
         {
@@ -120,7 +120,7 @@ private:
         for (;;) {
             const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(SPIN_US);
             while (generation_.load(std::memory_order_acquire) == seen) {
-                for (int i = 0; i < 16; ++i) _mm_pause();
+                for (int i = 0; i < 16; ++i) neurosim::cpu_relax();
                 if (std::chrono::steady_clock::now() >= until) break;
             }
             std::shared_ptr<Job> job;

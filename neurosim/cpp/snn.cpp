@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include "parallel.h"
 
@@ -112,7 +112,7 @@ inline void fwd_segment(const float* X, float* O, float* VP, float* IP, float* V
 }
 
 template <bool SYN, bool LEAK, bool SPIKING, bool SUB>
-__attribute__((target("avx2"), flatten)) void fwd_segment_avx2(const float* X, float* O, float* VP, float* IP, float* V,
+NEUROSIM_TARGET("avx2") __attribute__((flatten)) void fwd_segment_avx2(const float* X, float* O, float* VP, float* IP, float* V,
                                                                float* I, int64_t j0, int64_t len, int64_t T, int64_t N,
                                                                float k, float vl, float r, float th, float vr, float nks) {
   fwd_segment<SYN, LEAK, SPIKING, SUB>(X, O, VP, IP, V, I, j0, len, T, N, k, vl, r, th, vr, nks);
@@ -311,7 +311,7 @@ using BwdFn = void (*)(const float*, const float*, float*, int64_t, int64_t, int
                        float, float, float, float*, float*, float*);
 
 template <bool SYN, bool LEAK, bool SPIKING, bool SUB, int SG>
-__attribute__((target("avx2"), flatten)) void bwd_segment_avx2(const float* G, const float* VPa, float* GXa, int64_t j0,
+NEUROSIM_TARGET("avx2") __attribute__((flatten)) void bwd_segment_avx2(const float* G, const float* VPa, float* GXa, int64_t j0,
                                                                int64_t len, int64_t T, int64_t N, float k, float r,
                                                                float th, float vr, float nks, float alpha, float* gv,
                                                                float* gi, float* ath) {
@@ -523,7 +523,7 @@ inline void conv_fwd_body(const float* S, const float* WT, const float* B, float
   }
 }
 
-__attribute__((target("avx2"), flatten)) void conv_fwd_avx2(const float* S, const float* WT, const float* B, float* O,
+NEUROSIM_TARGET("avx2") __attribute__((flatten)) void conv_fwd_avx2(const float* S, const float* WT, const float* B, float* O,
                                                             int64_t n0, int64_t n1, int64_t Cin, int64_t H, int64_t W,
                                                             int64_t Cout, int64_t Kh, int64_t Kw, int64_t pad,
                                                             int64_t Ho, int64_t Wo) {
@@ -537,7 +537,7 @@ __attribute__((flatten)) void conv_fwd_plain(const float* S, const float* WT, co
 }
 
 bool have_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2");
+  static const bool ok = NEUROSIM_CPU_SUPPORTS("avx2");
   return ok;
 }
 
@@ -549,6 +549,7 @@ bool have_avx2() {
 // weight gradient dwt[ci,ky,kx,:] += Σ_{active (yi,xi) of ci} g[yi−ky+p, xi−kx+p, :]. Cout must be a
 // multiple of 8; channel blocks of 8·NV. Samples with other values use the scatter kernels above.
 
+#if NEUROSIM_X86
 template <int NV>
 __attribute__((target("avx2"))) void fwd_gather_sample(const int32_t* start, const int32_t* idx, const float* WT,
                                                        const float* B, float* acc, int64_t Cout, int64_t Kh,
@@ -604,8 +605,11 @@ __attribute__((target("avx2"))) void wgrad_gather_sample(const int32_t* cstart, 
   }
 }
 
+#endif  // NEUROSIM_X86
+
 // Channel-block width (vectors of 8) for a Cout, or 0 when the gather kernels do not apply.
 int gather_nv(int64_t Cout) {
+  if (!NEUROSIM_X86) return 0;
   if (Cout % 32 == 0) return 4;
   if (Cout % 16 == 0) return 2;
   if (Cout % 8 == 0) return 1;
@@ -649,12 +653,14 @@ void spike_conv_forward(FArr s, FArr wt, FArr bias, FArr out, int64_t pad, int t
       for (int64_t ci = 0; ci < Cin; ++ci)
         for (int64_t p = 0; p < H * W; ++p)
           if (sn[ci * H * W + p] != 0.0f) idx[cur[p]++] = (int32_t)ci;
+#if NEUROSIM_X86  // (nv > 0, and so binary, only with the gather kernels)
       if (nv == 4)
         fwd_gather_sample<4>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
       else if (nv == 2)
         fwd_gather_sample<2>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
       else
         fwd_gather_sample<1>(start.data(), idx.data(), WT, B, acc.data(), Cout, Kh, Kw, pad, H, W, Ho, Wo);
+#endif
       float* on = O + n * Cout * Ho * Wo;
       for (int64_t p = 0; p < Ho * Wo; ++p)
         for (int64_t co = 0; co < Cout; ++co) on[co * Ho * Wo + p] = acc[p * Cout + co];
@@ -699,7 +705,7 @@ inline void conv_wgrad_body(const float* S, const float* G, float* DW, int64_t n
   }
 }
 
-__attribute__((target("avx2"), flatten)) void conv_wgrad_avx2(const float* S, const float* G, float* DW, int64_t n0,
+NEUROSIM_TARGET("avx2") __attribute__((flatten)) void conv_wgrad_avx2(const float* S, const float* G, float* DW, int64_t n0,
                                                               int64_t n1, int64_t Cin, int64_t H, int64_t W,
                                                               int64_t Cout, int64_t Kh, int64_t Kw, int64_t pad,
                                                               int64_t Ho, int64_t Wo) {
@@ -757,12 +763,14 @@ void spike_conv_wgrad(FArr s, FArr g, FArr dwt, int64_t pad, int threads) {
         const float* gn = G + n * Cout * Ho * Wo;
         for (int64_t co = 0; co < Cout; ++co)
           for (int64_t p = 0; p < Ho * Wo; ++p) gt[p * Cout + co] = gn[co * Ho * Wo + p];
+#if NEUROSIM_X86  // (nv > 0, and so binary, only with the gather kernels)
         if (nv == 4)
           wgrad_gather_sample<4>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
         else if (nv == 2)
           wgrad_gather_sample<2>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
         else
           wgrad_gather_sample<1>(cstart.data(), pys.data(), pxs.data(), gt.data(), dw, Cin, Cout, Kh, Kw, pad, Ho, Wo);
+#endif
       }
     }
   });

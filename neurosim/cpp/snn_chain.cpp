@@ -43,12 +43,15 @@
 #include <thread>
 #include <vector>
 
-#include <immintrin.h>
+#include <neurosim/simd.h>
 
 #include "parallel.h"
 
 namespace nb = nanobind;
 
+// The chain is an x86 (AVX2, FMA, BMI2) fast path only: without NEUROSIM_X86 the module has no
+// chain_forward and neurosim/snn/chain.py runs the layers one by one (the portable kernels).
+#if NEUROSIM_X86
 namespace chain {
 
 using FArr = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
@@ -909,11 +912,17 @@ std::vector<double> chain_profile(bool on) {
   return r;
 }
 
+#endif  // NEUROSIM_X86
+
 void register_chain(nb::module_& m) {
+#if NEUROSIM_X86
   m.def("chain_profile", &chain_profile);
   m.def("chain_supported", &chain::supported);
   m.def("chain_forward", &chain::chain_forward, nb::call_guard<nb::gil_scoped_release>());
   m.def("chain_backward", &chain::chain_backward, nb::call_guard<nb::gil_scoped_release>());
   m.def("chain_release_scratch", &chain::release_scratch);
   m.def("chain_release_saved", &chain::saved_release);
+#else
+  m.def("chain_supported", []() { return false; });
+#endif
 }

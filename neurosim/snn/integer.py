@@ -10,8 +10,8 @@ bias ``b`` and current shift ``shift``::
 
 which is exactly what an ``snn`` layer of :mod:`neurosim.intnet` computes (``run_reference``).
 The accumulation runs as one float64 convolution / matmul over all T·B samples: every
-product and partial sum of int8 values with fan-in ≤ 131072 is an integer below 2**53, so
-float64 is exact here.
+product and partial sum of int8 values with fan-in ≤ ``intmath.MAX_FAN_IN`` (2**16) is an
+integer below 2**31, so float64 is exact here.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import numpy as np
 import torch
 
 from neurosim.errors import ParameterError
-from neurosim.intmath import INT8_MAX, INT8_MIN, int_range, requantize, saturate
+from neurosim.intmath import INT8_MAX, INT8_MIN, MAX_FAN_IN, int_range, requantize, saturate
 from neurosim.intnet import IntLayer
 from neurosim.intneuron import IntLIFParams, IntLIFState, int_lif_step
-
-MAX_FAN_IN = 131072
 
 
 def _int_array(x, name: str, lo: int, hi: int) -> np.ndarray:
