@@ -46,6 +46,22 @@ def test_dense_mac_matches_intmath(path, case):
     np.testing.assert_array_equal(out, intmath.mac(x, w, bias))
 
 
+@pytest.mark.parametrize("path", MAC_PATHS)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_dense_mac_tiles_and_k_chunks(path, data):
+    """Shapes around the micro-kernels' tiles (rows not a multiple of 6, columns past a 64-column
+    panel) and K over several of the VNNI-512 kernel's 512-wide chunks."""
+    n, k, m = data.draw(st.integers(1, 20)), data.draw(st.integers(500, 2100)), data.draw(st.integers(1, 140))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    w = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    bias = rng.integers(-(2**31), 2**31, m).astype(np.int32)
+    with kernels.use_path(path):
+        out = kernels.dense_mac(x, w, bias)
+    np.testing.assert_array_equal(out, intmath.mac(x, w, bias))
+
+
 @pytest.mark.parametrize("path", VEC_PATHS)
 @SETTINGS
 @given(case=mac_case(), density=st.floats(0, 1))

@@ -36,6 +36,8 @@ using neurosim::intmath::sat32;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+constexpr int64_t VNNI_PANEL = 64;  // output columns of one dense_vnni512 tile (4 zmm of 16)
+
 }  // namespace
 
 // false for every x86 feature on a build without x86 paths (NEUROSIM_X86 0): only SCALAR runs.
@@ -60,7 +62,24 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
         pw.w8u.assign(mp * pw.kp8, 0);
         for (int64_t j = 0; j < m; ++j)
             for (int64_t i = 0; i < k; ++i) pw.w8u[j * pw.kp8 + i] = w[j * k + i];
-    } else if (path == AVX512VNNI || path == AVXVNNI) {
+    } else if (path == AVX512VNNI) {
+        // panels of VNNI_PANEL output columns, K in quads: w8[(panel * kq + q) * 4 * VNNI_PANEL +
+        // 4 * col + e] = w[panel * VNNI_PANEL + col, 4 * q + e] (zero past m and k), so one k-quad
+        // of a panel is 4 zmm loads, each 16 columns x 4 bytes (the dense_vnni512 tile).
+        pw.kp = round_up(std::max<int64_t>(k, 1), 4);
+        const int64_t kq = pw.kp / 4, mpan = round_up(std::max<int64_t>(m, 1), VNNI_PANEL);
+        pw.w8.assign(mpan * pw.kp, 0);
+        pw.rowsum.assign(mpan, 0);
+        for (int64_t j = 0; j < m; ++j) {
+            int8_t* dst = pw.w8.data() + (j / VNNI_PANEL) * kq * 4 * VNNI_PANEL + 4 * (j % VNNI_PANEL);
+            int32_t s = 0;
+            for (int64_t i = 0; i < k; ++i) {
+                dst[(i / 4) * 4 * VNNI_PANEL + i % 4] = w[j * k + i];
+                s += w[j * k + i];
+            }
+            pw.rowsum[j] = 128 * s;
+        }
+    } else if (path == AVXVNNI) {
         pw.kp = round_up(std::max<int64_t>(k, 1), 64);
         pw.w8.assign(mp * pw.kp, 0);
         pw.rowsum.assign(mp, 0);
@@ -257,7 +276,163 @@ std::vector<uint8_t> offset_x(const int8_t* x, int64_t n, int64_t k, int64_t np,
     return xs;
 }
 
+// The VNNI-512 micro-kernel: an R x 64 output tile (R x-rows, one panel of 64 columns) in 4R zmm
+// accumulators. Per k-quad: 4 zmm loads of the panel (16 columns x 4 weights each), R 4-byte
+// broadcasts of x (vpbroadcastd from memory: a load, no shuffle port), 4R vpdpbusd. R = 6: 24
+// accumulators (24 independent chains cover vpdpbusd's latency x 2 ports), 10 loads per 24
+// vpdpbusd. The accumulators start at c (zero before the first K chunk).
+// acc += u8 a x s8 b (vpdpbusd) as inline asm: with the intrinsic GCC 12 copied every accumulator
+// through a spare register and stored it to the stack on each iteration.
+#define NEUROSIM_DPBUSD(acc, a, b) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b))
+
+// the 4 bytes at p in every 32-bit lane (vpbroadcastd from memory)
+__attribute__((target("avx512f"))) inline __m512i bcast4(const uint8_t* p) {
+    int32_t quad;
+    std::memcpy(&quad, p, 4);
+    return _mm512_set1_epi32(quad);
+}
+
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni512_tile(
+    const uint8_t* x, int64_t ldx, const int8_t* wp, int64_t kq, int32_t* c, int64_t ldc) {
+    static_assert(R >= 1 && R <= 6, "tiles of 1..6 rows");
+    // named accumulators: GCC kept an array of them on the stack, stored every iteration
+    __m512i c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
+    if constexpr (R > 0) {
+        const int32_t* cr = c + 0 * ldc;
+        c00 = _mm512_loadu_si512(cr); c01 = _mm512_loadu_si512(cr + 16);
+        c02 = _mm512_loadu_si512(cr + 32); c03 = _mm512_loadu_si512(cr + 48);
+    }
+    if constexpr (R > 1) {
+        const int32_t* cr = c + 1 * ldc;
+        c10 = _mm512_loadu_si512(cr); c11 = _mm512_loadu_si512(cr + 16);
+        c12 = _mm512_loadu_si512(cr + 32); c13 = _mm512_loadu_si512(cr + 48);
+    }
+    if constexpr (R > 2) {
+        const int32_t* cr = c + 2 * ldc;
+        c20 = _mm512_loadu_si512(cr); c21 = _mm512_loadu_si512(cr + 16);
+        c22 = _mm512_loadu_si512(cr + 32); c23 = _mm512_loadu_si512(cr + 48);
+    }
+    if constexpr (R > 3) {
+        const int32_t* cr = c + 3 * ldc;
+        c30 = _mm512_loadu_si512(cr); c31 = _mm512_loadu_si512(cr + 16);
+        c32 = _mm512_loadu_si512(cr + 32); c33 = _mm512_loadu_si512(cr + 48);
+    }
+    if constexpr (R > 4) {
+        const int32_t* cr = c + 4 * ldc;
+        c40 = _mm512_loadu_si512(cr); c41 = _mm512_loadu_si512(cr + 16);
+        c42 = _mm512_loadu_si512(cr + 32); c43 = _mm512_loadu_si512(cr + 48);
+    }
+    if constexpr (R > 5) {
+        const int32_t* cr = c + 5 * ldc;
+        c50 = _mm512_loadu_si512(cr); c51 = _mm512_loadu_si512(cr + 16);
+        c52 = _mm512_loadu_si512(cr + 32); c53 = _mm512_loadu_si512(cr + 48);
+    }
+    for (int64_t q = 0; q < kq; ++q, wp += 4 * VNNI_PANEL) {
+        const __m512i w0 = _mm512_loadu_si512(wp), w1 = _mm512_loadu_si512(wp + 64);
+        const __m512i w2 = _mm512_loadu_si512(wp + 128), w3 = _mm512_loadu_si512(wp + 192);
+        if constexpr (R > 0) {
+            const __m512i a = bcast4(x + 0 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c00, a, w0); NEUROSIM_DPBUSD(c01, a, w1);
+            NEUROSIM_DPBUSD(c02, a, w2); NEUROSIM_DPBUSD(c03, a, w3);
+        }
+        if constexpr (R > 1) {
+            const __m512i a = bcast4(x + 1 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c10, a, w0); NEUROSIM_DPBUSD(c11, a, w1);
+            NEUROSIM_DPBUSD(c12, a, w2); NEUROSIM_DPBUSD(c13, a, w3);
+        }
+        if constexpr (R > 2) {
+            const __m512i a = bcast4(x + 2 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c20, a, w0); NEUROSIM_DPBUSD(c21, a, w1);
+            NEUROSIM_DPBUSD(c22, a, w2); NEUROSIM_DPBUSD(c23, a, w3);
+        }
+        if constexpr (R > 3) {
+            const __m512i a = bcast4(x + 3 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c30, a, w0); NEUROSIM_DPBUSD(c31, a, w1);
+            NEUROSIM_DPBUSD(c32, a, w2); NEUROSIM_DPBUSD(c33, a, w3);
+        }
+        if constexpr (R > 4) {
+            const __m512i a = bcast4(x + 4 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c40, a, w0); NEUROSIM_DPBUSD(c41, a, w1);
+            NEUROSIM_DPBUSD(c42, a, w2); NEUROSIM_DPBUSD(c43, a, w3);
+        }
+        if constexpr (R > 5) {
+            const __m512i a = bcast4(x + 5 * ldx + 4 * q);
+            NEUROSIM_DPBUSD(c50, a, w0); NEUROSIM_DPBUSD(c51, a, w1);
+            NEUROSIM_DPBUSD(c52, a, w2); NEUROSIM_DPBUSD(c53, a, w3);
+        }
+    }
+    if constexpr (R > 0) {
+        int32_t* cr = c + 0 * ldc;
+        _mm512_storeu_si512(cr, c00); _mm512_storeu_si512(cr + 16, c01);
+        _mm512_storeu_si512(cr + 32, c02); _mm512_storeu_si512(cr + 48, c03);
+    }
+    if constexpr (R > 1) {
+        int32_t* cr = c + 1 * ldc;
+        _mm512_storeu_si512(cr, c10); _mm512_storeu_si512(cr + 16, c11);
+        _mm512_storeu_si512(cr + 32, c12); _mm512_storeu_si512(cr + 48, c13);
+    }
+    if constexpr (R > 2) {
+        int32_t* cr = c + 2 * ldc;
+        _mm512_storeu_si512(cr, c20); _mm512_storeu_si512(cr + 16, c21);
+        _mm512_storeu_si512(cr + 32, c22); _mm512_storeu_si512(cr + 48, c23);
+    }
+    if constexpr (R > 3) {
+        int32_t* cr = c + 3 * ldc;
+        _mm512_storeu_si512(cr, c30); _mm512_storeu_si512(cr + 16, c31);
+        _mm512_storeu_si512(cr + 32, c32); _mm512_storeu_si512(cr + 48, c33);
+    }
+    if constexpr (R > 4) {
+        int32_t* cr = c + 4 * ldc;
+        _mm512_storeu_si512(cr, c40); _mm512_storeu_si512(cr + 16, c41);
+        _mm512_storeu_si512(cr + 32, c42); _mm512_storeu_si512(cr + 48, c43);
+    }
+    if constexpr (R > 5) {
+        int32_t* cr = c + 5 * ldc;
+        _mm512_storeu_si512(cr, c50); _mm512_storeu_si512(cr + 16, c51);
+        _mm512_storeu_si512(cr + 32, c52); _mm512_storeu_si512(cr + 48, c53);
+    }
+}
+
+// Driver: K in chunks of KQC quads (a panel's chunk, 64 x 512 bytes = 32 KB, stays in L1 while
+// every 6-row block of x passes it), panels of 64 columns, 6-row tiles (a shorter tile for the
+// last rows). c (N, mp) holds the u8 x s8 sums (exact in int32: K <= MAX_FAN_IN); the finish
+// subtracts 128 * sum_k w, adds the bias in int64 and saturates.
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512(
+    const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp, kq_n = kp / 4;
+    const int64_t mp = round_up(std::max<int64_t>(m, 1), VNNI_PANEL), panels = mp / VNNI_PANEL;
+    const std::vector<uint8_t> xs = offset_x(x, n, k, n, kp);
+    std::vector<int32_t> c(n * mp);
+    constexpr int64_t KQC = 128;
+    const int8_t* W = pw.w8.data();
+    for (int64_t q0 = 0; q0 < kq_n; q0 += KQC) {
+        const int64_t kq = std::min(KQC, kq_n - q0);
+        for (int64_t jp = 0; jp < panels; ++jp) {
+            const int8_t* wp = W + (jp * kq_n + q0) * 4 * VNNI_PANEL;
+            const uint8_t* xq = xs.data() + 4 * q0;
+            int32_t* cp = c.data() + jp * VNNI_PANEL;
+            int64_t i = 0;
+            for (; i + 6 <= n; i += 6) vnni512_tile<6>(xq + i * kp, kp, wp, kq, cp + i * mp, mp);
+            switch (n - i) {
+                case 5: vnni512_tile<5>(xq + i * kp, kp, wp, kq, cp + i * mp, mp); break;
+                case 4: vnni512_tile<4>(xq + i * kp, kp, wp, kq, cp + i * mp, mp); break;
+                case 3: vnni512_tile<3>(xq + i * kp, kp, wp, kq, cp + i * mp, mp); break;
+                case 2: vnni512_tile<2>(xq + i * kp, kp, wp, kq, cp + i * mp, mp); break;
+                case 1: vnni512_tile<1>(xq + i * kp, kp, wp, kq, cp + i * mp, mp); break;
+                default: break;
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j)
+            out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
+}
+
+// The previous VNNI-512 kernel (4 x-rows x 2 w-rows, a horizontal sum per output and K chunk), on
+// weights packed for AVXVNNI (rows of kp bytes). Kept only for the benchmark's side-by-side
+// comparison (dense_mac_vnni512_rows); dense_mac uses dense_vnni512.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512_rows(
     const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
     const int64_t m = pw.m, k = pw.k, kp = pw.kp;
     const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(m, 1), 2);
@@ -345,6 +520,12 @@ __attribute__((target("avx2,avxvnni"))) void dense_avxvnni(const PackedWeights& 
 #endif  // NEUROSIM_X86
 
 }  // namespace
+
+void dense_mac_vnni512_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+#if NEUROSIM_X86
+    if (n > 0 && pw.m > 0 && pw.k > 0) dense_vnni512_rows(pw, x, n, bias, out);
+#endif
+}
 
 void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
     if (n <= 0 || pw.m <= 0) return;

@@ -29,6 +29,9 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path);
 // out[n, j] = sat32(bias[j] + sum_k x[n, k] * w[j, k]); bias may be null. K <= 65536.
 void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out);
 
+// Benchmark only: the previous AVX-512 VNNI kernel on weights packed for AVXVNNI (same result).
+void dense_mac_vnni512_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out);
+
 // Event-driven accumulation: only nonzero x[n, k] touch the fan-out row wt[k, :] (K x M).
 // out[n, j] = sat32(bias[j] + sum_{k: x[n,k] != 0} x[n, k] * wt[k, j]). Returns #active inputs;
 // row_active (optional, n entries) receives the count of every row.

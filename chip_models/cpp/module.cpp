@@ -196,6 +196,19 @@ NB_MODULE(_kernels, m) {
             chip::dense_mac(pw, x.data(), x.shape(0), b, out.data());
         },
         "packed"_a, "x"_a, "bias"_a.none(), "out"_a);
+    m.def(
+        "dense_mac_vnni512_rows",  // benchmark only: the previous VNNI-512 kernel, for side-by-side timings
+        [](const chip::PackedWeights& pw, I8_2 x, std::optional<I32_1> bias, I32_2w out) {
+            require(pw.path == chip::AVXVNNI, "weights must be packed for avxvnni (the row layout)");
+            require(chip::cpu_has_avx512vnni(), "this CPU has no AVX-512 VNNI");
+            require(static_cast<int64_t>(x.shape(1)) == pw.k, "x must have K columns");
+            require(static_cast<int64_t>(out.shape(0)) == static_cast<int64_t>(x.shape(0)) &&
+                        static_cast<int64_t>(out.shape(1)) == pw.m, "out must be (N, M)");
+            const int32_t* b = bias_ptr(bias, pw.m);
+            nb::gil_scoped_release release;
+            chip::dense_mac_vnni512_rows(pw, x.data(), x.shape(0), b, out.data());
+        },
+        "packed"_a, "x"_a, "bias"_a.none(), "out"_a);
 
     m.def(
         "spike_accumulate",

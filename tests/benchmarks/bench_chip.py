@@ -95,6 +95,20 @@ def dense(info: dict) -> dict:
                 out["paths"][f"{path}/{label}"] = {
                     "gmac_per_s": round(rate / 1e9, 2), "gops_per_s": round(2 * rate / 1e9, 2),
                     **{f"fraction_of_{name}": round(rate / p, 3) for name, p in peaks.items()}}
+    if {"avx512vnni", "avxvnni"} <= set(kernels.available_paths()):
+        # the previous AVX-512 VNNI kernel (4 x-rows x 2 w-rows, horizontal sums), in the same run
+        from chip_models import _kernels
+
+        with kernels.use_path("avxvnni"):
+            chunk = kernels.pack(w).chunks[0]
+        res = np.empty((n, m), np.int32)
+        for label, data in (("signed_inputs", x), ("non_negative_inputs", x_relu)):
+            xs = np.ascontiguousarray(data)
+            dt = best(lambda: _kernels.dense_mac_vnni512_rows(chunk, xs, None, res), 5)
+            rate = n * k * m / dt
+            out["paths"][f"avx512vnni_previous_rows_kernel/{label}"] = {
+                "gmac_per_s": round(rate / 1e9, 2), "gops_per_s": round(2 * rate / 1e9, 2),
+                **{f"fraction_of_{name}": round(rate / p, 3) for name, p in peaks.items()}}
     return out
 
 
