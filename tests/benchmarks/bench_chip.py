@@ -268,7 +268,8 @@ def fbgemm() -> dict:
         packed = torch.ops.quantized.linear_prepack(w, torch.zeros(m))
         dt = best(lambda: torch.ops.quantized.linear(x, packed, 1.0, 0), 5)
         return {"shape_NxKxM": [n, k, m], "gops_per_s": round(2 * n * k * m / dt / 1e9, 2), "threads": 1,
-                "note": "u8 x s8 with vpmaddubsw on AVX2 (may saturate int16 pair sums; our kernel is exact)"}
+                "note": "u8 x s8, fbgemm's kernel for this CPU (its AVX2 vpmaddubsw kernel may saturate int16 pair "
+                        "sums; ours are exact)"}
     except Exception as exc:  # optional comparison
         return {"error": f"{type(exc).__name__}: {exc}"}
 
