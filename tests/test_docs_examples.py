@@ -10,6 +10,7 @@ How they run:
 - Each document gets one temporary folder; its blocks run there in the order they appear, so a
   later block may use what an earlier one wrote (``neurosim train`` then ``neurosim eval``).
   Selecting one block (``-k 'tracker.md:40'``) first runs the earlier blocks of its document.
+  Different documents run side by side (two at a time: ``WORKERS``).
 - ``bash``/``sh`` blocks: ``bash -euo pipefail`` with the repository's ``.venv/bin`` first on
   PATH. ``console`` blocks: the lines starting with ``$ `` are the commands (the rest is shown
   output, not compared). ``python`` blocks: the venv's Python, the block written to a file.
@@ -33,12 +34,14 @@ How they run:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -157,7 +160,7 @@ def make_inputs(folder: pathlib.Path) -> None:
 
 def run(cmd: list[str], cwd: pathlib.Path, what: str, stdin: str | None = None) -> str:
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+               MPLBACKEND="Agg", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # documents run side by side
     env.pop("VIRTUAL_ENV", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
                           timeout=TIMEOUT_S)
@@ -189,45 +192,52 @@ def run_block(block: Block, folder: pathlib.Path) -> str:
     return run(["bash", "-euo", "pipefail", "-c", code], folder, what)
 
 
-class DocumentRun:
-    """One document's folder and the blocks already run in it."""
+WORKERS = max(1, min(2, os.cpu_count() or 1))  # documents run side by side, blocks of one in order
 
-    def __init__(self, folder: pathlib.Path):
-        self.folder = folder
-        self.done: set[int] = set()
+
+def run_document(doc: pathlib.Path, blocks: list[Block], folder: pathlib.Path,
+                 results: dict[Block, concurrent.futures.Future]) -> None:
+    """Make the inputs in ``folder``, then run ``blocks`` (one document's, in order) there."""
+    try:
         make_inputs(folder)
-
-    def run_up_to(self, block: Block) -> str:
-        for earlier in ALL_BLOCKS:
-            if earlier.doc != block.doc or earlier.line >= block.line:
-                continue
-            if earlier.line not in self.done and earlier.skip is None:
-                self.done.add(earlier.line)
-                try:
-                    run_block(earlier, self.folder)
-                except BaseException:  # its own test reports it; later blocks may still run
-                    pass
-        self.done.add(block.line)
-        return run_block(block, self.folder)
+    except BaseException as error:  # every block of the document reports it
+        for block in blocks:
+            results[block].set_exception(error)
+        return
+    for block in blocks:
+        try:
+            start = time.perf_counter()
+            results[block].set_result(run_block(block, folder))
+            if os.environ.get("NEUROSIM_DOCS_TIMES"):
+                print(f"{block.name} {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        except BaseException as error:  # its own test reports it; later blocks still run
+            results[block].set_exception(error)
 
 
 @pytest.fixture(scope="module")
-def document_runs(tmp_path_factory):
-    runs: dict[pathlib.Path, DocumentRun] = {}
-
-    def get(doc: pathlib.Path) -> DocumentRun:
-        if doc not in runs:
-            runs[doc] = DocumentRun(tmp_path_factory.mktemp(doc.stem))
-        return runs[doc]
-
-    return get
+def example_results(request, tmp_path_factory):
+    """Future of each selected block's output; each document's blocks up to its last selected one run."""
+    selected = [item.callspec.params["block"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_example_runs" and hasattr(item, "callspec")]
+    last = {}
+    for block in selected:
+        if block.skip is None:
+            last[block.doc] = max(last.get(block.doc, 0), block.line)
+    plans = {doc: [b for b in ALL_BLOCKS if b.doc == doc and b.skip is None and b.line <= line]
+             for doc, line in last.items()}
+    results = {b: concurrent.futures.Future() for blocks in plans.values() for b in blocks}
+    pool = concurrent.futures.ThreadPoolExecutor(WORKERS)
+    for doc, blocks in sorted(plans.items(), key=lambda kv: -len(kv[1])):  # longest documents first
+        pool.submit(run_document, doc, blocks, tmp_path_factory.mktemp(doc.stem), results)
+    yield results
+    pool.shutdown(wait=True)
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.name for b in ALL_BLOCKS])
-def test_example_runs(block: Block, document_runs):
+def test_example_runs(block: Block, example_results):
     if block.skip is not None:
         pytest.skip(f"not run as a test: {block.skip}")
-    document_runs(block.doc).run_up_to(block)
+    example_results[block].result()  # re-raises the block's failure with its text and output
 
 
 # ---------------------------------------------------------------------------------- the harness
