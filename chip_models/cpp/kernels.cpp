@@ -37,6 +37,10 @@ using neurosim::intmath::sat32;
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 constexpr int64_t VNNI_PANEL = 64;  // output columns of one dense_vnni512 tile (4 zmm of 16)
+// Below 32 outputs the padded 64-column panels waste most of the tile kernel's work: the row
+// kernel is faster there (measured 1024 x 2048 x M, M = 1, 4, 16: 0.67, 0.68, 0.86 of the tile
+// kernel's time; M = 32: equal; M = 64: 1.68x slower).
+constexpr int64_t VNNI_TILE_MIN_M = 32;
 
 }  // namespace
 
@@ -62,7 +66,8 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
         pw.w8u.assign(mp * pw.kp8, 0);
         for (int64_t j = 0; j < m; ++j)
             for (int64_t i = 0; i < k; ++i) pw.w8u[j * pw.kp8 + i] = w[j * k + i];
-    } else if (path == AVX512VNNI) {
+    } else if (path == AVX512VNNI && m >= VNNI_TILE_MIN_M) {
+        pw.panels = true;
         // panels of VNNI_PANEL output columns, K in quads: w8[(panel * kq + q) * 4 * VNNI_PANEL +
         // 4 * col + e] = w[panel * VNNI_PANEL + col, 4 * q + e] (zero past m and k), so one k-quad
         // of a panel is 4 zmm loads, each 16 columns x 4 bytes (the dense_vnni512 tile).
@@ -79,7 +84,7 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
             }
             pw.rowsum[j] = 128 * s;
         }
-    } else if (path == AVXVNNI) {
+    } else if (path == AVX512VNNI || path == AVXVNNI) {  // rows (AVX512VNNI: M < VNNI_TILE_MIN_M)
         pw.kp = round_up(std::max<int64_t>(k, 1), 64);
         pw.w8.assign(mp * pw.kp, 0);
         pw.rowsum.assign(mp, 0);
@@ -434,9 +439,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512(
             out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
 }
 
-// The previous VNNI-512 kernel (4 x-rows x 2 w-rows, a horizontal sum per output and K chunk), on
-// weights packed for AVXVNNI (rows of kp bytes). Kept only for the benchmark's side-by-side
-// comparison (dense_mac_vnni512_rows); dense_mac uses dense_vnni512.
+// The VNNI-512 row kernel (4 x-rows x 2 w-rows, a horizontal sum per output and K chunk), on
+// weights in rows of kp bytes: dense_mac's AVX512VNNI path for M < VNNI_TILE_MIN_M (the previous
+// kernel for every M; the benchmark times it beside the tile kernel).
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512_rows(
     const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
     const int64_t m = pw.m, k = pw.k, kp = pw.kp;
@@ -545,7 +550,10 @@ void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_
             if (all_non_negative(x, n * pw.k)) dense_avx2_u8(pw, x, n, bias, out);
             else dense_avx2(pw, x, n, bias, out);
             break;
-        case AVX512VNNI: dense_vnni512(pw, x, n, bias, out); break;
+        case AVX512VNNI:
+            if (pw.panels) dense_vnni512(pw, x, n, bias, out);
+            else dense_vnni512_rows(pw, x, n, bias, out);
+            break;
         case AVXVNNI: dense_avxvnni(pw, x, n, bias, out); break;
 #endif
         default: dense_scalar(pw, x, n, bias, out);

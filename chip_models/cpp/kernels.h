@@ -22,6 +22,7 @@ struct PackedWeights {
     int64_t kp8 = 0;
     std::vector<int8_t> w8;     // scalar, VNNI
     std::vector<int32_t> rowsum;  // VNNI: 128 * sum_k w[j, k]
+    bool panels = false;        // AVX512VNNI: w8 in 64-column panels (dense_vnni512), else rows
 };
 
 PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path);
@@ -29,7 +30,8 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path);
 // out[n, j] = sat32(bias[j] + sum_k x[n, k] * w[j, k]); bias may be null. K <= 65536.
 void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out);
 
-// Benchmark only: the previous AVX-512 VNNI kernel on weights packed for AVXVNNI (same result).
+// The AVX-512 VNNI row kernel (what dense_mac runs for M < 32) on weights packed for AVXVNNI;
+// the benchmark times it beside the tile kernel (same result).
 void dense_mac_vnni512_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out);
 
 // Event-driven accumulation: only nonzero x[n, k] touch the fan-out row wt[k, :] (K x M).

@@ -197,7 +197,7 @@ NB_MODULE(_kernels, m) {
         },
         "packed"_a, "x"_a, "bias"_a.none(), "out"_a);
     m.def(
-        "dense_mac_vnni512_rows",  // benchmark only: the previous VNNI-512 kernel, for side-by-side timings
+        "dense_mac_vnni512_rows",  // the VNNI-512 row kernel on any M, for the benchmark's side-by-side timings
         [](const chip::PackedWeights& pw, I8_2 x, std::optional<I32_1> bias, I32_2w out) {
             require(pw.path == chip::AVXVNNI, "weights must be packed for avxvnni (the row layout)");
             require(chip::cpu_has_avx512vnni(), "this CPU has no AVX-512 VNNI");
