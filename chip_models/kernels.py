@@ -36,7 +36,7 @@ from neurosim import intmath
 from neurosim.errors import ParameterError
 from neurosim.intneuron import IntLIFParams, RESET_MODES
 
-PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni")
+PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni", "amx")
 _CODES = {name: i for i, name in enumerate(PATHS)}
 K_CHUNK = intmath.MAX_FAN_IN  # fan-in per kernel call: 2**16 * 128 * 128 = 2**30 keeps every partial sum in int32
 MIN_SHIFT = intmath.MIN_SHIFT  # left shifts up to 24 bits keep acc << shift exact in int64
@@ -52,6 +52,8 @@ def _paths() -> tuple[str, ...]:
             out.append("avxvnni")
         if f["avx512vnni"]:
             out.append("avx512vnni")
+        if f.get("amx"):
+            out.append("amx")
     return tuple(out)
 
 
@@ -64,7 +66,8 @@ def available_paths() -> list[str]:
 
 
 def _best() -> str:
-    return _PATHS[-1]
+    # amx (the dense MAC on AMX-INT8 tiles; other kernels as avx2) is chosen only explicitly
+    return [p for p in _PATHS if p != "amx"][-1]
 
 
 _path = "auto"
@@ -150,7 +153,7 @@ if os.environ.get("NEUROSIM_CHIP_THREADS"):
 def _code(vector_only: bool = False) -> int:
     """Path code for the C++ call; non-MAC kernels have scalar and AVX2 bodies only."""
     p = get_path()
-    if vector_only and p in ("avx512vnni", "avxvnni"):
+    if vector_only and p in ("avx512vnni", "avxvnni", "amx"):
         p = "avx2"
     return _CODES[p]
 

@@ -27,6 +27,14 @@
 #include <cstring>
 #include <limits>
 
+#if NEUROSIM_X86
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#endif
+
 namespace chip {
 
 namespace {
@@ -51,6 +59,21 @@ bool cpu_has_avx512vnni() {
            NEUROSIM_CPU_SUPPORTS("avx512vnni");
 }
 bool cpu_has_avxvnni() { return NEUROSIM_CPU_SUPPORTS("avx2") && NEUROSIM_CPU_SUPPORTS("avxvnni"); }
+bool cpu_has_amx() {
+#if NEUROSIM_X86 && defined(__linux__)
+    static const bool ok = [] {
+        unsigned a, b, c, d;
+        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+        const bool tile = (d >> 24) & 1, int8 = (d >> 25) & 1;
+        if (!tile || !int8 || !cpu_has_avx512vnni()) return false;
+        constexpr long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+        return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
 
 // =============================================================================== dense MAC
 
@@ -66,12 +89,12 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
         pw.w8u.assign(mp * pw.kp8, 0);
         for (int64_t j = 0; j < m; ++j)
             for (int64_t i = 0; i < k; ++i) pw.w8u[j * pw.kp8 + i] = w[j * k + i];
-    } else if (path == AVX512VNNI && m >= VNNI_TILE_MIN_M) {
+    } else if ((path == AVX512VNNI && m >= VNNI_TILE_MIN_M) || path == AMX) {
         pw.panels = true;
         // panels of VNNI_PANEL output columns, K in quads: w8[(panel * kq + q) * 4 * VNNI_PANEL +
         // 4 * col + e] = w[panel * VNNI_PANEL + col, 4 * q + e] (zero past m and k), so one k-quad
         // of a panel is 4 zmm loads, each 16 columns x 4 bytes (the dense_vnni512 tile).
-        pw.kp = round_up(std::max<int64_t>(k, 1), 4);
+        pw.kp = round_up(std::max<int64_t>(k, 1), path == AMX ? 64 : 4);  // AMX: whole 64-byte tile rows
         const int64_t kq = pw.kp / 4, mpan = round_up(std::max<int64_t>(m, 1), VNNI_PANEL);
         pw.w8.assign(mpan * pw.kp, 0);
         pw.rowsum.assign(mpan, 0);
@@ -439,6 +462,67 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512(
             out[i * m + j] = sat32(static_cast<int64_t>(c[i * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
 }
 
+// ---- AMX-INT8: tdpbusd on tiles, the same u8 (x + 128) x s8 sums and the same weight panels
+// (a B tile is 16 k-quads x 16 columns: 16 rows of 64 bytes at a stride of 256 in a panel).
+// C blocks of 32 rows x 32 columns in four 16 x 16 int32 tiles (tmm0-3), A tiles of 16 x-rows x
+// 64 bytes (tmm4-5), B tiles (tmm6-7); per 64 k: 4 tile loads and 4 tdpbusd of 16 x 16 x 64 MACs.
+struct TileConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni"))) void dense_amx(
+    const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    const int64_t m = pw.m, k = pw.k, kp = pw.kp, kq_n = kp / 4;
+    const int64_t mp = round_up(std::max<int64_t>(m, 1), VNNI_PANEL), panels = mp / VNNI_PANEL;
+    const int64_t np = round_up(std::max<int64_t>(n, 1), 32);
+    const std::vector<uint8_t> xs = offset_x(x, n, k, np, kp);  // padding rows: x = 0 (0x80)
+    std::vector<int32_t> c(np * mp);
+    TileConfig cfg;
+    for (int t = 0; t < 8; ++t) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    const int8_t* W = pw.w8.data();
+    const int64_t ldc = mp * 4, ldb = 4 * VNNI_PANEL;
+    constexpr int64_t MC = 128;  // rows of x per block: 128 x K bytes stay in L2 while the panels pass
+    for (int64_t i0 = 0; i0 < np; i0 += MC)
+        for (int64_t jp = 0; jp < panels; ++jp)
+            for (int64_t i = i0; i < std::min(np, i0 + MC); i += 32) {
+                const uint8_t* a0 = xs.data() + i * kp;
+                const uint8_t* a1 = a0 + 16 * kp;
+                for (int64_t h = 0; h < 2; ++h) {  // the two 32-column halves of the panel
+                    const int8_t* b = W + jp * kq_n * ldb + 2 * h * 64;
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                    for (int64_t q = 0; q < kq_n; q += 16) {
+                        _tile_loadd(4, a0 + 4 * q, kp);
+                        _tile_loadd(5, a1 + 4 * q, kp);
+                        _tile_loadd(6, b + q * ldb, ldb);
+                        _tile_loadd(7, b + q * ldb + 64, ldb);
+                        _tile_dpbusd(0, 4, 6);
+                        _tile_dpbusd(1, 4, 7);
+                        _tile_dpbusd(2, 5, 6);
+                        _tile_dpbusd(3, 5, 7);
+                    }
+                    int32_t* cp = c.data() + i * mp + jp * VNNI_PANEL + 32 * h;
+                    _tile_stored(0, cp, ldc);
+                    _tile_stored(1, cp + 16, ldc);
+                    _tile_stored(2, cp + 16 * mp, ldc);
+                    _tile_stored(3, cp + 16 * mp + 16, ldc);
+                }
+            }
+    _tile_release();
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < m; ++j)
+            out[r * m + j] = sat32(static_cast<int64_t>(c[r * mp + j]) - pw.rowsum[j] + (bias ? bias[j] : 0));
+}
+
 // The VNNI-512 row kernel (4 x-rows x 2 w-rows, a horizontal sum per output and K chunk), on
 // weights in rows of kp bytes: dense_mac's AVX512VNNI path for M < VNNI_TILE_MIN_M (the previous
 // kernel for every M; the benchmark times it beside the tile kernel).
@@ -555,6 +639,7 @@ void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_
             else dense_vnni512_rows(pw, x, n, bias, out);
             break;
         case AVXVNNI: dense_avxvnni(pw, x, n, bias, out); break;
+        case AMX: dense_amx(pw, x, n, bias, out); break;
 #endif
         default: dense_scalar(pw, x, n, bias, out);
     }

@@ -7,11 +7,14 @@
 namespace chip {
 
 // Execution paths, chosen at run time. Every path gives bit-identical results.
-enum Path : int { SCALAR = 0, AVX2 = 1, AVX512VNNI = 2, AVXVNNI = 3 };
+enum Path : int { SCALAR = 0, AVX2 = 1, AVX512VNNI = 2, AVXVNNI = 3, AMX = 4 };
 
 bool cpu_has_avx2();
 bool cpu_has_avx512vnni();
 bool cpu_has_avxvnni();
+// AMX-INT8 tiles usable by this process: the CPU has them (cpuid) and Linux granted the tile
+// data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once on the first call).
+bool cpu_has_amx();
 
 // Weights packed once for the dense MAC of one path (int16 rows for AVX2, int8 rows + row sums
 // for VNNI, the raw int8 rows for the scalar path). M rows of K, padded to kp.

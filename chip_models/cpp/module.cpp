@@ -43,10 +43,11 @@ static const int32_t* bias_ptr(const std::optional<I32_1>& bias, int64_t m) {
 
 static int check_path(int path) {
     using namespace chip;
-    require(path >= SCALAR && path <= AVXVNNI, "unknown path");
+    require(path >= SCALAR && path <= AMX, "unknown path");
     require(path == SCALAR || cpu_has_avx2(), "this CPU has no AVX2");
     require(path != AVX512VNNI || cpu_has_avx512vnni(), "this CPU has no AVX-512 VNNI");
     require(path != AVXVNNI || cpu_has_avxvnni(), "this CPU has no AVX-VNNI");
+    require(path != AMX || cpu_has_amx(), "this CPU (or the OS) gives no AMX-INT8 tiles");
     return path;
 }
 
@@ -170,6 +171,7 @@ NB_MODULE(_kernels, m) {
         d["avx2"] = chip::cpu_has_avx2();
         d["avx512vnni"] = chip::cpu_has_avx512vnni();
         d["avxvnni"] = chip::cpu_has_avxvnni();
+        d["amx"] = chip::cpu_has_amx();
         return d;
     });
 
