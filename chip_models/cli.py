@@ -50,7 +50,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="NIR import: time step in seconds (default: the graph's metadata dt, else 1e-3)")
     p.add_argument("--steps", type=int, default=1, help="NIR import: time steps per frame (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reference network and synthetic inputs")
-    p.add_argument("--path", default="auto", help="kernel path: auto, scalar, avx2, avx512vnni, avxvnni")
+    p.add_argument("--path", default="auto", help="kernel path: auto, scalar, avx2, avx512vnni, avxvnni, amx (AMX-INT8 dense MAC; never chosen by auto)")
     p.add_argument("--threads", type=int, default=0, help="kernel threads: each conv layer's output rows are split "
                    "over them, like a chip's cores (default 0 = all CPUs; 1 = one thread; same results for any count)")
 

@@ -23,7 +23,7 @@ Python API in brief::
 
     net = quant.to_integer(model.eval(), x[:1])         # BN-free Sequential models (e.g. eoq)
     from neurosim.intnet import run_reference
-    logits = run_reference(net, {"input": quant.quantize_input(net, x)[:, None]})
+    logits = run_reference(net, {"input": quant.quantize_input(net, x)})[net.outputs[0]]
 
 Notes for users of the API:
 
