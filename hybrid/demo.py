@@ -2,7 +2,8 @@
 
 Uses the demo dataset of the ``benchmarks_data`` stage. The shipped model
 (``hybrid/models/default``) is evaluated on its test split together with its own branches
-alone (``ann_only`` / ``snn_only`` views of the same weights); with ``train_batches > 0`` it
+alone (``ann_only`` / ``snn_only`` views of the same weights) and two frame-tracker baselines
+(a never-moving box, OpenCV CSRT; ``hybrid.baselines``); with ``train_batches > 0`` it
 is first fine-tuned for that many batches on the demo's training split. The tracker is then
 exported to ``outdir/hybrid/intnet`` for the chip stage (key ``"intnet"``).
 """
@@ -45,7 +46,8 @@ def run(outdir: pathlib.Path, summary: dict, say: Callable[..., None], seed: int
     if dataset:
         say(f"hybrid: evaluating the tracker and its branches alone on the test split of {dataset}")
         runs = {"hybrid (full)": run_dir, "ANN branch only": (run_dir, "ann_only"), "SNN branch only": (run_dir, "snn_only")}
-        ev = evaluate(runs, dataset, out / "eval", "test", say=lambda *a: say("hybrid: " + " ".join(map(str, a))))
+        ev = evaluate(runs, dataset, out / "eval", "test", say=lambda *a: say("hybrid: " + " ".join(map(str, a))),
+                      baselines=("static_box", "csrt"))
         result["eval"] = ev
         result["plots"] = [str(out / "eval" / "success.png"), str(out / "eval" / "precision.png")]
     else:

@@ -21,7 +21,7 @@ def test_demo_stage_uses_the_shipped_model_and_exports(tmp_path):
     net = load(result["intnet"])
     assert {"frame", "events"} <= set(net.inputs)
     trackers = result["eval"]["trackers"]
-    assert set(trackers) == {"hybrid (full)", "ANN branch only", "SNN branch only"}
+    assert set(trackers) == {"hybrid (full)", "ANN branch only", "SNN branch only", "static_box", "csrt"}
     assert all(0 <= t["auc"] <= 1 for t in trackers.values())
     for p in result["plots"]:
         assert pathlib.Path(p).is_file()
