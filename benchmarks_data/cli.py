@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 from typing import Any
 
 from neurosim.errors import InputError, ParameterError
@@ -116,15 +117,20 @@ def _check_common(args: argparse.Namespace) -> None:
     from neurosim.extras import ensure_installed
 
     if args.scheduler:
+        if args.scheduler != "local" and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d+)?/?|[\w.-]+:\d+", args.scheduler):
+            raise ParameterError(f"--scheduler {args.scheduler!r} is not a scheduler address: give 'local' or e.g. tcp://host:8786")
         ensure_installed(["distributed"], f"neurosim data {args.verb} --scheduler", prefer="dask")
-    if args.aps_rate <= 0:
-        raise ParameterError(f"APS rate {args.aps_rate} Hz is impossible: give a positive --aps-rate")
+    if not 0 < args.aps_rate <= 1e6:
+        raise ParameterError(f"APS rate {args.aps_rate} Hz is impossible: give --aps-rate in (0, 1000000]")
     if args.workers < 1:
         raise ParameterError(f"--workers {args.workers} is impossible: give 1 or more")
     for name in ("test_fraction", "val_fraction"):
         v = getattr(args, name)
         if not 0 <= v < 1:
             raise ParameterError(f"--{name.replace('_', '-')} {v} must be in [0, 1)")
+    if args.test_fraction + args.val_fraction >= 1:
+        raise ParameterError(f"--test-fraction {args.test_fraction} + --val-fraction {args.val_fraction} leave no training "
+                             "sequences: make their sum less than 1")
 
 
 def _progress(ctx: Any, total: int, what: str):

@@ -45,6 +45,7 @@ import numpy as np
 
 from benchmarks_data.build import BuildOptions, _default_params, frame_times_us, run_build, simulate_with_boxes
 from benchmarks_data.layouts import SequenceSpec
+from neurosim.config import check_range
 from neurosim.errors import ParameterError
 
 
@@ -69,7 +70,12 @@ class SynthConfig:
     lighting: float = 0.3
 
     def check(self) -> None:
-        """Raise ParameterError for an impossible configuration."""
+        """Raise ParameterError for an impossible configuration or a value outside :data:`SYNTH_RANGES`."""
+        for name, (low, high) in SYNTH_RANGES.items():
+            values = getattr(self, name)
+            for v in values if isinstance(values, tuple) else (values,):
+                check_range(f"synth.{name}", v, low, high,
+                            why="the bounds guard against runaway time and memory; to go past one edit SYNTH_RANGES in benchmarks_data/synth.py")
         if self.width < 32 or self.height < 32:
             raise ParameterError(f"synthetic sensor {self.width}x{self.height} is too small: give at least 32x32")
         if self.n_frames < 2:
@@ -83,6 +89,24 @@ class SynthConfig:
             raise ParameterError(f"distractor_speed_px_s {self.distractor_speed_px_s} must be [low, high] with 0 <= low <= high (px/s)")
         if max(self.target_size_px) * max(self.scale_range) >= min(self.width, self.height) - 2:
             raise ParameterError(f"target size {self.target_size_px} x scale {self.scale_range} does not fit {self.width}x{self.height}")
+
+
+# [low, high] of each SynthConfig number (both ends of a range pair); generous for real use.
+SYNTH_RANGES: dict[str, tuple[float, float]] = {
+    "width": (32, 8192), "height": (32, 8192),  # px
+    "n_frames": (2, 1_000_000),
+    "fps": (240, 100_000),
+    "subframes": (1, 64),
+    "aps_exposure_frames": (1, 10_000),
+    "n_distractors": (0, 100),
+    "distractor_speed_px_s": (0, 1e5),
+    "target_size_px": (1, 8192),
+    "speed_px_s": (0, 1e5),
+    "turn_rad_s": (0, 1000),
+    "scale_range": (0.01, 100),
+    "scale_rate": (0, 100),
+    "lighting": (0, 1),
+}
 
 
 @dataclasses.dataclass

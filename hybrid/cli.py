@@ -122,13 +122,13 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     from neurosim.cli import params_from_args
     from neurosim.io import existing_dir
 
-    for folder in args.dataset:
-        existing_dir(folder, "dataset folder")
-        load_index(folder)
     cfg = params_from_args(args, TrainConfig)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     cfg.check()
+    for folder in args.dataset:
+        existing_dir(folder, "dataset folder")
+        load_index(folder)
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"-o {out} is a file: give a run folder")

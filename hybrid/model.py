@@ -76,6 +76,7 @@ class ModelConfig:
         return self.ann_template_size or self.template_size, self.ann_template_spacing or self.template_spacing
 
     def check(self) -> "ModelConfig":
+        from neurosim.config import check_range
         from neurosim.errors import ParameterError
 
         if self.variant not in VARIANTS:
@@ -103,7 +104,29 @@ class ModelConfig:
             raise ParameterError(f"model.temperature {self.temperature} and model.ann_temperature {self.ann_temperature} must be > 0")
         if not (0 < self.snn_rate_hz <= 100_000):
             raise ParameterError(f"model.snn_rate_hz {self.snn_rate_hz} must be in (0, 100000]")
+        for name, (low, high, low_open) in MODEL_RANGES.items():
+            check_range(f"model.{name}", getattr(self, name), low, high, low_open=low_open,
+                        why="to go past an upper bound edit MODEL_RANGES in hybrid/model.py")
+        for width in self.ann_channels + self.snn_channels:
+            check_range("model.ann_channels / model.snn_channels", width, 1, 1024)
         return self
+
+
+# (low, high, low excluded) of each ModelConfig number; the upper bounds are far past any useful
+# tracker (a 1024-pixel search crop already needs GBs per batch).
+MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
+    "search_size": (16, 1024, False),
+    "snn_tau": (0.0, 1.0, False),
+    "snn_threshold": (0.0, 100.0, True),
+    "trace_decay": (0.0, 1.0, False),
+    "template_size": (1, 32, False),
+    "ann_template_size": (0, 32, False),
+    "temperature": (0.0, 1000.0, True),
+    "ann_temperature": (0.0, 1000.0, True),
+    "warmup_bins": (0, 1000, False),
+    "alpha_frame": (0.0, 1.0, True),
+    "alpha_hold": (0.0, 1.0, True),
+}
 
 
 class DashNet(nn.Module):

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from hybrid.checkpoint import find_checkpoint, load_optimizers, model_weights, save_checkpoint
 from hybrid.model import STRIDE, DashNet, ModelConfig
 from hybrid.template import response_loss
-from neurosim.config import to_dict
+from neurosim.config import check_range, to_dict
 from neurosim.errors import InputError, ParameterError
 
 
@@ -69,13 +69,30 @@ class TrainConfig:
     threads: int = 1  # torch intra-op threads per process
 
     def check(self) -> "TrainConfig":
+        """Raise ParameterError naming the first value outside its range (:data:`TRAIN_RANGES`)."""
         self.model.check()
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ParameterError(f"{name} = {getattr(self, name)} must be ≥ 1")
-        if not self.lr > 0:
-            raise ParameterError(f"lr = {self.lr} must be > 0")
+        for name, (low, high, low_open) in TRAIN_RANGES.items():
+            check_range(name, getattr(self, name), low, high, low_open=low_open,
+                        why="to go past an upper bound edit TRAIN_RANGES in hybrid/train.py")
         return self
+
+
+# (low, high, low excluded) of each TrainConfig number; the upper bounds are far past any useful run.
+TRAIN_RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, 100_000, False),
+    "batch_size": (1, 4096, False),
+    "batches_per_epoch": (0, 10_000_000, False),
+    "lr": (0.0, 10.0, True),
+    "quant_lr": (0.0, 1000.0, True),
+    "seed": (0, 2**32 - 1, False),
+    "jitter": (0.0, 1.0, False),
+    "start_noise": (0.0, 1.0, False),
+    "grad_clip": (0.0, 1e6, True),
+    "w_box": (0.0, 1000.0, False),
+    "w_scale": (0.0, 1000.0, False),
+    "checkpoint_every": (1, 100_000, False),
+    "threads": (1, 1024, False),
+}
 
 
 def _centre(b: torch.Tensor) -> torch.Tensor:

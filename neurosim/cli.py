@@ -257,6 +257,31 @@ def build_parser(command: str | None) -> ArgumentParser:
     return parser
 
 
+# [low, high] (low excluded where the third item is True) of the numeric options verbs share,
+# checked by main() before any work; the upper bounds are far past real use and guard against
+# runaway time and memory.
+OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
+    "seed": (0, 2**32 - 1, False), "split_seed": (0, 2**32 - 1, False),
+    "threads": (0, 1024, False),  # 0: the default
+    "workers": (1, 1024, False),
+    "max_frames": (1, 10**9, False), "frames": (1, 10**7, False), "sequences": (1, 100_000, False),
+    "fps": (0.0, 1e6, True), "window_ms": (0.0, 1e7, True), "frame_interval_ms": (0.0, 1e7, True),
+    "t0": (-1e7, 1e7, False), "t1": (-1e7, 1e7, False),  # seconds
+    "dt": (0.0, 1e3, True), "steps": (1, 100_000, False), "activity": (0.0, 1.0, False),  # chip (NIR dt in s)
+}
+
+
+def check_option_ranges(args: argparse.Namespace) -> None:
+    """Raise ParameterError naming the first shared numeric option (:data:`OPTION_RANGES`) out of range."""
+    from neurosim.config import check_range
+
+    for dest, (low, high, low_open) in OPTION_RANGES.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_range("--" + dest.replace("_", "-"), value, low, high, low_open=low_open,
+                        why="to go past the upper bound edit OPTION_RANGES in neurosim/cli.py")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neurosim`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -271,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (sub or parser).print_help()
             return 0 if args.command is None else 2
         ensure_installed(getattr(args, "needs", ()), _feature(command, args), _preferred_extra(command))
+        check_option_ranges(args)
         check_outputs(args, getattr(args, "io_inputs", ()), getattr(args, "io_outputs", ()))
         ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
         summary = handler(args, ctx)

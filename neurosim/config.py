@@ -8,6 +8,7 @@ are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import types
 import typing
@@ -71,7 +72,30 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
             known = ", ".join(sorted(fields))
             raise ParameterError(f"unknown parameter {where}{key}: known parameters are {known}")
         kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if callable(check):  # every parameter dataclass declares its ranges in check()
+        check()
+    return obj
+
+
+def check_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False, why: str = "") -> None:
+    """Raise ParameterError unless ``value`` is a finite number in [low, high] ((low, high] if ``low_open``).
+
+    The one range check of every parameter dataclass: the message names the parameter, its
+    range and, in ``why``, what the bound guards (how to go past a safety bound).
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        span = f"{'(' if low_open else '['}{_number(low)}, {_number(high)}]"
+        label = name if name.startswith("-") else f"parameter {name}"
+        why = f" ({why})" if why else ""
+        raise ParameterError(f"{label} = {value!r} is out of range: give a finite value in {span}{why}")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

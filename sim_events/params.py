@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from neurosim.config import check_range
 from neurosim.errors import ParameterError
 
 
@@ -116,35 +117,16 @@ class DvsParams:
         self.validate()
 
     def validate(self) -> "DvsParams":
-        """Raise ParameterError naming the first impossible value."""
-        positive = ["contrast_threshold_on", "contrast_threshold_off", "threshold_floor", "linlog_dn",
-                    "max_px_per_step", "max_theta_fraction"]
-        for name in positive:
-            v = getattr(self, name)
-            if not (v > 0):
-                raise ParameterError(f"{name} = {v} must be > 0")
-        nonneg = ["threshold_sigma", "refractory_us", "cutoff_hz", "leak_rate_hz", "leak_sigma",
-                  "shot_noise_rate_hz", "hot_pixel_fraction", "hot_pixel_rate_hz", "jitter_us", "latency_us",
-                  "initial_offset", "noise_gate_sigmas", "bridge_sigma", "blur_px", "highlight_gain", "aps_read_noise_dn", "aps_shot_gain"]
-        for name in nonneg:
-            v = getattr(self, name)
-            if not (v >= 0):
-                raise ParameterError(f"{name} = {v} must be >= 0")
-        if not (0 < self.highlight_knee_dn <= 255):
-            raise ParameterError(f"highlight_knee_dn = {self.highlight_knee_dn} must be in (0, 255]")
-        if self.hot_pixel_fraction > 1:
-            raise ParameterError(f"hot_pixel_fraction = {self.hot_pixel_fraction} must be <= 1")
-        if self.initial_offset > 1:
-            raise ParameterError(f"initial_offset = {self.initial_offset} must be in [0, 1]")
+        """Raise ParameterError naming the first value outside its range (:data:`RANGES`)."""
+        for name, (low, high, low_open) in RANGES.items():
+            check_range(name, getattr(self, name), low, high, low_open=low_open, why=_why(name, high))
         if self.flow_preset not in FLOW_PRESETS:
             raise ParameterError(f"flow_preset {self.flow_preset!r} is unknown: use one of {', '.join(FLOW_PRESETS)}")
-        if not (0.1 <= self.flow_scale <= 1.0):
-            raise ParameterError(f"flow_scale = {self.flow_scale} must be in [0.1, 1]")
-        if not (1 <= int(self.max_substeps) <= 4096):
-            raise ParameterError(f"max_substeps = {self.max_substeps} must be in 1..4096")
-        if any(int(i) < 0 for i in self.hot_pixels):
-            raise ParameterError("hot_pixels must be flat pixel indices y*width + x >= 0")
+        if any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 2**31 for i in self.hot_pixels):
+            raise ParameterError("hot_pixels must be flat pixel indices y*width + x in [0, 2^31)")
         return self
+
+    check = validate
 
     def replace(self, **changes: Any) -> "DvsParams":
         """A copy with ``changes`` applied (validated)."""
@@ -158,6 +140,47 @@ class DvsParams:
 
 
 FLOW_PRESETS = ("ultrafast", "fast", "medium")
+
+# (low, high, low excluded) of every numeric field. Upper bounds lie far beyond real sensors
+# (DVS pixels fire at most ~10 kHz; a 1 s refractory period or a 50 px blur is already absurd)
+# and guard against runaway time and memory: a noise rate of 1e15 Hz would ask for 1e15
+# events per pixel and second.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "contrast_threshold_on": (0.0, 10.0, True),  # log units
+    "contrast_threshold_off": (0.0, 10.0, True),
+    "threshold_sigma": (0.0, 10.0, False),
+    "threshold_floor": (0.0, 10.0, True),
+    "refractory_us": (0.0, 1e6, False),  # ≤ 1 s
+    "cutoff_hz": (0.0, 1e6, False),
+    "leak_rate_hz": (0.0, 1e4, False),  # per pixel: ≤ 10 kHz, a real pixel's ceiling
+    "leak_sigma": (0.0, 10.0, False),
+    "shot_noise_rate_hz": (0.0, 1e4, False),
+    "hot_pixel_fraction": (0.0, 1.0, False),
+    "hot_pixel_rate_hz": (0.0, 1e4, False),
+    "jitter_us": (0.0, 1e6, False),
+    "latency_us": (0.0, 1e6, False),
+    "linlog_dn": (0.0, 255.0, True),
+    "highlight_knee_dn": (0.0, 255.0, True),
+    "highlight_gain": (0.0, 100.0, False),
+    "initial_offset": (0.0, 1.0, False),
+    "noise_gate_sigmas": (0.0, 1000.0, False),
+    "blur_px": (0.0, 50.0, False),  # σ in pixels
+    "aps_read_noise_dn": (0.0, 255.0, False),
+    "aps_shot_gain": (0.0, 255.0, False),
+    "flow_scale": (0.1, 1.0, False),
+    "max_px_per_step": (0.0, 1e4, True),
+    "max_theta_fraction": (0.0, 100.0, True),
+    "max_substeps": (1, 4096, False),
+    "bridge_sigma": (0.0, 10.0, False),
+}
+SAFETY_BOUNDS = {"refractory_us", "cutoff_hz", "leak_rate_hz", "shot_noise_rate_hz", "hot_pixel_rate_hz",
+                 "jitter_us", "latency_us", "blur_px", "max_substeps", "noise_gate_sigmas"}
+
+
+def _why(name: str, high: float) -> str:
+    if name in SAFETY_BOUNDS:
+        return f"the upper bound {high:g} guards against runaway time and memory; to go past it edit RANGES in sim_events/params.py"
+    return ""
 
 # Each preset lists only what differs from the defaults above.
 PRESETS: dict[str, dict[str, Any]] = {

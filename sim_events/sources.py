@@ -72,6 +72,9 @@ def to_luminance(img: np.ndarray, order: str = "bgr") -> np.ndarray:
     return cv2.cvtColor(img, code)
 
 
+MAX_SIDE_PX = 8192  # largest sensor side accepted by --resize (today's largest event sensors: 1280 px)
+
+
 def parse_resize(value: str | Sequence[int] | None) -> tuple[int, int] | None:
     """``"346x260"`` or ``(346, 260)`` → (width, height); None stays None."""
     if value is None:
@@ -84,6 +87,9 @@ def parse_resize(value: str | Sequence[int] | None) -> tuple[int, int] | None:
     w, h = (int(v) for v in value)
     if w <= 0 or h <= 0:
         raise ParameterError(f"resize {w}x{h} is impossible: give a positive width and height")
+    if max(w, h) > MAX_SIDE_PX:
+        raise ParameterError(f"resize {w}x{h} is out of range: give at most {MAX_SIDE_PX} pixels per side "
+                             "(a guard against running out of memory; edit MAX_SIDE_PX in sim_events/sources.py to go past it)")
     return w, h
 
 
