@@ -125,6 +125,27 @@ def load_index(dataset: str | pathlib.Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a neurosim dataset index: rebuild the dataset")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"dataset index {path} has format_version {data['format_version']}, newer than this neurosim reads: upgrade neurosim")
+    _check_entries(data, path)
     return data
+
+
+def _check_entries(data: dict[str, Any], path: pathlib.Path) -> None:
+    """Every sequence entry names a file; every split names only indexed sequences."""
+    if not all(isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("file"), str)
+               for e in data["sequences"]):
+        raise InputError(f"{path}: a sequence entry lacks its name or file: rebuild the dataset")
+    root = path.parent
+    for e in data["sequences"]:
+        if not (root / e["file"]).is_file():
+            raise InputError(f"{path}: sequence {e['name']!r} has no file {root / e['file']}: rebuild the dataset")
+    names = {e["name"] for e in data["sequences"]}
+    splits = data.get("splits", {})
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        raise InputError(f"{path}: 'splits' must map split names to lists of sequence names: rebuild the dataset")
+    for split, members in splits.items():
+        missing = [n for n in members if n not in names]
+        if missing:
+            raise InputError(f"{path}: split {split!r} names sequence {missing[0]!r}, which the dataset does not have: "
+                             "remove it from the split or rebuild the dataset")
 
 

@@ -71,11 +71,9 @@ class SynthConfig:
 
     def check(self) -> None:
         """Raise ParameterError for an impossible configuration or a value outside :data:`SYNTH_RANGES`."""
-        for name, (low, high) in SYNTH_RANGES.items():
-            values = getattr(self, name)
-            for v in values if isinstance(values, tuple) else (values,):
-                check_range(f"synth.{name}", v, low, high,
-                            why="the bounds guard against runaway time and memory; to go past one edit SYNTH_RANGES in benchmarks_data/synth.py")
+        for name in ("distractor_speed_px_s", "target_size_px", "speed_px_s", "scale_range"):
+            if len(getattr(self, name)) != 2:
+                raise ParameterError(f"parameter synth.{name} = {list(getattr(self, name))} must be a pair [low, high]")
         if self.width < 32 or self.height < 32:
             raise ParameterError(f"synthetic sensor {self.width}x{self.height} is too small: give at least 32x32")
         if self.n_frames < 2:
@@ -89,6 +87,11 @@ class SynthConfig:
             raise ParameterError(f"distractor_speed_px_s {self.distractor_speed_px_s} must be [low, high] with 0 <= low <= high (px/s)")
         if max(self.target_size_px) * max(self.scale_range) >= min(self.width, self.height) - 2:
             raise ParameterError(f"target size {self.target_size_px} x scale {self.scale_range} does not fit {self.width}x{self.height}")
+        for name, (low, high) in SYNTH_RANGES.items():
+            values = getattr(self, name)
+            for v in values if isinstance(values, tuple) else (values,):
+                check_range(f"synth.{name}", v, low, high,
+                            why="the bounds guard against runaway time and memory; to go past one edit SYNTH_RANGES in benchmarks_data/synth.py")
 
 
 # [low, high] of each SynthConfig number (both ends of a range pair); generous for real use.

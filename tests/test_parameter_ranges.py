@@ -106,3 +106,29 @@ def test_dvs_params_out_of_range(kwargs):
 
     with pytest.raises(ParameterError, match=next(iter(kwargs))):
         DvsParams(**kwargs)
+
+
+def _dataset(root: pathlib.Path, splits: dict, files: bool = True) -> pathlib.Path:
+    import json
+
+    (root / "sequences").mkdir(parents=True)
+    if files:
+        (root / "sequences" / "a.h5").write_bytes(b"")
+    index = {"format": "neurosim-dataset", "format_version": 1, "splits": splits,
+             "sequences": [{"name": "a", "file": "sequences/a.h5"}]}
+    (root / "index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.mark.parametrize("verb", [["eval", "default"], ["train"], ["data", "info"]])
+@pytest.mark.parametrize("splits, files, needle", [({"train": ["a"], "test": ["a", "ghost"]}, True, "'ghost'"),
+                                                   ({"train": ["a"], "test": ["a"]}, False, "has no file")],
+                         ids=["split-names-missing-sequence", "sequence-file-missing"])
+def test_dataset_index_checked_up_front(verb, splits, files, needle, tmp_path, capsys):
+    data = _dataset(tmp_path / "d", splits, files)
+    out = tmp_path / "out"
+    argv = verb + ([str(data)] if verb == ["data", "info"] else ["--dataset", str(data), "-o", str(out)])
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not out.exists()
