@@ -51,7 +51,10 @@ from neurosim.errors import ParameterError
 
 @dataclasses.dataclass(frozen=True)
 class SynthConfig:
-    """Size and difficulty of the synthetic sequences (px, fps, px/s, fractions)."""
+    """Size and difficulty of the synthetic sequences (px, fps, px/s, fractions).
+
+    Ranges: :data:`SYNTH_RANGES` (checked by :meth:`check`, e.g. ``n_distractors`` in [0, 100]).
+    """
 
     width: int = 240
     height: int = 180

@@ -46,7 +46,10 @@ STRIDE = 4
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Architecture and tracking parameters (all variants share them)."""
+    """Architecture and tracking parameters (all variants share them).
+
+    Ranges: :data:`MODEL_RANGES` (checked by :meth:`check`, e.g. ``search_size`` in [16, 1024]).
+    """
 
     variant: str = "full"
     search_size: int = 64  # S: search crop side in network pixels

@@ -50,6 +50,7 @@ class TrainConfig:
     Adam learning rate ``lr`` (QuantSGD ``quant_lr`` in int8 steps for a quantized ANN);
     ``jitter`` and ``start_noise`` as fractions of the crop / box size; ``grad_clip`` the gradient
     norm per branch; ``w_box``, ``w_scale`` loss weights; ``threads`` torch threads per process.
+    Ranges: :data:`TRAIN_RANGES` (checked by :meth:`check`, e.g. ``lr`` in (0, 10]).
     """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import pathlib
 import types
 import typing
@@ -85,7 +86,7 @@ def check_range(name: str, value: Any, low: float, high: float, *, low_open: boo
     The one range check of every parameter dataclass: the message names the parameter, its
     range and, in ``why``, what the bound guards (how to go past a safety bound).
     """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (low < value if low_open else low <= value) and value <= high
     if not ok:
         span = f"{'(' if low_open else '['}{_number(low)}, {_number(high)}]"

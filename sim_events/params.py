@@ -14,6 +14,7 @@ sources are commented; where the literature gives only a range
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 from neurosim.config import check_range
@@ -80,6 +81,9 @@ class DvsParams:
       frames as a random walk. It flattens frame-locked phases but adds events and costs
       timing precision (on the DAVIS346 recording 0.4 gave phase CV 0.06 but F1 0.46);
       0 = off, the default and what calibration uses.
+
+    Every number has a range (:data:`RANGES`: finite, bounded; upper bounds far past real
+    sensors guard against runaway time and memory), checked on construction.
     """
 
     contrast_threshold_on: float = 0.25
@@ -122,7 +126,7 @@ class DvsParams:
             check_range(name, getattr(self, name), low, high, low_open=low_open, why=_why(name, high))
         if self.flow_preset not in FLOW_PRESETS:
             raise ParameterError(f"flow_preset {self.flow_preset!r} is unknown: use one of {', '.join(FLOW_PRESETS)}")
-        if any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 2**31 for i in self.hot_pixels):
+        if any(not isinstance(i, numbers.Integral) or not 0 <= i < 2**31 for i in self.hot_pixels):
             raise ParameterError("hot_pixels must be flat pixel indices y*width + x in [0, 2^31)")
         return self
 
