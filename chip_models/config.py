@@ -20,7 +20,7 @@ import dataclasses
 import pathlib
 from typing import Any, Sequence
 
-from neurosim.config import apply_overrides, from_dict, load_toml
+from neurosim.config import apply_overrides, check_range, from_dict, load_toml
 from neurosim.errors import ParameterError
 
 PRESET_DIR = pathlib.Path(__file__).with_name("presets")
@@ -66,6 +66,10 @@ class ChipConfig:
         for f in ("hop_cycles", "energy_per_mac_pj", "energy_per_sop_pj", "energy_per_hop_pj", "static_power_w"):
             if getattr(self, f) < 0:
                 raise ParameterError(f"chip {self.name}: {f} must not be negative")
+        for f, (low, high) in CHIP_RANGES.items():
+            check_range(f"chip {self.name}: {f}", getattr(self, f), low, high,
+                        why="the upper bounds lie far past real chips and guard against runaway mapping; "
+                        "edit CHIP_RANGES in chip_models/config.py to go past one")
 
     @property
     def rows(self) -> int:
@@ -80,6 +84,18 @@ class ChipConfig:
     @property
     def cores(self) -> int:
         return self.rows * self.cols
+
+
+# [low, high] of each ChipConfig number: a Tianjic has 12×13 cores of 256 neurons and 22 KiB.
+CHIP_RANGES: dict[str, tuple[float, float]] = {
+    "chips": (1, 1024), "mesh_rows": (1, 1024), "mesh_cols": (1, 1024),
+    "fan_in": (1, 2**20), "fan_out": (1, 2**20), "memory_bytes": (1, 2**32), "state_bytes_per_neuron": (0, 1024),
+    "mac_rows": (1, 4096), "mac_cols": (1, 4096), "axon_bytes_per_clock": (1, 2**20),
+    "soma_neurons_per_clock": (1, 2**20), "clock_hz": (1, 1e12), "packet_bytes": (1, 4096),
+    "packet_payload_bytes": (1, 4096), "hop_cycles": (0, 1e6), "router_packets_per_clock": (1e-6, 1e6),
+    "energy_per_mac_pj": (0, 1e9), "energy_per_sop_pj": (0, 1e9), "energy_per_hop_pj": (0, 1e9),
+    "static_power_w": (0, 1e6),
+}
 
 
 def presets() -> list[str]:
