@@ -142,3 +142,16 @@ def test_chip_parameters_out_of_range(setting, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["quant", "train-digits", "-o", "{out}", "--set", "lr=inf"], "lr"),
+    (["quant", "train-digits", "-o", "{out}", "--set", "epochs=0"], "epochs"),
+    (["snn", "crosscheck", "--neurons", "100000000"], "neurons"),
+], ids=["digits-lr", "digits-epochs", "crosscheck-neurons"])
+def test_other_parameter_sets_out_of_range(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([a.format(out=out) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not out.exists()

@@ -37,6 +37,25 @@ class DigitsParams:
     seed: int = 0
     train_images: int = 0  # 0: all 1197 training images; fewer for a quick run
 
+    def check(self) -> "DigitsParams":
+        """Raise ParameterError naming the first number out of :data:`DIGITS_RANGES`."""
+        from neurosim.config import check_range
+
+        for name, (low, high, low_open) in DIGITS_RANGES.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_range(name, value, low, high, low_open=low_open,
+                            why="to go past the upper bound edit DIGITS_RANGES in neurosim/quant/train.py")
+        return self
+
+
+# (low, high, low excluded) of each DigitsParams number; far past any useful digits run.
+DIGITS_RANGES: dict[str, tuple[float, float, bool]] = {
+    "width": (1, 1024, False), "epochs": (1, 10_000, False), "batch_size": (1, 4096, False),
+    "lr": (0.0, 1000.0, True), "float_lr": (0.0, 10.0, True), "seed": (0, 2**32 - 1, False),
+    "train_images": (0, 1_000_000, False),
+}
+
 
 def load_digits_split(test_size: int = 600) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_train, y_train, x_test, y_test)``: x (N, 1, 8, 8) float32 in [0, 1], y int64."""

@@ -13,10 +13,19 @@ import dataclasses
 class CrosscheckParams:
     """Options of ``neurosim snn crosscheck``."""
 
-    neurons: int = 1000
-    steps: int = 1000
+    neurons: int = 1000  # [1, 1e6]
+    steps: int = 1000  # [1, 1e6] steps of 1 ms
     synaptic: bool = True
-    seed: int = 0
+    seed: int = 0  # [0, 2^32 - 1]
+
+    def check(self) -> "CrosscheckParams":
+        """Raise ParameterError naming the first value out of its range (in the field comments)."""
+        from neurosim.config import check_range
+
+        for name, high in (("neurons", 10**6), ("steps", 10**6), ("seed", 2**32 - 1)):
+            check_range(name, getattr(self, name), 0 if name == "seed" else 1, high,
+                        why="to go past the upper bound edit CrosscheckParams.check in neurosim/snn/cli.py")
+        return self
 
 
 def register(name: str, subparsers: argparse._SubParsersAction) -> None:
