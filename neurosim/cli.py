@@ -268,6 +268,8 @@ OPTION_RANGES: dict[str, tuple[float, float, bool]] = {
     "fps": (0.0, 1e6, True), "window_ms": (0.0, 1e7, True), "frame_interval_ms": (0.0, 1e7, True),
     "t0": (-1e7, 1e7, False), "t1": (-1e7, 1e7, False),  # seconds
     "dt": (0.0, 1e3, True), "steps": (1, 100_000, False), "activity": (0.0, 1.0, False),  # chip (NIR dt in s)
+    "every": (1, 10_000, False),
+    "passes": (1, 100, False), "width": (1, 8192, False), "height": (1, 8192, False),  # px
 }
 
 

@@ -43,6 +43,8 @@ def _cases():
         ("simulate-hot-rate", simulate + ["--set", "hot_pixel_rate_hz=inf"], "hot_pixel_rate_hz"),
         ("simulate-resize", simulate + ["--resize", "100000x100000"], "resize"),
         ("simulate-seed", simulate + ["--seed", "-1"], "seed"),
+        ("simulate-aps-every", simulate + ["--aps-every", "0"], "aps_every"),
+        ("import-width", ["data", "import", "{video}", "-o", "{out}", "--width", "0", "--height", "10"], "--width"),
         ("synth-distractors", ["data", "synth", "-o", "{out}", "--set", "synth.n_distractors=100000"],
          "synth.n_distractors"),
         ("synth-size", ["data", "synth", "-o", "{out}", "--size", "100000x100"], "resize"),
