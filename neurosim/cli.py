@@ -315,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = missing_extra(module, _feature(command, args), _preferred_extra(command))
         print(f"neurosim: error: {err}", file=sys.stderr)
         return err.exit_code
+    except MemoryError:  # sizes within their ranges that still do not fit this machine
+        print(f"neurosim: error: {_feature(command, args)} ran out of memory: use smaller sizes, rates or counts "
+              "(e.g. --resize, noise rates, --set values) or free memory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("neurosim: interrupted", file=sys.stderr)
         return 130

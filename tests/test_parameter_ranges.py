@@ -157,3 +157,23 @@ def test_other_parameter_sets_out_of_range(argv, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs POSIX resource limits")
+def test_out_of_memory_is_one_line_and_nothing_written(tmp_path):
+    """A size inside its range that does not fit the memory given: one line, exit 2, no file."""
+    import resource
+    import subprocess
+    import sys
+
+    video, out = _video(tmp_path / "v.mp4"), tmp_path / "o.h5"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2_500_000_000, 2_500_000_000))
+
+    res = subprocess.run([sys.executable, "-m", "neurosim.cli", "events", "simulate", str(video), "-o", str(out),
+                          "--resize", "8192x8192"], capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "ran out of memory" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
