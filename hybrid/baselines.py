@@ -18,10 +18,10 @@ Baselines (:data:`BASELINES`):
 - ``mil``: OpenCV's MIL, multiple-instance online boosting (Babenko et al., CVPR 2009).
 
 The OpenCV trackers come from ``opencv-contrib-python-headless`` (CSRT, KCF) and run with their
-default parameters on the grey APS frame replicated to three channels. MIL samples at random
-from a process-wide generator inside OpenCV that ``cv2.setRNGSeed`` does not reach: a whole
-``neurosim eval`` run is reproducible (same inputs, same order, same boxes), but a sequence's MIL
-boxes depend on how many MIL runs came before it in the process.
+default parameters on the grey APS frame replicated to three channels. MIL draws its Haar
+features with the C library's ``rand()``, which ``cv2.setRNGSeed`` does not reach; every tracker
+``init`` therefore seeds both (``srand(seed)`` through ctypes), so a sequence's MIL boxes are the
+same whatever ran before it in the process.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class OpenCVTracker:
         import cv2
 
         cv2.setRNGSeed(self.seed)  # for OpenCV code that draws from theRNG()
+        _seed_c_rand(self.seed)  # MIL's Haar features come from C rand()
         self.box = np.array(box, np.float64)
         self._tracker = self._factory()
         self._tracker.init(_bgr(frame), _rect(self.box))
@@ -151,6 +152,18 @@ def baseline_runner(name: str, snn_rate_hz: float, seed: int = 0) -> Callable[[T
         return track_frames(make_baseline(name, seed), track, snn_rate_hz, max_frames=max_frames)
 
     return run
+
+
+def _seed_c_rand(seed: int) -> None:
+    """``srand(seed)`` in the C library OpenCV links (process-wide; a no-op where none is found)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(None) if hasattr(ctypes.CDLL(None), "srand") else ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.srand(ctypes.c_uint(seed & 0xFFFFFFFF))
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:

@@ -69,8 +69,7 @@ def test_opencv_trackers_follow_a_moving_target_and_beat_a_static_box(name):
 
 
 def test_each_baseline_is_reproducible_in_a_fresh_process():
-    """Same frames, same process history → the same boxes, bit for bit (MIL samples at random
-    from a process-wide OpenCV generator, so this is the reproducibility a run has)."""
+    """Same frames, same seed → the same boxes, bit for bit, across processes."""
     import subprocess
     import sys
 
@@ -79,6 +78,16 @@ def test_each_baseline_is_reproducible_in_a_fresh_process():
             "for n in ('mil', 'csrt', 'kcf', 'mil'))).hexdigest())")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0].strip()) == 64
+
+
+def test_mil_boxes_do_not_depend_on_what_ran_before_in_the_process():
+    """MIL draws from C rand(): without seeding it, the 2nd and 3rd runs differ from the 1st."""
+    first = track_frames(make_baseline("mil"), moving_square()).boxes
+    _ = [track_frames(make_baseline("mil"), moving_square(n_frames=5)) for _ in range(2)]
+    again = track_frames(make_baseline("mil"), moving_square()).boxes
+    other_seed = track_frames(make_baseline("mil", seed=7), moving_square()).boxes
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other_seed)
 
 
 def test_lost_target_holds_the_last_box():
