@@ -165,3 +165,40 @@ def test_dask_local_cluster_build_is_byte_identical(shared_data, tmp_path):
     assert _files(tmp_path / "dask") == ref, "dask build differs from the single-process build"
     assert _files(tmp_path / "pool") == ref, "process-pool build differs from the single-process build"
     assert (tmp_path / "dask" / "index.json").read_bytes() == (tmp_path / "one" / "index.json").read_bytes()
+
+
+def test_build_bytes_do_not_depend_on_when_python_frees_h5py_objects(tmp_path):
+    """A Dask worker samples its task thread's frames every 10 ms and, on a loaded machine, can
+    hold them (with the h5py objects they reference) after the frames return. HDF5 placed a
+    dataset's cached chunks when its last handle closed, so the same events gave a different
+    file (the Dask test failed under load). A profile hook that keeps every frame reproduces
+    that without Dask: the build must not change."""
+    import cv2
+
+    seq = tmp_path / "src" / "Square"
+    (seq / "img").mkdir(parents=True)
+    rows = []
+    for k in range(6):  # a bright square moving over a gradient (events, flow, APS frames)
+        img = np.tile(np.linspace(40, 120, 96, dtype=np.uint8), (72, 1))
+        x0, y0 = 10 + 6 * k, 20 + 2 * k
+        img[y0:y0 + 24, x0:x0 + 24] = 220
+        cv2.imwrite(str(seq / "img" / f"{k + 1:04d}.png"), img)
+        rows.append(f"{x0 + 1} {y0 + 1} 24 24")
+    (seq / "groundtruth_rect.txt").write_text("\n".join(rows) + "\n")
+    params = preset("davis346")
+    plain = build_dataset(tmp_path / "src", tmp_path / "plain", params, seed=5)
+    held = []
+
+    def keep(frame, event, arg):  # what a sampling profiler may do: keep frames after they return
+        if event == "return":
+            held.append(frame)
+
+    sys.setprofile(keep)
+    try:
+        kept = build_dataset(tmp_path / "src", tmp_path / "held", params, seed=5)
+    finally:
+        sys.setprofile(None)
+    assert held
+    held.clear()
+    assert plain["built"] == kept["built"] == ["Square"] and plain["events"] > 0, (plain, kept)
+    assert _files(tmp_path / "held") == _files(tmp_path / "plain"), "h5py object lifetimes changed the file"

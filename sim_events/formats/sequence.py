@@ -17,7 +17,8 @@ Layout (docs/reference/formats.md; the events group follows DSEC so DSEC readers
 Datasets are chunked, shuffled and compressed and grow as data arrives; the writer keeps at
 most ``buffer_events`` events in memory, so memory does not grow with the sequence length.
 The file is written under a temporary name and renamed only when the writer closes without
-an error (``neurosim.io.atomic_output``).
+an error (``neurosim.io.atomic_output``). Same calls, same bytes: the file's layout does not
+depend on when Python frees h5py objects (see ``SequenceWriter._ds``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ class SequenceWriter:
         if compression == "gzip":
             self._comp["compression_opts"] = 1
         self._buffer_events = int(buffer_events)
+        # Every dataset this writer fills, held open from creation to close() and written only
+        # through these handles. HDF5 gives a cached chunk its place in the file when the chunk
+        # leaves the dataset's cache, which also happens when the dataset's *last* open handle
+        # closes; h5py closes a handle when its Python object is freed, and that moment is not
+        # ours: a sampling profiler (Dask's worker samples the task thread's frames every 10 ms)
+        # or a debugger holding a frame keeps its h5py objects alive. Chunks then landed in
+        # another order and the same events gave different file bytes (a Dask-built dataset
+        # differed from the single-process build under load). With our handles open, chunks
+        # reach the file only on cache eviction (same calls, same order) and in close(), which
+        # flushes these datasets one by one in creation order.
+        self._ds: dict[str, Any] = {}
         self._atomic = atomic_output(self.path)
         self._tmp = self._atomic.__enter__()
         self._closed = False
@@ -101,8 +113,10 @@ class SequenceWriter:
             a["neurosim_version"] = __version__
             ev = self._h5.create_group("events")
             for name, dtype in (("x", np.uint16), ("y", np.uint16), ("t", np.int64), ("p", np.uint8)):
-                ev.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(EVENT_CHUNK,), **self._comp)
-            self._ms = self._h5.create_dataset("ms_to_idx", shape=(0,), maxshape=(None,), dtype=np.uint64, chunks=(4096,), **self._comp)
+                self._ds[f"events/{name}"] = ev.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                                               chunks=(EVENT_CHUNK,), **self._comp)
+            self._ms = self._ds["ms_to_idx"] = self._h5.create_dataset(
+                "ms_to_idx", shape=(0,), maxshape=(None,), dtype=np.uint64, chunks=(4096,), **self._comp)
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -180,7 +194,7 @@ class SequenceWriter:
         self._n_buf = 0
         start = self._n_written
         for name, col in zip("xytp", cols):
-            ds = self._h5["events"][name]
+            ds = self._ds[f"events/{name}"]
             ds.resize((start + n,))
             ds[start:] = col
         self._n_written = start + n
@@ -223,22 +237,24 @@ class SequenceWriter:
         if self._has_exposure is None:
             self._has_exposure = has_exp
             g = self._h5.create_group("frames")
-            g.create_dataset("data", shape=(0, self.height, self.width), maxshape=(None, self.height, self.width),
-                             dtype=np.uint8, chunks=(1, self.height, self.width))
-            g.create_dataset("t", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
+            self._ds["frames/data"] = g.create_dataset(
+                "data", shape=(0, self.height, self.width), maxshape=(None, self.height, self.width),
+                dtype=np.uint8, chunks=(1, self.height, self.width))
+            self._ds["frames/t"] = g.create_dataset("t", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
             if has_exp:
-                g.create_dataset("exposure_us", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
+                self._ds["frames/exposure_us"] = g.create_dataset(
+                    "exposure_us", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
         elif self._has_exposure != has_exp:
             raise ParameterError("give exposure_us for every add_frames call or for none")
-        g = self._h5["frames"]
         k = self._n_frames
         items = [("data", frames), ("t", t)]
         if has_exp:
             exp = np.broadcast_to(np.asarray(exposure_us, dtype=np.float64), (n,))
             items.append(("exposure_us", exp))
         for name, arr in items:
-            g[name].resize((k + n,) + g[name].shape[1:])
-            g[name][k:] = arr
+            ds = self._ds[f"frames/{name}"]
+            ds.resize((k + n,) + ds.shape[1:])
+            ds[k:] = arr
         self._n_frames = k + n
         self._last_frame_t = int(t[-1])
 
@@ -265,6 +281,10 @@ class SequenceWriter:
                 self._h5.create_dataset("t_offset", data=np.int64(0))
             self._append_ms(np.array([self._n_written], dtype=np.int64))  # end sentinel
             self._h5.attrs["num_events"] = self._n_written
+            for ds in self._ds.values():  # cached chunks to the file in a fixed order (see self._ds)
+                ds.flush()
+            self._ds.clear()
+            self._ms = None
             self._h5.close()
         except BaseException as exc:
             self._abort(exc)
@@ -277,6 +297,7 @@ class SequenceWriter:
         if self._closed:
             return
         self._closed = True
+        self._ds.clear()
         h5 = getattr(self, "_h5", None)
         if h5 is not None:
             try:
