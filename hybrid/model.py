@@ -25,6 +25,11 @@ Per unit (shapes B = batch, h = w = S/4):
    - ``snn_only``: p_snn,t (no frames after the first; size kept);
    - ``no_tcf``: ``softargmax(w_a·R_a + w_s·R_s,t)`` (late fusion of responses);
    - ``no_attention``: TCF without step 3;  ``full``: TCF (tcf.py) with attention.
+
+With ``target_model="dcf"`` steps 1, 3 and 4 are replaced at tracking time by the online target
+model of ``hybrid.dcf`` (a correlation filter learned at every APS frame, with scale search):
+the tracker passes its centre and size as ``ann_estimate`` and the variants fuse them as above
+(``full`` and ``no_attention`` then coincide; ``no_tcf`` needs response maps and is refused).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class ModelConfig:
     alpha_hold: float = 0.98
     learn_alpha: bool = True
     attention: str = "response"  # "response": R_a + γ·A (motion prior); "features": F ⊙ (1 + γ·A)
+    snn_min_confidence: float = 0.0  # TCF: SNN steps whose peak softmax probability is below this do not move the box (0: all do)
+    target_model: str = "template"  # ANN branch at tracking time: "template" (first-frame template, steps 1–4) or "dcf" (online correlation filter, hybrid/dcf.py)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -95,6 +102,11 @@ class ModelConfig:
             raise ParameterError(f"model.alpha_frame {self.alpha_frame} must be in (0, 1) and model.alpha_hold {self.alpha_hold} in (0, 1] (1: SNN alone between frames)")
         if self.size_estimation not in ("ann", "hold"):
             raise ParameterError(f"model.size_estimation {self.size_estimation!r}: use ann or hold")
+        if self.target_model not in ("template", "dcf"):
+            raise ParameterError(f"model.target_model {self.target_model!r}: use template or dcf")
+        if self.target_model == "dcf" and self.variant == "no_tcf":
+            raise ParameterError("model.variant no_tcf fuses ANN and SNN response maps, which the dcf target model does not "
+                                 "give: use ann_only, snn_only, no_attention or full (or model.target_model=template)")
         if self.attention not in ("response", "features"):
             raise ParameterError(f"model.attention {self.attention!r}: use response or features")
         if self.template_spacing not in ("box", "cell") or self.ann_template_spacing not in ("", "box", "cell"):
@@ -129,6 +141,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "warmup_bins": (0, 1000, False),
     "alpha_frame": (0.0, 1.0, True),
     "alpha_hold": (0.0, 1.0, True),
+    "snn_min_confidence": (0.0, 1.0, False),
 }
 
 
@@ -178,10 +191,13 @@ class DashNet(nn.Module):
         k, spacing = self.cfg.ann_template
         return sample_template(self.ann_features(template_frame), self.template_box(template_box, k, spacing), STRIDE, k)
 
-    def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None,
+                ann_estimate: Tensor | None = None) -> dict[str, Tensor]:
         """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
-        ``z_ann`` or template_frame (B,1,S,S) + template_box (B,4). Returns boxes (T,B,4) and the
-        intermediate responses/positions used by the losses."""
+        ``z_ann`` or template_frame (B,1,S,S) + template_box (B,4). ``ann_estimate`` (B,4) xywh,
+        crop pixels: the frame's box from an online target model (``target_model="dcf"``), used in
+        place of the ANN's response. Returns boxes (T,B,4) and the intermediate
+        responses/positions used by the losses."""
         cfg = self.cfg
         W = cfg.warmup_bins
         events = unit["events"].transpose(0, 1).float()  # (W+T, B, 2, S, S)
@@ -194,7 +210,11 @@ class DashNet(nn.Module):
         if self.uses_snn:
             first, spikes = self.snn(events)
             trace = snn_branch.leaky_trace(spikes, cfg.trace_decay)
-        if self.uses_ann:
+        if self.uses_ann and ann_estimate is not None:
+            x_ann = ann_estimate[:, :2] + (ann_estimate[:, 2:] - 1) / 2
+            wh = ann_estimate[:, 2:]
+            out.update(x_ann=x_ann)
+        elif self.uses_ann:
             if z_ann is None:
                 z_ann = self.template(unit["template_frame"], unit["template_box"])
             feats = self.ann_features(unit["frame"])
@@ -213,7 +233,7 @@ class DashNet(nn.Module):
             warm = trace[:W].mean(0) if W > 0 else torch.zeros_like(trace[0])
             k = cfg.template_size
             z_s = sample_template(warm, self.template_box(start, k, cfg.template_spacing), STRIDE, k)
-            if self.uses_ann and cfg.ann_template == (k, cfg.template_spacing):  # same geometry only
+            if z_ann is not None and cfg.ann_template == (k, cfg.template_spacing):  # same geometry only
                 z_s = z_s + self.adapter(z_ann)
             r_s = self.corr_snn(trace, z_s)  # (W+T, B, h, w), one template per sequence
             p_snn = soft_argmax(r_s, STRIDE, cfg.temperature)  # (W+T, B, 2)
@@ -231,10 +251,27 @@ class DashNet(nn.Module):
             prev = p_snn[W - 1 : W] if W > 0 else p_snn[:1]
             fresh = torch.zeros(T, dtype=torch.bool)
             fresh[0] = True
-            centres = self.tcf(start_c, torch.cat([prev, p_snn[W:]]), x_ann[None].expand(T, -1, -1), fresh)
+            path = torch.cat([prev, p_snn[W:]])
+            if cfg.snn_min_confidence > 0:
+                path = gate_path(path, torch.cat([r_s[W - 1 : W] if W > 0 else r_s[:1], r_s[W:]]),
+                                 cfg.temperature, cfg.snn_min_confidence)
+            centres = self.tcf(start_c, path, x_ann[None].expand(T, -1, -1), fresh)
         wh_t = wh[None].expand(T, -1, -1)
         out["boxes"] = torch.cat([centres - (wh_t - 1) / 2, wh_t], dim=-1)
         return out
+
+
+def gate_path(positions: Tensor, responses: Tensor, temperature: float, min_confidence: float) -> Tensor:
+    """SNN peak positions (T+1, B, 2) with the steps whose response is not confident frozen.
+
+    Confidence of a step = the largest probability of ``softmax(R_s/τ)`` over the map (1/(h·w)
+    for a flat map, 1 for a single peak); a step moves by ``Δp_t`` only when the confidence at
+    t and t−1 is ≥ ``min_confidence``: a jump between an empty and a peaked map, or between two
+    weak peaks, is not target motion."""
+    conf = torch.softmax(responses.flatten(-2) / temperature, dim=-1).amax(-1)  # (T+1, B)
+    ok = (conf[1:] >= min_confidence) & (conf[:-1] >= min_confidence)
+    deltas = (positions[1:] - positions[:-1]) * ok[..., None]
+    return torch.cat([positions[:1], positions[:1] + deltas.cumsum(0)])
 
 
 def check_variants(variants: str | list[str] | tuple[str, ...], option: str = "variants") -> list[str]:

@@ -3,7 +3,10 @@
 For frame k the S×S search crop is centred on the current estimate (see ``hybrid.data``);
 the unit's T boxes are shifted back to image pixels, and the last one is the
 estimate the next crop is centred on. The ANN template is taken once from the first frame at
-the given first box. Boxes are clamped to the image (centre inside, size 2 px .. image size).
+the given first box; with ``target_model="dcf"`` the online target model (``hybrid.dcf``) is
+learned at the first frame instead and, at every later frame, searches around the current
+(fused) estimate, learns the frame, and gives the unit its ANN box. Boxes are clamped to the
+image (centre inside, size 2 px .. image size).
 """
 
 from __future__ import annotations
@@ -79,9 +82,14 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         first_box = track.box_at(np.array([track.frame_t[0]]))[0]
     box = check_first_box(first_box, track.width, track.height)
     model.eval()
-    z_ann = None
+    z_ann = dcf = None
     t0 = time.perf_counter()
-    if model.uses_ann:
+    if model.uses_ann and cfg.target_model == "dcf":
+        from hybrid.dcf import DCFTracker
+
+        dcf = DCFTracker()
+        dcf.init(track.frames[0], box)
+    elif model.uses_ann:
         x0, y0 = crop_origin(box, S)
         unit = make_unit(track, 0, (x0, y0), S, bins, 0)
         tb = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
@@ -92,12 +100,18 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         x0, y0 = crop_origin(box, S)
         unit = make_unit(track, k, (x0, y0), S, bins, W)
         shift = np.array([x0, y0, 0, 0], np.float64)
+        ann_estimate = None
+        if dcf is not None:
+            if k:
+                dcf.correct(box[:2] + box[2:] / 2)
+                dcf.update(track.frames[k])
+            ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
         batch = {
             "frame": torch.from_numpy(unit["frame"][None]),
             "events": torch.from_numpy(unit["events"][None]),
             "start_box": torch.from_numpy((box - shift)[None].astype(np.float32)),
         }
-        out = model(batch, z_ann=z_ann)["boxes"][:, 0].double().numpy() + shift
+        out = model(batch, z_ann=z_ann, ann_estimate=ann_estimate)["boxes"][:, 0].double().numpy() + shift
         out = clamp_boxes(out, track.width, track.height)
         boxes.append(out)
         times.append(unit["times"])

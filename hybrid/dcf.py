@@ -1,0 +1,229 @@
+"""Online target model of the ANN branch: a discriminative correlation filter (DCF) on int8 conv features.
+
+A fixed first-frame template loses a target that turns, deforms or changes scale. This model
+learns the target online, in closed form, at every APS frame (the correlation-filter layer of
+CFNet; Bolme et al. 2010, Danelljan et al. 2014 for the multichannel form):
+
+Search region. A square of side ``A = √((w + c(w+h))·(h + c(w+h)))`` image pixels around the
+box centre (``c = context``; for a square target of side a, A = (1 + 2c)·a), resampled to
+``R×R`` network pixels (``region_px``), pixels outside the image replicated from the border.
+
+Features ``φ`` (C, R/4, R/4), stride 4 (``features``):
+
+    o_k = ReLU(I ∗ G_k),  G_k = (c_k·[−1 0 1] + s_k·[−1 0 1]ᵀ)/64   (I = intensity / 255)
+    c_k, s_k = round(64·cos θ_k), round(64·sin θ_k),  θ_k = 2πk/K   (K = ``orientations``, signed)
+    O_k = 4×4 sum-pool of o_k;  N = 3×3 box sum of Σ_k O_k²
+    φ = [O_k / √(N/9 + ε) for k] ++ [4×4 mean of I − mean of I]        (C = K + 1)
+
+each channel multiplied by a Hann window (the filter's periodic boundary). The first layer is
+an int8 convolution (weights ``c_k, s_k`` ∈ [−64, 64], scale 1/64; on 8-bit pixels its sums are
+exact int32), the layer ``neurosim.quant`` and the chip model run; pooling and normalization
+follow it.
+
+Filter (per channel c, 2-D DFT ``^``, ``*`` complex conjugate, ⊙ elementwise):
+
+    A_c ← (1 − η)·A_c + η·Ŷ* ⊙ Φ̂_c,       B ← (1 − η)·B + η·Σ_c Φ̂_c* ⊙ Φ̂_c
+    response  r = Re F⁻¹{ Σ_c A_c* ⊙ Ẑ_c / (B + λ) }
+
+with ``Ŷ`` the DFT of a Gaussian label of σ = ``sigma_factor``·√(w·h)/cell px centred at the
+origin (η = 1 at the first frame). The peak of ``r`` (sub-cell by a parabola through its
+neighbours) is the translation, in cells of the region, of the target since the last frame.
+
+Scale (SAMF-style): the region is sampled at ``s_i = scale_step^i``, i ∈ {−n..n}
+(``scales = 2n + 1``); the scale whose peak (times ``scale_penalty`` when i ≠ 0) is highest
+wins, and the size moves to it by ``scale_lr``. The filter is updated at the new box.
+All arithmetic is float32/float64 NumPy and OpenCV (no threads, no random numbers): the same
+frames give the same boxes bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+CELL = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class DCFParams:
+    """Online target model parameters (ranges in :data:`DCF_RANGES`)."""
+
+    context: float = 0.75  # c: region side = √((w + c(w+h))(h + c(w+h)))
+    region_px: int = 128  # R: the region's side in network pixels (a multiple of 4)
+    orientations: int = 8  # K signed orientation channels
+    regularization: float = 1e-2  # λ
+    learning_rate: float = 0.02  # η
+    sigma_factor: float = 0.1  # label σ = sigma_factor·√(w·h) in region pixels / cell
+    scales: int = 3  # 2n + 1 sampled scales
+    scale_step: float = 1.04
+    scale_penalty: float = 0.985
+    scale_lr: float = 0.6
+
+
+DCF_RANGES: dict[str, tuple[float, float]] = {
+    "context": (0.0, 4.0),
+    "region_px": (32, 512),
+    "orientations": (2, 32),
+    "regularization": (1e-8, 10.0),
+    "learning_rate": (0.0, 1.0),
+    "sigma_factor": (0.01, 2.0),
+    "scales": (1, 15),
+    "scale_step": (1.0, 1.5),
+    "scale_penalty": (0.5, 1.0),
+    "scale_lr": (0.0, 1.0),
+}
+
+
+def region_side(wh: np.ndarray, context: float) -> float:
+    """Side A (image pixels) of the square search region of a w×h target."""
+    w, h = float(wh[0]), float(wh[1])
+    pad = context * (w + h)
+    return float(np.sqrt((w + pad) * (h + pad)))
+
+
+def sample_region(frame: np.ndarray, centre: np.ndarray, side: float, out_px: int) -> np.ndarray:
+    """The side×side square of ``frame`` (H, W) uint8 centred at ``centre`` (x, y), resampled
+    bilinearly to (out_px, out_px) float32 in [0, 1]; outside pixels replicate the border."""
+    import cv2
+
+    s = out_px / side
+    # output pixel u (centre u + ½) ← image x = c − A/2 + (u + ½)/s (continuous; pixel i spans [i, i + 1))
+    tx, ty = (out_px / 2.0 - s * float(c) + 0.5 * (s - 1) for c in centre[:2])
+    m = np.array([[s, 0.0, tx], [0.0, s, ty]], np.float64)
+    patch = cv2.warpAffine(frame, m, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return patch.astype(np.float32) / np.float32(255.0)
+
+
+def gradient_filters(orientations: int) -> np.ndarray:
+    """The conv layer's int8 weights (K, 3, 3): ``c_k·[−1 0 1] + s_k·[−1 0 1]ᵀ`` (scale 1/64)."""
+    theta = 2 * np.pi * np.arange(orientations) / orientations
+    c, s = np.round(64 * np.cos(theta)), np.round(64 * np.sin(theta))
+    f = np.zeros((orientations, 3, 3), np.int8)
+    f[:, 1, 0], f[:, 1, 2] = -c, c
+    f[:, 0, 1], f[:, 2, 1] = -s, s
+    return f
+
+
+def features(patch: np.ndarray, orientations: int, window: np.ndarray) -> np.ndarray:
+    """φ (K + 1, R/4, R/4) float32 of a (R, R) patch in [0, 1] (module docstring)."""
+    r = patch.shape[0]
+    p = np.pad(patch, 1, mode="edge")
+    gx = p[1:-1, 2:] - p[1:-1, :-2]
+    gy = p[2:, 1:-1] - p[:-2, 1:-1]
+    f = gradient_filters(orientations).astype(np.float32) / np.float32(64.0)
+    cos, sin = f[:, 1, 2], f[:, 2, 1]
+    o = np.maximum(cos[:, None, None] * gx + sin[:, None, None] * gy, 0)  # (K, R, R)
+    n = r // CELL
+    pooled = o.reshape(orientations, n, CELL, n, CELL).sum(axis=(2, 4))
+    energy = np.pad((pooled * pooled).sum(0), 1, mode="edge")
+    block = sum(energy[i : i + n, j : j + n] for i in range(3) for j in range(3)) / np.float32(9.0)
+    grads = pooled / np.sqrt(block + np.float32(1e-4))
+    grey = patch.reshape(n, CELL, n, CELL).mean(axis=(1, 3)) - patch.mean()
+    return np.concatenate([grads, grey[None]]).astype(np.float32) * window
+
+
+def hann(n: int) -> np.ndarray:
+    """(n, n) float32 Hann window."""
+    w = np.hanning(n + 2)[1:-1]
+    return np.outer(w, w).astype(np.float32)
+
+
+def gaussian_label_dft(n: int, sigma_cells: float) -> np.ndarray:
+    """DFT (n, n//2+1) of a Gaussian of σ cells centred at cell (0, 0), periodic."""
+    d = np.minimum(np.arange(n), n - np.arange(n)).astype(np.float64)
+    g = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma_cells**2))
+    return np.fft.rfft2(g)
+
+
+def peak(response: np.ndarray) -> tuple[float, float, float]:
+    """(dx, dy, value): the response's maximum as a periodic shift in cells, sub-cell by a
+    parabola through the neighbours."""
+    n = response.shape[0]
+    iy, ix = np.unravel_index(int(np.argmax(response)), response.shape)
+    value = float(response[iy, ix])
+
+    def refine(a: float, b: float, c: float) -> float:
+        d = a - 2 * b + c
+        return 0.5 * (a - c) / d if d < 0 else 0.0
+
+    sx = refine(response[iy, (ix - 1) % n], value, response[iy, (ix + 1) % n])
+    sy = refine(response[(iy - 1) % n, ix], value, response[(iy + 1) % n, ix])
+    dx = ((ix + n // 2) % n) - n // 2 + sx
+    dy = ((iy + n // 2) % n) - n // 2 + sy
+    return float(dx), float(dy), value
+
+
+class DCFTracker:
+    """The online target model as a frame tracker (``init`` / ``update`` on grey frames, boxes
+    xywh float in pixels), usable alone (``hybrid.baselines``' protocol) or as the ANN branch."""
+
+    def __init__(self, params: DCFParams | None = None):
+        self.p = params or DCFParams()
+        n = self.p.region_px // CELL
+        self.window = hann(n)
+        half = self.p.scales // 2
+        self.scale_factors = self.p.scale_step ** np.arange(-half, half + 1, dtype=np.float64)
+        self.num = self.den = self.label = None
+        self.centre = np.zeros(2)
+        self.wh = np.ones(2)
+        self.side = 1.0
+        self.last_peak = 0.0
+
+    def _phi(self, frame: np.ndarray, centre: np.ndarray, side: float) -> np.ndarray:
+        patch = sample_region(frame, centre, side, self.p.region_px)
+        return np.fft.rfft2(features(patch, self.p.orientations, self.window))
+
+    def _learn(self, frame: np.ndarray, rate: float) -> None:
+        phi = self._phi(frame, self.centre, self.side)
+        num = np.conj(self.label)[None] * phi
+        den = (phi * np.conj(phi)).real.sum(0)
+        if self.num is None:
+            self.num, self.den = num, den
+        else:
+            self.num = (1 - rate) * self.num + rate * num
+            self.den = (1 - rate) * self.den + rate * den
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        box = np.asarray(box, np.float64)
+        self.wh = box[2:].copy()
+        self.centre = box[:2] + box[2:] / 2
+        self.side = region_side(self.wh, self.p.context)
+        n = self.p.region_px // CELL
+        sigma = self.p.sigma_factor * np.sqrt(self.wh.prod()) * (self.p.region_px / self.side) / CELL
+        self.label = gaussian_label_dft(n, max(sigma, 0.25))
+        self.num = None
+        self._learn(frame, 1.0)
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(centre (2,), scale factor, peak value) of the target in ``frame``; no update."""
+        best = None
+        for i, s in enumerate(self.scale_factors):
+            side = self.side * s
+            z = self._phi(frame, self.centre, side)
+            r = np.fft.irfft2((np.conj(self.num) * z).sum(0) / (self.den + self.p.regularization),
+                              s=(self.window.shape[0],) * 2)
+            dx, dy, v = peak(r)
+            if s != 1.0:
+                v *= self.p.scale_penalty
+            if best is None or v > best[3]:
+                best = (dx, dy, s, v)
+        dx, dy, s, v = best
+        step = self.side * s / (self.p.region_px / CELL)  # image pixels per cell
+        return self.centre + np.array([dx, dy]) * step, s, v
+
+    def update(self, frame: np.ndarray) -> np.ndarray:
+        centre, s, v = self.detect(frame)
+        self.last_peak = v
+        scale = 1 + self.p.scale_lr * (s - 1)
+        self.centre, self.wh, self.side = centre, self.wh * scale, self.side * scale
+        self._learn(frame, self.p.learning_rate)
+        return self.box
+
+    def correct(self, centre: np.ndarray) -> None:
+        """Move the estimate (e.g. to the fused hybrid estimate) without learning."""
+        self.centre = np.asarray(centre, np.float64).copy()
+
+    @property
+    def box(self) -> np.ndarray:
+        return np.concatenate([self.centre - self.wh / 2, self.wh])

@@ -1,0 +1,142 @@
+"""The online target model (hybrid.dcf): closed-form shifts and scales, the int8 conv layer, real video,
+and its place as the hybrid's ANN branch (target_model = "dcf")."""
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+from hybrid import metrics
+from hybrid.baselines import StaticBox, make_baseline, track_frames
+from hybrid.data import Track
+from hybrid.dcf import DCFParams, DCFTracker, features, gradient_filters, hann, sample_region
+from neurosim.errors import ParameterError
+
+cv2 = pytest.importorskip("cv2")
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from test_hybrid_baselines import moving_square  # noqa: E402
+
+
+def texture(h=160, w=200, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (7, 7), 0)
+
+
+@pytest.mark.parametrize("shift", [(5, -3), (-7, 4), (2, 6)])
+def test_a_known_translation_is_recovered_to_a_fraction_of_a_pixel(shift):
+    frame = texture()
+    box = np.array([80.0, 60.0, 30.0, 30.0])
+    m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+    moved = cv2.warpAffine(frame, m, frame.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+    tracker = DCFTracker(DCFParams(scales=1))
+    tracker.init(frame, box)
+    out = tracker.update(moved)
+    np.testing.assert_allclose(out[:2] - box[:2], shift, atol=0.6)
+    np.testing.assert_array_equal(out[2:], box[2:])
+
+
+@pytest.mark.parametrize("zoom", [1.1, 1 / 1.1, 1.0])
+def test_a_known_zoom_picks_that_scale(zoom):
+    frame = texture(seed=1)
+    box = np.array([85.0, 65.0, 30.0, 30.0])
+    c = box[:2] + box[2:] / 2
+    m = cv2.getRotationMatrix2D((float(c[0] - 0.5), float(c[1] - 0.5)), 0.0, zoom)
+    zoomed = cv2.warpAffine(frame, m, frame.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    tracker = DCFTracker(DCFParams(scales=3, scale_step=1.1))
+    tracker.init(frame, box)
+    _, scale, _ = tracker.detect(zoomed)
+    assert scale == pytest.approx(zoom)
+
+
+def test_region_sampling_at_scale_one_is_a_plain_slice():
+    frame = texture()
+    patch = sample_region(frame, np.array([50.0, 40.0]), 32.0, 32)  # covers x ∈ [34, 66), y ∈ [24, 56)
+    np.testing.assert_array_equal(patch, frame[24:56, 34:66].astype(np.float32) / np.float32(255.0))
+
+
+def test_first_layer_is_an_int8_conv_giving_directional_derivatives():
+    """On a ramp I = a·x + b·y the conv of G_k is exactly 2(a·c_k + b·s_k)/64 (torch conv2d as the reference)."""
+    torch = pytest.importorskip("torch")
+    w = gradient_filters(8)
+    assert w.dtype == np.int8 and np.abs(w).max() == 64
+    a, b = 0.003, -0.002
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.float64)
+    ramp = torch.tensor(a * xx + b * yy)[None, None]
+    out = torch.nn.functional.conv2d(ramp, torch.tensor(w, dtype=torch.float64)[:, None] / 64)[0]
+    c, s = w[:, 1, 2].astype(np.float64), w[:, 2, 1].astype(np.float64)
+    expected = 2 * (a * c + b * s) / 64
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(expected[:, None, None], out.shape), rtol=1e-12, atol=1e-15)
+    # the features of a ramp peak in the orientation channel nearest its gradient direction
+    phi = features((0.5 + 10 * (a * xx + b * yy)).repeat(4, 0).repeat(4, 1).astype(np.float32)[:64, :64], 8, hann(16))
+    k = int(np.argmax(phi[:8, 8, 8]))
+    assert k == int(np.round(np.arctan2(b, a) / (2 * np.pi / 8))) % 8
+
+
+def test_same_frames_give_the_same_boxes_bit_for_bit():
+    track = moving_square()
+    a = track_frames(DCFTracker(), track).boxes
+    b = track_frames(DCFTracker(), track).boxes
+    np.testing.assert_array_equal(a, b)
+    sc = metrics.evaluate({"s": (a, track_frames(StaticBox(), track).gt)})
+    assert sc.auc > 0.6, sc.auc
+
+
+def _crossing(shared_data) -> Track:
+    seq = shared_data / "tracking" / "Crossing"
+    frames = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((seq / "img").glob("*.jpg"))])
+    gt = np.loadtxt(seq / "groundtruth_rect.txt", ndmin=2)
+    gt[:, :2] -= 1  # OTB boxes are 1-based
+    t = np.arange(len(frames), dtype=np.int64) * 33_333
+    events = np.zeros(0, dtype=[("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])
+    return Track("Crossing", frames, t, events, t.copy(), gt.astype(np.float32), frames.shape[2], frames.shape[1])
+
+
+def test_on_a_real_otb_sequence_it_is_in_the_class_of_opencv_trackers(shared_data):
+    """OTB Crossing (real, grey): far above a static box and above OpenCV's KCF through the same harness."""
+    track = _crossing(shared_data)
+    auc = {n: metrics.evaluate({"c": (r.boxes, r.gt)}).auc for n, r in (
+        ("dcf", track_frames(DCFTracker(), track)), ("kcf", track_frames(make_baseline("kcf"), track)),
+        ("static", track_frames(StaticBox(), track)))}
+    assert auc["dcf"] > auc["static"] + 0.2 and auc["dcf"] > auc["kcf"], auc
+
+
+def test_as_the_hybrids_ann_branch_it_gives_the_ann_only_boxes():
+    """ann_only with target_model="dcf" holds the DCF's frame box over each interval, as the frame harness does."""
+    pytest.importorskip("torch")
+    from hybrid.checkpoint import load_model
+    from hybrid.track import track_sequence
+
+    model = load_model("default", "ann_only")
+    model.cfg = dataclasses.replace(model.cfg, target_model="dcf")
+    track = moving_square()
+    hybrid = track_sequence(model, track)
+    frame = track_frames(DCFTracker(), track, snn_rate_hz=model.cfg.snn_rate_hz)
+    np.testing.assert_array_equal(hybrid.times, frame.times)
+    np.testing.assert_allclose(hybrid.boxes, frame.boxes, atol=1e-3)
+
+
+def test_config_checks():
+    pytest.importorskip("torch")
+    from hybrid.model import ModelConfig
+
+    with pytest.raises(ParameterError, match="target_model"):
+        ModelConfig(target_model="siamfc").check()
+    with pytest.raises(ParameterError, match="no_tcf"):
+        ModelConfig(target_model="dcf", variant="no_tcf").check()
+    with pytest.raises(ParameterError, match="snn_min_confidence"):
+        ModelConfig(snn_min_confidence=1.5).check()
+
+
+def test_gate_freezes_steps_whose_response_is_flat():
+    torch = pytest.importorskip("torch")
+    from hybrid.model import gate_path
+
+    peaked = torch.full((4, 4), -50.0)
+    peaked[1, 2] = 50.0
+    flat = torch.zeros(4, 4)
+    responses = torch.stack([peaked, peaked, flat, peaked, peaked])[:, None]  # (T+1=5, B=1, 4, 4)
+    positions = torch.tensor([[0.0, 0.0], [1.0, 0.0], [9.0, 9.0], [3.0, 1.0], [4.0, 1.0]])[:, None]
+    gated = gate_path(positions, responses, 1.0, 0.5)[:, 0]
+    # steps 1 and 4 move (both ends peaked); steps 2 and 3 touch the flat map and are frozen
+    np.testing.assert_allclose(gated.numpy(), [[0, 0], [1, 0], [1, 0], [1, 0], [2, 0]])
