@@ -132,7 +132,12 @@ def load_model(run: str | pathlib.Path, variant: str | None = None) -> DashNet:
         mcfg = dataclasses.replace(mcfg, variant=variant)
     model = DashNet(mcfg)
     weights = model_weights(run)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shapes differ: weights of another architecture
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
+        raise InputError(f"{run}: checkpoint does not fit its config ({first.rstrip('.')}): "
+                         "use the config the weights were trained with, or re-train") from None
     if unexpected or [m for m in missing if not m.startswith(("snn.", "ann."))]:
         raise InputError(f"{run}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()

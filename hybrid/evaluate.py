@@ -95,6 +95,10 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
     origin = {name: str(run[0] if isinstance(run, tuple) else run) for name, run in runs.items()}
     origin.update({name: f"baseline:{name}" for name in baselines})
     tracks = [load_track(f, n) for n, f in seqs]
+    for (_, f), tr in zip(seqs, tracks):
+        if tr.boxes_t is None or len(tr.boxes_t) == 0 or not np.isfinite(tr.box_at(tr.frame_t[:1])).all():
+            raise InputError(f"{f} has no ground-truth box at its first frame: evaluation needs boxes "
+                             "(build the sequence from an annotated source, or leave it out of the split)")
     scores: dict[str, Any] = {}
     jobs = [(name, tr) for name in runners for tr in tracks]
     it = progress(jobs, desc="eval", total=len(jobs)) if progress else jobs
