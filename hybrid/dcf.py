@@ -32,6 +32,11 @@ neighbours) is the translation, in cells of the region, of the target since the 
 Scale (SAMF-style): the region is sampled at ``s_i = scale_step^i``, i ∈ {−n..n}
 (``scales = 2n + 1``); the scale whose peak (times ``scale_penalty`` when i ≠ 0) is highest
 wins, and the size moves to it by ``scale_lr``. The filter is updated at the new box.
+
+Dark frames. A region whose mean intensity is below ``min_brightness`` (16 DN: under 4 bits of
+signal, e.g. a DAVIS in a dark room) shows the filter sensor noise, on which it would latch onto
+static background with a confident peak. Such a frame is neither searched nor learned: the box
+is held and :attr:`DCFTracker.usable` is False, so the hybrid moves with its events alone.
 All arithmetic is float32/float64 NumPy and OpenCV (no threads, no random numbers): the same
 frames give the same boxes bit for bit.
 """
@@ -59,6 +64,7 @@ class DCFParams:
     scale_step: float = 1.04
     scale_penalty: float = 0.985
     scale_lr: float = 0.6
+    min_brightness: float = 16.0  # DN: a region darker than this on average is not searched or learned
 
 
 DCF_RANGES: dict[str, tuple[float, float]] = {
@@ -72,6 +78,7 @@ DCF_RANGES: dict[str, tuple[float, float]] = {
     "scale_step": (1.0, 1.5),
     "scale_penalty": (0.5, 1.0),
     "scale_lr": (0.0, 1.0),
+    "min_brightness": (0.0, 255.0),
 }
 
 
@@ -169,6 +176,7 @@ class DCFTracker:
         self.wh = np.ones(2)
         self.side = 1.0
         self.last_peak = 0.0
+        self.usable = True
 
     def _phi(self, frame: np.ndarray, centre: np.ndarray, side: float) -> np.ndarray:
         patch = sample_region(frame, centre, side, self.p.region_px)
@@ -213,6 +221,10 @@ class DCFTracker:
         return self.centre + np.array([dx, dy]) * step, s, v
 
     def update(self, frame: np.ndarray) -> np.ndarray:
+        patch = sample_region(frame, self.centre, self.side, self.p.region_px)
+        self.usable = float(patch.mean()) * 255.0 >= self.p.min_brightness
+        if not self.usable:
+            return self.box
         centre, s, v = self.detect(frame)
         self.last_peak = v
         scale = 1 + self.p.scale_lr * (s - 1)

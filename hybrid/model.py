@@ -192,12 +192,13 @@ class DashNet(nn.Module):
         return sample_template(self.ann_features(template_frame), self.template_box(template_box, k, spacing), STRIDE, k)
 
     def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None,
-                ann_estimate: Tensor | None = None) -> dict[str, Tensor]:
+                ann_estimate: Tensor | None = None, ann_fresh: bool = True) -> dict[str, Tensor]:
         """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
         ``z_ann`` or template_frame (B,1,S,S) + template_box (B,4). ``ann_estimate`` (B,4) xywh,
         crop pixels: the frame's box from an online target model (``target_model="dcf"``), used in
-        place of the ANN's response. Returns boxes (T,B,4) and the intermediate
-        responses/positions used by the losses."""
+        place of the ANN's response; ``ann_fresh=False`` says the frame gave no new estimate (too
+        dark to search): the unit then tracks with the SNN's peaks alone, as ``snn_only``. Returns boxes (T,B,4) and the
+        intermediate responses/positions used by the losses."""
         cfg = self.cfg
         W = cfg.warmup_bins
         events = unit["events"].transpose(0, 1).float()  # (W+T, B, 2, S, S)
@@ -241,7 +242,7 @@ class DashNet(nn.Module):
         v = cfg.variant
         if v == "ann_only":
             centres = x_ann[None].expand(T, -1, -1)
-        elif v == "snn_only":
+        elif v == "snn_only" or not ann_fresh:  # no usable frame: the SNN's own peaks, as snn_only
             centres = p_snn[W:]
             wh = start[:, 2:]
         elif v == "no_tcf":

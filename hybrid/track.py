@@ -100,18 +100,19 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         x0, y0 = crop_origin(box, S)
         unit = make_unit(track, k, (x0, y0), S, bins, W)
         shift = np.array([x0, y0, 0, 0], np.float64)
-        ann_estimate = None
+        ann_estimate, ann_fresh = None, True
         if dcf is not None:
             if k:
                 dcf.correct(box[:2] + box[2:] / 2)
                 dcf.update(track.frames[k])
+                ann_fresh = dcf.usable
             ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
         batch = {
             "frame": torch.from_numpy(unit["frame"][None]),
             "events": torch.from_numpy(unit["events"][None]),
             "start_box": torch.from_numpy((box - shift)[None].astype(np.float32)),
         }
-        out = model(batch, z_ann=z_ann, ann_estimate=ann_estimate)["boxes"][:, 0].double().numpy() + shift
+        out = model(batch, z_ann=z_ann, ann_estimate=ann_estimate, ann_fresh=ann_fresh)["boxes"][:, 0].double().numpy() + shift
         out = clamp_boxes(out, track.width, track.height)
         boxes.append(out)
         times.append(unit["times"])

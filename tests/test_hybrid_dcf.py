@@ -140,3 +140,45 @@ def test_gate_freezes_steps_whose_response_is_flat():
     gated = gate_path(positions, responses, 1.0, 0.5)[:, 0]
     # steps 1 and 4 move (both ends peaked); steps 2 and 3 touch the flat map and are frozen
     np.testing.assert_allclose(gated.numpy(), [[0, 0], [1, 0], [1, 0], [1, 0], [2, 0]])
+
+
+def test_a_dark_frame_is_neither_searched_nor_learned():
+    frame = texture()
+    box = np.array([80.0, 60.0, 30.0, 30.0])
+    tracker = DCFTracker()
+    tracker.init(frame, box)
+    num = tracker.num.copy()
+    dark = (frame // 32).astype(np.uint8)  # mean ≈ 4 DN, as the FE240hz dove's APS frames
+    np.testing.assert_array_equal(tracker.update(dark), box)
+    assert not tracker.usable
+    np.testing.assert_array_equal(tracker.num, num)
+    tracker.update(frame)
+    assert tracker.usable
+
+
+def test_a_unit_without_a_usable_frame_is_tracked_with_the_events_alone():
+    """ann_fresh=False (the frame was too dark to search): the full hybrid's boxes are snn_only's."""
+    torch = pytest.importorskip("torch")
+    from hybrid.checkpoint import load_model
+    from hybrid.data import crop_origin, make_unit
+
+    track = moving_square(n_frames=4)
+    rng = np.random.default_rng(0)
+    n = 4000
+    ev = np.zeros(n, dtype=track.events.dtype)
+    ev["t"] = np.sort(rng.integers(0, int(track.frame_t[-1]), n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 120, n), rng.integers(0, 90, n), rng.integers(0, 2, n)
+    track.events = ev
+    box = track.box_at(track.frame_t[2:3])[0]
+    x0, y0 = crop_origin(box, 64)
+    unit = make_unit(track, 2, (x0, y0), 64, 33, 5)
+    start = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
+    batch = {"frame": torch.from_numpy(unit["frame"][None]), "events": torch.from_numpy(unit["events"][None]),
+             "start_box": start}
+    with torch.no_grad():
+        full = load_model("default", "full")(batch, ann_estimate=start + torch.tensor([[9.0, -7.0, 0, 0]]),
+                                             ann_fresh=False)["boxes"]
+        fresh = load_model("default", "full")(batch, ann_estimate=start + torch.tensor([[9.0, -7.0, 0, 0]]))["boxes"]
+        snn = load_model("default", "snn_only")(batch)["boxes"]
+    torch.testing.assert_close(full, snn, rtol=0, atol=0)
+    assert not torch.equal(fresh, snn)
