@@ -17,6 +17,14 @@ Network inputs: ``frame`` (1, S, S), 1 step per APS frame (int8, scale from
   first frame is written into them at run time); they carry the correlation's MACs for the
   chip estimate. Soft-argmax, TCF and attention gating are a few hundred host operations per
   step and are not part of the integer graph (listed in ``meta["host_ops"]``).
+- Online target model (``target_model = "dcf"``, the shipped model): the ANN branch is the
+  DCF's int8 feature layer on the R×R search region (input ``frame`` (1, R, R), pixels − 128,
+  one step per searched scale): ``dcf_grad`` (K oriented-gradient 3×3 filters, ReLU, shift 7:
+  |64·255| ≤ 2^14) and ``dcf_pool`` (4×4 sum pool, shift 4). The correlation with the learned
+  filter is not in the graph: as a conv2d its kernel is (R/4)² = 1,024 taps per channel, past a
+  Tianjic core's fan-in of 256, so it runs on the host in the Fourier domain with the cell
+  normalization, the intensity channel, the window and the filter's learning
+  (``meta["host_ops"]``).
 """
 
 from __future__ import annotations
@@ -86,6 +94,21 @@ def snn_layers(model, source: str = "events") -> list[IntLayer]:
     return layers
 
 
+def dcf_layers(params=None) -> tuple[dict[str, InputSpec], list[IntLayer]]:
+    """The online target model's integer layers (module docstring) and its ``frame`` input."""
+    from hybrid.dcf import CELL, DCFParams, gradient_filters
+
+    p = params or DCFParams()
+    r, k = p.region_px, p.orientations
+    inputs = {"frame": InputSpec((1, r, r), 0, p.scales)}
+    layers = [
+        IntLayer(name="dcf_grad", kind="conv2d", source="frame", weight=gradient_filters(k)[:, None],
+                 bias=np.zeros(k, np.int32), shift=7, padding=1, activation="relu", frac_bits=0),
+        IntLayer(name="dcf_pool", kind="sumpool", source="dcf_grad", kernel=CELL, stride=CELL, shift=4, frac_bits=0),
+    ]
+    return inputs, layers
+
+
 def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
     """The whole tracker (both branches and correlation heads) as one IntNetwork."""
     cfg = model.cfg
@@ -97,7 +120,15 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
     meta: dict[str, Any] = {"exported_by": "hybrid.export", "variant": cfg.variant, "search_size": S,
                             "snn_rate_hz": cfg.snn_rate_hz, "aps_rate_hz_assumed": 30.0,
                             "host_ops": ["soft-argmax", "TCF", "attention gate", "scale head"]}
-    if model.uses_ann:
+    if model.uses_ann and cfg.target_model == "dcf":
+        dcf_inputs, dcf = dcf_layers()
+        inputs.update(dcf_inputs)
+        layers.extend(dcf)
+        outputs.append(dcf[-1].name)
+        meta["host_ops"] += ["DCF cell normalization + window", "DCF correlation and filter learning (FFT)",
+                             "DCF peak + scale choice"]
+        meta["target_model"] = "dcf"
+    elif model.uses_ann:
         ann, info = ann_integer(model, calibration)
         meta["ann"] = info
         inputs["frame"] = InputSpec(ann.inputs["input"].shape, ann.inputs["input"].frac_bits, 1)

@@ -182,3 +182,36 @@ def test_a_unit_without_a_usable_frame_is_tracked_with_the_events_alone():
         snn = load_model("default", "snn_only")(batch)["boxes"]
     torch.testing.assert_close(full, snn, rtol=0, atol=0)
     assert not torch.equal(fresh, snn)
+
+
+def test_the_exported_int8_feature_layers_match_the_float_features():
+    """dcf_grad + dcf_pool in pure integer arithmetic (neurosim.intnet reference) ≈ 127.5 × the
+    float pooled orientation means, within one unit of rounding, away from the border."""
+    from hybrid.export import dcf_layers
+    from neurosim.intnet import IntNetwork, run_reference
+
+    inputs, layers = dcf_layers()
+    net = IntNetwork("dcf", inputs, layers, ["dcf_pool"])
+    patch = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (128, 128)).astype(np.uint8), (9, 9), 0)
+    got = run_reference(net, {"frame": (patch.astype(np.int64) - 128)[None, None].repeat(3, 0)})["dcf_pool"]
+    assert got.shape == (3, 8, 32, 32) and (got[0] == got[2]).all()
+    p = patch.astype(np.float64) / 255
+    gx, gy = p[1:-1, 2:] - p[1:-1, :-2], p[2:, 1:-1] - p[:-2, 1:-1]
+    w = gradient_filters(8).astype(np.float64) / 64
+    o = np.maximum(w[:, 1, 2, None, None] * gx + w[:, 2, 1, None, None] * gy, 0)  # interior pixels 1..126
+    means = o[:, 3:123, 3:123].reshape(8, 30, 4, 30, 4).mean(axis=(2, 4))  # cells 1..30
+    assert np.abs(got[0][:, 1:31, 1:31] - 127.5 * means).max() <= 1.0
+
+
+def test_the_shipped_model_exports_and_maps_onto_four_tianjic_chips(tmp_path):
+    pytest.importorskip("torch")
+    from chip_models import prepare
+    from hybrid.export import export_run
+    from neurosim.errors import NeurosimError
+
+    res = export_run("default", tmp_path / "int")
+    assert res["meta"]["target_model"] == "dcf" and res["inputs"]["frame"] == [1, 128, 128, 3]
+    _, net, _ = prepare(tmp_path / "int", "tianjic", overrides=["chips=4"])
+    assert [layer.name for layer in net.layers][:2] == ["dcf_grad", "dcf_pool"]
+    with pytest.raises(NeurosimError, match="dcf_grad needs 512 cores"):
+        prepare(tmp_path / "int", "tianjic", overrides=["chips=3"])
