@@ -349,6 +349,8 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--no-real", action="store_true",
+                        help="skip the tracker's real-video tables (run where ../shared/data/tracking is found)")
 
 
 def _demo(args: argparse.Namespace, ctx: Context) -> dict:
@@ -356,7 +358,8 @@ def _demo(args: argparse.Namespace, ctx: Context) -> dict:
     if outdir.exists() and not outdir.is_dir():
         raise ParameterError(f"demo output {outdir} is a file: choose a folder with -o")
     outdir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"out": str(outdir), "seed": args.seed, "stages": {}, "skipped": {}}
+    summary: dict[str, Any] = {"out": str(outdir), "seed": args.seed, "stages": {}, "skipped": {},
+                               "real_video": not args.no_real}
     start = time.perf_counter()
     for module_name, needs in DEMO_STAGES.items():
         name = module_name.split(".")[0]

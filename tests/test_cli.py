@@ -46,6 +46,13 @@ def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
     for stage in summary["stages"]:
         assert f"## {stage}" in report
     assert (tmp_path / "chip" / "report.png").is_file()
+    from hybrid.demo import real_tracking_folder
+
+    real = summary["stages"]["hybrid"]["real"]
+    if real_tracking_folder() is not None:  # the real OTB/VOT sequences, in both regimes, with the baselines
+        assert set(real) == {"real30", "real240"}
+        for regime in real.values():
+            assert {"hybrid (full)", "ANN branch only", "SNN branch only", "csrt", "kcf", "mil", "static_box"} == set(regime["eval"]["trackers"])
 
 
 def test_demo_refuses_a_file_as_output_folder(tmp_path):

@@ -31,7 +31,7 @@ verbs = [
     ["chip", "estimate", "reference", "--chip", "tianjic", "-o", "chip/report.json", "--plot", "chip/report.png"],
     ["quant", "train-digits", "-o", "qrun", "--set", "epochs=1", "--set", "width=8", "--set", "train_images=200", "-q"],
     ["quant", "export", "qrun", "-o", "qnet"],
-    ["demo", "-o", "demo_out"],
+    ["demo", "-o", "demo_out", "--no-real"],
 ]
 pathlib.Path("chip").mkdir()
 for argv in verbs:
