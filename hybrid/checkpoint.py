@@ -5,7 +5,8 @@ A run folder holds ``config.json`` (the full TrainConfig incl. the ModelConfig),
 optimizer state) with
 ``checkpoint.json`` (epoch, step, optimizer scalars), ``metrics.jsonl`` (one JSON object per
 epoch), ``tb/`` (TensorBoard scalars, when ``tensorboard`` is installed) and ``eval/`` after
-``neurosim eval``. Checkpoints are written atomically.
+``neurosim eval``. Checkpoints are written atomically, and the config records the SHA-256 of
+the weights file (``weights_sha256``), checked whenever the weights are loaded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from hybrid.runs import resolve_run
 from neurosim.errors import InputError
-from neurosim.io import atomic_output
+from neurosim.io import CONTENT_HASH, atomic_output, sha256_file, verify_sha256
 
 if TYPE_CHECKING:
     from hybrid.model import DashNet
@@ -53,10 +54,11 @@ def save_checkpoint(run: pathlib.Path, model: torch.nn.Module, config: dict[str,
         scalars[f"{oname}.param_groups"] = osd["param_groups"]
     with atomic_output(run / WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
+        digest = sha256_file(tmp)
     with atomic_output(run / STATE) as tmp:
         tmp.write_text(json.dumps({"state": state or {}, "optimizer": scalars}, indent=1))
     with atomic_output(run / CONFIG) as tmp:
-        tmp.write_text(json.dumps(config, indent=1))
+        tmp.write_text(json.dumps({**config, CONTENT_HASH: digest}, indent=1))
 
 
 def _files(run: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -94,7 +96,8 @@ def load_config(run: str | pathlib.Path) -> dict[str, Any]:
 def load_weights(run: str | pathlib.Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    weights = _files(find_checkpoint(run))[0]
+    weights, config = _files(find_checkpoint(run))
+    verify_sha256(weights, load_config(run).get(CONTENT_HASH), config)
     try:
         return load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types
@@ -154,11 +157,12 @@ def ship(run: str | pathlib.Path, target: str | pathlib.Path, model: dict[str, A
     target = pathlib.Path(target).with_suffix(".safetensors")
     with atomic_output(target) as tmp:
         save_file({k: v.contiguous() for k, v in model_weights(run).items()}, str(tmp))
+        digest = sha256_file(tmp)
     with atomic_output(target.with_suffix(".json")) as tmp:
         cfg = load_config(run)
         if model:
             cfg["model"] = {**cfg.get("model", {}), **model}
-        tmp.write_text(json.dumps(cfg, indent=1))
+        tmp.write_text(json.dumps({**cfg, CONTENT_HASH: digest}, indent=1))
     return target
 
 

@@ -147,6 +147,7 @@ def _write_copy(run: pathlib.Path, out: pathlib.Path, model, best: dict, doc: di
     from safetensors.torch import load_file, save_file
 
     from hybrid.checkpoint import CONFIG, WEIGHTS
+    from neurosim.io import CONTENT_HASH, sha256_file
 
     with atomic_folder(out) as partial:
         shutil.copytree(run, partial, dirs_exist_ok=True)
@@ -157,6 +158,7 @@ def _write_copy(run: pathlib.Path, out: pathlib.Path, model, best: dict, doc: di
             weights[name] = getattr(model.tcf, name.split(".")[1]).detach().clone()
         save_file(weights, str(partial / WEIGHTS))
         config = json.loads((partial / CONFIG).read_text())
+        config[CONTENT_HASH] = sha256_file(partial / WEIGHTS)
         config["model"]["alpha_hold"] = best["alpha_hold"]  # 1 rebuilds the exact α_hold ≡ 1 filter
         config["model"]["ann_temperature"] = best["ann_temperature"]
         (partial / CONFIG).write_text(json.dumps(config, indent=1))

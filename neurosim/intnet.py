@@ -117,10 +117,11 @@ def save(net: IntNetwork, folder: str | pathlib.Path) -> pathlib.Path:
         "inputs": {k: dataclasses.asdict(v) for k, v in net.inputs.items()},
         "layers": layers, "outputs": net.outputs, "meta": net.meta,
     }
-    from neurosim.io import atomic_output
+    from neurosim.io import CONTENT_HASH, atomic_output, sha256_file
 
     with atomic_output(folder / "tensors.safetensors") as tmp:  # safetensors itself creates 0600 files
         save_file(tensors, str(tmp))
+        doc[CONTENT_HASH] = sha256_file(tmp)
     (folder / "network.json").write_text(json.dumps(doc, indent=1))
     return folder
 
@@ -132,10 +133,18 @@ def load(folder: str | pathlib.Path) -> IntNetwork:
     folder = pathlib.Path(folder)
     if not (folder / "network.json").is_file():
         raise InputError(f"{folder} is not an integer network folder (no network.json): export one first")
+    from neurosim.io import CONTENT_HASH, verify_sha256
+
     try:
         doc = json.loads((folder / "network.json").read_text())
-        tensors = load_file(str(folder / "tensors.safetensors")) if (folder / "tensors.safetensors").exists() else {}
-    except (json.JSONDecodeError, OSError, Exception) as exc:  # safetensors raises its own error types
+    except (json.JSONDecodeError, OSError) as exc:
+        raise InputError(f"{folder}: cannot read the network ({exc}); re-export it") from None
+    tensor_file = folder / "tensors.safetensors"
+    if tensor_file.exists() and isinstance(doc, dict):
+        verify_sha256(tensor_file, doc.get(CONTENT_HASH), folder / "network.json")
+    try:
+        tensors = load_file(str(tensor_file)) if tensor_file.exists() else {}
+    except Exception as exc:  # safetensors raises its own error types
         raise InputError(f"{folder}: cannot read the network ({exc}); re-export it") from None
     if doc.get("format") != "neurosim-intnet":
         raise InputError(f"{folder}/network.json is not a neurosim integer network: re-export it")

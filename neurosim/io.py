@@ -224,6 +224,28 @@ def _check_replaceable(folder: pathlib.Path, names: tuple[str, ...]) -> None:
                           "choose a new output folder")
 
 
+CONTENT_HASH = "weights_sha256"  # JSON key of a checkpoint's / export's tensor-file SHA-256
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str | None, recorded_in: str | os.PathLike) -> None:
+    """InputError unless ``path`` has the SHA-256 ``expected`` (recorded in ``recorded_in``
+    when the file was written); files written before hashes were recorded (None) pass."""
+    if expected is not None and sha256_file(path) != expected:
+        raise InputError(f"{path} does not match the SHA-256 recorded in {recorded_in} (changed or corrupted since it "
+                         "was written): restore it from a backup or write it again")
+
+
 def json_default(obj: Any) -> Any:
     """``json.dumps(default=...)`` for neurosim values: numpy arrays/scalars, paths, dataclasses."""
     if hasattr(obj, "tolist"):

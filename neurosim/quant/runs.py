@@ -40,7 +40,7 @@ def train_digits_run(params: Any, out: str | os.PathLike, progress: Callable | N
     """
     from safetensors.torch import save_file
 
-    from neurosim.io import atomic_folder
+    from neurosim.io import CONTENT_HASH, atomic_folder, sha256_file
     from neurosim.quant.scheme import get_scheme
     from neurosim.quant.train import train_digits
 
@@ -50,7 +50,8 @@ def train_digits_run(params: Any, out: str | os.PathLike, progress: Callable | N
     with atomic_folder(out) as tmp:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "checkpoint.safetensors"))
-        (tmp / "config.json").write_text(json.dumps({"params": dataclasses.asdict(params), "summary": summary}, indent=1))
+        (tmp / "config.json").write_text(json.dumps({"params": dataclasses.asdict(params), "summary": summary,
+                                                      CONTENT_HASH: sha256_file(tmp / "checkpoint.safetensors")}, indent=1))
     return {**summary, "output": str(out)}
 
 
@@ -58,7 +59,7 @@ def load_digits_run(folder: str | os.PathLike):
     """The quantized model of a train-digits run folder (eval mode) and its DigitsParams."""
     from safetensors.torch import load_file
 
-    from neurosim.io import existing_dir
+    from neurosim.io import CONTENT_HASH, existing_dir, verify_sha256
     from neurosim.quant.convert import quantize_model
     from neurosim.quant.train import DigitsParams, digits_model
 
@@ -66,7 +67,11 @@ def load_digits_run(folder: str | os.PathLike):
     try:
         cfg = json.loads((run / "config.json").read_text())
         params = DigitsParams(**cfg["params"])
+        if isinstance(cfg, dict):
+            verify_sha256(run / "checkpoint.safetensors", cfg.get(CONTENT_HASH), run / "config.json")
         state = load_file(str(run / "checkpoint.safetensors"))
+    except InputError:
+        raise
     except (OSError, KeyError, TypeError, json.JSONDecodeError, Exception) as exc:  # safetensors has its own errors
         raise InputError(f"{run} is not a readable train-digits run ({exc}): train one with neurosim quant train-digits") from None
     model = quantize_model(digits_model(params.arch, params.width), params.scheme)
