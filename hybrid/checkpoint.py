@@ -108,7 +108,7 @@ def load_weights(run: str | pathlib.Path) -> dict[str, torch.Tensor]:
 RETIRED_MODEL_FIELDS = ("context", "min_crop")
 
 
-def load_model(run: str | pathlib.Path, variant: str | None = None) -> DashNet:
+def load_model(run: str | pathlib.Path, variant: str | None = None, model: dict[str, Any] | None = None) -> DashNet:
     """The trained tracker of a run, ready to track (eval mode).
 
     Args:
@@ -117,6 +117,8 @@ def load_model(run: str | pathlib.Path, variant: str | None = None) -> DashNet:
             or ``"default"`` for the model shipped with neurosim.
         variant: evaluate the weights as this variant (``ann_only``, ``snn_only``, ``no_tcf``,
             ``no_attention``, ``full``) instead of the trained one.
+        model: ModelConfig fields to override (e.g. ``{"target_model": "template"}``); fields
+            that change the weights' shapes make the checkpoint not fit (InputError).
 
     Returns:
         A ``hybrid.model.DashNet`` (a torch module) in eval mode.
@@ -130,7 +132,7 @@ def load_model(run: str | pathlib.Path, variant: str | None = None) -> DashNet:
     run = resolve_run(run)
     cfg = load_config(run)
     fields = {k: v for k, v in cfg.get("model", {}).items() if k not in RETIRED_MODEL_FIELDS}
-    mcfg = from_dict(ModelConfig, fields)
+    mcfg = from_dict(ModelConfig, {**fields, **(model or {})}, where="model")
     if variant is not None:
         mcfg = dataclasses.replace(mcfg, variant=variant)
     model = DashNet(mcfg)

@@ -155,8 +155,27 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
     out = pathlib.Path(args.out) if args.out else pathlib.Path(resolve_run(args.runs[0])) / "eval"
     if args.runs[0] == "default" and not args.out:
         raise ParameterError("evaluating the shipped model needs an output folder: add -o FOLDER")
+    model = model_overrides(args, "eval")
+    for name, run in runs.items():  # a bad override is refused before anything is tracked
+        from hybrid.checkpoint import load_model
+
+        load_model(*(run if isinstance(run, tuple) else (run,)), model=model)
     return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames,
-                    baselines=baselines)
+                    baselines=baselines, model=model)
+
+
+def model_overrides(args: argparse.Namespace, verb: str) -> dict[str, Any]:
+    """``[model]`` settings from --config / --set for a verb that loads trained runs; anything
+    else is refused (those verbs have no other parameters)."""
+    from neurosim.config import apply_overrides, load_toml
+
+    values: dict[str, Any] = load_toml(args.config) if getattr(args, "config", None) else {}
+    values = apply_overrides(values, getattr(args, "overrides", []) or [])
+    other = sorted(k for k in values if k != "model")
+    if other or not isinstance(values.get("model", {}), dict):
+        raise ParameterError(f"{verb} takes only model settings from --set/--config (e.g. --set model.target_model=template), "
+                             f"not {other[0] if other else 'model'!r}")
+    return dict(values.get("model", {}))
 
 
 def _tune(args: argparse.Namespace, ctx: Any) -> dict:

@@ -70,13 +70,14 @@ def _name(run: pathlib.Path) -> str:
 
 def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: str | pathlib.Path, out: str | pathlib.Path, split: str = "test",
              progress: Callable | None = None, say: Callable = print, max_frames: int | None = None,
-             baselines: Sequence[str] = ()) -> dict[str, Any]:
+             baselines: Sequence[str] = (), model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Track every sequence of ``split`` with every run and baseline; write results, scores and plots into ``out``.
 
     ``runs`` maps a tracker name to a run folder, or to (run folder, variant) to evaluate a run's
     weights as another variant (e.g. the ANN branch of a hybrid alone). ``baselines`` names
     frame trackers of ``hybrid.baselines`` (``static_box``, ``csrt``, ``kcf``, ``mil``) run on the
-    APS frames and scored at the SNN step times of the first run (1 kHz without runs)."""
+    APS frames and scored at the SNN step times of the first run (1 kHz without runs).
+    ``model``: ModelConfig overrides applied to every run (``neurosim eval --set model.KEY=V``)."""
     from hybrid.baselines import baseline_runner
     from hybrid.checkpoint import load_model
     from hybrid.data import load_track
@@ -88,7 +89,8 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
         raise InputError("nothing to evaluate: give a run (or 'default') and/or --baselines")
     seqs = split_sequences(dataset, split)
     out = pathlib.Path(out)
-    models = {name: load_model(*run) if isinstance(run, tuple) else load_model(run) for name, run in runs.items()}
+    models = {name: load_model(*run, model=model) if isinstance(run, tuple) else load_model(run, model=model)
+              for name, run in runs.items()}
     snn_rate_hz = next(iter(models.values())).cfg.snn_rate_hz if models else 1000.0
     runners: dict[str, Callable] = {name: _model_runner(model) for name, model in models.items()}
     runners.update({name: baseline_runner(name, snn_rate_hz) for name in baselines})

@@ -2,7 +2,6 @@
 
 import json
 import pathlib
-import shutil
 
 import h5py
 import numpy as np
@@ -46,10 +45,27 @@ def test_an_incompatible_checkpoint_is_one_line(tmp_path, capsys):
     import torch
 
     save_file({"ann.0.weight": torch.zeros(3, 3)}, str(tmp_path / "other.safetensors"))
-    shutil.copy(DEFAULT.with_suffix(".json"), tmp_path / "other.json")
+    from neurosim.io import CONTENT_HASH, sha256_file
+
+    doc = json.loads(DEFAULT.with_suffix(".json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps({**doc, CONTENT_HASH: sha256_file(tmp_path / "other.safetensors")}))
     ds = _dataset(tmp_path, boxes=True)
     assert main(["eval", str(tmp_path / "other.safetensors"), "--dataset", str(ds), "--split", "all",
                  "-o", str(tmp_path / "ev"), "--baselines", "none"]) == 2
     line = _one_error_line(capsys)
     assert "does not fit its config" in line and "ann.0.weight" in line
     assert not (tmp_path / "ev").exists()
+
+
+def test_eval_applies_model_settings_and_refuses_others(tmp_path, capsys):
+    ds = _dataset(tmp_path, boxes=True)
+    assert main(["eval", "default", "--dataset", str(ds), "--split", "all", "-o", str(tmp_path / "ev"), "--baselines", "none",
+                 "--set", "epochs=3"]) == 2
+    assert "only model settings" in _one_error_line(capsys) and not (tmp_path / "ev").exists()
+    boxes = {}
+    for target in ("dcf", "template"):
+        out = tmp_path / target
+        assert main(["eval", "default", "--dataset", str(ds), "--split", "all", "-o", str(out), "--baselines", "none",
+                     "--variants", "ann_only", "--set", f"model.target_model={target}", "-q"]) == 0
+        boxes[target] = sorted((out / "results").rglob("*.txt"))[0].read_text()
+    assert boxes["dcf"] != boxes["template"]  # the override reached the tracker

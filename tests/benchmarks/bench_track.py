@@ -76,7 +76,7 @@ def main() -> None:
     from hybrid.checkpoint import load_config
 
     cfg_doc = load_config(args.run)
-    cfg = from_dict(TrainConfig, {k: v for k, v in cfg_doc.items() if k != "dataset"})
+    cfg = from_dict(TrainConfig, {k: v for k, v in cfg_doc.items() if k not in ("dataset", "weights_sha256")})
     from hybrid.train import _collate, build_model, make_optimizers, unit_loss, window_unit
 
     windows = make_windows(dataset, cfg, split="train")
