@@ -21,6 +21,8 @@ Public names (imported on first use: ``import hybrid`` loads no torch):
 - :func:`load_model`, :func:`load_track`, :func:`track_sequence` — track in Python;
   :func:`write_track_results` and :func:`track_file` — the files of ``neurosim track``.
 - :func:`export_run` — a run to the integer network format (``neurosim export``).
+- :class:`DCFTracker`, :class:`DCFParams` — the online target model of the ANN branch, also a
+  frame tracker on its own (``hybrid.dcf``).
 
 The model: an ANN on APS frames (``ann``), an SNN of STBP neurons on event bins
 (``snn_branch``), a template/correlation head (``template``), spike attention (``attention``)
@@ -52,6 +54,8 @@ _LAZY = {
     "write_track_results": "hybrid.results",
     "track_file": "hybrid.results",
     "export_run": "hybrid.export",
+    "DCFTracker": "hybrid.dcf",
+    "DCFParams": "hybrid.dcf",
 }
 __all__ = list(_LAZY)
 __getattr__, __dir__ = attach(__name__, _LAZY)
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from hybrid.checkpoint import load_model
     from hybrid.compare import compare, write_compare
     from hybrid.data import load_track
+    from hybrid.dcf import DCFParams, DCFTracker
     from hybrid.evaluate import evaluate
     from hybrid.export import export_run
     from hybrid.model import ModelConfig
