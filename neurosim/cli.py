@@ -18,6 +18,7 @@ import importlib
 import json
 import pathlib
 import re
+import os
 import sys
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
@@ -289,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = None
+    previous_sigterm = _terminate_like_ctrl_c()
     try:
         parser = build_parser(command if command in COMMANDS else None)
         args = parser.parse_args(argv)
@@ -322,6 +324,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("neurosim: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("neurosim: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:  # stdout closed early (e.g. `neurosim ... --json | head`): not an error
+        _silence_stdout()
+        return 0
+    except OSError as exc:  # disk full, read-only, permission, name too long... while the verb ran
+        print(f"neurosim: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        if previous_sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block unwinds: temporary
+    outputs are deleted and worker pools shut down, as for Ctrl-C."""
+
+
+def _terminate_like_ctrl_c():
+    """Turn SIGTERM into :class:`Terminated` (main thread only); returns the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an I/O error: the path, the system's reason, the fix."""
+    import errno
+
+    path = str(exc.filename or "a file")
+    if len(path) > 120:
+        path = path[:60] + "…" + path[-40:]
+    reason = exc.strerror or str(exc)
+    fix = {errno.ENOSPC: "free disk space or write elsewhere", errno.EDQUOT: "free disk space or write elsewhere",
+           errno.EROFS: "choose a writable output path", errno.EACCES: "check its permissions or choose another path",
+           errno.EPERM: "check its permissions or choose another path",
+           errno.ENAMETOOLONG: "choose a shorter name"}.get(exc.errno, "check the path or choose another one")
+    return f"{path}: {reason}: {fix}"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _feature(command: str | None, args: argparse.Namespace | None) -> str:

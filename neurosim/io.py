@@ -42,6 +42,7 @@ def check_writable(path: str | os.PathLike) -> pathlib.Path:
         raise OutputError(f"output folder {parent} does not exist: create it or choose another -o path")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder {parent} is not writable: choose another -o path")
+    _check_parent(p, "-o")
     if p.is_dir():
         raise OutputError(f"output {p} is a folder: give a file name")
     special = special_kind(p)
@@ -439,15 +440,35 @@ def _check_folder(p: pathlib.Path, opt: str, kind: str, spec: Output, overwrite:
                           "empty output folder")
 
 
+# room left in a file name for the temporary sibling's affixes (".NAME.PID.RANDOM.part")
+TEMP_AFFIX_CHARS = 40
+
+
 def _check_parent(p: pathlib.Path, opt: str) -> None:
-    """The nearest existing folder above ``p`` must be a writable folder."""
+    """The nearest existing folder above ``p`` must be a folder we can create files in (probed:
+    permissions alone do not tell, e.g. /proc or a read-only mount for root), and every new name
+    must fit the file system with room for the temporary sibling's affixes."""
     parent = p.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise OutputError(f"{opt}: {parent} is not a folder: choose another output path")
-    if not os.access(parent, os.W_OK) and not p.exists():
-        raise OutputError(f"{opt}: folder {parent} is not writable: choose another output path")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    for part in p.absolute().relative_to(parent).parts:
+        if len(os.fsencode(part)) > name_max - TEMP_AFFIX_CHARS:
+            raise OutputError(f"{opt}: the name {part[:40]}… is {len(os.fsencode(part))} bytes long, more than "
+                              f"{name_max - TEMP_AFFIX_CHARS} this file system allows here: choose a shorter name")
+    if p.exists() and os.access(p, os.W_OK):
+        return
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".neurosim-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{opt}: cannot create files in {parent} ({exc.strerror or exc}): choose another output path") from None
 
 
 def check_outputs(args: Any, inputs: tuple[str, ...], outputs: tuple[Output, ...]) -> None:

@@ -53,6 +53,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=default)
 
 
+SPACE_MARGIN = 256 * 1024  # bytes kept free for HDF5's metadata and the final flush
+
+
 class SequenceWriter:
     """Stream frames, events and boxes into a sequence file; use as a context manager.
 
@@ -185,10 +188,24 @@ class SequenceWriter:
         if self._n_buf >= self._buffer_events:
             self._flush()
 
+    def _ensure_space(self, nbytes: int) -> None:
+        """OSError(ENOSPC) unless the file system has room for ``nbytes`` more (uncompressed, so
+        an upper bound) plus a margin for HDF5's metadata. HDF5 cannot recover from a failed
+        write (closing the file afterwards crashed the process), so a full disk must be caught
+        before HDF5 sees it; the writer then closes cleanly and the temporary file is deleted."""
+        import errno
+        import shutil
+
+        free = shutil.disk_usage(self._tmp.parent).free
+        if free < nbytes + SPACE_MARGIN:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free / 1e6:.1f} MB free, up to "
+                          f"{(nbytes + SPACE_MARGIN) / 1e6:.1f} MB needed for the next write)", str(self.path))
+
     def _flush(self) -> None:
         """Write the buffered events and the ms_to_idx entries they complete."""
         if not self._buf:
             return
+        self._ensure_space(self._n_buf * 13)  # x, y uint16 + t int64 + p uint8 per event
         cols = [np.concatenate([c[i] for c in self._buf]) for i in range(4)]
         self._buf, n = [], self._n_buf
         self._n_buf = 0
@@ -246,6 +263,7 @@ class SequenceWriter:
                     "exposure_us", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
         elif self._has_exposure != has_exp:
             raise ParameterError("give exposure_us for every add_frames call or for none")
+        self._ensure_space(frames.nbytes + 16 * n)
         k = self._n_frames
         items = [("data", frames), ("t", t)]
         if has_exp:
