@@ -123,6 +123,8 @@ def run_build(specs: list[SequenceSpec], out_dir: str | os.PathLike, params: Any
     start = time.perf_counter() if start is None else start
     if workers < 1:
         raise ParameterError(f"--workers {workers} is impossible: give 1 or more")
+    if split_list is not None:  # a bad list is refused before anything is built
+        index_mod.check_split_list(split_list, [s.name for s in specs])
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"dataset output {out} is a file: choose a folder with -o")

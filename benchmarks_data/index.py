@@ -91,6 +91,27 @@ def read_split_list(path: str | pathlib.Path, names: Iterable[str]) -> dict[str,
     return out
 
 
+def check_split_list(path: str | pathlib.Path, names: Iterable[str]) -> None:
+    """Read a split list before any work: InputError if it is unreadable or malformed, or names
+    a sequence that is not among ``names`` (the source's sequences)."""
+    known = set(names)
+    read_split_list(path, [])  # raises on an unreadable or malformed file
+    unknown = sorted(n for n in _listed_names(pathlib.Path(path)) if n not in known)
+    if unknown:
+        some = ", ".join(sorted(known)[:5]) + (", …" if len(known) > 5 else "")
+        raise InputError(f"split list {path} names {unknown[0]!r}"
+                         f"{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, which the source does not "
+                         f"have: fix the list (the source's sequences: {some})")
+
+
+def _listed_names(p: pathlib.Path) -> list[str]:
+    """Every sequence name a (valid) split list mentions."""
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json":
+        return [str(x) for v in json.loads(text).values() for x in v]
+    return [line.split("#")[0].split()[0] for line in text.splitlines() if line.split("#")[0].split()]
+
+
 def sensor_of(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """``{"width", "height"}`` when all sequences share one size, else ``{"sizes": [...]}``."""
     sizes = sorted({(int(e["width"]), int(e["height"])) for e in entries})

@@ -166,3 +166,21 @@ def test_synth_cli_takes_scene_settings_and_simulator_overrides(tmp_path):
     assert len(index["splits"]["test"]) == 1
     bad = _cli("data", "synth", "-o", str(tmp_path / "bad"), "--set", "synth.bogus=1")
     assert bad.returncode == 2 and "synth.bogus" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_a_bad_split_list_is_refused_before_anything_is_built(tmp_path):
+    src = tmp_path / "src" / "seq" / "img"
+    src.mkdir(parents=True)
+    import cv2
+
+    for k in range(4):
+        frame = np.zeros((48, 64), np.uint8)
+        frame[10:20, 5 + 4 * k:15 + 4 * k] = 200
+        cv2.imwrite(str(src / f"{k + 1:04d}.png"), frame)
+    (src.parent / "groundtruth_rect.txt").write_text("".join(f"{6 + 4 * k},11,10,10\n" for k in range(4)))
+    for name, text, why in (("names.json", '{"train": ["seq", "nope"]}', "names 'nope'"),
+                            ("broken.json", "{", "not valid JSON"), ("lines.txt", "seq train extra\n", "expected 'NAME SPLIT'")):
+        (tmp_path / name).write_text(text)
+        res = _cli("data", "build", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--split-list", str(tmp_path / name), "-q")
+        assert res.returncode == 2 and why in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / "out").exists()
