@@ -28,6 +28,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hybrid.checkpoint import find_checkpoint, load_optimizers, model_weights, save_checkpoint
+from hybrid.checkpoint import WEIGHTS, find_checkpoint, load_optimizers, model_weights, save_checkpoint
 from hybrid.model import STRIDE, DashNet, ModelConfig
 from hybrid.template import response_loss
 from neurosim.config import check_range, to_dict
@@ -281,8 +282,21 @@ def train(dataset: str | pathlib.Path | Sequence[str | pathlib.Path], run: str |
     folders = [str(d) for d in dataset_folders(dataset)]
     config_doc = {"model": to_dict(cfg.model), **{k: v for k, v in to_dict(cfg).items() if k != "model"},
                   "dataset": folders[0] if len(folders) == 1 else folders}
+    created = rank == 0 and not run.exists()
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_epochs(run, cfg, model, net, opts, windows, config_doc, start_epoch, step, rank, world,
+                             progress, say)
+    except BaseException:  # interrupted or failed before its first checkpoint: leave no run folder
+        if created and not (run / WEIGHTS).exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _train_epochs(run: pathlib.Path, cfg: TrainConfig, model, net, opts, windows, config_doc: dict, start_epoch: int,
+                  step: int, rank: int, world: int, progress: Callable | None, say: Callable) -> dict[str, Any]:
+    """The epoch loop of :func:`train`: metrics, TensorBoard and checkpoints into ``run``."""
     n_batches = cfg.batches_per_epoch or math.ceil(len(windows) / cfg.batch_size)
     history = []
     writer = _tensorboard(run / "tb") if rank == 0 else None

@@ -98,3 +98,24 @@ def test_sigterm_leaves_no_partial_output_and_no_traceback(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and err.strip() == "neurosim: terminated", (proc.returncode, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz"]
+
+
+def test_train_interrupted_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):
+    import signal
+    import time
+
+    pytest.importorskip("torch")
+    assert neurosim("data", "synth", "-o", "ds", "--sequences", "2", "--frames", "24", "--size", "96x72", "-q",
+                    cwd=tmp_path).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "neurosim.cli", "train", "--dataset", "ds", "-o", "run",
+                             "--set", "epochs=1", "--set", "batches_per_epoch=500", "-q"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.strip() == "neurosim: terminated", (proc.returncode, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
