@@ -144,7 +144,8 @@ def run_build(specs: list[SequenceSpec], out_dir: str | os.PathLike, params: Any
     ]
     try:
         results = _run(tasks, workers, scheduler, progress)
-    except BaseException:
+    except BaseException:  # interrupted: the stopped workers' temporaries go; finished sequences stay (a re-run skips them)
+        _remove_stale_parts(seq_dir)
         _remove_empty(created)
         raise
     results.sort(key=lambda r: r["name"])
@@ -321,13 +322,30 @@ def _run(tasks: list[dict], workers: int, scheduler: str | None, progress: Calla
         # forkserver: a clean server process imports the simulator once, workers fork from it
         # (no fork of this possibly threaded process, no per-worker re-import as with spawn)
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["benchmarks_data.build", "sim_events.simulator", "sim_events.sources", "h5py", "cv2"])
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                    initializer=_worker_init) as pool:
+        ctx.set_forkserver_preload(["benchmarks_data._die_with_parent", "benchmarks_data.build", "sim_events.simulator",
+                                    "sim_events.sources", "h5py", "cv2"])
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_pool_worker_init)
+        try:
             futures = {pool.submit(build_one, t): t for t in tasks}
             for fut in cf.as_completed(futures):
                 done(_result_or_crash(fut, futures[fut]))
+        except BaseException:  # Ctrl-C, SIGTERM, an error here: stop the workers now, not after their tasks
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     return results
+
+
+def _stop_workers(pool: Any) -> None:
+    """Cancel what has not started and terminate the worker processes (their partial outputs are
+    temporary files, removed by the next build of the same folder)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # the executor exposes no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
 
 
 def _run_dask(tasks: list[dict], workers: int, scheduler: str, done: Callable) -> None:
@@ -388,6 +406,20 @@ def _worker_init() -> None:
         cv2.setNumThreads(1)
     except ImportError:
         pass
+
+
+def _pool_worker_init() -> None:
+    """A process-pool worker: one OpenCV thread; Ctrl-C is the parent's to handle (the whole
+    process group gets SIGINT, and workers printed tracebacks); on Linux the worker gets SIGTERM
+    when its parent, the forkserver, dies, and the forkserver when the build dies, even by
+    SIGKILL (``benchmarks_data._die_with_parent``)."""
+    import signal
+
+    from benchmarks_data._die_with_parent import die_with_parent
+
+    _worker_init()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 # ------------------------------------------------------------------------------ helpers

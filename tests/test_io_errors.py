@@ -119,3 +119,92 @@ def test_train_interrupted_before_its_first_checkpoint_leaves_no_run_folder(tmp_
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and err.strip() == "neurosim: terminated", (proc.returncode, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """PIDs of every living process below ``pid`` (from /proc)."""
+    parents = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _otb_collection(root: pathlib.Path, n_sequences: int, n_frames: int, size=(120, 160)) -> pathlib.Path:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for s in range(n_sequences):
+        img = root / f"seq{s}" / "img"
+        img.mkdir(parents=True)
+        background = rng.integers(20, 120, size).astype(np.uint8)
+        for k in range(n_frames):
+            frame = background.copy()
+            frame[40:70, 5 + k:35 + k] = 230
+            cv2.imwrite(str(img / f"{k + 1:04d}.png"), frame)
+        (img.parent / "groundtruth_rect.txt").write_text("".join(f"{6 + k},41,30,30\n" for k in range(n_frames)))
+    return root
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_workers_do_not_outlive_a_killed_build(tmp_path):
+    import signal
+    import time
+
+    src = _otb_collection(tmp_path / "src", 4, 150, size=(480, 640))  # a few seconds of work per worker
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "neurosim.cli", "data", "build", str(src), "-o", "out", "--workers", "2",
+                             "--fps", "240", "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while len(_descendants(proc.pid)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # forkserver + 2 workers
+    time.sleep(0.5)  # the workers' initializer has run: they are mid-task
+    workers = _descendants(proc.pid)
+    if proc.poll() is not None or len(workers) < 3:
+        pytest.skip("the build ended before its workers could be seen")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(pathlib.Path(f"/proc/{p}").exists() and
+                                              "Z" not in pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]
+                                              for p in workers if pathlib.Path(f"/proc/{p}/stat").exists()):
+        time.sleep(0.1)
+    alive = [p for p in workers if pathlib.Path(f"/proc/{p}/stat").exists()
+             and pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"worker processes {alive} outlived the killed build"
+
+
+def test_ctrl_c_of_a_two_worker_build_is_one_line_and_stops_its_workers(tmp_path):
+    """SIGINT to the whole process group, as Ctrl-C sends it: no worker tracebacks, no worker left,
+    no temporary files; sequences finished before it stay for a re-run to skip."""
+    import signal
+    import time
+
+    src = _otb_collection(tmp_path / "src", 4, 150, size=(480, 640))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "neurosim.cli", "data", "build", str(src), "-o", "out", "--workers", "2",
+                             "--fps", "240", "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_descendants(proc.pid)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers = _descendants(proc.pid)
+    if proc.poll() is not None:
+        pytest.skip("the build ended before it could be interrupted")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip() == "neurosim: interrupted", (proc.returncode, err)
+    time.sleep(1)
+    alive = [p for p in workers if pathlib.Path(f"/proc/{p}/stat").exists()
+             and pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive
+    assert not list((tmp_path / "out").rglob(".*.part")) if (tmp_path / "out").exists() else True
