@@ -33,7 +33,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", default=None, metavar="WxH", help="output sensor size, e.g. 240x180 (default: input size)")
     _parallel_options(p)
 
-    p = add_verb(verbs, "synth", _synth, help="generate the procedural high-speed tracking benchmark",
+    p = add_verb(verbs, "synth", _synth, settings=True, help="generate the procedural high-speed tracking benchmark",
                  example="neurosim data synth -o synth --sequences 8 --seed 0",
                  description="Render textured targets among look-alike distractors on textured backgrounds (fast erratic "
                  "motion, scale change, occlusion, lighting change, motion blur) at 240 fps with exact boxes, then convert "

@@ -58,7 +58,7 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--ann-temperatures", default="1", help="candidate soft-argmax temperatures of the ANN centre in "
                        "(0, 1], comma-separated (default 1: as trained; e.g. 1,0.5,0.25,0.125)")
     elif name == "eval":
-        p = add_verb(subparsers, "eval", _eval, help=help_text, example="neurosim eval runs/ --dataset synth/",
+        p = add_verb(subparsers, "eval", _eval, settings=True, help=help_text, example="neurosim eval runs/ --dataset synth/",
                      needs=["torch", "matplotlib"], inputs=("runs", "dataset"),
                      outputs=[Output(kind="results", marker=("scores.json",), default=_default_eval_folder)],
                      description="Track every sequence of a dataset split with each run (a run folder, a folder "

@@ -204,10 +204,13 @@ def add_verb(
     subparsers: argparse._SubParsersAction, name: str, handler: Callable[..., dict | None],
     help: str, example: str, description: str | None = None, params: Callable[[], Any] | None = None,
     needs: Sequence[str] = (), inputs: Sequence[str] = (), outputs: Sequence[Output] = (),
+    settings: bool | None = None,
 ) -> argparse.ArgumentParser:
     """Add one verb with the common options and an example in its --help.
 
     ``params``: see :func:`add_common_options` (``--set`` help lists the keys and defaults).
+    ``settings``: whether the verb reads ``--config`` / ``--set`` (default: when it has
+    ``params``); :func:`main` refuses them for a verb that does not, so they never go unheeded.
     ``needs``: optional modules the verb always uses (keys of :data:`neurosim.extras.OPTIONAL`);
     :func:`main` checks them before the verb runs, so a missing extra stops it before any
     output, and ``--help`` names the ``pip install`` that provides them.
@@ -226,8 +229,20 @@ def add_verb(
     if any(out.offers_overwrite for out in outputs):
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an existing output (only a file or folder this command writes, never an input)")
-    parser.set_defaults(handler=handler, needs=tuple(needs), io_inputs=("config", *inputs), io_outputs=tuple(outputs))
+    parser.set_defaults(handler=handler, needs=tuple(needs), io_inputs=("config", *inputs), io_outputs=tuple(outputs),
+                        takes_settings=params is not None if settings is None else settings)
     return parser
+
+
+def check_settings_used(args: argparse.Namespace) -> None:
+    """ParameterError when --config / --set are given to a verb that reads neither."""
+    if getattr(args, "takes_settings", True):
+        return
+    given = "--config" if getattr(args, "config", None) else "--set" if getattr(args, "overrides", None) else None
+    if given:
+        verb = " ".join(p for p in (getattr(args, "command", None), getattr(args, "verb", None)) if p)
+        raise ParameterError(f"neurosim {verb} has no parameters to take from {given}: leave it out "
+                             "(see its --help for the options it has)")
 
 
 def _preferred_extra(command: str | None) -> str:
@@ -301,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if args.command is None else 2
         ensure_installed(getattr(args, "needs", ()), _feature(command, args), _preferred_extra(command))
         check_option_ranges(args)
+        check_settings_used(args)
         check_outputs(args, getattr(args, "io_inputs", ()), getattr(args, "io_outputs", ()))
         ctx = Context(json_mode=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
         summary = handler(args, ctx)

@@ -177,3 +177,25 @@ def test_out_of_memory_is_one_line_and_nothing_written(tmp_path):
     assert res.stderr.count("\n") == 1 and "ran out of memory" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "-o", "{out}", "--config", "{cfg}"],
+    ["events", "info", "{seq}", "--set", "refractory_us=5"],
+    ["export", "default", "-o", "{out}", "--set", "model.variant=full"],
+    ["track", "default", "{seq}", "-o", "{out}.mp4", "--set", "a=1"],
+])
+def test_set_and_config_are_refused_where_a_verb_has_no_parameters(argv, tmp_path, capsys):
+    """--set / --config either apply or are refused: a verb without parameters says so, writes nothing."""
+    from neurosim.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("x = 1\n")
+    seq = tmp_path / "seq.h5"
+    seq.write_bytes(b"")
+    out = tmp_path / "out"
+    argv = [a.format(out=out, cfg=cfg, seq=seq) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no parameters to take from" in err[0], err
+    assert not out.exists() and not pathlib.Path(f"{out}.mp4").exists()
