@@ -479,7 +479,7 @@ def _completed_entry(final: pathlib.Path, marker: pathlib.Path, fingerprint: str
         return None
     try:
         entry = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     if entry.get("param_hash") != fingerprint or entry.get("file_size") != final.stat().st_size:
         return None

@@ -89,7 +89,7 @@ def load_config(run: str | pathlib.Path) -> dict[str, Any]:
     cfg_file = _files(find_checkpoint(run))[1]
     try:
         return json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{cfg_file} is unreadable ({exc}): re-train or restore the run") from None
 
 
@@ -178,7 +178,7 @@ def load_optimizers(run: pathlib.Path, optimizers: dict[str, torch.optim.Optimiz
     run = find_checkpoint(run)
     try:
         doc = json.loads((run / STATE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{run / STATE} is missing or unreadable ({exc}): cannot resume, train anew") from None
     tensors = load_weights(run)
     for oname, optimizer in optimizers.items():

@@ -136,8 +136,8 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "trace_decay": (0.0, 1.0, False),
     "template_size": (1, 32, False),
     "ann_template_size": (0, 32, False),
-    "temperature": (0.0, 1000.0, True),
-    "ann_temperature": (0.0, 1000.0, True),
+    "temperature": (1e-6, 1000.0, False),  # below 1e-6 the softmax of a response map overflows
+    "ann_temperature": (1e-6, 1000.0, False),
     "warmup_bins": (0, 1000, False),
     "alpha_frame": (0.0, 1.0, True),
     "alpha_hold": (0.0, 1.0, True),

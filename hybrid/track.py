@@ -78,6 +78,11 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     cfg = model.cfg
     S, W = cfg.search_size, cfg.warmup_bins
     bins = bins_per_frame(cfg.snn_rate_hz, aps_rate(track))
+    if W > bins:
+        from neurosim.errors import ParameterError
+
+        raise ParameterError(f"model.warmup_bins {W} is more than the {bins} SNN steps of a frame interval of {track.name} "
+                             f"({aps_rate(track):g} Hz APS at {cfg.snn_rate_hz:g} Hz): use at most {bins}")
     if first_box is None:
         first_box = track.box_at(np.array([track.frame_t[0]]))[0]
     box = check_first_box(first_box, track.width, track.height)

@@ -137,7 +137,7 @@ def load(folder: str | pathlib.Path) -> IntNetwork:
 
     try:
         doc = json.loads((folder / "network.json").read_text())
-    except (json.JSONDecodeError, OSError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"{folder}: cannot read the network ({exc}); re-export it") from None
     tensor_file = folder / "tensors.safetensors"
     if tensor_file.exists() and isinstance(doc, dict):

@@ -46,9 +46,9 @@ def raw_encoding_and_size(fields: dict[str, str]) -> tuple[str | None, tuple[int
         if head in ("evt2", "evt3", "evt21"):
             enc = head
         kv = dict(part.split("=", 1) for part in fmt.split(";")[1:] if "=" in part)
-        if "width" in kv and "height" in kv:
+        if kv.get("width", "").strip().isdigit() and kv.get("height", "").strip().isdigit():
             size = (int(kv["width"]), int(kv["height"]))
-    if enc is None and "evt" in fields:
+    if enc is None and fields.get("evt", "").split():
         enc = {"2.0": "evt2", "3.0": "evt3", "2.1": "evt21"}.get(fields["evt"].split()[0])
     if size is None and "geometry" in fields:
         m = re.match(r"(\d+)\s*x\s*(\d+)", fields["geometry"])
