@@ -146,18 +146,50 @@ def load(folder: str | pathlib.Path) -> IntNetwork:
         tensors = load_file(str(tensor_file)) if tensor_file.exists() else {}
     except Exception as exc:  # safetensors raises its own error types
         raise InputError(f"{folder}: cannot read the network ({exc}); re-export it") from None
-    if doc.get("format") != "neurosim-intnet":
+    if not isinstance(doc, dict) or doc.get("format") != "neurosim-intnet":
         raise InputError(f"{folder}/network.json is not a neurosim integer network: re-export it")
-    layers = []
-    for entry in doc["layers"]:
-        entry = dict(entry)
-        if entry.get("neuron") is not None:
-            entry["neuron"] = IntLIFParams(**entry["neuron"])
-        for t in _TENSORS:
-            entry[t] = tensors.get(f"{entry['name']}.{t}")
-        layers.append(IntLayer(**entry))
-    inputs = {k: InputSpec(tuple(v["shape"]), v["frac_bits"], v["steps"]) for k, v in doc["inputs"].items()}
-    return IntNetwork(doc["name"], inputs, layers, list(doc["outputs"]), doc.get("meta", {}))
+    version = doc.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise InputError(f"{folder}/network.json has format_version {version!r}; this neurosim reads 1..{FORMAT_VERSION}: "
+                         "re-export it with this version (or upgrade neurosim)")
+    try:
+        layers = []
+        for entry in doc["layers"]:
+            entry = dict(entry)
+            if entry.get("neuron") is not None:
+                entry["neuron"] = IntLIFParams(**entry["neuron"])
+            for t in _TENSORS:
+                entry[t] = tensors.get(f"{entry['name']}.{t}")
+            layers.append(IntLayer(**entry))
+        inputs = {k: InputSpec(tuple(v["shape"]), v["frac_bits"], v["steps"]) for k, v in doc["inputs"].items()}
+        net = IntNetwork(doc["name"], inputs, layers, list(doc["outputs"]), doc.get("meta", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{folder}/network.json is malformed ({type(exc).__name__}: {exc}): re-export it") from None
+    check_network(net, f"{folder}/network.json")
+    return net
+
+
+def check_network(net: IntNetwork, where: str) -> None:
+    """InputError naming the first layer whose integer parameters are impossible: a shift outside
+    [0, 31] (the output stage is a right shift of an int32), stride or pooling window < 1,
+    padding < 0, a source that is neither an input nor an earlier layer, or an output that is no layer."""
+    known = set(net.inputs)
+    for layer in net.layers:
+        bad = None
+        if not isinstance(layer.shift, int) or not 0 <= layer.shift <= 31:
+            bad = f"shift {layer.shift!r} is outside [0, 31]"
+        elif not isinstance(layer.stride, int) or layer.stride < 1 or not isinstance(layer.kernel, int) or layer.kernel < 1:
+            bad = f"stride {layer.stride!r} / kernel {layer.kernel!r} must be integers ≥ 1"
+        elif not isinstance(layer.padding, int) or layer.padding < 0:
+            bad = f"padding {layer.padding!r} must be an integer ≥ 0"
+        elif layer.source not in known:
+            bad = f"source {layer.source!r} is neither an input nor an earlier layer"
+        if bad:
+            raise InputError(f"{where}: layer {layer.name}: {bad}: re-export the network")
+        known.add(layer.name)
+    missing = [o for o in net.outputs if o not in known]
+    if missing:
+        raise InputError(f"{where}: output {missing[0]!r} is not a layer: re-export the network")
 
 
 # --------------------------------------------------------------------- reference forward

@@ -87,7 +87,11 @@ def draw_constants(params: DvsParams, width: int, height: int, rng: np.random.Ge
     if n_hot:
         hot[rng.choice(width * height, size=n_hot, replace=False)] = params.hot_pixel_rate_hz
     listed = np.asarray(params.hot_pixels, dtype=np.int64)
-    listed = listed[listed < width * height]
+    if listed.size and listed.max() >= width * height:
+        from neurosim.errors import ParameterError
+
+        raise ParameterError(f"hot_pixels index {int(listed.max())} is outside the {width}x{height} sensor (flat indices "
+                             f"y*{width} + x must be below {width * height}): fix hot_pixels or the sensor size")
     hot[listed] = params.hot_pixel_rate_hz
     return PixelConstants(th_on, th_off, leak.astype(np.float32), hot.reshape(shape).astype(np.float32),
                           bool(np.any(hot > 0)))
