@@ -66,6 +66,19 @@ class DCFParams:
     scale_lr: float = 0.6
     min_brightness: float = 16.0  # DN: a region darker than this on average is not searched or learned
 
+    def check(self) -> "DCFParams":
+        """ParameterError naming the first value outside :data:`DCF_RANGES` (or a region not a multiple of 4)."""
+        from neurosim.config import check_range
+        from neurosim.errors import ParameterError
+
+        for name, (low, high) in DCF_RANGES.items():
+            check_range(f"dcf.{name}", getattr(self, name), low, high, why="edit DCF_RANGES in hybrid/dcf.py")
+        if self.region_px % CELL:
+            raise ParameterError(f"dcf.region_px {self.region_px} must be a multiple of {CELL}")
+        if self.scales % 2 == 0:
+            raise ParameterError(f"dcf.scales {self.scales} must be odd (2n + 1 scales around 1)")
+        return self
+
 
 DCF_RANGES: dict[str, tuple[float, float]] = {
     "context": (0.0, 4.0),
@@ -166,7 +179,7 @@ class DCFTracker:
     xywh float in pixels), usable alone (``hybrid.baselines``' protocol) or as the ANN branch."""
 
     def __init__(self, params: DCFParams | None = None):
-        self.p = params or DCFParams()
+        self.p = (params or DCFParams()).check()
         n = self.p.region_px // CELL
         self.window = hann(n)
         half = self.p.scales // 2

@@ -126,6 +126,9 @@ def test_config_checks():
         ModelConfig(target_model="dcf", variant="no_tcf").check()
     with pytest.raises(ParameterError, match="snn_min_confidence"):
         ModelConfig(snn_min_confidence=1.5).check()
+    for bad, match in ((dict(scales=2), "odd"), (dict(region_px=130), "multiple of 4"), (dict(learning_rate=2.0), "learning_rate")):
+        with pytest.raises(ParameterError, match=match):
+            DCFTracker(DCFParams(**bad))
 
 
 def test_gate_freezes_steps_whose_response_is_flat():
