@@ -23,8 +23,7 @@ def draw_step(track, res, j: int, every: int) -> np.ndarray:
     k = max(int(np.searchsorted(track.frame_t, t, "right")) - 1, 0)
     img = cv2.cvtColor(track.frames[k], cv2.COLOR_GRAY2BGR)
     t0 = int(res.times[max(j - every, 0)]) if j else t - 1000
-    lo, hi = np.searchsorted(track.events["t"], [t0, t])
-    ev = track.events[lo:hi]
+    ev = track.events_between(t0, t)
     on = ev["p"].astype(bool)
     img[ev["y"][on], ev["x"][on]] = (0, 0, 255)
     img[ev["y"][~on], ev["x"][~on]] = (255, 0, 0)
