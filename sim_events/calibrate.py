@@ -3,7 +3,13 @@
 ``calibrate(recording) -> (DvsParams, metrics)``; the recording is a
 :class:`~sim_events.formats.Recording` or a path (the ``.npz`` recording layout, AEDAT4 with
 frames, a sequence file). The simulator is run on the recording's own frames and its events
-are compared with the real ones over the frames' span (:func:`sim_events.metrics.compare`).
+are compared with the real ones (:func:`sim_events.metrics.compare`).
+
+The fit has to hold on data it did not see (another stretch of the same camera), so every
+choice is made on **held-out blocks in time**: the frames are cut into ``folds`` contiguous
+blocks (:func:`fold_spans`); each block is simulated from its own first frame (a fresh
+start, as a simulation of unseen frames is) and scored against its real events with
+thresholds that were fitted on the *other* blocks only.
 
 What is fitted, and how:
 
@@ -11,24 +17,35 @@ What is fitted, and how:
    least squares over DN bins of the variance of frame-to-frame differences at pixels with
    no real event nearby (3×3) in that interval (differences of two frames: var = 2σ²).
 2. **Refractory period**: the 0.5th percentile of the intervals between consecutive events
-   of one pixel (any polarity), capped to [0, 5 ms].
+   of one pixel (any polarity), capped to [0, 5 ms] — an upper bound; the search below
+   keeps the preset's value unless the fitted one wins on held-out blocks.
 3. **Background activity** at static pixels (frames never change by more than 4σ there or
    in the 3×3 neighbourhood): pixels firing ≥ max(4, 20× the mean) are **hot pixels**
    (listed, with their median rate); the rest give the **shot-noise** rate (2× the OFF
    rate, divided by the mean of the model's intensity factor 2/(1 + DN/64)) and the
-   **leak** rate (ON excess over OFF).
-4. **Pixel model** by coordinate search (``passes`` rounds over blur_px, linlog_dn, the
-   highlight knee/gain, cutoff_hz, threshold_sigma, noise_gate_sigmas): for each
-   candidate, θ_on and θ_off are re-fitted so the simulated ON and OFF counts match the
-   real ones (3 multiplicative updates θ ← θ·(N_sim/N_real)), then the candidate is scored
-   by r_on + r_off + F1 − 1.5·phase CV + 0.25·rate r. The best is kept. (The weights were
-   set on the shared DAVIS346 recording — calibrating on frames 0–14 with seeds 0–2 and
-   checking frames 15–29; weight 1 on the phase CV left one seed at CV 0.102.)
-5. **Latency**: the constant delay (0–5 ms in 0.5 ms steps) that maximizes F1 at 5 ms.
+   **leak** rate (ON excess over OFF). Both are shrunk towards the preset:
+   rate = w·fitted + (1 − w)·preset with w = n/(n + N0), n the background events seen,
+   N0 = :data:`NOISE_PRIOR_EVENTS`.
+4. **Thresholds** θ_on, θ_off: multiplicative updates θ ← θ·(N_sim/N_real) until the
+   simulated ON and OFF counts match the real ones (≤ 2 %). For held-out block k the
+   thresholds are rescaled by the count ratio of the other blocks only.
+5. **Pixel model** by coordinate search from the preset (``passes`` rounds over
+   :data:`SEARCH`): each candidate gets its thresholds (4.), then the cross-validated score
+   S = mean_k s(m_k) − STABILITY_WEIGHT·std_k(rate r_k) over the held-out block metrics m_k,
+   s = r_on + r_off + F1 − PHASE_WEIGHT·phase CV + RATE_WEIGHT·rate r. A candidate
+   replaces the current value only if its per-block gain Δ_k has mean > max(MIN_GAIN,
+   SE(Δ)): where the blocks disagree the preset's value stays (shrinkage towards the
+   preset).
+6. **Latency** (0–5 ms, 0.5 ms steps): the shift of the held-out events with the best
+   F1 at 5 ms, kept only if it beats no shift by more than LATENCY_MIN_GAIN.
+
+``metrics`` reports the fit on the whole recording (in-sample), the mean of the
+held-out-block metrics used for the choices (``cv_*``) and, with ``holdout=True``, an outer
+check that no choice has seen (``holdout_*``: calibrate on the first half, score the second
+half, and the reverse; :func:`holdout_check`).
 
 The mismatch σ is chosen among a few values by the same score: with a fraction of a second
-of data it is not identifiable per pixel, and the result says so (``notes``).
-"""
+of data it is not identifiable per pixel, and the result says so (``notes``)."""
 
 from __future__ import annotations
 
@@ -141,7 +158,7 @@ def fit_background(frames: np.ndarray, frame_t: np.ndarray, events: np.ndarray, 
     cnt = np.bincount(pix, minlength=h * width).reshape(h, width)
     n_static = int(static.sum())
     out = {"static_pixels": n_static, "hot_pixels": [], "hot_pixel_rate_hz": 10.0,
-           "shot_noise_rate_hz": 0.0, "leak_rate_hz": 0.0}
+           "shot_noise_rate_hz": 0.0, "leak_rate_hz": 0.0, "background_events": 0}
     if n_static < 100 or duration <= 0:
         return out
     mean = cnt[static].mean()
@@ -156,69 +173,166 @@ def fit_background(frames: np.ndarray, frame_t: np.ndarray, events: np.ndarray, 
     n_off = int((in_bg & ~on).sum())
     npix = int(bg.sum())
     factor = float(np.mean(2.0 / (1.0 + f[:, bg].mean(axis=0) / 64.0)))
+    out["background_events"] = n_on + n_off
     out["shot_noise_rate_hz"] = float(2.0 * n_off / (npix * duration) / max(factor, 1e-6))
     out["leak_rate_hz"] = float(max(0, n_on - n_off) / (npix * duration))
     return out
 
 
-class _Evaluator:
-    """Simulate the recording's frames with given params; compare with its events."""
+MIN_RATE_BINS = 8  # a block's own rate r counts only with at least this many frame intervals (fewer: noise)
+NOISE_PRIOR_EVENTS = 50.0  # pseudo-count of the preset's noise rates (see module doc, 3.)
+RATE_WEIGHT = 0.25
+PHASE_WEIGHT = 1.5
+STABILITY_WEIGHT = 0.25  # on the spread of the blocks' own held-out rate r
+MIN_GAIN = 0.005  # smallest held-out score gain that moves a parameter off its current value
+LATENCY_MIN_GAIN = 0.002  # smallest held-out F1 gain that moves the latency off 0
 
-    def __init__(self, rec, seed: int):
-        self.rec = rec
-        self.seed = seed
-        self.t0, self.t1 = int(rec.frame_t[0]), int(rec.frame_t[-1])
-        self.fi = int(np.median(np.diff(rec.frame_t)))
-        real = rec.events[(rec.events["t"] >= self.t0) & (rec.events["t"] < self.t1)]
-        self.real = real
-        self.n_on = int((real["p"] > 0).sum())
-        self.n_off = len(real) - self.n_on
-        self.runs = 0
+
+def fold_spans(n_frames: int, folds: int) -> list[tuple[int, int]]:
+    """``folds`` contiguous blocks of frame indices (a, b), inclusive, neighbours sharing a frame.
+
+    Block k covers the frame intervals between frames a and b (events in [t_a, t_b)), so the
+    blocks tile the recording's span. Example: 15 frames, 2 folds → [(0, 7), (7, 14)]."""
+    if folds < 1 or n_frames - 1 < folds:
+        raise ParameterError(f"{folds} folds need at least {folds + 1} frames (got {n_frames}): use fewer folds")
+    edges = np.round(np.linspace(0, n_frames - 1, folds + 1)).astype(int)
+    return [(int(edges[k]), int(edges[k + 1])) for k in range(folds)]
+
+
+def auto_folds(n_frames: int) -> int:
+    """Default number of blocks: at most 3, each of at least 7 frame intervals (a shorter block
+    is dominated by its fresh start); 1 (choices in-sample) below 14 intervals."""
+    return int(np.clip((n_frames - 1) // 7, 1, 3))
+
+
+def frame_span(rec, a: int, b: int):
+    """The recording restricted to frames a..b (inclusive) and the events in [t_a, t_b]."""
+    from sim_events.formats import Recording
+
+    ft = rec.frame_t.astype(np.int64)
+    ev = rec.events[(rec.events["t"] >= ft[a]) & (rec.events["t"] <= ft[b])]
+    return Recording(events=ev, width=rec.width, height=rec.height, frames=rec.frames[a:b + 1], frame_t=ft[a:b + 1],
+                     source=f"{getattr(rec, 'source', '')}[frames {a}-{b}]")
+
+
+class _Block:
+    """Frames a..b of the recording simulated from a fresh start at frame a, vs the real events."""
+
+    def __init__(self, rec, a: int, b: int, seed: int, counter: list[int]):
+        self.rec, self.a, self.b, self.seed, self.counter = rec, a, b, seed, counter
+        ft = rec.frame_t.astype(np.int64)
+        self.t0, self.t1, self.origin = int(ft[a]), int(ft[b]), int(ft[0])
+        self.fi = int(np.median(np.diff(ft)))
+        self.real = rec.events[(rec.events["t"] >= self.t0) & (rec.events["t"] < self.t1)]
+        self.n_on = int((self.real["p"] > 0).sum())
+        self.n_off = len(self.real) - self.n_on
+        self.bins = max((self.t1 - self.t0) // self.fi, 1)
         self.cache: dict[tuple, list] = {}
 
     def events(self, params: DvsParams) -> np.ndarray:
         from sim_events.simulator import conditioned_frames, events_from_conditioned
 
-        self.runs += 1
+        self.counter[0] += 1
         key = (params.noise_gate_sigmas, params.aps_read_noise_dn, params.aps_shot_gain, params.blur_px,
                params.interpolation, params.flow_preset, params.flow_scale)
         if key not in self.cache:  # gated, blurred frames and their flows depend only on these
-            frames = zip((int(t) for t in self.rec.frame_t), self.rec.frames)
+            frames = zip((int(t) for t in self.rec.frame_t[self.a:self.b + 1]), self.rec.frames[self.a:self.b + 1])
             self.cache[key] = list(conditioned_frames(frames, self.rec.width, self.rec.height, params))
         chunks = list(events_from_conditioned(self.cache[key], self.rec.width, self.rec.height, params, self.seed))
         return np.concatenate(chunks) if chunks else np.empty(0, dtype=[("x", "u2"), ("y", "u2"), ("t", "i8"), ("p", "u1")])
 
-    def metrics(self, ev: np.ndarray) -> dict:
-        return compare(ev, self.real, self.rec.width, self.rec.height, self.t0, self.t1, self.fi)
+    def counts(self, ev: np.ndarray) -> tuple[int, int]:
+        sel = (ev["t"] >= self.t0) & (ev["t"] < self.t1)
+        on = int((ev["p"][sel] > 0).sum())
+        return on, int(sel.sum()) - on
 
-    def fit_thresholds(self, params: DvsParams, iters: int = 3) -> tuple[DvsParams, np.ndarray]:
-        """Scale θ_on, θ_off so the simulated ON/OFF counts match the real ones."""
-        ev = self.events(params)
+    def metrics(self, ev: np.ndarray) -> dict:
+        m = compare(ev, self.real, self.rec.width, self.rec.height, self.t0, self.t1, self.fi,
+                    phase_origin_us=self.origin)
+        if self.bins < MIN_RATE_BINS:
+            m["rate_r"] = float("nan")
+        return m
+
+
+def _scaled(params: DvsParams, r_on: float, r_off: float) -> DvsParams:
+    return params.replace(
+        contrast_threshold_on=float(np.clip(params.contrast_threshold_on * r_on, 0.02, 2.0)),
+        contrast_threshold_off=float(np.clip(params.contrast_threshold_off * r_off, 0.02, 2.0)))
+
+
+class _CrossValidation:
+    """The recording cut into blocks; thresholds fitted on counts, candidates scored held out."""
+
+    def __init__(self, rec, folds: int, seed: int):
+        self.runs = [0]
+        self.blocks = [_Block(rec, a, b, seed, self.runs) for a, b in fold_spans(len(rec.frames), folds)]
+        self.whole = _Block(rec, 0, len(rec.frames) - 1, seed, self.runs)
+
+    def fit_thresholds(self, params: DvsParams, iters: int = 4) -> tuple[DvsParams, list[np.ndarray]]:
+        """Scale θ_on, θ_off until the simulated ON/OFF counts over all blocks match the real ones."""
+        evs = [b.events(params) for b in self.blocks]
         for _ in range(iters):
-            sel = (ev["t"] >= self.t0) & (ev["t"] < self.t1)
-            on = int((ev["p"][sel] > 0).sum())
-            off = int(sel.sum()) - on
-            r_on = max(on, 1) / max(self.n_on, 1)
-            r_off = max(off, 1) / max(self.n_off, 1)
+            r_on, r_off = self._ratio(evs, range(len(self.blocks)))
             if abs(r_on - 1) < 0.02 and abs(r_off - 1) < 0.02:
                 break
-            params = params.replace(
-                contrast_threshold_on=float(np.clip(params.contrast_threshold_on * r_on, 0.02, 2.0)),
-                contrast_threshold_off=float(np.clip(params.contrast_threshold_off * r_off, 0.02, 2.0)))
-            ev = self.events(params)
-        return params, ev
+            params = _scaled(params, r_on, r_off)
+            evs = [b.events(params) for b in self.blocks]
+        return params, evs
 
+    def _ratio(self, evs: list[np.ndarray], which) -> tuple[float, float]:
+        sim = np.array([self.blocks[k].counts(evs[k]) for k in which]).sum(axis=0)
+        real = np.array([(self.blocks[k].n_on, self.blocks[k].n_off) for k in which]).sum(axis=0)
+        return max(sim[0], 1) / max(real[0], 1), max(sim[1], 1) / max(real[1], 1)
 
-RATE_WEIGHT = 0.25
-PHASE_WEIGHT = 1.5
+    def held_out(self, params: DvsParams, evs: list[np.ndarray]) -> tuple[list[dict], list[np.ndarray]]:
+        """Metrics of each block k simulated with θ rescaled by the other blocks' count ratio."""
+        if len(self.blocks) == 1:
+            return [self.blocks[0].metrics(evs[0])], evs
+        ms, outs = [], []
+        for k, blk in enumerate(self.blocks):
+            r_on, r_off = self._ratio(evs, [j for j in range(len(self.blocks)) if j != k])
+            ev = blk.events(_scaled(params, r_on, r_off))
+            ms.append(blk.metrics(ev))
+            outs.append(ev)
+        return ms, outs
+
+    def pooled(self, held: list[np.ndarray], lat: float = 0.0) -> tuple[list[dict], dict]:
+        """(per-block metrics, metrics of all blocks' held-out events over the whole span)."""
+        held = [_shifted(ev, lat) for ev in held] if lat else held
+        ms = [b.metrics(ev) for b, ev in zip(self.blocks, held)]
+        if len(self.blocks) == 1:
+            return ms, ms[0]
+        parts = [ev[(ev["t"] >= b.t0) & (ev["t"] < b.t1)] for b, ev in zip(self.blocks, held)]
+        return ms, self.whole.metrics(np.concatenate(parts))
 
 
 def score(m: dict) -> float:
-    """Calibration objective: r_on + r_off + F1 − PHASE_WEIGHT·phase CV + RATE_WEIGHT·rate r
-    (NaN counts as 0)."""
+    """Calibration objective of one block: r_on + r_off + F1 − PHASE_WEIGHT·phase CV +
+    RATE_WEIGHT·rate r (NaN counts as 0)."""
     g = lambda k: float(m.get(k, 0.0)) if np.isfinite(m.get(k, np.nan)) else 0.0  # noqa: E731
     return (g("pixel_r_on") + g("pixel_r_off") + g("f1_5ms") - PHASE_WEIGHT * g("phase_cv")
             + RATE_WEIGHT * g("rate_r"))
+
+
+def cv_score(ms: list[dict], pooled: dict) -> tuple[float, np.ndarray]:
+    """(S, per-block scores): S = score of the pooled held-out prediction (all blocks' held-out
+    events against the whole recording, so rate r has all frame intervals as bins) −
+    STABILITY_WEIGHT·std_k(rate r_k) over blocks with a rate r."""
+    s = np.array([score(m) for m in ms])
+    rates = [m["rate_r"] for m in ms if np.isfinite(m.get("rate_r", np.nan))]
+    spread = float(np.std(rates)) if len(rates) > 1 else 0.0
+    return float(score(pooled) - STABILITY_WEIGHT * spread), s
+
+
+def _wins(new: tuple[float, np.ndarray], old: tuple[float, np.ndarray]) -> bool:
+    """Does ``new`` beat ``old`` by more than MIN_GAIN (else the current value stays)?"""
+    return new[0] - old[0] > MIN_GAIN
+
+
+def _mean_metrics(ms: list[dict]) -> dict:
+    keys = ("count_ratio", "pixel_r_on", "pixel_r_off", "rate_r", "phase_cv", "f1_5ms")
+    return {k: float(np.nanmean([m[k] for m in ms])) if any(np.isfinite(m[k]) for m in ms) else float("nan")
+            for k in keys}
 
 
 def _apply(params: DvsParams, name: str, value: Any) -> DvsParams:
@@ -233,67 +347,135 @@ def _current(params: DvsParams, name: str) -> Any:
     return getattr(params, name)
 
 
+def _shrunk(fitted: float, prior: float, n_events: float) -> float:
+    w = n_events / (n_events + NOISE_PRIOR_EVENTS)
+    return float(w * fitted + (1 - w) * prior)
+
+
+def _shifted(ev: np.ndarray, lat: float) -> np.ndarray:
+    out = ev.copy()
+    out["t"] = out["t"] + int(lat)
+    return out
+
+
 def calibrate(recording: Any, seed: int = 0, base: DvsParams | None = None, passes: int = 2,
+              folds: int | None = None, holdout: bool = False,
               progress: Callable[[str], None] | None = None) -> tuple[DvsParams, dict]:
     """Fit DvsParams to a real recording with frames and events; return (params, metrics).
 
-    ``metrics`` holds the fidelity metrics of the fitted simulator on the recording
-    (:func:`sim_events.metrics.compare`), the fitted noise figures, and ``notes``.
+    Args:
+        recording: a Recording or a path with APS frames and events.
+        seed: random seed of the simulations.
+        base: the starting (and prior) parameters; default the ``davis346`` preset.
+        passes: rounds of the coordinate search.
+        folds: number of contiguous time blocks for the held-out choices (default
+            :func:`auto_folds`; 1 = choose on the whole recording, in-sample).
+        holdout: also run :func:`holdout_check` (two more calibrations on the halves).
+
+    Returns:
+        ``params`` and ``metrics``: the fidelity metrics of the fitted simulator on the whole
+        recording (:func:`sim_events.metrics.compare`, in-sample), ``cv`` (mean held-out block
+        metrics of the final choice; these blocks guided the choices), ``cv_blocks``,
+        optionally ``holdout``, the fitted noise figures and ``notes``.
     """
     if not (0 <= int(seed) < 2**63):
         raise ParameterError(f"seed {seed} must be an integer in [0, 2^63)")
     rec = _as_recording(recording)
     say = progress or (lambda msg: None)
+    prior = base or preset("davis346")
     w = rec.width
     frames, ft = rec.frames, rec.frame_t.astype(np.int64)
+    folds = auto_folds(len(frames)) if folds is None else int(folds)
     read_dn, gain = fit_aps_noise(frames, ft, rec.events, w)
     refractory = fit_refractory(rec.events[(rec.events["t"] >= ft[0]) & (rec.events["t"] < ft[-1])], w)
     bg = fit_background(frames, ft, rec.events, w, read_dn, gain)
+    shot = _shrunk(bg["shot_noise_rate_hz"], prior.shot_noise_rate_hz, bg["background_events"])
+    leak = _shrunk(bg["leak_rate_hz"], prior.leak_rate_hz, bg["background_events"])
     say(f"APS noise: read {read_dn:.2f} DN, shot gain {gain:.4f}; refractory {refractory:.0f} us; "
-        f"{len(bg['hot_pixels'])} hot pixels; shot noise {bg['shot_noise_rate_hz']:.4f} Hz; leak {bg['leak_rate_hz']:.4f} Hz")
-    params = (base or preset("davis346")).replace(
-        aps_read_noise_dn=read_dn, aps_shot_gain=gain, refractory_us=refractory, jitter_us=0.0, latency_us=0.0,
+        f"{len(bg['hot_pixels'])} hot pixels; shot noise {shot:.4f} Hz, leak {leak:.4f} Hz "
+        f"({bg['background_events']} background events); {folds} blocks")
+    params = prior.replace(
+        aps_read_noise_dn=read_dn, aps_shot_gain=gain, latency_us=0.0,
         hot_pixels=bg["hot_pixels"], hot_pixel_rate_hz=bg["hot_pixel_rate_hz"], hot_pixel_fraction=0.0,
-        shot_noise_rate_hz=bg["shot_noise_rate_hz"], leak_rate_hz=bg["leak_rate_hz"],
-        initial_offset=1.0)
-    ev_eval = _Evaluator(rec, seed)
-    params, ev = ev_eval.fit_thresholds(params)
-    best_m = ev_eval.metrics(ev)
-    best = score(best_m)
+        shot_noise_rate_hz=shot, leak_rate_hz=leak)
+    cv = _CrossValidation(rec, folds, seed)
+
+    def evaluate(p: DvsParams):
+        p, evs = cv.fit_thresholds(p)
+        _, held = cv.held_out(p, evs)
+        ms, pooled = cv.pooled(held)
+        return p, cv_score(ms, pooled), (ms, pooled), held
+
+    params, best, best_ms, best_held = evaluate(params)
+    search = SEARCH + [("refractory_us", [prior.refractory_us, refractory])]
     for p in range(passes):
         improved = False
-        for name, values in SEARCH:
+        for name, values in search:
             for value in values:
                 if value == _current(params, name):
                     continue
-                cand, ev = ev_eval.fit_thresholds(_apply(params, name, value))
-                m = ev_eval.metrics(ev)
-                s = score(m)
-                if s > best + 1e-4:
-                    params, best, best_m, improved = cand, s, m, True
-            say(f"pass {p + 1}: {name} = {_current(params, name)} (score {best:.3f})")
+                cand, s, ms, held = evaluate(_apply(params, name, value))
+                if _wins(s, best):
+                    params, best, best_ms, best_held, improved = cand, s, ms, held, True
+            say(f"pass {p + 1}: {name} = {_current(params, name)} (held-out score {best[0]:.3f})")
         if not improved:
             break
-    params, ev = ev_eval.fit_thresholds(params)
-    best_lat, best_f1 = 0.0, -1.0
-    for lat in np.arange(0.0, 5001.0, 500.0):
-        shifted = ev.copy()
-        shifted["t"] = shifted["t"] + int(lat)
-        f1 = ev_eval.metrics(shifted)["f1_5ms"]
-        if f1 > best_f1 + 1e-4:
-            best_lat, best_f1 = float(lat), f1
-    params = params.replace(latency_us=best_lat)
-    final = ev_eval.metrics(ev_eval.events(params))
+    lat_best, lat_ms = 0.0, best_ms
+    f1_zero = f1_best = best_ms[1]["f1_5ms"]
+    for lat in np.arange(500.0, 5001.0, 500.0):
+        ms = cv.pooled(best_held, lat)
+        if ms[1]["f1_5ms"] > f1_best + 1e-4:
+            lat_best, lat_ms, f1_best = float(lat), ms, ms[1]["f1_5ms"]
+    if f1_best - f1_zero <= LATENCY_MIN_GAIN:
+        lat_best, lat_ms = 0.0, best_ms
+    ref = cv_score(*lat_ms)
+    params = params.replace(latency_us=lat_best)
+    say(f"latency {lat_best:.0f} us (held-out score {ref[0]:.3f})")
+    final = cv.whole.metrics(cv.whole.events(params))
     final.update({
-        "score": score(final), "simulations": ev_eval.runs,
-        "aps_read_noise_dn": read_dn, "aps_shot_gain": gain, "refractory_us": refractory,
+        "score": score(final), "simulations": cv.runs[0], "folds": folds,
+        "cv": _mean_metrics([lat_ms[1]]), "cv_score": ref[0],
+        "cv_blocks": [{"frames": [b.a, b.b], **_mean_metrics([m])} for b, m in zip(cv.blocks, lat_ms[0])],
+        "aps_read_noise_dn": read_dn, "aps_shot_gain": gain, "refractory_fitted_us": refractory,
         "hot_pixels": len(bg["hot_pixels"]), "static_pixels": bg["static_pixels"],
-        "shot_noise_rate_hz": bg["shot_noise_rate_hz"], "leak_rate_hz": bg["leak_rate_hz"],
+        "background_events": bg["background_events"],
+        "shot_noise_rate_fitted_hz": bg["shot_noise_rate_hz"], "leak_rate_fitted_hz": bg["leak_rate_hz"],
         "frames": int(len(frames)), "source": str(getattr(rec, "source", "")),
-        "notes": "threshold_sigma is chosen by the score, not identified per pixel; "
-                 "refractory is an upper bound from the shortest same-pixel intervals",
+        "notes": "cv_* are held-out blocks that guided the choices (optimistic); holdout_* saw no choice. "
+                 "threshold_sigma is chosen by the score, not identified per pixel; "
+                 "refractory_fitted_us is an upper bound from the shortest same-pixel intervals",
     })
+    if holdout:
+        final["holdout"] = holdout_check(rec, seed=seed, base=base, passes=passes, progress=say)
     return params, final
+
+
+def holdout_check(recording: Any, seed: int = 0, base: DvsParams | None = None, passes: int = 2,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """Outer check that no choice has seen: calibrate on one half of the frames, simulate the
+    other half from a fresh start, compare; both ways round. Returns the mean metrics plus
+    ``halves`` (per direction: fit frames, checked frames, metrics); ``{}`` with fewer than
+    7 frames (a half needs 3 frames and 2 blocks' worth is not there)."""
+    rec = _as_recording(recording)
+    n = len(rec.frames)
+    if n < 7:
+        return {}
+    mid = (n - 1) // 2
+    halves = [(0, mid), (mid, n - 1)]
+    out = []
+    for k, (a, b) in enumerate(halves):
+        fa, fb = halves[1 - k]
+        part = frame_span(rec, fa, fb)
+        if len(part.events) < 100:
+            return {}
+        params, _ = calibrate(part, seed=seed, base=base, passes=passes, holdout=False)
+        blk = _Block(rec, a, b, seed, [0])
+        m = blk.metrics(blk.events(params))
+        out.append({"fit_frames": [fa, fb], "checked_frames": [a, b], **_mean_metrics([m])})
+        if progress:
+            progress(f"holdout: fit on frames {fa}-{fb}, checked on {a}-{b}: " +
+                     ", ".join(f"{k} {v:.3f}" for k, v in _mean_metrics([m]).items()))
+    return {**_mean_metrics(out), "halves": out}
 
 
 def write_params_toml(params: DvsParams, path: str | pathlib.Path, header: str = "") -> pathlib.Path:

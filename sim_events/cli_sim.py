@@ -47,6 +47,10 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="davis346", help="starting preset (default davis346)")
     p.add_argument("--passes", type=int, default=2, help="rounds of the coordinate search (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="contiguous time blocks for the held-out choices (default: 2-3 by length; 1 = in-sample)")
+    p.add_argument("--holdout", action="store_true",
+                   help="also calibrate on each half and score the other half (an outer check no choice saw; ~2x time)")
 
     p = add_verb(verbs, "compare", _compare, help="fidelity metrics of simulated vs real events",
                  example=EXAMPLE_COMPARE,
@@ -79,12 +83,25 @@ def _simulate(args: argparse.Namespace, ctx) -> dict:
     params = _params(args)
     check_writable(args.out)
     src = open_frames(args.input, fps=args.fps, timestamps=args.timestamps, resize=parse_resize(args.resize))
+    _check_resources(src, args)
     summary = simulate(src, args.out, params, seed=args.seed, aps_every=args.aps_every,
                        progress=lambda it: ctx.progress(it, desc="simulate", unit="frame"))
     ctx.say(f"wrote {summary['output']}: {summary['events']} events ({summary['on_events']} ON) and "
             f"{summary['aps_frames']} APS frames from {summary['frames']} frames, {summary['width']}x{summary['height']}, "
             f"{summary['frames_per_second']:g} frames/s")
     return summary
+
+
+def _check_resources(src, args: argparse.Namespace) -> None:
+    """Refuse a simulation whose working memory or APS frames cannot fit (neurosim.resources)."""
+    from neurosim.resources import check_disk, check_memory, simulate_needs
+
+    aps = None if src.num_frames is None else -(-src.num_frames // max(1, int(args.aps_every)))
+    memory, disk = simulate_needs(src.width, src.height, aps)
+    size = f"{src.width}x{src.height}"
+    check_memory(memory, f"simulating a {size} sensor", "give a smaller --resize")
+    check_disk(args.out, disk, f"writing {aps} APS frames of {size}",
+               "free space there, write elsewhere with -o, or give a larger --aps-every or a smaller --resize")
 
 
 def _fmt(m: dict) -> str:
@@ -103,13 +120,21 @@ def _calibrate(args: argparse.Namespace, ctx) -> dict:
     cv2.setNumThreads(1)
     if args.passes < 1:
         raise ParameterError(f"--passes {args.passes} must be >= 1")
+    if args.folds is not None and args.folds < 1:
+        raise ParameterError(f"--folds {args.folds} must be >= 1")
     base = _params(args)
     check_writable(args.out)
-    params, metrics = calibrate(args.recording, seed=args.seed, base=base, passes=args.passes, progress=ctx.say)
-    header = (f"DVS simulator parameters fitted by `neurosim events calibrate` to {args.recording}\n"
-              f"fit on that recording: {_fmt(metrics)}")
-    write_params_toml(params, args.out, header)
-    ctx.say(f"fit: {_fmt(metrics)}")
+    params, metrics = calibrate(args.recording, seed=args.seed, base=base, passes=args.passes, folds=args.folds,
+                                holdout=args.holdout, progress=ctx.say)
+    lines = [f"DVS simulator parameters fitted by `neurosim events calibrate` to {args.recording}",
+             f"fit on that recording (in-sample): {_fmt(metrics)}",
+             f"held-out blocks ({metrics['folds']}, each simulated from a fresh start; they guided the choices): "
+             f"{_fmt(metrics['cv'])}"]
+    if metrics.get("holdout"):
+        lines.append(f"outer holdout (fit on one half, scored on the other; no choice saw it): {_fmt(metrics['holdout'])}")
+    write_params_toml(params, args.out, "\n".join(lines))
+    for line in lines[1:]:
+        ctx.say(line)
     ctx.say(f"wrote {args.out} (use it with: neurosim events simulate INPUT --config {args.out} -o OUT.h5)")
     return {"output": str(args.out), "params": params.to_dict(), "metrics": metrics}
 
