@@ -79,6 +79,7 @@ class ModelConfig:
     attention: str = "response"  # "response": R_a + γ·A (motion prior); "features": F ⊙ (1 + γ·A)
     snn_min_confidence: float = 0.0  # TCF: SNN steps whose peak softmax probability is below this do not move the box (0: all do)
     target_model: str = "template"  # ANN branch at tracking time: "template" (first-frame template, steps 1–4) or "dcf" (online correlation filter, hybrid/dcf.py)
+    target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -107,6 +108,8 @@ class ModelConfig:
         if self.target_model == "dcf" and self.variant == "no_tcf":
             raise ParameterError("model.variant no_tcf fuses ANN and SNN response maps, which the dcf target model does not "
                                  "give: use ann_only, snn_only, no_attention or full (or model.target_model=template)")
+        if self.target_reps not in ("np", "p", "off"):
+            raise ParameterError(f"model.target_reps {self.target_reps!r}: use np, p or off")
         if self.attention not in ("response", "features"):
             raise ParameterError(f"model.attention {self.attention!r}: use response or features")
         if self.template_spacing not in ("box", "cell") or self.ann_template_spacing not in ("", "box", "cell"):

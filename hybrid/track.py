@@ -92,7 +92,12 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     if model.uses_ann and cfg.target_model == "dcf":
         from hybrid.dcf import DCFTracker
 
-        dcf = DCFTracker()
+        if cfg.target_reps == "off":
+            dcf = DCFTracker()
+        else:
+            from hybrid.target_reps import RepDCFTracker
+
+            dcf = RepDCFTracker(negatives=cfg.target_reps == "np")
         dcf.init(track.frames[0], box)
     elif model.uses_ann:
         x0, y0 = crop_origin(box, S)

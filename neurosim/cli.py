@@ -41,7 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("hybrid.cli", "compare tracker evaluations over training seeds: means, differences, bootstrap CIs"),
     "track": ("hybrid.cli", "track a target through a sequence file or recording"),
     "export": ("hybrid.cli", "export a trained tracker to the integer network format"),
+    "fewshot": ("hybrid.fewshot_cli", "few-shot detection: RepMet vs NP-RepMet benchmark on real images"),
     "chip": ("chip_models.cli", "neuromorphic chip models: estimate, simulate, map"),
+    "scatter": ("neurosim.scattering.cli", "imaging through scattering media: simulate speckle, train, finetune, eval"),
     "demo": ("neurosim.cli", "run the whole pipeline on a built-in generated scene"),
 }
 
