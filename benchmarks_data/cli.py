@@ -154,6 +154,18 @@ def _finish(report: dict, ctx: Any) -> dict:
     return report
 
 
+def _check_resources(args: argparse.Namespace, width: int, height: int, aps_frames: float) -> None:
+    """Refuse a build whose workers' memory or APS frames cannot fit (neurosim.resources)."""
+    from neurosim.resources import check_disk, check_memory, simulate_needs
+
+    memory, disk = simulate_needs(width, height, int(aps_frames))
+    workers = max(1, int(args.workers or 1))
+    check_memory(memory * workers, f"{workers} worker(s) simulating {width}x{height} sensors",
+                 "use fewer --workers or a smaller size")
+    check_disk(args.out, disk, f"writing {int(aps_frames)} APS frames of {width}x{height}",
+               "free space there, write elsewhere with -o, or ask for fewer sequences, frames or a lower --aps-rate")
+
+
 def _build(args: argparse.Namespace, ctx: Any) -> dict:
     from benchmarks_data.build import build_dataset
     from benchmarks_data.layouts import discover
@@ -162,6 +174,8 @@ def _build(args: argparse.Namespace, ctx: Any) -> dict:
     _check_common(args)
     params = dvs_params(args)
     n = len(discover(args.source, args.fps))
+    if args.resize:
+        _check_resources(args, *parse_resize(args.resize), aps_frames=0)
     bar, update = _progress(ctx, n, "build")
     with bar:
         report = build_dataset(args.source, args.out, params, aps_rate_hz=args.aps_rate, seed=args.seed,
@@ -185,6 +199,7 @@ def _synth(args: argparse.Namespace, ctx: Any) -> dict:
 
     cfg = from_dict(SynthConfig, {"width": w, "height": h, "n_frames": args.frames, "fps": args.fps, **extra}, where="synth.")
     cfg.check()
+    _check_resources(args, w, h, args.sequences * min(cfg.n_frames, -(-cfg.n_frames * args.aps_rate // cfg.fps)))
     bar, update = _progress(ctx, args.sequences, "synth")
     with bar:
         report = synth_dataset(args.out, n_sequences=args.sequences, seed=args.seed, config=cfg, params=params,

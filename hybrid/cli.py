@@ -184,7 +184,10 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
 
     alphas = _numbers(args.alphas, "--alphas", "0.1,0.2,0.5") if args.alphas else DEFAULT_ALPHAS
     holds = _numbers(args.holds, "--holds", "1,0.98,0.95", one_allowed=True)
-    taus = _numbers(args.ann_temperatures, "--ann-temperatures", "1,0.5,0.25", one_allowed=True)
+    from hybrid.model import MODEL_RANGES
+
+    taus = _numbers(args.ann_temperatures, "--ann-temperatures", "1,0.5,0.25", one_allowed=True,
+                    least=MODEL_RANGES["ann_temperature"][0])
     if args.max_sequences < 0:
         raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
     for folder in args.dataset:  # dataset checks before anything is tracked
@@ -197,15 +200,15 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
     return res
 
 
-def _numbers(text: str, option: str, example: str, one_allowed: bool = False) -> tuple[float, ...]:
-    """Comma-separated numbers in (0, 1), or (0, 1] with ``one_allowed``; ParameterError naming
-    ``option`` otherwise."""
+def _numbers(text: str, option: str, example: str, one_allowed: bool = False, least: float = 0.0) -> tuple[float, ...]:
+    """Comma-separated numbers in (0, 1), or (0, 1] with ``one_allowed`` (``[least, ...`` when
+    ``least`` > 0); ParameterError naming ``option`` otherwise."""
     try:
         values = tuple(float(a) for a in text.split(",") if a.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < v < 1 or (one_allowed and v == 1) for v in values):
-        bound = "(0, 1]" if one_allowed else "(0, 1)"
+    if not values or not all((least <= v if least else 0 < v) and (v < 1 or (one_allowed and v == 1)) for v in values):
+        bound = ("(0" if not least else f"[{least:g}") + (", 1]" if one_allowed else ", 1)")
         raise ParameterError(f"{option} {text!r} must be numbers in {bound}, comma-separated (e.g. {example})")
     return values
 

@@ -2,9 +2,11 @@
 
 Every case asserts the same contract: exit code 0 or 2; on 2 exactly one stderr line and no
 traceback; the inputs' bytes unchanged; nothing new in the work folder except a declared output
-of a successful run. Families: truncated and bit-flipped real files for the readers, random
-``--set`` values for the simulator and the chip model, and outputs that are an input, a device
-node or a place where no file can be created.
+of a successful run. Families, one or more per verb family: truncated and bit-flipped real files
+for the readers, calibration, tracking, checkpoints, NIR files and evaluation results; random
+``--set`` values for the simulator, the synthetic benchmark, training, tuning, int8 training and
+the chip model; and outputs that are an input, a device node or a place where no file can be
+created.
 """
 
 from __future__ import annotations
@@ -110,6 +112,18 @@ def test_chip_map_with_random_parameter_values(tmp_path_factory, key, value):
     ["events", "render", "{seq}", "-o", "/dev/null"],
     ["data", "import", "{seq}", "-o", "{work}"],
     ["events", "render", "{seq}", "-o", "x" * 300 + ".mp4"],
+    ["events", "calibrate", "{npz}", "-o", "{npz}"],
+    ["events", "calibrate", "{npz}", "-o", "/dev/null"],
+    ["data", "synth", "-o", "/dev/null", "--sequences", "1"],
+    ["data", "synth", "-o", "/proc/neurosim_fuzz", "--sequences", "1"],
+    ["train", "--dataset", "{work}", "-o", "/dev/null"],
+    ["track", "default", "{seq}", "-o", "{seq}"],
+    ["track", "default", "{seq}", "-o", "/proc/neurosim_fuzz"],
+    ["export", "default", "-o", "{work}"],
+    ["export", "default", "-o", "x" * 300],
+    ["quant", "train-digits", "-o", "/dev/null"],
+    ["chip", "simulate", "reference", "{npz}", "-o", "{npz}"],
+    ["chip", "estimate", "reference", "--input", "{npz}", "-o", "{npz}"],
 ])
 def test_outputs_that_are_inputs_device_nodes_or_uncreatable(tmp_path, argv):
     shutil.copy(DATA / "scene_davis346.npz", tmp_path / "in.npz")
@@ -118,6 +132,9 @@ def test_outputs_that_are_inputs_device_nodes_or_uncreatable(tmp_path, argv):
     if "/proc/" in " ".join(argv) and not pathlib.Path("/proc").is_dir():
         pytest.skip("no /proc here")
     assert check_contract(tmp_path, argv) == 2
+    reason = run(argv)[1]
+    assert any(why in reason for why in ("is the input", "not a regular", "cannot create files", "shorter name",
+                                         "holds files this command did not write", "not a dataset")), reason
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +144,7 @@ def tiny_dataset(tmp_path_factory) -> pathlib.Path:
 
     ds = tmp_path_factory.mktemp("ds") / "ds"
     synth_dataset(ds, n_sequences=1, seed=0, test_fraction=0.0,
-                  config=SynthConfig(width=64, height=48, n_frames=16, target_size_px=(10, 12), n_distractors=0))
+                  config=SynthConfig(width=64, height=48, n_frames=40, target_size_px=(10, 12), n_distractors=0))
     return ds
 
 
@@ -155,3 +172,105 @@ def test_eval_with_random_model_settings(tmp_path_factory, tiny_dataset, key, va
     check_contract(work, ["eval", "default", "--dataset", str(tiny_dataset), "--split", "all", "--max-frames", "2",
                           "--baselines", "none", "-o", str(work / "ev"), "-q", "--set", f"model.{key}={value}"],
                    outputs=("ev",))
+
+
+TRAIN_FAST = ["--set", "epochs=1", "--set", "batches_per_epoch=1", "--set", "batch_size=2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset, tmp_path_factory) -> pathlib.Path:
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--dataset", str(tiny_dataset), "-o", str(run_dir), "-q", *TRAIN_FAST]) in (0, None)
+    return run_dir
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(key=st.sampled_from(["lr", "quant_lr", "jitter", "start_noise", "grad_clip", "w_box", "checkpoint_every",
+                            "seed", "model.snn_tau", "model.alpha_frame", "model.quant_scheme", "no_such_key"]),
+       value=_VALUES)
+def test_train_with_random_settings(tmp_path_factory, tiny_dataset, key, value):
+    work = tmp_path_factory.mktemp("fuzz")
+    check_contract(work, ["train", "--dataset", str(tiny_dataset), "-o", str(work / "run"), "-q",
+                          "--set", f"{key}={value}", *TRAIN_FAST], outputs=("run",))
+
+
+@FUZZ
+@given(option=st.sampled_from(["--alphas", "--holds", "--ann-temperatures", "--max-sequences"]),
+       value=st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-(10**9), 10**9).map(str),
+                       st.sampled_from(["", ",", "a,b", "0.3,,0.5", "1e400"])))
+def test_tune_with_random_candidates(tmp_path_factory, tiny_dataset, tiny_run, option, value):
+    work = tmp_path_factory.mktemp("fuzz")
+    grid = {"--alphas": "0.3", "--holds": "0.98", "--ann-temperatures": "1", "--max-sequences": "1", option: value}
+    argv = ["tune", str(tiny_run), "--dataset", str(tiny_dataset), "-o", str(work / "tuned"), "-q"]
+    check_contract(work, argv + [f"{k}={v}" for k, v in grid.items()], outputs=("tuned",))
+
+
+@FUZZ
+@given(key=st.sampled_from(["synth.n_distractors", "synth.target_size_px", "synth.speed_px_per_frame",
+                            "shot_noise_rate_hz", "no_such_key"]), value=_VALUES)
+def test_synth_with_random_settings(tmp_path_factory, key, value):
+    work = tmp_path_factory.mktemp("fuzz")
+    check_contract(work, ["data", "synth", "-o", str(work / "ds"), "--sequences", "1", "--size", "64x48",
+                          "--frames", "8", "-q", "--set", f"{key}={value}"], outputs=("ds",))
+
+
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(key=st.sampled_from(["scheme", "arch", "width", "lr", "float_lr", "seed", "no_such_key"]), value=_VALUES)
+def test_int8_training_with_random_settings(tmp_path_factory, key, value):
+    pytest.importorskip("sklearn")
+    work = tmp_path_factory.mktemp("fuzz")
+    check_contract(work, ["quant", "train-digits", "-o", str(work / "q"), "-q", "--set", f"{key}={value}",
+                          "--set", "train_images=32", "--set", "epochs=1"], outputs=("q",))
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), flips=st.lists(st.integers(0, 1 << 20), max_size=3))
+def test_calibrate_and_track_on_truncated_and_corrupted_files(tmp_path_factory, cut, flips):
+    work = tmp_path_factory.mktemp("fuzz")
+    rec = work / "rec.npz"
+    rec.write_bytes(_mangle((DATA / "scene_davis346.npz").read_bytes(), cut, flips))
+    check_contract(work, ["events", "calibrate", str(rec), "-o", str(work / "cal.toml"), "-q", "--passes", "1"],
+                   outputs=("cal.toml",))
+    seq = work / "seq.h5"
+    seq.write_bytes(_mangle((DATA / "scene_sequence.h5").read_bytes(), cut, flips))
+    check_contract(work, ["track", "default", str(seq), "-o", str(work / "track"), "-q"], outputs=("track",))
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), flips=st.lists(st.integers(0, 1 << 16), max_size=3))
+def test_nir_info_on_truncated_and_corrupted_files(tmp_path_factory, cut, flips):
+    nir = pytest.importorskip("nir")
+    import numpy as np
+
+    work = tmp_path_factory.mktemp("fuzz")
+    graph = nir.NIRGraph.from_list(nir.Affine(np.eye(2, dtype=np.float32), np.zeros(2, np.float32)),
+                                   nir.LIF(tau=np.full(2, 0.01), r=np.ones(2), v_leak=np.zeros(2),
+                                           v_threshold=np.ones(2)))
+    good = tmp_path_factory.mktemp("nir") / "net.nir"
+    nir.write(good, graph)
+    bad = work / "net.nir"
+    bad.write_bytes(_mangle(good.read_bytes(), cut, flips))
+    check_contract(work, ["snn", "nir-info", str(bad), "-q"])
+
+
+@pytest.fixture(scope="module")
+def two_evals(tiny_dataset, tmp_path_factory) -> pathlib.Path:
+    """Two 'neurosim eval' folders of the same trackers and sequences, as compare takes them."""
+    evals = tmp_path_factory.mktemp("evals")
+    for seed in ("s0", "s1"):
+        assert main(["eval", "default", "--dataset", str(tiny_dataset), "--split", "all", "--max-frames", "3",
+                     "--variants", "full,ann_only", "--baselines", "none", "-o", str(evals / seed), "-q"]) in (0, None)
+    return evals
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), flips=st.lists(st.integers(0, 1 << 16), max_size=3))
+def test_compare_on_truncated_and_corrupted_scores(tmp_path_factory, two_evals, cut, flips):
+    work = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(two_evals, work, dirs_exist_ok=True)
+    scores = work / "s1" / "scores.json"
+    scores.write_bytes(_mangle(scores.read_bytes(), cut, flips))
+    check_contract(work, ["compare", str(work / "s0"), str(work / "s1"), "--base", "full", "-o", str(work / "cmp"),
+                          "-q"], outputs=("cmp",))

@@ -51,18 +51,64 @@ def test_an_output_name_too_long(video, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(video, tmp_path):
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 KiB tmpfs (needs root to mount; skips otherwise)."""
     small = tmp_path / "small"
     small.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(small)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
-        line = one_line(neurosim("events", "simulate", str(video), "-o", str(small / "seq.h5"), "-q", cwd=tmp_path))
-        assert "No space left on device" in line and "free disk space" in line
-        assert list(small.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+    yield small
+    subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(video, tmp_path, small_disk):
+    """One APS frame (12 KB) fits the up-front estimate; the events then fill the disk."""
+    line = one_line(neurosim("events", "simulate", str(video), "-o", str(small_disk / "seq.h5"), "-q",
+                             "--aps-every", "16", cwd=tmp_path))
+    assert "No space left on device" in line and "free disk space" in line
+    assert list(small_disk.iterdir()) == []
+
+
+def test_an_output_larger_than_the_free_space_is_refused_before_any_work(video, tmp_path, small_disk):
+    """16 APS frames of 128x96 (196 KB) cannot fit 48 KiB: refused up front, naming the sizes."""
+    line = one_line(neurosim("events", "simulate", str(video), "-o", str(small_disk / "seq.h5"), "-q", cwd=tmp_path))
+    assert "at least 197 kB of disk" in line and "is free" in line and "--aps-every" in line, line
+    assert list(small_disk.iterdir()) == []
+
+
+def test_a_synthetic_dataset_larger_than_the_free_space_is_refused_before_any_work(tmp_path, small_disk):
+    """4 sequences x 30 APS frames of 346x260 (10.8 MB) cannot fit 48 KiB."""
+    line = one_line(neurosim("data", "synth", "-o", str(small_disk / "ds"), "--sequences", "4", "--size", "346x260",
+                             "-q", cwd=tmp_path))
+    assert "120 APS frames" in line and "10.8 MB of disk" in line and "is free" in line, line
+    assert list(small_disk.iterdir()) == []
+
+
+def test_a_sensor_larger_than_the_memory_is_refused_before_any_work(video, tmp_path):
+    """Under a 2 GB address-space limit (ulimit -v), a 4000x3000 sensor (about 2.4 GB) is refused."""
+    resource = pytest.importorskip("resource")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2_000_000_000, resource.RLIM_INFINITY))
+
+    line = one_line(neurosim("events", "simulate", str(video), "-o", "seq.h5", "-q", "--resize", "4000x3000",
+                             cwd=tmp_path, preexec_fn=limit))
+    assert "of memory but" in line and "smaller --resize" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
+def test_available_memory_is_bounded_by_the_machine_and_the_address_space_limit():
+    from neurosim.resources import available_memory
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < available_memory() <= total
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, resource.RLIM_INFINITY)); "
+            "from neurosim.resources import available_memory; print(available_memory())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert 0 < int(out.stdout) < 1_500_000_000
 
 
 def test_stdout_closed_early_is_not_an_error(tmp_path):
