@@ -191,6 +191,7 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
     if args.max_sequences < 0:
         raise ParameterError(f"--max-sequences {args.max_sequences} must be ≥ 0 (0: all)")
     for folder in args.dataset:  # dataset checks before anything is tracked
+        _refuse_test_split(folder, args.split)
         split_sequences(folder, args.split)
     res = fit_tracking(resolve_run(args.run), args.dataset, args.out, alphas, holds, taus, args.split, args.max_sequences,
                        say=ctx.say)
@@ -198,6 +199,16 @@ def _tune(args: argparse.Namespace, ctx: Any) -> dict:
                                                   f"(learned alpha_frame {res['learned_alpha_frame']:.3f})")
     ctx.say(f"ann_temperature {res['ann_temperature']:g}{tcf} -> {res['run']}")
     return res
+
+
+def _refuse_test_split(dataset: str, split: str) -> None:
+    """ParameterError when tuning would look at test sequences (``test``, or ``all`` with a test split)."""
+    from benchmarks_data.index import load_index
+
+    has_test = bool(load_index(pathlib.Path(dataset)).get("splits", {}).get("test"))
+    if split == "test" or (split == "all" and has_test):
+        raise ParameterError(f"tune --split {split} would fit parameters on the test sequences of {dataset}, which "
+                             "evaluation must not have seen: tune on train (the default) or a validation split")
 
 
 def _numbers(text: str, option: str, example: str, one_allowed: bool = False, least: float = 0.0) -> tuple[float, ...]:

@@ -52,3 +52,17 @@ def test_hot_pixels_outside_the_sensor_are_refused(tmp_path, capsys):
     assert "outside the" in _one_line(capsys) and not (tmp_path / "s.h5").exists()
     assert main(["events", "simulate", str(tmp_path / "in.npz"), "-o", str(tmp_path / "s.h5"),
                  "--set", f"hot_pixels=[{w * h - 1}]", "-q"]) == 0
+
+
+@pytest.mark.parametrize("split", ["test", "all"])
+def test_tune_never_fits_on_test_sequences(tmp_path, capsys, split):
+    """`tune --split test` (or `all`, which holds the test split) is refused before anything is tracked."""
+    pytest.importorskip("torch")
+    from benchmarks_data.synth import SynthConfig, synth_dataset
+
+    synth_dataset(tmp_path / "ds", n_sequences=2, seed=0, test_fraction=0.5,
+                  config=SynthConfig(width=64, height=48, n_frames=16, target_size_px=(10, 12), n_distractors=0))
+    assert main(["tune", "default", "--dataset", str(tmp_path / "ds"), "--split", split, "-o", str(tmp_path / "t"),
+                 "-q"]) == 2
+    assert "would fit parameters on the test sequences" in _one_line(capsys)
+    assert not (tmp_path / "t").exists()
