@@ -146,11 +146,13 @@ def read_box_file(path: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_any_recording(path: str | pathlib.Path, width: int | None = None, height: int | None = None):
-    """A Recording from jAER AEDAT 2/3.1 (this module) or any sim_events format (FE240hz folders too)."""
+    """A Recording from jAER AEDAT 2/3.1 (this module) or any sim_events format (FE240hz, VisEvent and
+    COESOT folders too)."""
     from sim_events.formats import read_recording
     from sim_events.formats.event_frames import is_fe240hz
+    from sim_events.formats.rgbe import layout
 
-    if is_fe240hz(path):
+    if is_fe240hz(path) or layout(path) is not None:
         return read_recording(path)
     p = existing_file(path, "recording")
     with open(p, "rb") as fh:

@@ -11,10 +11,13 @@ Prophesee .raw         ``% evt 2.0/3.0`` header (``expelliarmus``)        events
 N-MNIST (.bin)         extension .bin, size a multiple of 5 bytes         events (34×34)
 recording (.npz)       zip signature / .npz                              events, frames
 FE240hz folder         a folder with ``img/`` and ``stack240/``           frames, events, boxes
+VisEvent/COESOT folder ``groundtruth.txt`` + ``vis_imgs/`` or ``NAME_aps/``  frames, events, boxes
 =====================  ================================================  =====================
 
 FE240hz folders hold real DAVIS346 APS frames and 240 Hz *event frames*; their events are
-read back one per marked pixel and window (``sim_events.formats.event_frames``).
+read back one per marked pixel and window (``sim_events.formats.event_frames``). VisEvent and
+COESOT folders give the raw ``.aedat4``'s events where present, else their event images
+(``sim_events.formats.rgbe``).
 
 Events are a structured array ``x, y`` int16, ``t`` int64 µs (absolute), ``p`` bool (ON =
 True) — tonic's layout: ``tonic.transforms.ToFrame(sensor_size=(W, H, 2), ...)`` applies.
@@ -39,14 +42,18 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def detect_format(path: str | pathlib.Path) -> str:
-    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist, npz or fe240hz (a folder).
+    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist, npz, or a folder: fe240hz, rgbe.
 
     Raises InputError for a missing file or one of no supported kind.
     """
     from sim_events.formats.event_frames import is_fe240hz
 
+    from sim_events.formats.rgbe import layout
+
     if is_fe240hz(path):
         return "fe240hz"
+    if layout(path) is not None:
+        return "rgbe"
     p = existing_file(path, "event file")
     with open(p, "rb") as fh:
         head = fh.read(64)
@@ -89,6 +96,10 @@ def read_recording(path: str | pathlib.Path) -> Recording:
         from sim_events.formats.event_frames import read_fe240hz
 
         return read_fe240hz(path)
+    if kind == "rgbe":
+        from sim_events.formats.rgbe import read_rgbe
+
+        return read_rgbe(path)
     if kind == "nmnist":
         from sim_events.formats.nmnist import read_nmnist
 
