@@ -84,6 +84,9 @@ def test_simulation_is_bit_reproducible_and_independent_of_chunking():
     assert a.tobytes() == np.concatenate([c1, c2]).tobytes()
     other, _ = simulate(x, SpeckleParams(size=16, decorrelation=0.05, drift_every=3, medium_seed=1))
     assert not np.array_equal(a, other)
+    _, c_other_stream = simulate(x, p, stream=1)  # same medium, independent camera noise
+    diff = c_other_stream.astype(int) - ca
+    assert diff.any() and abs(np.corrcoef(diff[::2].ravel(), diff[1::2].ravel())[0, 1]) < 0.1
 
 
 def test_balance_loss_hand_worked():

@@ -77,8 +77,19 @@ def simulate_data(params: SimulateParams) -> dict[str, np.ndarray]:
     size = params.speckle.size
     if objects.shape[-1] != size:
         objects = np.stack([cv2.resize(o, (size, size), interpolation=cv2.INTER_AREA) for o in objects])
-    speckle, counts = simulate(objects, params.speckle)
+    speckle, counts = simulate(objects, params.speckle, stream=noise_stream(params.objects, params.split, params.seed))
     return {"speckle": speckle, "counts": counts, "objects": objects.astype(np.float32)}
+
+
+def noise_stream(objects: str, split: str, seed: int) -> int:
+    """The camera-noise stream of a set: distinct for every (objects, split, seed)."""
+    from neurosim.scattering.objects import KINDS, SPLITS
+
+    return 1 + KINDS.index(objects) + len(KINDS) * (SPLITS.index(split) + len(SPLITS) * seed)
+
+
+MEDIUM_FIELDS = ("size", "encoding", "slm_levels", "modes", "coherence_modes", "decorrelation", "drift_every", "medium_seed")
+"""The SpeckleParams fields that define the medium and modulator (not the camera)."""
 
 
 def save_data(data: dict[str, np.ndarray], params: SimulateParams, path: str | os.PathLike) -> pathlib.Path:
@@ -218,7 +229,7 @@ def eval_run(run: str | os.PathLike, data_path: str | os.PathLike, out: str | os
     _same_size(cfg, sim, data_path)
     pred = reconstruct(model, data["speckle"])
     result: dict[str, Any] = {"run": str(run), "data": str(data_path), "samples": len(pred),
-                              "same_medium": cfg.get("speckle") == dataclasses.asdict(sim.speckle),
+                              "same_medium": all(cfg.get("speckle", {}).get(k) == getattr(sim.speckle, k) for k in MEDIUM_FIELDS),
                               "quality": quality(pred, data["objects"])}
     head = pathlib.Path(run) / "head_int8"
     if head.is_dir():

@@ -29,8 +29,9 @@ entries with standard deviation 2^10, phasors of modulus 2^7, grey levels, cos/s
 phase ×2^8), so every product and partial sum of ``T u`` is an integer below 2^53 and exact in
 float64 whatever the BLAS's summation order or thread count. Random numbers come from
 numpy ``Generator``s seeded with ``(seed, purpose, index)``: the medium from ``medium_seed``,
-each sample's camera noise from ``(noise_seed, 2, sample index)``, so a set simulated in
-pieces (``start``) equals the set simulated whole, bit for bit.
+each sample's camera noise from ``(noise_seed, 2, stream, sample index)``, so a set simulated
+in pieces (``start``) equals the set simulated whole, bit for bit, and sets given different
+``stream`` numbers (a training and a test set) get independent noise.
 """
 
 from __future__ import annotations
@@ -183,16 +184,16 @@ def intensity(objects: np.ndarray, params: SpeckleParams, medium: Medium) -> np.
     return (total / scale).reshape(objects.shape[0], params.size, params.size)
 
 
-def camera(intensity_: np.ndarray, params: SpeckleParams, start: int = 0) -> np.ndarray:
+def camera(intensity_: np.ndarray, params: SpeckleParams, start: int = 0, stream: int = 0) -> np.ndarray:
     """Camera counts (B, S, S) uint16 of intensities (B, S, S): shot noise, read noise, ADC.
 
-    Sample ``start + b`` draws its noise from ``default_rng((noise_seed, 2, start + b))``.
+    Sample ``start + b`` draws its noise from ``default_rng((noise_seed, 2, stream, start + b))``.
     """
     top = 2**params.bits - 1
     gain = top / (params.full_well * params.photons)
     out = np.empty(intensity_.shape, np.uint16)
     for b, img in enumerate(intensity_):
-        rng = np.random.default_rng([params.noise_seed, 2, start + b])
+        rng = np.random.default_rng([params.noise_seed, 2, stream, start + b])
         electrons = rng.poisson(params.photons * np.maximum(img, 0.0)).astype(np.float64)
         if params.read_noise > 0:
             electrons += rng.normal(0.0, params.read_noise, img.shape)
@@ -207,8 +208,10 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, c / np.maximum(peak, 1), 0.0).astype(np.float32)
 
 
-def simulate(objects: np.ndarray, params: SpeckleParams, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def simulate(objects: np.ndarray, params: SpeckleParams, start: int = 0, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Speckle of objects (B, S, S) in [0, 1], taken as samples ``start .. start + B − 1``.
+
+    ``stream`` numbers independent sets (their camera noise is independent; the medium is shared).
 
     Returns ``(speckle, counts)``: max-normalised float32 (B, S, S) and raw uint16 counts.
     Sample i sees the medium of drift step ``i // drift_every`` (static when
@@ -231,7 +234,7 @@ def simulate(objects: np.ndarray, params: SpeckleParams, start: int = 0) -> tupl
             medium = make_medium(params, at, medium)
         sel = steps == step
         result[sel] = intensity(objects[sel], params, medium)
-    counts = camera(result, params, start)
+    counts = camera(result, params, start, stream)
     return normalise(counts), counts
 
 
