@@ -9,7 +9,8 @@ Classes are the targets of real tracking sequences (``../shared/data/tracking_re
   every support frame); the n-shot run uses the first n support frames;
 - proposals per image (class-agnostic): ``jitter`` random boxes around the object (centre shift
   U(−0.6, 0.6)·size, each side ×exp(U(−0.3, 0.3))) plus sliding windows of the object's size
-  (stride ½ size, at most ~200 a frame) over the whole frame: everything else in the frame;
+  over the whole frame (stride ½ size or more, about ``windows`` = 200 a frame at most):
+  everything else in the frame;
 - support: positive representatives from the support proposals with IoU ≥ 0.7, negative
   representatives from those with IoU 0.2–0.3 after NMS, each k-means'd to K
   (``neurosim.fewshot.support_representatives``);
@@ -51,6 +52,7 @@ class BenchParams:
     queries: int = 5  # query frames per class and episode
     min_gap: int = 10  # frames between a query and every support frame
     jitter: int = 64  # random proposals around the object per image
+    windows: int = 200  # at most about this many sliding windows per query frame
     k: int = 5  # representatives per class
     beta: float = 0.2
     margin: float = 0.4
@@ -76,7 +78,7 @@ class BenchParams:
 
 
 BENCH_RANGES = {"ways": (2, 100), "episodes": (1, 10_000), "queries": (1, 100), "min_gap": (0, 1000),
-                "jitter": (8, 1000), "bootstrap": (0, 100_000), "seed": (0, 2**32 - 1)}
+                "jitter": (8, 1000), "windows": (1, 10_000), "bootstrap": (0, 100_000), "seed": (0, 2**32 - 1)}
 
 
 @dataclasses.dataclass
@@ -158,14 +160,14 @@ class Image:
     e: torch.Tensor  # (M, D)
 
 
-def _image(seq: Sequence, i: int, cls: int, jitter: int, windows: bool, rng: np.random.Generator, int8: bool) -> Image:
+def _image(seq: Sequence, i: int, cls: int, jitter: int, windows: int, rng: np.random.Generator, int8: bool) -> Image:
     from hybrid.target_reps import embed, quantize_int8
 
     frame = seq.frame(i)
     box = seq.boxes[i]
     boxes = np.concatenate([box[None], jitter_boxes(box, jitter, rng)])
     if windows:
-        boxes = np.concatenate([boxes, sliding_windows(box[2:], frame.shape[1], frame.shape[0])])
+        boxes = np.concatenate([boxes, sliding_windows(box[2:], frame.shape[1], frame.shape[0], windows)])
     e = embed(frame, boxes)
     return Image(cls, boxes, F.box_iou(boxes, box[None])[:, 0], quantize_int8(e) if int8 else e)
 
@@ -219,8 +221,8 @@ def run_episode(seqs: list[Sequence], e: int, p: BenchParams) -> dict[str, list[
     support, queries = [], []
     for c, idx in enumerate(classes):
         sup, qry = _pick_frames(seqs[idx], max(p.shots), p.queries, p.min_gap, rng)
-        support.append([_image(seqs[idx], int(i), c, p.jitter, False, rng, p.int8) for i in sup])
-        queries += [_image(seqs[idx], int(i), c, p.jitter // 2, True, rng, p.int8) for i in qry]
+        support.append([_image(seqs[idx], int(i), c, p.jitter, 0, rng, p.int8) for i in sup])
+        queries += [_image(seqs[idx], int(i), c, p.jitter // 2, p.windows, rng, p.int8) for i in qry]
     return {name: [_episode_map(support, queries, n, p, neg) for n in p.shots]
             for name, neg in (("repmet", False), ("np", True))}
 

@@ -152,3 +152,27 @@ def test_tracker_boxes_have_the_stated_overlaps():
     box = np.array([10.0, 20.0, 40.0, 30.0])
     np.testing.assert_allclose(F.box_iou(ring_boxes(box), box[None])[:, 0], 0.25, atol=1e-12)
     assert (F.box_iou(positive_boxes(box), box[None])[:, 0] >= 0.7).all()
+
+
+def test_bench_episode_same_seed_same_map(shared_data):
+    from hybrid.fewshot_bench import BenchParams, load_sequences, run_episode
+
+    p = BenchParams(ways=2, shots=(1, 2), queries=1, jitter=16, windows=20, bootstrap=0).check()
+    seqs = load_sequences(shared_data, "val")[:2]
+    a, b = run_episode(seqs, 0, p), run_episode(seqs, 0, p)
+    assert a == b and all(0.0 <= v <= 1.0 for v in a["repmet"] + a["np"])
+
+
+def test_representative_tracker_is_deterministic_and_stays_on_crossing(shared_data):
+    from hybrid.fewshot_bench import load_sequences
+    from hybrid.target_reps import RepDCFTracker
+
+    seq = next(s for s in load_sequences(shared_data, "all") if s.name == "Crossing")
+    runs = []
+    for _ in range(2):
+        tracker = RepDCFTracker()
+        tracker.init(seq.frame(0), seq.boxes[0])
+        runs.append(np.stack([tracker.update(seq.frame(i)) for i in range(1, 8)]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert (F.box_iou(runs[0][-1], seq.boxes[7])[0, 0]) > 0.5  # the pedestrian is followed
+    assert tracker.reps_pos.shape == (5, 576) and tracker.reps_neg.shape == (5, 576)
