@@ -42,7 +42,10 @@ class DvsParams:
       the rate scales as 2/(1 + DN/64): twice as many at black, 0.4× at DN 255.
     - ``hot_pixel_fraction`` of the pixels (drawn from the seed) plus the listed
       ``hot_pixels`` (flat indices y·W + x, e.g. found by calibration) fire ON events at
-      ``hot_pixel_rate_hz`` (Poisson).
+      ``hot_pixel_rates_hz`` (one rate per listed pixel, e.g. fitted to a dark scene's event
+      frames; empty = all at ``hot_pixel_rate_hz``), else at
+      ``hot_pixel_rate_hz`` (Poisson). ``off_hot_pixels`` fire OFF events at
+      ``off_hot_pixel_rates_hz`` (one rate each; e.g. lights flickering in a dark scene).
     - ``jitter_us``: σ of Gaussian timestamp jitter (reflected at the ends of the frame pair's
       span, so the stream stays sorted).
     - ``latency_us``: constant delay of every event after the brightness change.
@@ -98,6 +101,9 @@ class DvsParams:
     hot_pixel_fraction: float = 0.0
     hot_pixel_rate_hz: float = 10.0
     hot_pixels: list[int] = dataclasses.field(default_factory=list)
+    hot_pixel_rates_hz: list[float] = dataclasses.field(default_factory=list)
+    off_hot_pixels: list[int] = dataclasses.field(default_factory=list)
+    off_hot_pixel_rates_hz: list[float] = dataclasses.field(default_factory=list)
     jitter_us: float = 0.0
     latency_us: float = 0.0
     linlog_dn: float = 20.0
@@ -128,6 +134,18 @@ class DvsParams:
             raise ParameterError(f"flow_preset {self.flow_preset!r} is unknown: use one of {', '.join(FLOW_PRESETS)}")
         if any(not isinstance(i, numbers.Integral) or not 0 <= i < 2**31 for i in self.hot_pixels):
             raise ParameterError("hot_pixels must be flat pixel indices y*width + x in [0, 2^31)")
+        if self.hot_pixel_rates_hz and len(self.hot_pixel_rates_hz) != len(self.hot_pixels):
+            raise ParameterError(f"hot_pixel_rates_hz has {len(self.hot_pixel_rates_hz)} rates for {len(self.hot_pixels)} "
+                                 f"hot_pixels: give one rate per listed pixel, or none")
+        if any(not isinstance(r, numbers.Real) or not 0 <= r <= 1e4 for r in self.hot_pixel_rates_hz):
+            raise ParameterError("hot_pixel_rates_hz must be rates in [0, 1e4] Hz")
+        if any(not isinstance(i, numbers.Integral) or not 0 <= i < 2**31 for i in self.off_hot_pixels):
+            raise ParameterError("off_hot_pixels must be flat pixel indices y*width + x in [0, 2^31)")
+        if len(self.off_hot_pixel_rates_hz) != len(self.off_hot_pixels):
+            raise ParameterError(f"off_hot_pixel_rates_hz has {len(self.off_hot_pixel_rates_hz)} rates for "
+                                 f"{len(self.off_hot_pixels)} off_hot_pixels: give one rate per listed pixel")
+        if any(not isinstance(r, numbers.Real) or not 0 <= r <= 1e4 for r in self.off_hot_pixel_rates_hz):
+            raise ParameterError("off_hot_pixel_rates_hz must be rates in [0, 1e4] Hz")
         return self
 
     check = validate
@@ -140,6 +158,9 @@ class DvsParams:
         """Plain dict (TOML/JSON ready)."""
         d = dataclasses.asdict(self)
         d["hot_pixels"] = [int(i) for i in self.hot_pixels]
+        d["hot_pixel_rates_hz"] = [float(r) for r in self.hot_pixel_rates_hz]
+        d["off_hot_pixels"] = [int(i) for i in self.off_hot_pixels]
+        d["off_hot_pixel_rates_hz"] = [float(r) for r in self.off_hot_pixel_rates_hz]
         return d
 
 

@@ -47,6 +47,8 @@ class PixelConstants(NamedTuple):
     leak_hz: np.ndarray  # leak event rate of a static pixel
     hot_hz: np.ndarray  # hot-pixel event rate (0 for normal pixels)
     has_hot: bool = False  # any hot pixel at all (the pixel loop skips hot_hz otherwise)
+    off_hot_idx: np.ndarray | None = None  # flat indices of OFF hot pixels (int64), or None
+    off_hot_hz: np.ndarray | None = None  # their OFF event rates (float64)
 
 
 class PixelState(NamedTuple):
@@ -92,9 +94,16 @@ def draw_constants(params: DvsParams, width: int, height: int, rng: np.random.Ge
 
         raise ParameterError(f"hot_pixels index {int(listed.max())} is outside the {width}x{height} sensor (flat indices "
                              f"y*{width} + x must be below {width * height}): fix hot_pixels or the sensor size")
-    hot[listed] = params.hot_pixel_rate_hz
+    hot[listed] = np.asarray(params.hot_pixel_rates_hz, np.float64) if params.hot_pixel_rates_hz else params.hot_pixel_rate_hz
+    off_idx = np.asarray(params.off_hot_pixels, dtype=np.int64)
+    if off_idx.size and off_idx.max() >= width * height:
+        from neurosim.errors import ParameterError
+
+        raise ParameterError(f"off_hot_pixels index {int(off_idx.max())} is outside the {width}x{height} sensor: fix "
+                             f"off_hot_pixels or the sensor size")
+    off_hz = np.asarray(params.off_hot_pixel_rates_hz, dtype=np.float64) if off_idx.size else None
     return PixelConstants(th_on, th_off, leak.astype(np.float32), hot.reshape(shape).astype(np.float32),
-                          bool(np.any(hot > 0)))
+                          bool(np.any(hot > 0)), off_idx if off_idx.size else None, off_hz)
 
 
 def initial_state(log_a: np.ndarray, flow: np.ndarray | None, consts: PixelConstants, params: DvsParams,
@@ -142,13 +151,34 @@ def pair_events(frame_a: np.ndarray, frame_b: np.ndarray, t_a: int, t_b: int,
 
     use_flow = flow is not None
     flow, moving = flow if use_flow else (_NO_FLOW, _NO_MASK)
-    return _dvs.simulate_pair(
+    out = _dvs.simulate_pair(
         frame_a, frame_b, lut, flow, moving, use_flow, state.ref, state.lp, state.last_t,
         consts.th_on, consts.th_off, consts.leak_hz, consts.hot_hz, consts.has_hot, int(t_a), int(t_b),
         float(params.refractory_us), float(params.cutoff_hz), float(params.shot_noise_rate_hz),
         float(params.jitter_us), float(params.latency_us), float(params.max_px_per_step),
         float(params.max_theta_fraction), int(params.max_substeps), float(params.bridge_sigma), int(seed) & 0xFFFFFFFFFFFFFFFF, int(pair_index),
     )
+    if consts.off_hot_idx is None:
+        return out
+    return _with_off_hot(out, consts, int(t_a), int(t_b), float(params.latency_us), frame_a.shape[1], seed, pair_index)
+
+
+def _with_off_hot(events: tuple, consts: PixelConstants, t_a: int, t_b: int, latency_us: float, width: int,
+                  seed: int, pair_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Add Poisson OFF events of the OFF hot pixels in [t_a, t_b) (+ latency) to one pair's
+    events; random numbers from (seed, pair index), so chunking does not change them; the
+    result stays sorted by time (ties in pixel order)."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, int(pair_index) & 0xFFFFFFFFFFFFFFFF, 0x0FF])
+    n = rng.poisson(consts.off_hot_hz * (t_b - t_a) * 1e-6)
+    pix = np.repeat(consts.off_hot_idx, n)
+    t = t_a + np.floor(rng.uniform(0.0, 1.0, len(pix)) * (t_b - t_a)).astype(np.int64) + int(round(latency_us))
+    x, y, tt, p = events
+    xs = np.concatenate([x, (pix % width).astype(np.uint16)])
+    ys = np.concatenate([y, (pix // width).astype(np.uint16)])
+    ts = np.concatenate([tt, t])
+    ps = np.concatenate([p, np.zeros(len(pix), np.uint8)])
+    order = np.lexsort((ys.astype(np.int64) * width + xs, ts))
+    return xs[order], ys[order], ts[order], ps[order]
 
 
 _NO_FLOW = np.zeros((1, 1, 2), dtype=np.float32)
