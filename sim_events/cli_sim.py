@@ -40,7 +40,9 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                  inputs=("recording",), outputs=[Output()],
                  description="Fit thresholds, mismatch, refractory period, bandwidth, noise and leak rates, hot "
                  "pixels and the input-frame response to a real recording with APS frames and DVS events "
-                 "(recording .npz, AEDAT4 with frames, or a sequence .h5). Writes a TOML usable as --config of "
+                 "(recording .npz, AEDAT4 with frames, or a sequence .h5; an FE240hz folder with 240 Hz event frames "
+                 "gets its low-light response and per-pixel background fitted instead). Choices are made on held-out "
+                 "time blocks. Writes a TOML usable as --config of "
                  "`neurosim events simulate` and prints the fit metrics.")
     p.add_argument("recording", metavar="RECORDING", help="real recording with frames and events")
     p.add_argument("-o", "--out", required=True, metavar="CAL.toml", help="output parameter file")
@@ -124,6 +126,20 @@ def _calibrate(args: argparse.Namespace, ctx) -> dict:
         raise ParameterError(f"--folds {args.folds} must be >= 1")
     base = _params(args)
     check_writable(args.out)
+    from sim_events.formats import detect_format
+
+    if detect_format(args.recording) == "fe240hz":  # the real side is event frames: activity metrics
+        from sim_events.calibrate import calibrate_event_frames
+
+        params, metrics = calibrate_event_frames(args.recording, seed=args.seed, base=base, progress=ctx.say)
+        lines = [f"DVS simulator parameters fitted by `neurosim events calibrate` to the event frames of {args.recording}",
+                 f"fit windows (first half): {_fmt(metrics['fit'])}",
+                 f"held-out windows (second half; no choice saw them): {_fmt(metrics['held_out'])}",
+                 f"the base parameters on the held-out windows: {_fmt(metrics['base_held_out'])}"]
+        write_params_toml(params, args.out, "\n".join(lines))
+        for line in lines[1:]:
+            ctx.say(line)
+        return {"output": str(args.out), "params": params.to_dict(), "metrics": metrics}
     params, metrics = calibrate(args.recording, seed=args.seed, base=base, passes=args.passes, folds=args.folds,
                                 holdout=args.holdout, progress=ctx.say)
     lines = [f"DVS simulator parameters fitted by `neurosim events calibrate` to {args.recording}",

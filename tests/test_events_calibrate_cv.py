@@ -31,13 +31,33 @@ def test_noise_rates_shrink_towards_the_preset_by_evidence():
 
 def test_event_frame_background_closed_form():
     """10 windows of 1 ms on a 3x1 sensor. Pixel 0: real ON in 5 windows, simulated in 1 →
-    excess 4 → λ = −ln(1 − 0.4)/1 ms. Pixel 1: excess 2 (< 3): none. Pixel 2: OFF only: none."""
+    excess 4 → λ = −ln(1 − 0.4)/1 ms. Pixel 1: ON excess 2 (< 3): none. Pixel 2: OFF in 6
+    windows, none simulated → OFF λ = −ln(1 − 0.6)/1 ms."""
     real = make_events([0] * 5 + [1] * 2 + [2] * 6, [0] * 13, [100, 1100, 2100, 3100, 4100, 5100, 5200] + [
         500 + 1000 * k for k in range(6)], [1] * 7 + [0] * 6)
     sim = make_events([0], [0], [150], [1])
-    hot, rates = fit_event_frame_background(real, sim, 3, 1, 0, 10_000, 1000.0)
-    assert hot == [0]
-    assert rates[0] == pytest.approx(-np.log(0.6) / 1e-3)
+    bg = fit_event_frame_background(real, sim, 3, 1, 0, 10_000, 1000.0)
+    assert bg["hot_pixels"] == [0] and bg["off_hot_pixels"] == [2]
+    assert bg["hot_pixel_rates_hz"][0] == pytest.approx(-np.log(0.6) / 1e-3)
+    assert bg["off_hot_pixel_rates_hz"][0] == pytest.approx(-np.log(0.4) / 1e-3)
+
+
+def test_off_hot_pixels_fire_off_events_at_their_rate_and_the_stream_stays_sorted():
+    """A still 40x30 scene, no other noise: OFF hot pixel 5 at 2 kHz and ON hot pixel 7 at
+    1 kHz over 1 s give Poisson counts near 2000 and 1000 (±5σ); chunking by pairs keeps order."""
+    from sim_events.params import preset
+    from sim_events.simulator import simulate_frames
+
+    p = preset("clean").replace(hot_pixels=[7], hot_pixel_rates_hz=[1000.0], off_hot_pixels=[5],
+                                off_hot_pixel_rates_hz=[2000.0])
+    frames = [(k * 100_000, np.full((30, 40), 80, np.uint8)) for k in range(11)]
+    ev = np.concatenate(list(simulate_frames(iter(frames), 40, 30, p, seed=1)))
+    off, on = ev[ev["p"] == 0], ev[ev["p"] == 1]
+    assert set(off["x"] + 40 * off["y"]) == {5} and set(on["x"] + 40 * on["y"]) == {7}
+    assert abs(len(off) - 2000) < 5 * np.sqrt(2000) and abs(len(on) - 1000) < 5 * np.sqrt(1000)
+    assert (np.diff(ev["t"]) >= 0).all()
+    again = np.concatenate(list(simulate_frames(iter(frames), 40, 30, p, seed=1)))
+    assert again.tobytes() == ev.tobytes()
 
 
 def test_hot_pixel_rates_need_one_rate_per_listed_pixel():
