@@ -31,11 +31,14 @@ What is fitted, and how:
    thresholds are rescaled by the count ratio of the other blocks only.
 5. **Pixel model** by coordinate search from the preset (``passes`` rounds over
    :data:`SEARCH`): each candidate gets its thresholds (4.), then the cross-validated score
-   S = mean_k s(m_k) − STABILITY_WEIGHT·std_k(rate r_k) over the held-out block metrics m_k,
+   S = s(pooled) − STABILITY_WEIGHT·std_k(rate r_k), where "pooled" are the metrics of all
+   blocks' held-out events together over the whole recording (rate r then has every frame
+   interval as a bin, as a check on a whole unseen stretch has) and rate r_k a block's own
+   (blocks of ≥ MIN_RATE_BINS intervals only),
    s = r_on + r_off + F1 − PHASE_WEIGHT·phase CV + RATE_WEIGHT·rate r. A candidate
-   replaces the current value only if its per-block gain Δ_k has mean > max(MIN_GAIN,
-   SE(Δ)): where the blocks disagree the preset's value stays (shrinkage towards the
-   preset).
+   replaces the current value only if S rises by more than MIN_GAIN and the blocks' own
+   scores rise on average: where the evidence is weak the preset's value stays (shrinkage
+   towards the preset).
 6. **Latency** (0–5 ms, 0.5 ms steps): the shift of the held-out events with the best
    F1 at 5 ms, kept only if it beats no shift by more than LATENCY_MIN_GAIN.
 
@@ -325,8 +328,10 @@ def cv_score(ms: list[dict], pooled: dict) -> tuple[float, np.ndarray]:
 
 
 def _wins(new: tuple[float, np.ndarray], old: tuple[float, np.ndarray]) -> bool:
-    """Does ``new`` beat ``old`` by more than MIN_GAIN (else the current value stays)?"""
-    return new[0] - old[0] > MIN_GAIN
+    """Does ``new`` beat ``old``: pooled score higher by more than MIN_GAIN *and* the blocks'
+    own held-out scores higher on average (a gain that only pooling shows stays unproven: the
+    current value stays)?"""
+    return new[0] - old[0] > MIN_GAIN and float(np.mean(new[1] - old[1])) > 0
 
 
 def _mean_metrics(ms: list[dict]) -> dict:
