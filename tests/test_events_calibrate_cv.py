@@ -95,3 +95,15 @@ def test_calibration_is_byte_identical_for_one_seed_and_reports_held_out_blocks(
     assert texts[0] == texts[1]
     assert m["folds"] == 2 and len(m["cv_blocks"]) == 2 and m["cv_blocks"][1]["frames"] == [4, 8]
     assert 0.8 < m["cv"]["count_ratio"] < 1.2
+
+
+@pytest.mark.parametrize("folds, needle", [("0", "--folds 0 must be >= 1"), ("20", "20 folds need at least 21 frames")])
+def test_bad_folds_are_one_line_errors_and_no_output(fixture_data, tmp_path, capsys, folds, needle):
+    from neurosim.cli import main
+
+    out = tmp_path / "cal.toml"
+    code = main(["events", "calibrate", str(fixture_data / "scene_davis346.npz"), "-o", str(out), "--folds", folds])
+    err = capsys.readouterr().err
+    lines = [ln.split("\r")[-1] for ln in err.split("\n") if ln.split("\r")[-1].strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("neurosim: error:") and needle in lines[0], err
+    assert not out.exists()
