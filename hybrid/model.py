@@ -80,6 +80,7 @@ class ModelConfig:
     snn_min_confidence: float = 0.0  # TCF: SNN steps whose peak softmax probability is below this do not move the box (0: all do)
     target_model: str = "template"  # ANN branch at tracking time: "template" (first-frame template, steps 1–4) or "dcf" (online correlation filter, hybrid/dcf.py)
     target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
+    target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -145,6 +146,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "alpha_frame": (0.0, 1.0, True),
     "alpha_hold": (0.0, 1.0, True),
     "snn_min_confidence": (0.0, 1.0, False),
+    "target_min_ratio": (0.0, 1.0, True),
 }
 
 

@@ -97,7 +97,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         else:
             from hybrid.target_reps import RepDCFTracker
 
-            dcf = RepDCFTracker(negatives=cfg.target_reps == "np")
+            dcf = RepDCFTracker(negatives=cfg.target_reps == "np", min_ratio=cfg.target_min_ratio)
         dcf.init(track.frames[0], box)
     elif model.uses_ann:
         x0, y0 = crop_origin(box, S)
