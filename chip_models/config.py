@@ -89,7 +89,7 @@ class ChipConfig:
 # [low, high] of each ChipConfig number: a Tianjic has 12×13 cores of 256 neurons and 22 KiB.
 CHIP_RANGES: dict[str, tuple[float, float]] = {
     "chips": (1, 1024), "mesh_rows": (1, 1024), "mesh_cols": (1, 1024),
-    "fan_in": (1, 2**20), "fan_out": (1, 2**20), "memory_bytes": (1, 2**32), "state_bytes_per_neuron": (0, 1024),
+    "fan_in": (1, 2**20), "fan_out": (1, 2**20), "memory_bytes": (1, 2**32), "state_bytes_per_neuron": (1, 1024),
     "mac_rows": (1, 4096), "mac_cols": (1, 4096), "axon_bytes_per_clock": (1, 2**20),
     "soma_neurons_per_clock": (1, 2**20), "clock_hz": (1, 1e12), "packet_bytes": (1, 4096),
     "packet_payload_bytes": (1, 4096), "hop_cycles": (0, 1e6), "router_packets_per_clock": (1e-6, 1e6),

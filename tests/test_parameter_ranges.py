@@ -137,7 +137,8 @@ def test_dataset_index_checked_up_front(verb, splits, files, needle, tmp_path, c
 
 
 @pytest.mark.parametrize("setting, needle", [("mesh_rows=1000000000", "mesh_rows"), ("clock_hz=inf", "clock_hz"),
-                                             ("energy_per_mac_pj=nan", "energy_per_mac_pj")])
+                                             ("energy_per_mac_pj=nan", "energy_per_mac_pj"),
+                                             ("state_bytes_per_neuron=0", "state_bytes_per_neuron")])
 def test_chip_parameters_out_of_range(setting, needle, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["chip", "estimate", "reference", "--set", setting, "-o", str(out)])
