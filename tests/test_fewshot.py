@@ -176,3 +176,12 @@ def test_representative_tracker_is_deterministic_and_stays_on_crossing(shared_da
     np.testing.assert_array_equal(runs[0], runs[1])
     assert (F.box_iou(runs[0][-1], seq.boxes[7])[0, 0]) > 0.5  # the pedestrian is followed
     assert tracker.reps_pos.shape == (5, 576) and tracker.reps_neg.shape == (5, 576)
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"target_reps": "n"}, "target_reps"), ({"target_min_ratio": 0.0}, "target_min_ratio"),
+                                            ({"target_min_ratio": 1.5}, "target_min_ratio")])
+def test_target_reps_settings_are_checked(kwargs, needle):
+    from hybrid.model import ModelConfig
+
+    with pytest.raises(ParameterError, match=needle):
+        ModelConfig(**kwargs).check()
