@@ -70,7 +70,7 @@ class BenchParams:
             check_range(name, getattr(self, name), low, high, why="edit BENCH_RANGES in hybrid/fewshot_bench.py")
         if not self.shots or any(not 1 <= s <= 100 for s in self.shots):
             raise ParameterError(f"shots {list(self.shots)} must be 1..100 each, e.g. [1, 5, 10]")
-        self.head(0.2).check()
+        self.head(self.beta).check()
         return self
 
     def head(self, beta: float) -> F.NPRepMetParams:

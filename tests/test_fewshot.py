@@ -185,3 +185,13 @@ def test_target_reps_settings_are_checked(kwargs, needle):
 
     with pytest.raises(ParameterError, match=needle):
         ModelConfig(**kwargs).check()
+
+
+@pytest.mark.parametrize("setting, needle", [("beta=-1", "fewshot.beta"), ("shots=[0]", "shots"), ("split=test", "split"),
+                                             ("k=0", "fewshot.k")])
+def test_bench_bad_settings_one_line_exit_2(setting, needle, capsys):
+    from neurosim.cli import main
+
+    assert main(["fewshot", "bench", "--data", "/nonexistent", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
