@@ -58,6 +58,10 @@ class BenchParams:
     margin: float = 0.4
     sigma: float = 0.5
     int8: bool = False  # score int8-quantized embeddings
+    embedding: str = "features"  # "features": the fixed cell features; "learned": + linear heads E^p, E^n trained on the other sequences
+    dim: int = 64  # learned: embedding dimensions
+    train_steps: int = 400  # learned: Adam steps (batches of 256 proposals)
+    train_frames: int = 20  # learned: frames per training sequence
     bootstrap: int = 2000  # resamples of the episodes for the 95 % CIs
     seed: int = 0
 
@@ -66,19 +70,37 @@ class BenchParams:
 
         if self.split not in ("val", "tune", "all"):
             raise ParameterError(f"fewshot split {self.split!r}: use val, tune or all")
+        if self.embedding not in ("features", "learned"):
+            raise ParameterError(f"fewshot embedding {self.embedding!r}: use features or learned")
+        if self.embedding == "learned" and self.split == "all":
+            raise ParameterError("fewshot embedding=learned trains on the sequences outside the split: use split=val or tune")
         for name, (low, high) in BENCH_RANGES.items():
             check_range(name, getattr(self, name), low, high, why="edit BENCH_RANGES in hybrid/fewshot_bench.py")
         if not self.shots or any(not 1 <= s <= 100 for s in self.shots):
             raise ParameterError(f"shots {list(self.shots)} must be 1..100 each, e.g. [1, 5, 10]")
         self.head(self.beta).check()
+        self.head(0.0, 0.0).check()
         return self
 
-    def head(self, beta: float) -> F.NPRepMetParams:
-        return F.NPRepMetParams(k=self.k, beta=beta, margin=self.margin, sigma=self.sigma)
+    def head(self, beta: float, margin: float | None = None) -> F.NPRepMetParams:
+        return F.NPRepMetParams(k=self.k, beta=beta, margin=self.margin if margin is None else margin, sigma=self.sigma)
+
+    def method(self, name: str) -> tuple[bool, F.NPRepMetParams]:
+        """(negatives, head parameters) of a compared method (:data:`METHODS`)."""
+        if name == "repmet":
+            return False, self.head(0.0, 0.0)
+        if name == "positives_only":
+            return False, self.head(0.0)
+        return True, self.head(self.beta)
+
+
+# RepMet: D = d(E, R^p) (its own equations: β = 0, m = 0); positives_only: NP-RepMet's head with
+# β = 0 and no negative representatives (D = d + m); np: NP-RepMet.
+METHODS = ("repmet", "positives_only", "np")
 
 
 BENCH_RANGES = {"ways": (2, 100), "episodes": (1, 10_000), "queries": (1, 100), "min_gap": (0, 1000),
-                "jitter": (8, 1000), "windows": (1, 10_000), "bootstrap": (0, 100_000), "seed": (0, 2**32 - 1)}
+                "jitter": (8, 1000), "windows": (1, 10_000), "dim": (2, 4096), "train_steps": (0, 1_000_000), "train_frames": (1, 1000), "bootstrap": (0, 100_000), "seed": (0, 2**32 - 1)}
 
 
 @dataclasses.dataclass
@@ -172,12 +194,22 @@ def _image(seq: Sequence, i: int, cls: int, jitter: int, windows: int, rng: np.r
     return Image(cls, boxes, F.box_iou(boxes, box[None])[:, 0], quantize_int8(e) if int8 else e)
 
 
-def _episode_map(support: list[list[Image]], queries: list[Image], n: int, p: BenchParams, negatives: bool) -> float:
-    head = p.head(p.beta if negatives else 0.0)
+Heads = tuple  # (E^p, E^n): callables (B, D) features -> (B, d) embeddings
+
+
+def _identity(e: torch.Tensor) -> torch.Tensor:
+    return e
+
+
+def _episode_map(support: list[list[Image]], queries: list[Image], n: int, p: BenchParams, method: str,
+                 heads: Heads = (_identity, _identity)) -> float:
+    negatives, head = p.method(method)
+    ep, en = heads
     pos, neg = [], []
     for imgs in support:
         used = imgs[:n]
-        rp, rn = F.support_representatives(torch.cat([im.e for im in used]), torch.cat([im.e for im in used]),
+        x = torch.cat([im.e for im in used])
+        rp, rn = F.support_representatives(ep(x), en(x),
                                            np.concatenate([im.boxes for im in used]), np.concatenate([im.iou for im in used]),
                                            head, np.concatenate([np.full(len(im.iou), j) for j, im in enumerate(used)]))
         pos.append(rp)
@@ -187,7 +219,7 @@ def _episode_map(support: list[list[Image]], queries: list[Image], n: int, p: Be
     ways = len(support)
     per_class: list[list[tuple[float, bool]]] = [[] for _ in range(ways)]
     for im in queries:
-        _, logit = F.score(im.e, reps_pos, None, reps_neg, head)
+        _, logit = F.score(ep(im.e), reps_pos, en(im.e), reps_neg, head)
         prob = torch.softmax(logit, dim=-1)[:, 1:].numpy()
         for c in range(ways):
             top = np.argsort(-prob[:, c], kind="stable")[:50]
@@ -214,8 +246,8 @@ def _pick_frames(seq: Sequence, shots: int, queries: int, gap: int, rng: np.rand
     return support, np.sort(rng.choice(far, size=min(queries, len(far)), replace=False))
 
 
-def run_episode(seqs: list[Sequence], e: int, p: BenchParams) -> dict[str, list[float]]:
-    """{"repmet": [mAP per shot], "np": [...]} of episode e."""
+def run_episode(seqs: list[Sequence], e: int, p: BenchParams, heads: dict[str, Heads] | None = None) -> dict[str, list[float]]:
+    """{method: [mAP per shot]} of episode e for each of :data:`METHODS` (``heads``: learned E^p, E^n per method)."""
     rng = np.random.default_rng((p.seed, e))
     classes = rng.choice(len(seqs), size=p.ways, replace=False)
     support, queries = [], []
@@ -223,8 +255,60 @@ def run_episode(seqs: list[Sequence], e: int, p: BenchParams) -> dict[str, list[
         sup, qry = _pick_frames(seqs[idx], max(p.shots), p.queries, p.min_gap, rng)
         support.append([_image(seqs[idx], int(i), c, p.jitter, 0, rng, p.int8) for i in sup])
         queries += [_image(seqs[idx], int(i), c, p.jitter // 2, p.windows, rng, p.int8) for i in qry]
-    return {name: [_episode_map(support, queries, n, p, neg) for n in p.shots]
-            for name, neg in (("repmet", False), ("np", True))}
+    heads = heads or {}
+    return {name: [_episode_map(support, queries, n, p, name, heads.get(name, (_identity, _identity))) for n in p.shots]
+            for name in METHODS}
+
+
+def _training_rows(seqs: list[Sequence], p: BenchParams, rng: np.random.Generator):
+    """Features (R, D), class labels (R,) (0 = background) and hard-negative labels (R,) of
+    proposals in ``train_frames`` frames of each training sequence: IoU ≥ 0.6 → its class,
+    IoU 0.2–0.3 → background and a hard negative of its class, IoU < 0.2 → background."""
+    xs, ys, ns = [], [], []
+    for c, seq in enumerate(seqs):
+        ok = seq.usable()
+        for i in np.sort(rng.choice(ok, size=min(p.train_frames, len(ok)), replace=False)):
+            im = _image(seq, int(i), c, p.jitter, 50, rng, False)
+            keep = (im.iou >= 0.6) | (im.iou <= 0.3)
+            xs.append(im.e[torch.from_numpy(keep)])
+            ys.append(np.where(im.iou[keep] >= 0.6, c + 1, 0))
+            ns.append(np.where((im.iou[keep] >= 0.2) & (im.iou[keep] <= 0.3), c + 1, 0))
+    return torch.cat(xs), torch.from_numpy(np.concatenate(ys)), torch.from_numpy(np.concatenate(ns))
+
+
+def train_heads(rows: tuple, classes: int, p: BenchParams, method: str) -> tuple[Heads, list[float]]:
+    """Linear heads E^p, E^n (D → ``dim``, L2-normalised) and the N × K representatives trained
+    with the head's loss (cross-entropy + L_p, + L_n with negatives) on the training ``rows``
+    (:func:`_training_rows` of ``classes`` sequences).
+    Batches: ½ object, ¼ hard-negative, ¼ other background proposals. Seeded: (seed, 8) and torch's seed."""
+    from torch import nn
+
+    from neurosim.fewshot.module import NPRepMetHead
+
+    negatives, params = p.method(method)
+    rng = np.random.default_rng((p.seed, 8))
+    x, y, hard = rows
+    torch.manual_seed(p.seed)
+    proj_p, proj_n = nn.Linear(x.shape[1], p.dim, bias=False), nn.Linear(x.shape[1], p.dim, bias=False)
+    head = NPRepMetHead(classes, p.dim, params, negatives=negatives, seed=p.seed)
+    params = list(proj_p.parameters()) + list(head.parameters()) + (list(proj_n.parameters()) if negatives else [])
+    opt = torch.optim.Adam(params, lr=1e-2)
+    pools = [np.flatnonzero(y.numpy() > 0), np.flatnonzero(hard.numpy() > 0), np.flatnonzero((y.numpy() == 0) & (hard.numpy() == 0))]
+    losses = []
+    for _ in range(p.train_steps):
+        idx = torch.from_numpy(np.concatenate([rng.choice(pool, size=n) for pool, n in zip(pools, (128, 64, 64)) if len(pool)]))
+        e_pos = F.normalize(proj_p(x[idx]))
+        e_neg = F.normalize(proj_n(x[idx])) if negatives else None
+        loss = head.loss(e_pos, y[idx], e_neg, hard[idx] if negatives else None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    proj_p.requires_grad_(False)
+    proj_n.requires_grad_(False)
+    ep = lambda e: F.normalize(proj_p(F.normalize(e)))  # noqa: E731
+    en = (lambda e: F.normalize(proj_n(F.normalize(e)))) if negatives else ep  # noqa: E731
+    return (ep, en), losses
 
 
 def summarize(values: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, float]:
@@ -244,10 +328,19 @@ def fewshot_bench(data: str | pathlib.Path, params: BenchParams | None = None, p
         raise ParameterError(f"ways {p.ways} is more than the {len(seqs)} sequences of the {p.split} split: lower it")
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    heads, training = None, {}
     try:
+        if p.embedding == "learned":
+            names = {s.name for s in seqs}
+            train = [s for s in load_sequences(data, "all") if s.name not in names]
+            rows, heads = _training_rows(train, p, np.random.default_rng((p.seed, 7))), {}
+            for name in METHODS:
+                heads[name], losses = train_heads(rows, len(train), p, name)
+                training[name] = {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+            training["sequences"] = [s.name for s in train]
         runs = []
         for e in range(p.episodes):
-            runs.append(run_episode(seqs, e, p))
+            runs.append(run_episode(seqs, e, p, heads))
             if progress:
                 progress(e + 1, p.episodes)
     finally:
@@ -255,10 +348,12 @@ def fewshot_bench(data: str | pathlib.Path, params: BenchParams | None = None, p
     rng = np.random.default_rng((p.seed, 2**31))
     table = {}
     for j, n in enumerate(p.shots):
-        rep = np.array([r["repmet"][j] for r in runs])
-        npr = np.array([r["np"][j] for r in runs])
-        table[f"{n}-shot"] = {"repmet": summarize(rep, rng, p.bootstrap), "np_repmet": summarize(npr, rng, p.bootstrap),
-                              "np_minus_repmet": summarize(npr - rep, rng, p.bootstrap),
-                              "np_better_episodes": int((npr > rep).sum()), "episodes": len(runs)}
+        m = {name: np.array([r[name][j] for r in runs]) for name in METHODS}
+        table[f"{n}-shot"] = {**{name: summarize(v, rng, p.bootstrap) for name, v in m.items()},
+                              "np_minus_repmet": summarize(m["np"] - m["repmet"], rng, p.bootstrap),
+                              "np_minus_positives_only": summarize(m["np"] - m["positives_only"], rng, p.bootstrap),
+                              "np_better_than_repmet": int((m["np"] > m["repmet"]).sum()),
+                              "np_better_than_positives_only": int((m["np"] > m["positives_only"]).sum()),
+                              "episodes": len(runs)}
     return {"split": p.split, "sequences": [s.name for s in seqs], "params": dataclasses.asdict(p), "map50": table,
-            "episodes": runs}
+            "training": training, "episodes": runs}
