@@ -42,10 +42,11 @@ What is fitted, and how:
 6. **Latency** (0–5 ms, 0.5 ms steps): the shift of the held-out events with the best
    F1 at 5 ms, kept only if it beats no shift by more than LATENCY_MIN_GAIN.
 
-``metrics`` reports the fit on the whole recording (in-sample), the mean of the
-held-out-block metrics used for the choices (``cv_*``) and, with ``holdout=True``, an outer
-check that no choice has seen (``holdout_*``: calibrate on the first half, score the second
-half, and the reverse; :func:`holdout_check`).
+``metrics`` reports the fit on the whole recording (in-sample), the pooled held-out-block
+metrics used for the choices (``cv``, ``cv_blocks``) and, with ``holdout=True``, an outer
+check that no choice has seen (``holdout``: calibrate on the first half, score the second
+half, and the reverse; :func:`holdout_check`). Recordings whose real side is event frames
+(FE240hz) go to :func:`calibrate_event_frames`.
 
 The mismatch σ is chosen among a few values by the same score: with a fraction of a second
 of data it is not identifiable per pixel, and the result says so (``notes``)."""
@@ -379,8 +380,9 @@ def calibrate(recording: Any, seed: int = 0, base: DvsParams | None = None, pass
 
     Returns:
         ``params`` and ``metrics``: the fidelity metrics of the fitted simulator on the whole
-        recording (:func:`sim_events.metrics.compare`, in-sample), ``cv`` (mean held-out block
-        metrics of the final choice; these blocks guided the choices), ``cv_blocks``,
+        recording (:func:`sim_events.metrics.compare`, in-sample), ``cv`` (metrics of all
+        blocks' held-out events pooled over the recording, for the final choice; these blocks
+        guided the choices), ``cv_blocks`` (each block's own), ``cv_score``,
         optionally ``holdout``, the fitted noise figures and ``notes``.
     """
     if not (0 <= int(seed) < 2**63):
@@ -446,7 +448,7 @@ def calibrate(recording: Any, seed: int = 0, base: DvsParams | None = None, pass
         "background_events": bg["background_events"],
         "shot_noise_rate_fitted_hz": bg["shot_noise_rate_hz"], "leak_rate_fitted_hz": bg["leak_rate_hz"],
         "frames": int(len(frames)), "source": str(getattr(rec, "source", "")),
-        "notes": "cv_* are held-out blocks that guided the choices (optimistic); holdout_* saw no choice. "
+        "notes": "cv: held-out blocks that guided the choices (optimistic); holdout: saw no choice. "
                  "threshold_sigma is chosen by the score, not identified per pixel; "
                  "refractory_fitted_us is an upper bound from the shortest same-pixel intervals",
     })
