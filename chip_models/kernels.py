@@ -37,10 +37,10 @@ from neurosim.errors import ParameterError
 from neurosim.intneuron import IntLIFParams, RESET_MODES
 
 PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni", "amx")
-_CODES = {name: i for i, name in enumerate(PATHS)}
+_CODES = {name: getattr(_k.Path, name.upper()) for name in PATHS}  # the C++ enum (chip::Path)
 K_CHUNK = intmath.MAX_FAN_IN  # fan-in per kernel call: 2**16 * 128 * 128 = 2**30 keeps every partial sum in int32
 MIN_SHIFT = intmath.MIN_SHIFT  # left shifts up to 24 bits keep acc << shift exact in int64
-ACTIVATIONS = {"none": 0, "relu": 1, "lut": 2}
+ACTIVATIONS = {"none": _k.Soma.NONE, "relu": _k.Soma.RELU, "lut": _k.Soma.LUT}  # ANN somas (chip::Soma)
 
 
 def _paths() -> tuple[str, ...]:
@@ -340,6 +340,13 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int,
 # -------------------------------------------------------------------------------- soma
 
 
+def lif_params(p: IntLIFParams) -> "_k.LIFParams":
+    """``p`` as the C++ LIFParams (named fields; ``reset_mode`` as its index in RESET_MODES)."""
+    return _k.LIFParams(v_th=p.v_th, v_reset=p.v_reset, reset_mode=RESET_MODES.index(p.reset_mode),
+                        reset_constant=p.reset_constant, leak_alpha=p.leak_alpha, leak_beta=p.leak_beta,
+                        refractory_steps=p.refractory_steps)
+
+
 def lif_step(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams,
              path: str | None = None) -> np.ndarray:
     """One integer LIF step in place on int32 ``v`` and ``counter`` (1-D); returns int8 spikes."""
@@ -347,9 +354,8 @@ def lif_step(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFP
         raise ParameterError("lif_step: v and counter must be C-contiguous int32 arrays (they are updated in place)")
     current = _c(current, np.int32)
     spikes = np.empty(v.shape, np.int8)
-    _k.lif_step(current.reshape(-1), v.reshape(-1), counter.reshape(-1), spikes.reshape(-1), p.v_th, p.v_reset,
-                RESET_MODES.index(p.reset_mode), p.reset_constant, p.leak_alpha, p.leak_beta,
-                p.refractory_steps, _code(path, vector_only=True))
+    _k.lif_step(current.reshape(-1), v.reshape(-1), counter.reshape(-1), spikes.reshape(-1), lif_params(p),
+                _code(path, vector_only=True))
     return spikes
 
 
@@ -360,8 +366,7 @@ def lif_run(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFPa
         raise ParameterError("lif_run: v and counter must be C-contiguous int32 arrays (they are updated in place)")
     current = _c(current, np.int32)
     spikes = np.empty(current.shape, np.int8)
-    _k.lif_run(current, v, counter, spikes, p.v_th, p.v_reset, RESET_MODES.index(p.reset_mode), p.reset_constant,
-               p.leak_alpha, p.leak_beta, p.refractory_steps, _code(path, vector_only=True))
+    _k.lif_run(current, v, counter, spikes, lif_params(p), _code(path, vector_only=True))
     return spikes
 
 
@@ -410,7 +415,8 @@ def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray, path: st
 
 # ------------------------------------------------------------------- fused conv layer
 
-MODES = {"auto": -1, "events": 0, "plane": 1, "lut": 2, "gemm": 3}
+MODES = {"auto": _k.AccMode.AUTO, "events": _k.AccMode.EVENTS, "plane": _k.AccMode.PLANE, "lut": _k.AccMode.LUT,
+         "gemm": _k.AccMode.GEMM}  # conv_layer's accumulation (chip::AccMode)
 
 
 @dataclasses.dataclass
@@ -461,17 +467,25 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
 @dataclasses.dataclass(frozen=True)
 class LayerCall:
     """The fixed arguments of a :func:`conv_layer` call, checked and converted once (e.g. per
-    mapped layer; :func:`run_layer` then runs it on any input with little Python per call)."""
+    mapped layer; :func:`run_layer` then runs it on any input with little Python per call): the
+    arrays, and the C++ ``LayerParams`` (named fields: stride, pad, shift, soma, mode, lif)."""
 
     weight: np.ndarray  # int8 (M, C, kh, kw), C-contiguous
     bias: np.ndarray | None  # int32 (M,)
-    stride: int
-    padding: int
-    shift: int
-    soma: int
-    lut: np.ndarray | None
-    lif: tuple
-    mode: int
+    lut: np.ndarray | None  # int8 (256,) for the lut soma
+    params: "_k.LayerParams"
+
+    @property
+    def stride(self) -> int:
+        return self.params.stride
+
+    @property
+    def padding(self) -> int:
+        return self.params.pad
+
+    @property
+    def spiking(self) -> bool:
+        return self.params.soma == _k.Soma.LIF
 
     @staticmethod
     def make(weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
@@ -485,21 +499,26 @@ class LayerCall:
         m, c, kh, kw = weight.shape
         if c * kh * kw > K_CHUNK:
             raise ParameterError(f"conv_layer: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+        if type(stride) is not int and not isinstance(stride, np.integer) or stride < 1 or padding < 0:
+            raise ParameterError(f"conv_layer: stride must be an integer >= 1 and padding >= 0, got {stride}, {padding}")
         if neuron is not None:
-            soma, lif = 3, (neuron.v_th, neuron.v_reset, RESET_MODES.index(neuron.reset_mode), neuron.reset_constant,
-                            neuron.leak_alpha, neuron.leak_beta, neuron.refractory_steps)
+            soma, lif = _k.Soma.LIF, lif_params(neuron)
         else:
             if activation not in ACTIVATIONS:
                 raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
-            soma, lif = ACTIVATIONS[activation], (0,) * 7
-        return LayerCall(weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
-                         _c(lut, np.int8), lif, MODES[mode])
+            soma, lif = ACTIVATIONS[activation], _k.LIFParams()
+        lut = _c(lut, np.int8)
+        if soma == _k.Soma.LUT and (lut is None or lut.shape != (256,)):
+            raise ParameterError("conv_layer: the lut activation needs a 256-entry int8 lut")
+        params = _k.LayerParams(stride=int(stride), pad=int(padding), shift=_check_shift(shift), soma=soma,
+                                mode=MODES[mode], lif=lif)
+        return LayerCall(weight, _c(bias, np.int32), lut, params)
 
 
 def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: str | None = None) -> LayerRun:
     """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`."""
     x, weight = _c(x, np.int8), call.weight
-    stride, padding = call.stride, call.padding
+    stride, padding = call.params.stride, call.params.pad
     if x.ndim != 4 or weight.shape[1] != x.shape[1]:
         raise ParameterError(f"conv_layer: x {x.shape} and weight {weight.shape} do not match (T, C, H, W) x (M, C, kh, kw)")
     t, c, h, w = x.shape
@@ -510,8 +529,8 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: 
     out = np.empty((t, m, ho, wo), np.int8)
     in_count = np.zeros((c, h, w), np.int32)
     out_count = np.zeros((m, ho, wo), np.int32)
-    used = _k.conv_layer(x, weight, call.bias, stride, padding, call.shift, call.soma, call.lut, call.lif, out,
-                         in_count, out_count, call.mode, _code(path, vector_only=True), _check_threads(threads))
+    used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count,
+                         _code(path, vector_only=True), _check_threads(threads))
     return LayerRun(out, in_count, out_count, _MODE_NAMES[used & 3], bool(used & 4))
 
 
@@ -610,7 +629,7 @@ def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tu
     t, c, h, w = x.shape
     in_counts, out_counts, pool_counts = [], [], []
     for i, (call, k) in enumerate(zip(calls, pools)):
-        if i + 1 < len(calls) and (call.soma != 3 or call.weight.shape[0] % 8):
+        if i + 1 < len(calls) and (not call.spiking or call.weight.shape[0] % 8):
             raise ParameterError("snn_chain: every stage but the last must be an SNN layer with a multiple of 8 outputs")
         if k:
             h, w = h // k, w // k
@@ -622,9 +641,8 @@ def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tu
         c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
         out_counts.append(np.zeros((c, h, w), np.int32))
     out = np.empty((t, c, h, w), np.int8)
-    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls],
-            [(cl.stride, cl.padding, cl.shift, cl.soma, int(k)) for cl, k in zip(calls, pools)],
-            [cl.lif for cl in calls], calls[-1].lut, out, in_counts, out_counts, _code(path, vector_only=True))
+    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls], [cl.params for cl in calls],
+            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path, vector_only=True))
     return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
 
 

@@ -435,3 +435,30 @@ def test_thread_pool_starts_its_own_workers_in_a_forked_child():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked child's 2-thread call did not start its own worker or differed"
+
+
+def test_typed_kernel_parameters():
+    """The C++ layer takes named, typed parameters: one enum member per path / soma / mode name
+    (same order as the Python tables), LayerParams and LIFParams with named fields filled by
+    LayerCall.make from the layer's arguments, and codes that are no member are refused."""
+    from chip_models import _kernels as _k
+    from neurosim.intneuron import RESET_MODES, IntLIFParams
+
+    assert [p.name.lower() for p in _k.Path] == list(kernels.PATHS)
+    assert [m.name.lower() for m in _k.AccMode] == list(kernels.MODES)
+    assert {a: s.name.lower() for a, s in kernels.ACTIVATIONS.items()} == {"none": "none", "relu": "relu", "lut": "lut"}
+    neuron = IntLIFParams(v_th=77, v_reset=-3, reset_mode=RESET_MODES[-1], reset_constant=5, leak_alpha=200,
+                          leak_beta=-2, refractory_steps=4)
+    call = kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 2, 1, 3, neuron=neuron, mode="plane")
+    p = call.params
+    assert (p.stride, p.pad, p.shift, p.soma, p.mode) == (2, 1, 3, _k.Soma.LIF, _k.AccMode.PLANE)
+    assert (p.lif.v_th, p.lif.v_reset, p.lif.reset_mode, p.lif.reset_constant, p.lif.leak_alpha, p.lif.leak_beta,
+            p.lif.refractory_steps) == (77, -3, len(RESET_MODES) - 1, 5, 200, -2, 4)
+    ann = kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 1, 0, 0, "relu").params
+    assert (ann.soma, ann.mode) == (_k.Soma.RELU, _k.AccMode.AUTO)
+    with pytest.raises(TypeError):
+        _k.LayerParams(soma=7)
+    with pytest.raises(ValueError, match="stride"):
+        _k.LayerParams(stride=0)
+    with pytest.raises(kernels.ParameterError, match="lut"):
+        kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 1, 0, 0, "lut")
