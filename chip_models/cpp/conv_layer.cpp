@@ -38,7 +38,7 @@
 // per core, packets per route).
 // Threads (conv_layer_threads): the plan (mode, int16, 0/1) is made once from the whole input;
 // then blocks of output rows (or, in lut mode with M % 16B == 0, blocks of 16k output channels)
-// run as ordinary layer calls on a persistent pool (thread_pool.h), each writing disjoint
+// run as ordinary layer calls on a persistent pool (cpp/include/neurosim/thread_pool.h), each writing disjoint
 // outputs and counts: the same bits as one thread.
 #include <neurosim/simd.h>
 
@@ -54,7 +54,7 @@
 #include "conv_span.h"
 #include "kernels.h"
 #include "soma.h"
-#include "thread_pool.h"
+#include <neurosim/thread_pool.h>
 
 namespace chip {
 
@@ -630,11 +630,11 @@ int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks
         for (int64_t t = 0; t < a.steps; ++t)
             std::memcpy(a.out + (t * a.m + m0) * p_out, &os[t * mb * p_out], mb * p_out);
     };
-    ThreadPool::instance().run(blocks, threads, task);
+    neurosim::ThreadPool::instance().run(blocks, threads, task);
     return pl.mode | (pl.i16 ? 4 : 0);
 }
 
-// The layer split into blocks of output rows on the persistent thread pool (thread_pool.h).
+// The layer split into blocks of output rows on the persistent thread pool (cpp/include/neurosim/thread_pool.h).
 // Block b owns output rows [r0, r1) of every channel and step. Its input is the input rows
 // [ya, yb) of every plane (one copy per plane), with ya = (r0 - e) * s, e = min(r0, ceil(pad / s)),
 // and yb = min(H, (r1 - 1) * s - pad + kh): an ordinary layer call with the same padding whose
@@ -700,7 +700,7 @@ int conv_layer_threads(const ConvLayerArgs& a, int path, int threads) {
                 for (int64_t i = 0; i < rows * wo; ++i) dst[i] += src[i];
             }
     };
-    ThreadPool::instance().run(blocks, threads, task);
+    neurosim::ThreadPool::instance().run(blocks, threads, task);
     return pl.mode | (pl.i16 ? 4 : 0);
 }
 
