@@ -240,8 +240,9 @@ def test_explicit_path_argument_without_the_process_default(path):
             assert packed.path == path
             for xs in (x, np.abs(x.astype(np.int16)).clip(0, 127).astype(np.int8)):
                 np.testing.assert_array_equal(kernels.dense_mac(xs, packed, bias, path=path), intmath.mac(xs, w, bias))
-            with pytest.raises(kernels.ParameterError, match="re-pack"):
-                kernels.dense_mac(x, packed, bias, path=other)
+            if other != path:  # (a scalar-only build has one path)
+                with pytest.raises(kernels.ParameterError, match="re-pack"):
+                    kernels.dense_mac(x, packed, bias, path=other)
     acc = rng.integers(-(2**31), 2**31, 200).astype(np.int32)
     with kernels.use_path(other):
         np.testing.assert_array_equal(kernels.output_stage(acc, 7, "relu", path=path), intmath.requantize(acc, 7, 8).clip(0))
