@@ -130,12 +130,31 @@ PackedWeights pack_weights(const int8_t* w, int64_t m, int64_t k, int path) {
 namespace {
 
 // out = sat32(c - rowsum + bias) (int64): c (n x ldc) the kernels' int32 sums; rowsum (VNNI and
-// AMX: 128 * sum_k w[j, k], the correction of their x + 128 offset) and bias may be null.
-void finish(const int32_t* c, int64_t ldc, int64_t n, int64_t m, const int32_t* rowsum, const int32_t* bias,
-            int32_t* out) {
+// AMX: 128 * sum_k w[j, k], the correction of their x + 128 offset) and bias may be null. One
+// loop per case, so the loop over the outputs has no branch; always inlined, so that it is
+// vectorized for the caller's instruction set (AVX-512: vpminsq / vpmaxsq on the int64 sums;
+// measured ~1 ms of 4.3 on 1024 x 64 x 2048 against the baseline code).
+template <bool Rowsum, bool Bias>
+__attribute__((always_inline)) inline void finish_loop(const int32_t* c, int64_t ldc, int64_t n, int64_t m, const int32_t* rowsum, const int32_t* bias,
+                 int32_t* out) {
     for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < m; ++j)
-            out[i * m + j] = sat32(static_cast<int64_t>(c[i * ldc + j]) - (rowsum ? rowsum[j] : 0) + (bias ? bias[j] : 0));
+        for (int64_t j = 0; j < m; ++j) {
+            int64_t v = c[i * ldc + j];
+            if constexpr (Rowsum) v -= rowsum[j];
+            if constexpr (Bias) v += bias[j];
+            out[i * m + j] = sat32(v);
+        }
+}
+
+__attribute__((always_inline)) inline void finish(const int32_t* c, int64_t ldc, int64_t n, int64_t m,
+                                                  const int32_t* rowsum, const int32_t* bias, int32_t* out) {
+    if (rowsum) {
+        if (bias) finish_loop<true, true>(c, ldc, n, m, rowsum, bias, out);
+        else finish_loop<true, false>(c, ldc, n, m, rowsum, bias, out);
+    } else {
+        if (bias) finish_loop<false, true>(c, ldc, n, m, rowsum, bias, out);
+        else finish_loop<false, false>(c, ldc, n, m, rowsum, bias, out);
+    }
 }
 
 void dense_scalar(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
@@ -172,7 +191,7 @@ __attribute__((target("avx2"))) inline __m128i hsum4x2(__m256i a0, __m256i a1, _
 // Kernel::prepare makes the x rows (np x ldx, zero / offset-zero padded), Kernel::OFFSET says
 // whether the sums carry the VNNI x + 128 offset (corrected by the packed row sums in finish).
 template <class Kernel>
-void rows_driver(const typename Kernel::X* xs, int64_t ldx, const int8_t* w, int64_t ldw, int64_t np, int64_t mp,
+__attribute__((always_inline)) inline void rows_driver(const typename Kernel::X* xs, int64_t ldx, const int8_t* w, int64_t ldw, int64_t np, int64_t mp,
                  int32_t* c) {
     constexpr int64_t MB = 64;
     for (int64_t k0 = 0; k0 < ldx; k0 += Kernel::KC) {
@@ -193,8 +212,10 @@ void rows_driver(const typename Kernel::X* xs, int64_t ldx, const int8_t* w, int
     }
 }
 
+// (always_inline: each kernel's entry point below, compiled for its instruction set, gets the
+// driver and its micro-kernel inlined, as hand-written copies would be)
 template <class Kernel>
-void dense_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+__attribute__((always_inline)) inline void dense_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
     const int64_t np = round_up(std::max<int64_t>(n, 1), 4), mp = round_up(std::max<int64_t>(pw.m, 1), 2);
     const int64_t ldx = Kernel::ldx(pw);
     std::vector<typename Kernel::X> xs(np * ldx);
@@ -211,6 +232,10 @@ __attribute__((target("avx2"))) inline void hsum4x2_store(__m256i a0, __m256i a1
     __m256i u = _mm256_hadd_epi32(t0, t1);
     _mm_store_si128(reinterpret_cast<__m128i*>(r), _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1)));
 }
+
+// a value kept in a register: one load of each x row per step (GCC 12 otherwise folds the load
+// into both multiplies that use it, 8 x loads instead of 4 per step: measured 13 % slower)
+#define NEUROSIM_IN_REG(v) __asm__("" : "+x"(v))
 
 // AVX2, signed x: int16 operands, vpmaddwd (16 exact MACs into int32 per instruction). x rows are
 // widened to int16 once (they stay in L1 across the w rows of a block); w rows stay int8 in memory
@@ -245,15 +270,19 @@ struct Avx2Int16 {
             __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + t)));
             __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + t)));
             __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + t));
+            NEUROSIM_IN_REG(a);
             c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(a, b0));
             c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(a, b1));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + t));
+            NEUROSIM_IN_REG(a);
             c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(a, b0));
             c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(a, b1));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + t));
+            NEUROSIM_IN_REG(a);
             c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(a, b0));
             c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(a, b1));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x3 + t));
+            NEUROSIM_IN_REG(a);
             c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(a, b0));
             c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(a, b1));
             // keep each accumulator in one register (GCC 12 otherwise adds 8 vmovdqa per iteration)
@@ -289,15 +318,19 @@ struct Avx2Uint8 {
             const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + t));
             const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + t));
             __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + t));
+            NEUROSIM_IN_REG(a);
             c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
             c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + t));
+            NEUROSIM_IN_REG(a);
             c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
             c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + t));
+            NEUROSIM_IN_REG(a);
             c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
             c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
             a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x3 + t));
+            NEUROSIM_IN_REG(a);
             c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
             c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
             __asm__("" : "+x"(c00), "+x"(c01), "+x"(c10), "+x"(c11), "+x"(c20), "+x"(c21), "+x"(c30), "+x"(c31));
@@ -608,13 +641,31 @@ struct AvxVnniRows {
     }
 };
 
+// The entry points: the driver instantiated per micro-kernel, for its instruction set.
+__attribute__((target("avx2"))) void dense_avx2_int16(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                       const int32_t* bias, int32_t* out) {
+    dense_rows<Avx2Int16>(pw, x, n, bias, out);
+}
+__attribute__((target("avx2"))) void dense_avx2_uint8(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                       const int32_t* bias, int32_t* out) {
+    dense_rows<Avx2Uint8>(pw, x, n, bias, out);
+}
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512_rows(
+    const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
+    dense_rows<Vnni512Rows>(pw, x, n, bias, out);
+}
+__attribute__((target("avx2,avxvnni"))) void dense_avxvnni_rows(const PackedWeights& pw, const int8_t* x, int64_t n,
+                                                                const int32_t* bias, int32_t* out) {
+    dense_rows<AvxVnniRows>(pw, x, n, bias, out);
+}
+
 #endif  // NEUROSIM_X86
 
 }  // namespace
 
 void dense_mac_vnni512_rows(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_t* bias, int32_t* out) {
 #if NEUROSIM_X86
-    if (n > 0 && pw.m > 0 && pw.k > 0) dense_rows<Vnni512Rows>(pw, x, n, bias, out);
+    if (n > 0 && pw.m > 0 && pw.k > 0) dense_vnni512_rows(pw, x, n, bias, out);
 #endif
 }
 
@@ -628,14 +679,14 @@ void dense_mac(const PackedWeights& pw, const int8_t* x, int64_t n, const int32_
     switch (pw.path) {
 #if NEUROSIM_X86
         case AVX2:
-            if (all_non_negative(x, n * pw.k)) dense_rows<Avx2Uint8>(pw, x, n, bias, out);
-            else dense_rows<Avx2Int16>(pw, x, n, bias, out);
+            if (all_non_negative(x, n * pw.k)) dense_avx2_uint8(pw, x, n, bias, out);
+            else dense_avx2_int16(pw, x, n, bias, out);
             break;
         case AVX512VNNI:
             if (pw.panels) dense_vnni512(pw, x, n, bias, out);
-            else dense_rows<Vnni512Rows>(pw, x, n, bias, out);
+            else dense_vnni512_rows(pw, x, n, bias, out);
             break;
-        case AVXVNNI: dense_rows<AvxVnniRows>(pw, x, n, bias, out); break;
+        case AVXVNNI: dense_avxvnni_rows(pw, x, n, bias, out); break;
         case AMX: dense_amx(pw, x, n, bias, out); break;
 #endif
         default: dense_scalar(pw, x, n, bias, out);
