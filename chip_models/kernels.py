@@ -529,8 +529,9 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: 
     out = np.empty((t, m, ho, wo), np.int8)
     in_count = np.zeros((c, h, w), np.int32)
     out_count = np.zeros((m, ho, wo), np.int32)
-    used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count,
-                         _code(path, vector_only=True), _check_threads(threads))
+    # the full path: the gemm mode's dense MAC runs on it (VNNI, AMX); the other bodies are AVX2 / scalar
+    used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count, _code(path),
+                         _check_threads(threads))
     return LayerRun(out, in_count, out_count, _MODE_NAMES[used & 3], bool(used & 4))
 
 

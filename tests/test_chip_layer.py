@@ -462,3 +462,26 @@ def test_typed_kernel_parameters():
         _k.LayerParams(stride=0)
     with pytest.raises(kernels.ParameterError, match="lut"):
         kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 1, 0, 0, "lut")
+
+
+ALL_PATHS = [
+    pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
+    for p in kernels.PATHS
+]
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+@pytest.mark.parametrize("m,lo", [(40, -128), (7, 0), (72, 0)])
+def test_gemm_mode_dense_mac_on_every_path(path, m, lo):
+    """ANN conv layers in the gemm mode with M > 32 or M % 8 != 0 run the dense MAC of the call's
+    path (avx512vnni / avxvnni: vpdpbusd rows or panels, amx: tiles): ANN and LIF outputs and the
+    counts equal run_reference on 1 and 2 threads, with signed and non-negative int8 inputs, a
+    fan-in of 288 and biases at the int32 edges (the accumulator saturates before the shift)."""
+    rng = np.random.default_rng(m)
+    x = rng.integers(lo, 128, (2, 32, 9, 11)).astype(np.int8)
+    x[0, :, 0, :] = -128 if lo < 0 else 127
+    w = rng.integers(-128, 128, (m, 32, 3, 3)).astype(np.int8)
+    w[0] = -128
+    b = rng.integers(-5000, 5000, m).astype(np.int32)
+    b[0], b[1] = 2**31 - 1, -(2**31)
+    _check_layer(x, w, b, 1, 1, "gemm", path, ann_shift=12, v_th=2000)

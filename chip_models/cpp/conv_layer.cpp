@@ -378,8 +378,9 @@ constexpr bool GEMM_PAIRS = true;
 
 // gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
 // are copied kernel row by kernel row (start offsets computed once; intnet.im2col order),
-// multiplied by the packed weights with the dense int8 MAC of kernels.cpp (its vpmaddubsw path
-// when the inputs are >= 0), and the soma runs on the (P, M) int32 accumulators. Same sums as
+// multiplied by the packed weights with the dense int8 MAC of kernels.cpp on the call's path
+// (AVX2: its vpmaddubsw kernel when the inputs are >= 0; avx512vnni / avxvnni: vpdpbusd; amx:
+// AMX-INT8 tiles), and the soma runs on the (P, M) int32 accumulators. Same sums as
 // im2col + dense_mac.
 template <bool Vec>
 __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk, bool nonneg) {
@@ -403,7 +404,8 @@ __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work
             for (int64_t ci = 0; ci < a.c; ++ci)
                 for (int64_t i = 0; i < a.kh; ++i) *r++ = static_cast<int32_t>((ci * hp + oy * s + i) * wp + ox * s);
         }
-    const PackedWeights pw = pack_weights(a.weight, m, k, Vec ? AVX2 : SCALAR);
+    // the dense MAC of the call's path: AVX2, VNNI (u8 x s8 vpdpbusd) or AMX-INT8 tiles
+    const PackedWeights pw = pack_weights(a.weight, m, k, Vec ? (a.mac_path == SCALAR ? AVX2 : a.mac_path) : SCALAR);
     std::vector<int8_t> xpad(a.c * hp * wp + 8, 0), cols(p_out * k + 8);  // + 8: fixed 8-byte row copies
     std::vector<int32_t> acc(n);
     for (int64_t t = 0; t < a.steps; ++t) {
@@ -596,7 +598,9 @@ void count_rows_avx2(const ConvLayerArgs& a, int64_t y0, int64_t y1) { count_row
 
 }  // namespace
 
-int conv_layer(const ConvLayerArgs& a, int path) {
+int conv_layer(const ConvLayerArgs& args, int path) {
+    ConvLayerArgs a = args;
+    a.mac_path = path;
     const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);
     if (path == SCALAR) run_scalar(a, pl);
     else run_avx2(a, pl);
@@ -645,7 +649,9 @@ int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks
 // every mode gives the same bits, so the result equals the one-thread call bit for bit. Block b
 // writes the disjoint output rows [r0, r1) of out and out_count, and counts the nonzeros of the
 // input rows [H*b/B, H*(b+1)/B) into in_count.
-int conv_layer_threads(const ConvLayerArgs& a, int path, int threads) {
+int conv_layer_threads(const ConvLayerArgs& args, int path, int threads) {
+    ConvLayerArgs a = args;
+    a.mac_path = path;
     const int64_t blocks = std::min<int64_t>(threads, a.ho);
     if (blocks <= 1) return conv_layer(a, path);
     const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);

@@ -123,8 +123,11 @@ struct ConvLayerArgs {
     int32_t* in_count;           // (C, H, W): += number of steps each input is nonzero (optional)
     int32_t* out_count;          // (M, Ho, Wo): += number of steps each output is nonzero (optional)
     int mode;                    // -1 auto, 0 events, 1 plane, 2 lut, 3 gemm (tests force one)
+    int mac_path;                // set by conv_layer from its path: the dense MAC of the gemm mode
 };
 // Returns the accumulation mode used (0 events, 1 plane, 2 lut, 3 gemm) + 4 when int16 accumulators were used.
+// path: SCALAR runs the scalar bodies, any other path the AVX2 bodies, and the gemm mode's dense
+// MAC (layers with M > 32 or M % 8 != 0) on that path's kernel (VNNI, AMX tiles).
 int conv_layer(const ConvLayerArgs& a, int path);
 // The same split into blocks of output rows on up to `threads` threads of a persistent pool
 // (bit-identical to conv_layer; see conv_layer.cpp). threads <= 1 is conv_layer.
