@@ -17,7 +17,8 @@ nor torch):
 - The steps: :func:`load_chip` / :func:`presets` / :class:`ChipConfig`, :func:`load_network`
   (integer network folders, NIR graphs, ``"reference"``), :func:`map_network` (cores and
   routes), :func:`simulate` (int8 kernels, core by core) and :func:`estimate` (cycles, FPS,
-  latency, energy).
+  latency, energy). :class:`SimOptions` (kernel path, threads) goes to
+  ``chip_models.simulate.compile(mapping, options)``, whose plan ``simulate`` runs.
 
 ``chip_models.simulate`` is the function; the module's other names come with
 ``from chip_models.simulate import ...``. Modules: ``config``, ``network``, ``mapper``,
@@ -43,6 +44,7 @@ _LAZY = {
     "load_network": "chip_models.network",
     "map_network": "chip_models.mapper",
     "simulate": "chip_models.simulate",
+    "SimOptions": "chip_models.simulate",
     "estimate": "chip_models.timing",
 }
 __all__ = list(_LAZY)
@@ -53,5 +55,5 @@ if TYPE_CHECKING:
     from chip_models.mapper import map_network
     from chip_models.network import load_network
     from chip_models.pipeline import ChipReport, estimate_network, load_inputs, prepare, simulate_network, write_report
-    from chip_models.simulate import simulate
+    from chip_models.simulate import SimOptions, simulate
     from chip_models.timing import estimate

@@ -55,11 +55,14 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "over them, like a chip's cores (default 0 = all CPUs; 1 = one thread; same results for any count)")
 
 
-def _kernels(args: argparse.Namespace) -> None:
+def _options(args: argparse.Namespace):
+    """The simulation options of --path and --threads, checked (ParameterError, exit 2)."""
     from chip_models import kernels
+    from chip_models.simulate import SimOptions
 
-    kernels.set_path(args.path)
-    kernels.set_threads(args.threads)
+    kernels.resolve_path(args.path)
+    kernels._valid_threads(args.threads)
+    return SimOptions(path=args.path, threads=args.threads)
 
 
 def _network_options(args: argparse.Namespace) -> dict:
@@ -69,7 +72,7 @@ def _network_options(args: argparse.Namespace) -> dict:
 def _setup(args: argparse.Namespace):
     from chip_models.pipeline import prepare
 
-    _kernels(args)
+    _options(args)
     return prepare(args.network, args.chip, **_network_options(args))
 
 
@@ -83,9 +86,9 @@ def _estimate(args: argparse.Namespace, ctx) -> dict:
     for path in (args.out, args.plot):
         if path:
             check_writable(path)
-    _kernels(args)
+    options = _options(args)
     rep = estimate_network(args.network, args.chip, inputs=args.input, frames=args.frames, activity=args.activity,
-                           **_network_options(args))
+                           options=options, **_network_options(args))
     ctx.say(rep.table())
     write_report(rep, args.out, args.plot)
     if args.out:
@@ -100,8 +103,8 @@ def _simulate(args: argparse.Namespace, ctx) -> dict:
 
     if args.out:
         check_writable(args.out)
-    _kernels(args)
-    summary = simulate_network(args.network, args.input, args.chip, check=args.check, out=args.out,
+    options = _options(args)
+    summary = simulate_network(args.network, args.input, args.chip, check=args.check, out=args.out, options=options,
                                **_network_options(args))
     ctx.say(f"simulated {summary['frames']} frames of {summary['network']} on {summary['cores_used']} cores of "
             f"{summary['chip']} in {summary['seconds']:.3f} s")

@@ -37,10 +37,10 @@ from neurosim.errors import ParameterError
 from neurosim.intneuron import IntLIFParams, RESET_MODES
 
 PATHS = ("scalar", "avx2", "avx512vnni", "avxvnni", "amx")
-_CODES = {name: i for i, name in enumerate(PATHS)}
+_CODES = {name: getattr(_k.Path, name.upper()) for name in PATHS}  # the C++ enum (chip::Path)
 K_CHUNK = intmath.MAX_FAN_IN  # fan-in per kernel call: 2**16 * 128 * 128 = 2**30 keeps every partial sum in int32
 MIN_SHIFT = intmath.MIN_SHIFT  # left shifts up to 24 bits keep acc << shift exact in int64
-ACTIVATIONS = {"none": 0, "relu": 1, "lut": 2}
+ACTIVATIONS = {"none": _k.Soma.NONE, "relu": _k.Soma.RELU, "lut": _k.Soma.LUT}  # ANN somas (chip::Soma)
 
 
 def _paths() -> tuple[str, ...]:
@@ -150,12 +150,30 @@ if os.environ.get("NEUROSIM_CHIP_THREADS"):
         raise ParameterError("NEUROSIM_CHIP_THREADS must be an integer >= 0 (0 = all CPUs)") from None
 
 
-def _code(vector_only: bool = False) -> int:
-    """Path code for the C++ call; non-MAC kernels have scalar and AVX2 bodies only."""
-    p = get_path()
-    if vector_only and p in ("avx512vnni", "avxvnni", "amx"):
-        p = "avx2"
-    return _CODES[p]
+def resolve_path(name: str | None = None) -> str:
+    """A path name checked against this CPU: ``None`` = the process default (:func:`get_path`),
+    ``"auto"`` = the best this CPU has; ParameterError for an unknown or unavailable path."""
+    if name is None:
+        return get_path()
+    if name == "auto":
+        return _best()
+    if name not in PATHS:
+        raise ParameterError(f"kernel path {name!r} is unknown: use auto or one of {', '.join(PATHS)}")
+    if name not in _PATHS:
+        raise ParameterError(f"this CPU cannot run the {name} path: use one of {', '.join(_PATHS)}")
+    return name
+
+
+_VECTOR_CODES = {p: _CODES["avx2" if p in ("avx512vnni", "avxvnni", "amx") else p] for p in PATHS}
+
+
+def _code(path: str | None = None, vector_only: bool = False) -> int:
+    """Path code for the C++ call (``path`` None: the process default); non-MAC kernels have
+    scalar and AVX2 bodies only."""
+    p = get_path() if path is None else path
+    if p not in _PATHS:
+        p = resolve_path(p)  # (raises)
+    return _VECTOR_CODES[p] if vector_only else _CODES[p]
 
 
 def _c(a: np.ndarray | None, dtype: type) -> np.ndarray | None:
@@ -182,12 +200,13 @@ class DenseWeights:
     chunks: list  # PackedWeights per K chunk
 
 
-def pack(w: np.ndarray) -> DenseWeights:
-    """Pack int8 ``w`` (M, K) for the current path (int16 rows for AVX2, u8/s8 + row sums for VNNI)."""
+def pack(w: np.ndarray, path: str | None = None) -> DenseWeights:
+    """Pack int8 ``w`` (M, K) for ``path`` (default: the process default; int8 rows for AVX2,
+    u8/s8 panels + row sums for VNNI and AMX)."""
     w = _c(w, np.int8)
     if w.ndim != 2:
         raise ParameterError(f"weights must be 2-D (M, K), got shape {w.shape}")
-    path = get_path()
+    path = resolve_path(path)
     chunks = [_k.pack_weights(np.ascontiguousarray(w[:, s : s + K_CHUNK]), _CODES[path])
               for s in range(0, max(w.shape[1], 1), K_CHUNK)]
     return DenseWeights(path, w.shape, chunks)
@@ -202,13 +221,16 @@ def _out(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
 
 
 def dense_mac(x: np.ndarray, w: np.ndarray | DenseWeights, bias: np.ndarray | None = None,
-              out: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, path: str | None = None) -> np.ndarray:
     """``sat32(bias + x @ w.T)``: int8 ``x`` (N, K), ``w`` (M, K) int8 or packed → int32 (N, M).
 
-    ``out`` (optional) receives the result in place (C-contiguous int32 (N, M))."""
-    packed = w if isinstance(w, DenseWeights) else pack(w)
-    if packed.path != get_path():
-        raise ParameterError(f"weights were packed for the {packed.path} path, the current path is {get_path()}: re-pack them")
+    Packed weights run on the path they were packed for; ``path`` (default: the process default)
+    packs raw weights, and names the path packed ones must have. ``out`` (optional) receives the
+    result in place (C-contiguous int32 (N, M))."""
+    packed = w if isinstance(w, DenseWeights) else pack(w, path)
+    want = resolve_path(path)
+    if packed.path != want:
+        raise ParameterError(f"weights were packed for the {packed.path} path, the path asked for is {want}: re-pack them")
     x = _c(x, np.int8)
     m, k = packed.shape
     if x.ndim != 2 or x.shape[1] != k:
@@ -230,7 +252,7 @@ def dense_mac(x: np.ndarray, w: np.ndarray | DenseWeights, bias: np.ndarray | No
 
 
 def spike_accumulate(x: np.ndarray, wt: np.ndarray, bias: np.ndarray | None = None, out: np.ndarray | None = None,
-                     row_active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                     row_active: np.ndarray | None = None, path: str | None = None) -> tuple[np.ndarray, int]:
     """Event-driven MAC: only nonzero ``x`` (N, K) read their fan-out row of ``wt`` (K, M).
 
     Returns (int32 (N, M) ``sat32(bias + x @ wt)``, number of active inputs). Synaptic
@@ -242,7 +264,7 @@ def spike_accumulate(x: np.ndarray, wt: np.ndarray, bias: np.ndarray | None = No
         raise ParameterError(f"spike_accumulate: x {x.shape} and wt {wt.shape} do not match (N, K) x (K, M)")
     n, k = x.shape
     out = _out(out, (n, wt.shape[1]))
-    code = _code(vector_only=True)
+    code = _code(path, vector_only=True)
     if row_active is not None and (row_active.dtype != np.int64 or row_active.shape != (n,)):
         raise ParameterError(f"row_active must be an int64 array of shape ({n},)")
     if k <= K_CHUNK:
@@ -278,7 +300,8 @@ def conv_weights(w: np.ndarray) -> ConvWeights:
 
 
 def conv_events(x: np.ndarray, w: np.ndarray | ConvWeights, bias: np.ndarray | None, stride: int, padding: int,
-                out: np.ndarray | None = None, row_active: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                out: np.ndarray | None = None, row_active: np.ndarray | None = None,
+                path: str | None = None) -> tuple[np.ndarray, int]:
     """Event-driven convolution: only active (nonzero) inputs of ``x`` (T, C, H, W) scatter
     ``x · w[:, c, dy, dx]`` into the outputs they reach.
 
@@ -298,7 +321,7 @@ def conv_events(x: np.ndarray, w: np.ndarray | ConvWeights, bias: np.ndarray | N
     ho, wo = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
     if out is None:
         out = np.empty((t, ho * wo, m), np.int32)
-    active = _k.conv_events(x, wt, _c(bias, np.int32), out, int(stride), int(padding), _code(vector_only=True), row_active)
+    active = _k.conv_events(x, wt, _c(bias, np.int32), out, int(stride), int(padding), _code(path, vector_only=True), row_active)
     return out, int(active)
 
 
@@ -317,26 +340,33 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int,
 # -------------------------------------------------------------------------------- soma
 
 
-def lif_step(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams) -> np.ndarray:
+def lif_params(p: IntLIFParams) -> "_k.LIFParams":
+    """``p`` as the C++ LIFParams (named fields; ``reset_mode`` as its index in RESET_MODES)."""
+    return _k.LIFParams(v_th=p.v_th, v_reset=p.v_reset, reset_mode=RESET_MODES.index(p.reset_mode),
+                        reset_constant=p.reset_constant, leak_alpha=p.leak_alpha, leak_beta=p.leak_beta,
+                        refractory_steps=p.refractory_steps)
+
+
+def lif_step(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams,
+             path: str | None = None) -> np.ndarray:
     """One integer LIF step in place on int32 ``v`` and ``counter`` (1-D); returns int8 spikes."""
     if v.dtype != np.int32 or counter.dtype != np.int32 or not (v.flags.c_contiguous and counter.flags.c_contiguous):
         raise ParameterError("lif_step: v and counter must be C-contiguous int32 arrays (they are updated in place)")
     current = _c(current, np.int32)
     spikes = np.empty(v.shape, np.int8)
-    _k.lif_step(current.reshape(-1), v.reshape(-1), counter.reshape(-1), spikes.reshape(-1), p.v_th, p.v_reset,
-                RESET_MODES.index(p.reset_mode), p.reset_constant, p.leak_alpha, p.leak_beta,
-                p.refractory_steps, _code(vector_only=True))
+    _k.lif_step(current.reshape(-1), v.reshape(-1), counter.reshape(-1), spikes.reshape(-1), lif_params(p),
+                _code(path, vector_only=True))
     return spikes
 
 
-def lif_run(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams) -> np.ndarray:
+def lif_run(current: np.ndarray, v: np.ndarray, counter: np.ndarray, p: IntLIFParams,
+            path: str | None = None) -> np.ndarray:
     """``T`` LIF steps: ``current`` (T, n) int32; state (n,) int32 updated in place → int8 spikes (T, n)."""
     if v.dtype != np.int32 or counter.dtype != np.int32 or not (v.flags.c_contiguous and counter.flags.c_contiguous):
         raise ParameterError("lif_run: v and counter must be C-contiguous int32 arrays (they are updated in place)")
     current = _c(current, np.int32)
     spikes = np.empty(current.shape, np.int8)
-    _k.lif_run(current, v, counter, spikes, p.v_th, p.v_reset, RESET_MODES.index(p.reset_mode), p.reset_constant,
-               p.leak_alpha, p.leak_beta, p.refractory_steps, _code(vector_only=True))
+    _k.lif_run(current, v, counter, spikes, lif_params(p), _code(path, vector_only=True))
     return spikes
 
 
@@ -346,29 +376,30 @@ def _check_shift(shift: int) -> int:
     return int(shift)
 
 
-def output_stage(acc: np.ndarray, shift: int, activation: str = "relu", lut: np.ndarray | None = None) -> np.ndarray:
+def output_stage(acc: np.ndarray, shift: int, activation: str = "relu", lut: np.ndarray | None = None,
+                 path: str | None = None) -> np.ndarray:
     """ANN output stage ``act(sat8(rounding_shift_right(acc, shift)))`` → int8 of ``acc``'s shape."""
     if activation not in ACTIVATIONS:
         raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
     acc = _c(acc, np.int32)
     out = np.empty(acc.shape, np.int8)
     _k.output_stage(acc.reshape(-1), out.reshape(-1), _check_shift(shift), ACTIVATIONS[activation],
-                    _c(lut, np.int8), _code(vector_only=True))
+                    _c(lut, np.int8), _code(path, vector_only=True))
     return out
 
 
-def current_stage(acc: np.ndarray, shift: int) -> np.ndarray:
+def current_stage(acc: np.ndarray, shift: int, path: str | None = None) -> np.ndarray:
     """SNN input current ``sat32(rounding_shift_right(acc, shift))`` → int32 of ``acc``'s shape."""
     acc = _c(acc, np.int32)
     out = np.empty(acc.shape, np.int32)
-    _k.current_stage(acc.reshape(-1), out.reshape(-1), _check_shift(shift), _code(vector_only=True))
+    _k.current_stage(acc.reshape(-1), out.reshape(-1), _check_shift(shift), _code(path, vector_only=True))
     return out
 
 
 # ------------------------------------------------------------------------------ router
 
 
-def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray, path: str | None = None) -> np.ndarray:
     """Spike packets per group: nonzero count of ``values[t, idx[ptr[g]:ptr[g+1]]]`` summed over t.
 
     ``values`` (T, n) (or (n,)) int8 → int64 (G,). A group is a (source core, destination core)
@@ -378,13 +409,14 @@ def count_packets(values: np.ndarray, ptr: np.ndarray, idx: np.ndarray) -> np.nd
     values = values.reshape(1, -1) if values.ndim == 1 else values.reshape(values.shape[0], -1)
     ptr = _c(ptr, np.int64)
     out = np.empty(max(len(ptr) - 1, 0), np.int64)
-    _k.count_nonzero_groups(values, ptr, _c(idx, np.int32), out, _code(vector_only=True))
+    _k.count_nonzero_groups(values, ptr, _c(idx, np.int32), out, _code(path, vector_only=True))
     return out
 
 
 # ------------------------------------------------------------------- fused conv layer
 
-MODES = {"auto": -1, "events": 0, "plane": 1, "lut": 2, "gemm": 3}
+MODES = {"auto": _k.AccMode.AUTO, "events": _k.AccMode.EVENTS, "plane": _k.AccMode.PLANE, "lut": _k.AccMode.LUT,
+         "gemm": _k.AccMode.GEMM}  # conv_layer's accumulation (chip::AccMode)
 
 
 @dataclasses.dataclass
@@ -402,7 +434,7 @@ class LayerRun:
 
 def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
                activation: str = "relu", lut: np.ndarray | None = None, neuron: IntLIFParams | None = None,
-               mode: str = "auto", threads: int | None = None) -> LayerRun:
+               mode: str = "auto", threads: int | None = None, path: str | None = None) -> LayerRun:
     """A whole conv layer over all T steps in one C++ call (see ``cpp/conv_layer.cpp``).
 
     ``x`` int8 (T, C, H, W), ``weight`` int8 (M, C, kh, kw), ``bias`` int32 (M,) or None.
@@ -428,23 +460,32 @@ def conv_layer(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, strid
     once from the whole input, and writes disjoint output rows, so every thread count gives the
     same bits (tested).
     """
-    return run_layer(x, LayerCall.make(weight, bias, stride, padding, shift, activation, lut, neuron, mode), threads)
+    return run_layer(x, LayerCall.make(weight, bias, stride, padding, shift, activation, lut, neuron, mode), threads,
+                     path)
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerCall:
     """The fixed arguments of a :func:`conv_layer` call, checked and converted once (e.g. per
-    mapped layer; :func:`run_layer` then runs it on any input with little Python per call)."""
+    mapped layer; :func:`run_layer` then runs it on any input with little Python per call): the
+    arrays, and the C++ ``LayerParams`` (named fields: stride, pad, shift, soma, mode, lif)."""
 
     weight: np.ndarray  # int8 (M, C, kh, kw), C-contiguous
     bias: np.ndarray | None  # int32 (M,)
-    stride: int
-    padding: int
-    shift: int
-    soma: int
-    lut: np.ndarray | None
-    lif: tuple
-    mode: int
+    lut: np.ndarray | None  # int8 (256,) for the lut soma
+    params: "_k.LayerParams"
+
+    @property
+    def stride(self) -> int:
+        return self.params.stride
+
+    @property
+    def padding(self) -> int:
+        return self.params.pad
+
+    @property
+    def spiking(self) -> bool:
+        return self.params.soma == _k.Soma.LIF
 
     @staticmethod
     def make(weight: np.ndarray, bias: np.ndarray | None, stride: int, padding: int, shift: int,
@@ -458,21 +499,26 @@ class LayerCall:
         m, c, kh, kw = weight.shape
         if c * kh * kw > K_CHUNK:
             raise ParameterError(f"conv_layer: fan-in {c * kh * kw} exceeds {K_CHUNK}; split the input channels")
+        if type(stride) is not int and not isinstance(stride, np.integer) or stride < 1 or padding < 0:
+            raise ParameterError(f"conv_layer: stride must be an integer >= 1 and padding >= 0, got {stride}, {padding}")
         if neuron is not None:
-            soma, lif = 3, (neuron.v_th, neuron.v_reset, RESET_MODES.index(neuron.reset_mode), neuron.reset_constant,
-                            neuron.leak_alpha, neuron.leak_beta, neuron.refractory_steps)
+            soma, lif = _k.Soma.LIF, lif_params(neuron)
         else:
             if activation not in ACTIVATIONS:
                 raise ParameterError(f"activation {activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
-            soma, lif = ACTIVATIONS[activation], (0,) * 7
-        return LayerCall(weight, _c(bias, np.int32), int(stride), int(padding), _check_shift(shift), soma,
-                         _c(lut, np.int8), lif, MODES[mode])
+            soma, lif = ACTIVATIONS[activation], _k.LIFParams()
+        lut = _c(lut, np.int8)
+        if soma == _k.Soma.LUT and (lut is None or lut.shape != (256,)):
+            raise ParameterError("conv_layer: the lut activation needs a 256-entry int8 lut")
+        params = _k.LayerParams(stride=int(stride), pad=int(padding), shift=_check_shift(shift), soma=soma,
+                                mode=MODES[mode], lif=lif)
+        return LayerCall(weight, _c(bias, np.int32), lut, params)
 
 
-def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None) -> LayerRun:
+def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: str | None = None) -> LayerRun:
     """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`."""
     x, weight = _c(x, np.int8), call.weight
-    stride, padding = call.stride, call.padding
+    stride, padding = call.params.stride, call.params.pad
     if x.ndim != 4 or weight.shape[1] != x.shape[1]:
         raise ParameterError(f"conv_layer: x {x.shape} and weight {weight.shape} do not match (T, C, H, W) x (M, C, kh, kw)")
     t, c, h, w = x.shape
@@ -483,8 +529,9 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None) -> Lay
     out = np.empty((t, m, ho, wo), np.int8)
     in_count = np.zeros((c, h, w), np.int32)
     out_count = np.zeros((m, ho, wo), np.int32)
-    used = _k.conv_layer(x, weight, call.bias, stride, padding, call.shift, call.soma, call.lut, call.lif, out,
-                         in_count, out_count, call.mode, _code(vector_only=True), _check_threads(threads))
+    # the full path: the gemm mode's dense MAC runs on it (VNNI, AMX); the other bodies are AVX2 / scalar
+    used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count, _code(path),
+                         _check_threads(threads))
     return LayerRun(out, in_count, out_count, _MODE_NAMES[used & 3], bool(used & 4))
 
 
@@ -537,7 +584,7 @@ def range_sums(count: np.ndarray, ptr: np.ndarray, starts: np.ndarray, stops: np
 
 
 
-def max_pool(x: np.ndarray, k: int) -> np.ndarray:
+def max_pool(x: np.ndarray, k: int, path: str | None = None) -> np.ndarray:
     """Max pooling of int8 ``x`` (..., H, W) over k×k windows with stride k → (..., H//k, W//k)
     (rows / columns past the last whole window are dropped, as in ``neurosim.intnet``)."""
     x = _c(x, np.int8)
@@ -546,16 +593,16 @@ def max_pool(x: np.ndarray, k: int) -> np.ndarray:
     *lead, h, w = x.shape
     out = np.empty((*lead, h // k, w // k), np.int8)
     if out.size:
-        _k.max_pool(x.reshape(-1, h, w), int(k), out.reshape(-1, h // k, w // k), _code(vector_only=True))
+        _k.max_pool(x.reshape(-1, h, w), int(k), out.reshape(-1, h // k, w // k), _code(path, vector_only=True))
     return out
 
 
-def nonzero_counts(values: np.ndarray) -> np.ndarray:
+def nonzero_counts(values: np.ndarray, path: str | None = None) -> np.ndarray:
     """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,)."""
     values = _c(values, np.int8)
     v2 = values.reshape(values.shape[0], -1)
     out = np.zeros(v2.shape[1], np.int32)
-    _k.count_nonzero_cols(v2, out, _code(vector_only=True))
+    _k.count_nonzero_cols(v2, out, _code(path, vector_only=True))
     return out
 
 
@@ -575,7 +622,7 @@ class ChainRun:
     pool_counts: list
 
 
-def _chain_args(x: np.ndarray, calls: list, pools: list) -> tuple:
+def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tuple:
     """The C++ arguments of a chain (checked) and the ChainRun it fills."""
     x = _c(x, np.int8)
     if x.ndim != 4 or len(calls) != len(pools) or not calls or pools[0]:
@@ -583,7 +630,7 @@ def _chain_args(x: np.ndarray, calls: list, pools: list) -> tuple:
     t, c, h, w = x.shape
     in_counts, out_counts, pool_counts = [], [], []
     for i, (call, k) in enumerate(zip(calls, pools)):
-        if i + 1 < len(calls) and (call.soma != 3 or call.weight.shape[0] % 8):
+        if i + 1 < len(calls) and (not call.spiking or call.weight.shape[0] % 8):
             raise ParameterError("snn_chain: every stage but the last must be an SNN layer with a multiple of 8 outputs")
         if k:
             h, w = h // k, w // k
@@ -595,14 +642,13 @@ def _chain_args(x: np.ndarray, calls: list, pools: list) -> tuple:
         c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
         out_counts.append(np.zeros((c, h, w), np.int32))
     out = np.empty((t, c, h, w), np.int8)
-    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls],
-            [(cl.stride, cl.padding, cl.shift, cl.soma, int(k)) for cl, k in zip(calls, pools)],
-            [cl.lif for cl in calls], calls[-1].lut, out, in_counts, out_counts, _code(vector_only=True))
+    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls], [cl.params for cl in calls],
+            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path, vector_only=True))
     return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
 
 
 def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
-              block_steps: int = 0) -> ChainRun | None:
+              block_steps: int = 0, path: str | None = None) -> ChainRun | None:
     """Spiking conv layers chained in one C++ call (``cpp/snn_chain.cpp``), the spikes kept
     bit-packed between them: stage ``i`` is ``calls[i]`` (a :class:`LayerCall`) applied to stage
     ``i - 1``'s spikes max-pooled ``pools[i]`` × ``pools[i]`` first (0: no pool; ``pools[0]`` must
@@ -620,7 +666,7 @@ def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = Non
     threads = _check_threads(threads)
     if type(block_steps) is not int or block_steps < 0:
         raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")
-    args, run = _chain_args(x, calls, pools)
+    args, run = _chain_args(x, calls, pools, path)
     return None if _k.snn_chain(*args, threads, block_steps) < 0 else run
 
 
@@ -639,7 +685,7 @@ class ChainPending:
 
 
 def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
-                    helpers: int | None = None) -> ChainPending:
+                    helpers: int | None = None, path: str | None = None) -> ChainPending:
     """:func:`snn_chain` as a job that ``helpers`` threads (default ``threads - 1``) start on at once
     while the caller does other work (e.g. the ANN branch, with one thread); the caller then joins
     the job's team with :meth:`ChainPending.join`. The bands are cut for ``threads``; the result is
@@ -648,5 +694,5 @@ def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None
     helpers = threads - 1 if helpers is None else helpers
     if type(helpers) is not int or helpers < 0:
         raise ParameterError(f"helpers must be an integer >= 0, not {helpers!r}")
-    args, run = _chain_args(x, calls, pools)
+    args, run = _chain_args(x, calls, pools, path)
     return ChainPending(_k.snn_chain_start(*args, threads, helpers), args, run)

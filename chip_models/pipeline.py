@@ -12,7 +12,7 @@ import dataclasses
 import os
 import pathlib
 import time
-from typing import Any, Mapping as MappingT, Sequence
+from typing import TYPE_CHECKING, Any, Mapping as MappingT, Sequence
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from chip_models.network import load_network
 from chip_models.timing import Estimate
 from neurosim.errors import InputError, ParameterError
 from neurosim.intnet import IntNetwork
+
+if TYPE_CHECKING:
+    from chip_models.simulate import SimOptions
 
 Inputs = MappingT[str, np.ndarray]
 
@@ -110,7 +113,7 @@ class ChipReport:
 def estimate_network(network: str | os.PathLike | IntNetwork, chip: str | ChipConfig = "tianjic", *,
                      inputs: str | os.PathLike | Inputs | None = None, frames: int = 2, activity: float = 0.1,
                      seed: int = 0, dt: float | None = None, steps: int = 1, overrides: Sequence[str] = (),
-                     config: str | os.PathLike | None = None) -> ChipReport:
+                     config: str | os.PathLike | None = None, options: SimOptions | None = None) -> ChipReport:
     """Map, simulate and estimate a network on a chip in one call (``neurosim chip estimate``).
 
     ``network``, ``chip``, ``dt``, ``steps``, ``seed``, ``overrides`` and ``config`` are those of
@@ -122,11 +125,14 @@ def estimate_network(network: str | os.PathLike | IntNetwork, chip: str | ChipCo
             probability ``activity`` per input and step), drawn with ``seed``.
         frames: synthetic frames to run (≥ 1).
         activity: synthetic event probability per input and step, in [0, 1].
+        options: how the simulation runs (:class:`chip_models.simulate.SimOptions`: kernel path,
+            threads; the estimate is the same for every choice).
 
     Returns:
         A :class:`ChipReport`; ``report.summary["fps"]`` etc., or :func:`write_report`.
     """
     from chip_models.reference_net import synthetic_inputs
+    from chip_models.simulate import compile as compile_plan
     from chip_models.simulate import simulate
     from chip_models.timing import estimate
 
@@ -141,7 +147,7 @@ def estimate_network(network: str | os.PathLike | IntNetwork, chip: str | ChipCo
     else:
         arrays, what = dict(inputs), "arrays"
     t0 = time.perf_counter()
-    sim = simulate(mapping, arrays)
+    sim = simulate(compile_plan(mapping, options), arrays)
     est = estimate(mapping, sim)
     return ChipReport(est, chip, what, time.perf_counter() - t0)
 
@@ -168,7 +174,7 @@ def write_report(report: ChipReport, path: str | os.PathLike | None = None,
 def simulate_network(network: str | os.PathLike | IntNetwork, inputs: str | os.PathLike | Inputs,
                      chip: str | ChipConfig = "tianjic", *, check: bool = False, out: str | os.PathLike | None = None,
                      dt: float | None = None, steps: int = 1, seed: int = 0, overrides: Sequence[str] = (),
-                     config: str | os.PathLike | None = None) -> dict[str, Any]:
+                     config: str | os.PathLike | None = None, options: SimOptions | None = None) -> dict[str, Any]:
     """Run a network core by core on the chip's int8 kernels (``neurosim chip simulate``).
 
     ``network``, ``chip``, ``dt``, ``steps``, ``seed``, ``overrides`` and ``config`` are those of
@@ -179,6 +185,8 @@ def simulate_network(network: str | os.PathLike | IntNetwork, inputs: str | os.P
         check: also run the Python integer reference (``neurosim.intnet.run_reference``) and
             compare the outputs bit for bit.
         out: write the outputs to this ``.npz`` (one int8 array ``(T, *shape)`` per network output).
+        options: how the simulation runs (:class:`chip_models.simulate.SimOptions`: kernel path,
+            threads; the outputs are the same for every choice).
 
     Returns:
         ``{"network", "chip", "frames", "cores_used", "seconds", "outputs": {name: shape}}``,
@@ -187,6 +195,7 @@ def simulate_network(network: str | os.PathLike | IntNetwork, inputs: str | os.P
     Raises:
         ParameterError: with ``check``, when the chip simulation differs from the reference.
     """
+    from chip_models.simulate import compile as compile_plan
     from chip_models.simulate import simulate
     from neurosim.intnet import run_reference
     from neurosim.io import atomic_output
@@ -194,7 +203,7 @@ def simulate_network(network: str | os.PathLike | IntNetwork, inputs: str | os.P
     chip, net, mapping = prepare(network, chip, dt=dt, steps=steps, seed=seed, overrides=overrides, config=config)
     arrays = load_inputs(inputs) if isinstance(inputs, (str, os.PathLike)) else dict(inputs)
     t0 = time.perf_counter()
-    sim = simulate(mapping, arrays)
+    sim = simulate(compile_plan(mapping, options), arrays)
     seconds = time.perf_counter() - t0
     summary = {"network": net.name, "chip": chip.name, "frames": sim.frames, "cores_used": len(mapping.tiles),
                "seconds": round(seconds, 4), "outputs": {k: list(v.shape) for k, v in sim.outputs.items()}}

@@ -236,15 +236,8 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
 
 
 def _sims(mapping, x, threads):
-    old = sim_mod.CHAIN
-    try:
-        out = {}
-        for flag in (True, False):
-            sim_mod.CHAIN = flag
-            out[flag] = simulate(mapping, x, threads=threads)
-        return out
-    finally:
-        sim_mod.CHAIN = old
+    return {flag: simulate(sim_mod.compile(mapping, sim_mod.SimOptions(chains=flag, threads=threads)), x)
+            for flag in (True, False)}
 
 
 def _check_chain_runs(runs, ref):
@@ -265,9 +258,9 @@ def test_simulate_chain_path_equals_layer_path_and_reference(threads):
     packets and 0/1 flags equal those of the layer-by-layer path."""
     net = build_reference(seed=2)
     mapping = map_network(net, load_chip("tianjic"))
-    chains = sim_mod._chains(mapping)
+    chains = sim_mod.compile(mapping).chains
     assert list(chains) == ["snn_conv1"]
-    assert chains["snn_conv1"][0] == ("snn_conv1", "snn_pool", "snn_conv2", "snn_conv3", "snn_xcorr")
+    assert chains["snn_conv1"].names == ("snn_conv1", "snn_pool", "snn_conv2", "snn_conv3", "snn_xcorr")
     x = synthetic_inputs(net, frames=2, seed=5, activity=0.15)
     ref = run_reference(net, x)
     runs = _sims(mapping, x, threads)
@@ -299,9 +292,9 @@ def test_chain_stops_at_values_used_elsewhere():
               snn("f", "e", 16, 8)]
     net = IntNetwork("branchy", {"ev": InputSpec((2, 12, 12), 0, 4)}, layers, ["c", "f", "e"])
     mapping = map_network(net, load_chip("tianjic"))
-    chains = sim_mod._chains(mapping)
+    chains = sim_mod.compile(mapping).chains
     # b feeds c and d: the chain a -> b ends at b; d -> e ends at e (a network output); f stands alone
-    assert {k: v[0] for k, v in chains.items()} == {"a": ("a", "b"), "d": ("d", "e")}
+    assert {k: v.names for k, v in chains.items()} == {"a": ("a", "b"), "d": ("d", "e")}
     x = {"ev": (rng.random((8, 2, 12, 12)) < 0.3).astype(np.int8)}
     ref = run_reference(net, x)
     runs = _sims(mapping, x, 1)

@@ -220,3 +220,29 @@ def test_conv_events_matches_im2col_mac(path, case):
     np.testing.assert_array_equal(out, np.stack(ref))
     np.testing.assert_array_equal(row_active, np.stack(n_active))
     assert active == np.count_nonzero(x)
+
+
+@pytest.mark.parametrize("path", MAC_PATHS)
+def test_explicit_path_argument_without_the_process_default(path):
+    """``path=`` runs a kernel on that path whatever the process default is: the dense MAC
+    (saturating bias edges, signed and non-negative inputs, a row-kernel M < 32 and a panel M)
+    and the output stage equal intmath; packed weights refuse another path."""
+    rng = np.random.default_rng(3)
+    other = "scalar" if path != "scalar" else kernels.available_paths()[-1]
+    for m in (5, 70):
+        x = rng.integers(-128, 128, (9, 333)).astype(np.int8)
+        w = rng.integers(-128, 128, (m, 333)).astype(np.int8)
+        x[0], w[0] = -128, -128  # 333 · 2**14 plus a bias at the int32 edge: saturates
+        bias = rng.integers(-(2**31), 2**31, m).astype(np.int32)
+        bias[0] = 2**31 - 1
+        with kernels.use_path(other):
+            packed = kernels.pack(w, path)
+            assert packed.path == path
+            for xs in (x, np.abs(x.astype(np.int16)).clip(0, 127).astype(np.int8)):
+                np.testing.assert_array_equal(kernels.dense_mac(xs, packed, bias, path=path), intmath.mac(xs, w, bias))
+            if other != path:  # (a scalar-only build has one path)
+                with pytest.raises(kernels.ParameterError, match="re-pack"):
+                    kernels.dense_mac(x, packed, bias, path=other)
+    acc = rng.integers(-(2**31), 2**31, 200).astype(np.int32)
+    with kernels.use_path(other):
+        np.testing.assert_array_equal(kernels.output_stage(acc, 7, "relu", path=path), intmath.requantize(acc, 7, 8).clip(0))

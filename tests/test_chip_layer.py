@@ -435,3 +435,53 @@ def test_thread_pool_starts_its_own_workers_in_a_forked_child():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked child's 2-thread call did not start its own worker or differed"
+
+
+def test_typed_kernel_parameters():
+    """The C++ layer takes named, typed parameters: one enum member per path / soma / mode name
+    (same order as the Python tables), LayerParams and LIFParams with named fields filled by
+    LayerCall.make from the layer's arguments, and codes that are no member are refused."""
+    from chip_models import _kernels as _k
+    from neurosim.intneuron import RESET_MODES, IntLIFParams
+
+    assert [p.name.lower() for p in _k.Path] == list(kernels.PATHS)
+    assert [m.name.lower() for m in _k.AccMode] == list(kernels.MODES)
+    assert {a: s.name.lower() for a, s in kernels.ACTIVATIONS.items()} == {"none": "none", "relu": "relu", "lut": "lut"}
+    neuron = IntLIFParams(v_th=77, v_reset=-3, reset_mode=RESET_MODES[-1], reset_constant=5, leak_alpha=200,
+                          leak_beta=-2, refractory_steps=4)
+    call = kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 2, 1, 3, neuron=neuron, mode="plane")
+    p = call.params
+    assert (p.stride, p.pad, p.shift, p.soma, p.mode) == (2, 1, 3, _k.Soma.LIF, _k.AccMode.PLANE)
+    assert (p.lif.v_th, p.lif.v_reset, p.lif.reset_mode, p.lif.reset_constant, p.lif.leak_alpha, p.lif.leak_beta,
+            p.lif.refractory_steps) == (77, -3, len(RESET_MODES) - 1, 5, 200, -2, 4)
+    ann = kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 1, 0, 0, "relu").params
+    assert (ann.soma, ann.mode) == (_k.Soma.RELU, _k.AccMode.AUTO)
+    with pytest.raises(TypeError):
+        _k.LayerParams(soma=7)
+    with pytest.raises(ValueError, match="stride"):
+        _k.LayerParams(stride=0)
+    with pytest.raises(kernels.ParameterError, match="lut"):
+        kernels.LayerCall.make(np.ones((8, 2, 3, 3), np.int8), None, 1, 0, 0, "lut")
+
+
+ALL_PATHS = [
+    pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
+    for p in kernels.PATHS
+]
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+@pytest.mark.parametrize("m,lo", [(40, -128), (7, 0), (72, 0)])
+def test_gemm_mode_dense_mac_on_every_path(path, m, lo):
+    """ANN conv layers in the gemm mode with M > 32 or M % 8 != 0 run the dense MAC of the call's
+    path (avx512vnni / avxvnni: vpdpbusd rows or panels, amx: tiles): ANN and LIF outputs and the
+    counts equal run_reference on 1 and 2 threads, with signed and non-negative int8 inputs, a
+    fan-in of 288 and biases at the int32 edges (the accumulator saturates before the shift)."""
+    rng = np.random.default_rng(m)
+    x = rng.integers(lo, 128, (2, 32, 9, 11)).astype(np.int8)
+    x[0, :, 0, :] = -128 if lo < 0 else 127
+    w = rng.integers(-128, 128, (m, 32, 3, 3)).astype(np.int8)
+    w[0] = -128
+    b = rng.integers(-5000, 5000, m).astype(np.int32)
+    b[0], b[1] = 2**31 - 1, -(2**31)
+    _check_layer(x, w, b, 1, 1, "gemm", path, ann_shift=12, v_th=2000)

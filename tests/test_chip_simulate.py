@@ -7,7 +7,8 @@ from chip_models import kernels
 from chip_models.config import load_chip
 from chip_models.mapper import map_network
 from chip_models.reference_net import build_reference, synthetic_inputs
-from chip_models.simulate import simulate
+from chip_models.simulate import SimOptions, simulate
+from chip_models.simulate import compile as compile_plan
 from neurosim.errors import CapacityError, InputError, ParameterError
 from neurosim.intnet import InputSpec, IntLayer, IntNetwork, run_reference
 from neurosim.intneuron import IntLIFParams
@@ -113,23 +114,18 @@ def test_bad_inputs_are_refused():
         simulate(mapping, {"frame": x["frame"].astype(np.float32), "events": x["events"]})
 
 
-def test_event_driven_and_dense_kernels_agree(monkeypatch):
+def test_event_driven_and_dense_kernels_agree():
     """Forcing all-dense or all-event-driven kernels gives the same outputs, activity and packets."""
-    import importlib
-    sim_mod = importlib.import_module("chip_models.simulate")  # the module (chip_models.simulate is the function)
-
     rng = np.random.default_rng(4)
     net = _mixed_net(rng)
     mapping = map_network(net, load_chip("tianjic"))
     x = {"img": rng.integers(-128, 128, (2, 2, 16, 16)).astype(np.int8),
          "ev": (rng.random((6, 2, 17, 17)) < 0.2).astype(np.int8)}
-    results = []
-    monkeypatch.setattr(sim_mod, "FUSED", False)  # per tile group: im2col + dense MAC / event-driven
-    for density in (-10.0, 10.0):  # never / always event-driven for 0/1 inputs
-        monkeypatch.setattr(sim_mod, "EVENT_DENSITY", density)
-        results.append(simulate(mapping, x))
-    monkeypatch.setattr(sim_mod, "FUSED", True)  # whole spike-input conv layers in one C++ call
-    results.append(simulate(mapping, x))
+    # per tile group (im2col + dense MAC / event-driven), never / always event-driven for 0/1
+    # inputs; then whole spike-input conv layers in one C++ call
+    results = [simulate(compile_plan(mapping, SimOptions(fused=False, event_density=density)), x)
+               for density in (-10.0, 10.0)]
+    results.append(simulate(compile_plan(mapping, SimOptions()), x))
     dense, events, fused = results
     for other in (events, fused):  # same outputs, per-core work and packets whichever kernels ran
         _assert_same(dense.outputs, other.outputs)
@@ -139,18 +135,14 @@ def test_event_driven_and_dense_kernels_agree(monkeypatch):
     assert dense.active_inputs.sum() > 0
 
 
-def test_fused_layers_count_the_same_work_on_the_reference_network(monkeypatch):
+def test_fused_layers_count_the_same_work_on_the_reference_network():
     """Per-core active inputs and per-route packets of the fused whole-layer kernels equal the
     per-tile-group kernels' on the reference network (split over many cores per layer)."""
-    import importlib
-    sim_mod = importlib.import_module("chip_models.simulate")  # the module (chip_models.simulate is the function)
-
     net = build_reference(seed=1)
     x = synthetic_inputs(net, frames=1, seed=2, activity=0.2)
     mapping = map_network(net, load_chip("tianjic"))
     fused = simulate(mapping, x)
-    monkeypatch.setattr(sim_mod, "FUSED", False)
-    tiles = simulate(mapping, x)
+    tiles = simulate(compile_plan(mapping, SimOptions(fused=False)), x)
     _assert_same(tiles.outputs, fused.outputs)
     np.testing.assert_array_equal(tiles.active_inputs, fused.active_inputs)
     np.testing.assert_array_equal(tiles.route_packets, fused.route_packets)
@@ -260,3 +252,44 @@ def test_repeated_runs_count_packets_and_classify_values_from_their_own_values(n
             assert flag == bool(((v == 0) | (v == 1)).all()), (run, name)
         if net_name == "reference":
             assert not sim.binary["ann_conv1"] and sim.binary["snn_conv1"]
+
+
+def test_compiled_plans_run_on_their_own_path_and_leave_the_process_default_alone():
+    """simulate(compile(mapping, SimOptions(path=p)), x) packs and runs on path p (the per-tile-group
+    dense MAC's weights carry it), equals run_reference on every path the CPU has, and neither
+    reads nor changes the process-wide path (kernels.use_path around the run changes nothing)."""
+    rng = np.random.default_rng(21)
+    net = _mixed_net(rng)
+    mapping = map_network(net, load_chip("tianjic"))
+    x = {"img": rng.integers(-128, 128, (2, 2, 16, 16)).astype(np.int8),
+         "ev": (rng.random((6, 2, 17, 17)) < 0.6).astype(np.int8)}  # dense spikes: the dense MAC
+    ref = run_reference(net, x)
+    default = kernels.get_path()
+    for path in kernels.available_paths():
+        plan = compile_plan(mapping, SimOptions(path=path, fused=False, threads=1))
+        assert plan.path == path
+        other = "scalar" if path != "scalar" else default
+        with kernels.use_path(other):  # the plan was compiled for `path`: the process default is not read
+            sim = simulate(plan, x)
+        _assert_same(ref, sim.outputs)
+        packed = [w for w in plan.weights.cache.values() if isinstance(w, kernels.DenseWeights)]
+        assert packed and {w.path for w in packed} == {path}
+        assert kernels.get_path() == default
+    with pytest.raises(ParameterError, match="unknown"):
+        compile_plan(mapping, SimOptions(path="avx9000"))
+    with pytest.raises(ParameterError, match="threads"):
+        compile_plan(mapping, SimOptions(threads=-2))
+
+
+def test_same_plan_same_inputs_same_bits():
+    """A plan run twice, and a fresh plan of the same mapping, give identical results."""
+    net = build_reference(seed=6)
+    x = synthetic_inputs(net, frames=2, seed=3, activity=0.15)
+    mapping = map_network(net, load_chip("tianjic"))
+    plan = compile_plan(mapping)
+    runs = [simulate(plan, x), simulate(plan, x), simulate(compile_plan(mapping), x)]
+    for sim in runs[1:]:
+        _assert_same(runs[0].outputs, sim.outputs)
+        np.testing.assert_array_equal(runs[0].active_inputs, sim.active_inputs)
+        np.testing.assert_array_equal(runs[0].route_packets, sim.route_packets)
+        assert sim.binary == runs[0].binary

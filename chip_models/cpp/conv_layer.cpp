@@ -38,7 +38,7 @@
 // per core, packets per route).
 // Threads (conv_layer_threads): the plan (mode, int16, 0/1) is made once from the whole input;
 // then blocks of output rows (or, in lut mode with M % 16B == 0, blocks of 16k output channels)
-// run as ordinary layer calls on a persistent pool (thread_pool.h), each writing disjoint
+// run as ordinary layer calls on a persistent pool (cpp/include/neurosim/thread_pool.h), each writing disjoint
 // outputs and counts: the same bits as one thread.
 #include <neurosim/simd.h>
 
@@ -54,7 +54,7 @@
 #include "conv_span.h"
 #include "kernels.h"
 #include "soma.h"
-#include "thread_pool.h"
+#include <neurosim/thread_pool.h>
 
 namespace chip {
 
@@ -378,8 +378,9 @@ constexpr bool GEMM_PAIRS = true;
 
 // gemm: dense inputs (int8 activations): per step the patches of a zero-padded copy of the input
 // are copied kernel row by kernel row (start offsets computed once; intnet.im2col order),
-// multiplied by the packed weights with the dense int8 MAC of kernels.cpp (its vpmaddubsw path
-// when the inputs are >= 0), and the soma runs on the (P, M) int32 accumulators. Same sums as
+// multiplied by the packed weights with the dense int8 MAC of kernels.cpp on the call's path
+// (AVX2: its vpmaddubsw kernel when the inputs are >= 0; avx512vnni / avxvnni: vpdpbusd; amx:
+// AMX-INT8 tiles), and the soma runs on the (P, M) int32 accumulators. Same sums as
 // im2col + dense_mac.
 template <bool Vec>
 __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work& wk, bool nonneg) {
@@ -403,7 +404,8 @@ __attribute__((always_inline)) inline void run_gemm(const ConvLayerArgs& a, Work
             for (int64_t ci = 0; ci < a.c; ++ci)
                 for (int64_t i = 0; i < a.kh; ++i) *r++ = static_cast<int32_t>((ci * hp + oy * s + i) * wp + ox * s);
         }
-    const PackedWeights pw = pack_weights(a.weight, m, k, Vec ? AVX2 : SCALAR);
+    // the dense MAC of the call's path: AVX2, VNNI (u8 x s8 vpdpbusd) or AMX-INT8 tiles
+    const PackedWeights pw = pack_weights(a.weight, m, k, Vec ? (a.mac_path == SCALAR ? AVX2 : a.mac_path) : SCALAR);
     std::vector<int8_t> xpad(a.c * hp * wp + 8, 0), cols(p_out * k + 8);  // + 8: fixed 8-byte row copies
     std::vector<int32_t> acc(n);
     for (int64_t t = 0; t < a.steps; ++t) {
@@ -596,7 +598,9 @@ void count_rows_avx2(const ConvLayerArgs& a, int64_t y0, int64_t y1) { count_row
 
 }  // namespace
 
-int conv_layer(const ConvLayerArgs& a, int path) {
+int conv_layer(const ConvLayerArgs& args, int path) {
+    ConvLayerArgs a = args;
+    a.mac_path = path;
     const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);
     if (path == SCALAR) run_scalar(a, pl);
     else run_avx2(a, pl);
@@ -630,11 +634,11 @@ int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks
         for (int64_t t = 0; t < a.steps; ++t)
             std::memcpy(a.out + (t * a.m + m0) * p_out, &os[t * mb * p_out], mb * p_out);
     };
-    ThreadPool::instance().run(blocks, threads, task);
+    neurosim::ThreadPool::instance().run(blocks, threads, task);
     return pl.mode | (pl.i16 ? 4 : 0);
 }
 
-// The layer split into blocks of output rows on the persistent thread pool (thread_pool.h).
+// The layer split into blocks of output rows on the persistent thread pool (cpp/include/neurosim/thread_pool.h).
 // Block b owns output rows [r0, r1) of every channel and step. Its input is the input rows
 // [ya, yb) of every plane (one copy per plane), with ya = (r0 - e) * s, e = min(r0, ceil(pad / s)),
 // and yb = min(H, (r1 - 1) * s - pad + kh): an ordinary layer call with the same padding whose
@@ -645,7 +649,9 @@ int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks
 // every mode gives the same bits, so the result equals the one-thread call bit for bit. Block b
 // writes the disjoint output rows [r0, r1) of out and out_count, and counts the nonzeros of the
 // input rows [H*b/B, H*(b+1)/B) into in_count.
-int conv_layer_threads(const ConvLayerArgs& a, int path, int threads) {
+int conv_layer_threads(const ConvLayerArgs& args, int path, int threads) {
+    ConvLayerArgs a = args;
+    a.mac_path = path;
     const int64_t blocks = std::min<int64_t>(threads, a.ho);
     if (blocks <= 1) return conv_layer(a, path);
     const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);
@@ -700,7 +706,7 @@ int conv_layer_threads(const ConvLayerArgs& a, int path, int threads) {
                 for (int64_t i = 0; i < rows * wo; ++i) dst[i] += src[i];
             }
     };
-    ThreadPool::instance().run(blocks, threads, task);
+    neurosim::ThreadPool::instance().run(blocks, threads, task);
     return pl.mode | (pl.i16 ? 4 : 0);
 }
 

@@ -62,7 +62,23 @@ void im2col_pt(const int8_t* x, int64_t steps, int64_t c, int64_t h, int64_t w, 
                int64_t stride, int64_t pad, int8_t* out, int64_t* row_nonzero);
 
 struct LIFParams {
-    int32_t v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps;
+    int32_t v_th = 0, v_reset = 0, reset_mode = 0, reset_constant = 0, leak_alpha = 0, leak_beta = 0,
+            refractory_steps = 0;
+};
+
+// The soma of a layer: ANN output stage (none, relu, lut after sat8) or the integer LIF.
+enum Soma : int { SOMA_NONE = 0, SOMA_RELU = 1, SOMA_LUT = 2, SOMA_LIF = 3 };
+// How conv_layer accumulates (AUTO: chosen from the input; the others are forced, for tests).
+enum AccMode : int { MODE_AUTO = -1, MODE_EVENTS = 0, MODE_PLANE = 1, MODE_LUT = 2, MODE_GEMM = 3 };
+
+// The fixed parameters of a conv layer call (checked once in chip_models/kernels.py:
+// LayerCall.make); the arrays (weight, bias, lut) travel beside them.
+struct LayerParams {
+    int64_t stride = 1, pad = 0;
+    int shift = 0;             // requantization shift (>= intmath::MIN_SHIFT)
+    Soma soma = SOMA_NONE;
+    AccMode mode = MODE_AUTO;
+    LIFParams lif{};           // soma == SOMA_LIF
 };
 // One step of the integer LIF of neurosim/intneuron.py, in place on v and counter.
 void lif_step(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spikes, int64_t n,
@@ -107,8 +123,11 @@ struct ConvLayerArgs {
     int32_t* in_count;           // (C, H, W): += number of steps each input is nonzero (optional)
     int32_t* out_count;          // (M, Ho, Wo): += number of steps each output is nonzero (optional)
     int mode;                    // -1 auto, 0 events, 1 plane, 2 lut, 3 gemm (tests force one)
+    int mac_path;                // set by conv_layer from its path: the dense MAC of the gemm mode
 };
 // Returns the accumulation mode used (0 events, 1 plane, 2 lut, 3 gemm) + 4 when int16 accumulators were used.
+// path: SCALAR runs the scalar bodies, any other path the AVX2 bodies, and the gemm mode's dense
+// MAC (layers with M > 32 or M % 8 != 0) on that path's kernel (VNNI, AMX tiles).
 int conv_layer(const ConvLayerArgs& a, int path);
 // The same split into blocks of output rows on up to `threads` threads of a persistent pool
 // (bit-identical to conv_layer; see conv_layer.cpp). threads <= 1 is conv_layer.

@@ -41,7 +41,7 @@ static const int32_t* bias_ptr(const std::optional<I32_1>& bias, int64_t m) {
     return bias->data();
 }
 
-static int check_path(int path) {
+static int check_path(chip::Path path) {
     using namespace chip;
     require(path >= SCALAR && path <= AMX, "unknown path");
     require(path == SCALAR || cpu_has_avx2(), "this CPU has no AVX2");
@@ -54,19 +54,21 @@ static int check_path(int path) {
 // The stages of an SNN chain from the Python arguments (checked; pointers into the arrays).
 static std::vector<chip::ChainStage> chain_stages(
     const arr<const int8_t, nb::ndim<4>>& x, const std::vector<arr<const int8_t, nb::ndim<4>>>& weights,
-    const std::vector<std::optional<I32_1>>& biases, const std::vector<std::tuple<int, int, int, int, int>>& params,
-    const std::vector<std::tuple<int, int, int, int, int, int, int>>& lifs, const std::optional<I8_1>& lut,
+    const std::vector<std::optional<I32_1>>& biases, const std::vector<chip::LayerParams>& params,
+    const std::vector<int>& pools, const std::optional<I8_1>& lut,
     const arr<int8_t, nb::ndim<4>>& out, const std::vector<std::optional<arr<int32_t, nb::ndim<3>>>>& in_counts,
-    const std::vector<std::optional<arr<int32_t, nb::ndim<3>>>>& out_counts, int path, int threads) {
-    // params per stage: (stride, pad, shift, soma, pool before the stage)
+    const std::vector<std::optional<arr<int32_t, nb::ndim<3>>>>& out_counts, chip::Path path, int threads) {
+    // per stage: its LayerParams and the max-pool size before it (0: none)
     const size_t n = weights.size();
-    require(n >= 1 && biases.size() == n && params.size() == n && lifs.size() == n && in_counts.size() == n &&
-                out_counts.size() == n, "one weight, bias, params, lif, in_count and out_count per stage");
+    require(n >= 1 && biases.size() == n && params.size() == n && pools.size() == n && in_counts.size() == n &&
+                out_counts.size() == n, "one weight, bias, params, pool, in_count and out_count per stage");
     std::vector<chip::ChainStage> st(n);
     int64_t c = x.shape(1), h = x.shape(2), w = x.shape(3);
     for (size_t i = 0; i < n; ++i) {
         chip::ConvLayerArgs& a = st[i].conv;
-        auto [stride, pad, shift, soma, pool] = params[i];
+        const chip::LayerParams& lp = params[i];
+        const int64_t stride = lp.stride, pad = lp.pad;
+        const int shift = lp.shift, soma = lp.soma, pool = pools[i];
         require(pool >= 0 && (i > 0 || pool == 0), "only stages after the first can pool");
         if (pool) {
             require(pool >= 1 && h >= pool && w >= pool, "pool window larger than the map");
@@ -91,9 +93,8 @@ static std::vector<chip::ChainStage> chain_stages(
         a.shift = shift; a.soma = soma;
         require(soma != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
         a.lut = lut ? lut->data() : nullptr;
-        auto [v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory] = lifs[i];
-        a.lif = chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory};
-        a.mode = -1;
+        a.lif = lp.lif;
+        a.mode = chip::MODE_AUTO;
         st[i].pool = pool;
         if (in_counts[i]) {
             require(i == 0 || pool, "in_count only for the first stage or a pooling stage");
@@ -121,7 +122,60 @@ static std::vector<chip::ChainStage> chain_stages(
 
 NB_MODULE(_kernels, m) {
     m.doc() = "int8 MAC, spike accumulation, integer LIF, output stage and packet counting kernels";
-    m.def("abi_version", []() { return 3; });
+    m.def("abi_version", []() { return 4; });
+
+    nb::enum_<chip::Path>(m, "Path", "kernel path (instruction set); every path gives the same bits")
+        .value("SCALAR", chip::SCALAR)
+        .value("AVX2", chip::AVX2)
+        .value("AVX512VNNI", chip::AVX512VNNI)
+        .value("AVXVNNI", chip::AVXVNNI)
+        .value("AMX", chip::AMX);
+    nb::enum_<chip::Soma>(m, "Soma", "a layer's soma: ANN output stage (sat8, then none / relu / lut) or integer LIF")
+        .value("NONE", chip::SOMA_NONE)
+        .value("RELU", chip::SOMA_RELU)
+        .value("LUT", chip::SOMA_LUT)
+        .value("LIF", chip::SOMA_LIF);
+    nb::enum_<chip::AccMode>(m, "AccMode", "conv_layer accumulation: AUTO chooses from the input")
+        .value("AUTO", chip::MODE_AUTO)
+        .value("EVENTS", chip::MODE_EVENTS)
+        .value("PLANE", chip::MODE_PLANE)
+        .value("LUT", chip::MODE_LUT)
+        .value("GEMM", chip::MODE_GEMM);
+    nb::class_<chip::LIFParams>(m, "LIFParams", "integer LIF parameters (neurosim.intneuron.IntLIFParams; reset_mode "
+                                               "is the index in RESET_MODES)")
+        .def(
+            "__init__",
+            [](chip::LIFParams* p, int32_t v_th, int32_t v_reset, int32_t reset_mode, int32_t reset_constant,
+               int32_t leak_alpha, int32_t leak_beta, int32_t refractory_steps) {
+                new (p) chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta,
+                                        refractory_steps};
+            },
+            "v_th"_a = 0, "v_reset"_a = 0, "reset_mode"_a = 0, "reset_constant"_a = 0, "leak_alpha"_a = 0,
+            "leak_beta"_a = 0, "refractory_steps"_a = 0)
+        .def_rw("v_th", &chip::LIFParams::v_th)
+        .def_rw("v_reset", &chip::LIFParams::v_reset)
+        .def_rw("reset_mode", &chip::LIFParams::reset_mode)
+        .def_rw("reset_constant", &chip::LIFParams::reset_constant)
+        .def_rw("leak_alpha", &chip::LIFParams::leak_alpha)
+        .def_rw("leak_beta", &chip::LIFParams::leak_beta)
+        .def_rw("refractory_steps", &chip::LIFParams::refractory_steps);
+    nb::class_<chip::LayerParams>(m, "LayerParams", "the fixed parameters of a conv layer call (arrays beside them)")
+        .def(
+            "__init__",
+            [](chip::LayerParams* p, int64_t stride, int64_t pad, int shift, chip::Soma soma, chip::AccMode mode,
+               const chip::LIFParams& lif) {
+                require(stride >= 1 && pad >= 0, "stride must be >= 1 and pad >= 0");
+                require(shift >= neurosim::intmath::MIN_SHIFT, "shift must be >= -24");
+                new (p) chip::LayerParams{stride, pad, shift, soma, mode, lif};
+            },
+            "stride"_a = 1, "pad"_a = 0, "shift"_a = 0, "soma"_a = chip::SOMA_NONE, "mode"_a = chip::MODE_AUTO,
+            "lif"_a = chip::LIFParams{})
+        .def_ro("stride", &chip::LayerParams::stride)
+        .def_ro("pad", &chip::LayerParams::pad)
+        .def_ro("shift", &chip::LayerParams::shift)
+        .def_ro("soma", &chip::LayerParams::soma)
+        .def_ro("mode", &chip::LayerParams::mode)
+        .def_ro("lif", &chip::LayerParams::lif);
     // The constants of cpp/include/neurosim/intmath.h (tests compare them with neurosim/intmath.py).
     m.def("limits", []() {
         namespace im = neurosim::intmath;
@@ -176,13 +230,13 @@ NB_MODULE(_kernels, m) {
     });
 
     nb::class_<chip::PackedWeights>(m, "PackedWeights", "int8 weights (M, K) packed for one dense-MAC path")
-        .def_ro("path", &chip::PackedWeights::path)
+        .def_prop_ro("path", [](const chip::PackedWeights& pw) { return static_cast<chip::Path>(pw.path); })
         .def_ro("m", &chip::PackedWeights::m)
         .def_ro("k", &chip::PackedWeights::k);
 
     m.def(
         "pack_weights",
-        [](I8_2 w, int path) {
+        [](I8_2 w, chip::Path path) {
             return chip::pack_weights(w.data(), w.shape(0), w.shape(1), check_path(path));
         },
         "w"_a, "path"_a);
@@ -214,7 +268,7 @@ NB_MODULE(_kernels, m) {
 
     m.def(
         "spike_accumulate",
-        [](I8_2 x, I8_2 wt, std::optional<I32_1> bias, I32_2w out, int path,
+        [](I8_2 x, I8_2 wt, std::optional<I32_1> bias, I32_2w out, chip::Path path,
            std::optional<arr<int64_t, nb::ndim<1>>> row_active) {
             const int64_t n = x.shape(0), k = x.shape(1), mm = wt.shape(1);
             require(static_cast<int64_t>(wt.shape(0)) == k, "wt must be (K, M)");
@@ -232,7 +286,7 @@ NB_MODULE(_kernels, m) {
     m.def(
         "conv_events",
         [](arr<const int8_t, nb::ndim<4>> x, arr<const int8_t, nb::ndim<4>> wt, std::optional<I32_1> bias,
-           arr<int32_t, nb::ndim<3>> out, int stride, int pad, int path,
+           arr<int32_t, nb::ndim<3>> out, int stride, int pad, chip::Path path,
            std::optional<arr<int64_t, nb::ndim<2>>> row_active) {
             chip::ConvEventsArgs a{};
             a.x = x.data();
@@ -283,39 +337,34 @@ NB_MODULE(_kernels, m) {
 
     m.def(
         "lif_step",
-        [](I32_1 current, I32_1w v, I32_1w counter, I8_1w spikes, int v_th, int v_reset, int reset_mode,
-           int reset_constant, int leak_alpha, int leak_beta, int refractory_steps, int path) {
+        [](I32_1 current, I32_1w v, I32_1w counter, I8_1w spikes, const chip::LIFParams& p, chip::Path path) {
             const size_t n = current.shape(0);
             require(v.shape(0) == n && counter.shape(0) == n && spikes.shape(0) == n, "arrays must match in size");
             check_path(path);
-            chip::LIFParams p{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps};
             nb::gil_scoped_release release;
             chip::lif_step(current.data(), v.data(), counter.data(), spikes.data(), n, p, path);
         },
-        "current"_a, "v"_a, "counter"_a, "spikes"_a, "v_th"_a, "v_reset"_a, "reset_mode"_a, "reset_constant"_a,
-        "leak_alpha"_a, "leak_beta"_a, "refractory_steps"_a, "path"_a);
+        "current"_a, "v"_a, "counter"_a, "spikes"_a, "lif"_a, "path"_a);
 
     m.def(
         "lif_run",
         [](arr<const int32_t, nb::ndim<2>> current, I32_1w v, I32_1w counter, arr<int8_t, nb::ndim<2>> spikes,
-           int v_th, int v_reset, int reset_mode, int reset_constant, int leak_alpha, int leak_beta,
-           int refractory_steps, int path) {
+           const chip::LIFParams& p, chip::Path path) {
             const size_t steps = current.shape(0), n = current.shape(1);
             require(v.shape(0) == n && counter.shape(0) == n && spikes.shape(0) == steps && spikes.shape(1) == n,
                     "arrays must match: current and spikes (T, n), v and counter (n,)");
             check_path(path);
-            chip::LIFParams p{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory_steps};
             nb::gil_scoped_release release;
             chip::lif_run(current.data(), v.data(), counter.data(), spikes.data(), steps, n, p, path);
         },
-        "current"_a, "v"_a, "counter"_a, "spikes"_a, "v_th"_a, "v_reset"_a, "reset_mode"_a, "reset_constant"_a,
-        "leak_alpha"_a, "leak_beta"_a, "refractory_steps"_a, "path"_a);
+        "current"_a, "v"_a, "counter"_a, "spikes"_a, "lif"_a, "path"_a);
 
     m.def(
         "output_stage",
-        [](I32_1 acc, I8_1w out, int shift, int act, std::optional<I8_1> lut, int path) {
+        [](I32_1 acc, I8_1w out, int shift, chip::Soma act, std::optional<I8_1> lut, chip::Path path) {
             require(out.shape(0) == acc.shape(0), "out must match acc");
-            require(act != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
+            require(act != chip::SOMA_LIF, "the output stage is an ANN soma (none, relu or lut)");
+            require(act != chip::SOMA_LUT || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
             check_path(path);
             const int8_t* l = lut ? lut->data() : nullptr;
             nb::gil_scoped_release release;
@@ -325,7 +374,7 @@ NB_MODULE(_kernels, m) {
 
     m.def(
         "current_stage",
-        [](I32_1 acc, I32_1w out, int shift, int path) {
+        [](I32_1 acc, I32_1w out, int shift, chip::Path path) {
             require(out.shape(0) == acc.shape(0), "out must match acc");
             check_path(path);
             nb::gil_scoped_release release;
@@ -345,7 +394,7 @@ NB_MODULE(_kernels, m) {
     m.def(
         "count_nonzero_groups",
         [](I8_2 values, arr<const int64_t, nb::ndim<1>> ptr, arr<const int32_t, nb::ndim<1>> idx,
-           arr<int64_t, nb::ndim<1>> out, int path) {
+           arr<int64_t, nb::ndim<1>> out, chip::Path path) {
             const int64_t groups = static_cast<int64_t>(ptr.shape(0)) - 1;
             require(groups >= 0 && static_cast<int64_t>(out.shape(0)) == groups, "out must have len(ptr) - 1 entries");
             const int64_t steps = values.shape(0), n = values.shape(1);
@@ -365,9 +414,11 @@ NB_MODULE(_kernels, m) {
     m.def(
         "conv_layer",
         [](arr<const int8_t, nb::ndim<4>> x, arr<const int8_t, nb::ndim<4>> weight, std::optional<I32_1> bias,
-           int stride, int pad, int shift, int soma, std::optional<I8_1> lut, std::tuple<int, int, int, int, int, int, int> lif,
-           arr<int8_t, nb::ndim<4>> out, std::optional<arr<int32_t, nb::ndim<3>>> in_count,
-           std::optional<arr<int32_t, nb::ndim<3>>> out_count, int mode, int path, int threads) {
+           const chip::LayerParams& lp, std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
+           std::optional<arr<int32_t, nb::ndim<3>>> in_count, std::optional<arr<int32_t, nb::ndim<3>>> out_count,
+           chip::Path path, int threads) {
+            const int64_t stride = lp.stride, pad = lp.pad;
+            const int shift = lp.shift, soma = lp.soma, mode = lp.mode;
             chip::ConvLayerArgs a{};
             a.x = x.data();
             a.steps = x.shape(0); a.c = x.shape(1); a.h = x.shape(2); a.w = x.shape(3);
@@ -389,8 +440,7 @@ NB_MODULE(_kernels, m) {
             a.shift = shift; a.soma = soma;
             require(soma != 2 || (lut && lut->shape(0) == 256), "a lut activation needs a 256-entry lut");
             a.lut = lut ? lut->data() : nullptr;
-            auto [v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory] = lif;
-            a.lif = chip::LIFParams{v_th, v_reset, reset_mode, reset_constant, leak_alpha, leak_beta, refractory};
+            a.lif = lp.lif;
             a.out = out.data();
             if (in_count) {
                 require(static_cast<int64_t>(in_count->shape(0)) == a.c && static_cast<int64_t>(in_count->shape(1)) == a.h &&
@@ -409,23 +459,24 @@ NB_MODULE(_kernels, m) {
             nb::gil_scoped_release release;
             return chip::conv_layer_threads(a, path, threads);
         },
-        "x"_a, "weight"_a, "bias"_a.none(), "stride"_a, "pad"_a, "shift"_a, "soma"_a, "lut"_a.none(), "lif"_a, "out"_a,
-        "in_count"_a.none(), "out_count"_a.none(), "mode"_a, "path"_a, "threads"_a = 1);
+        "x"_a, "weight"_a, "bias"_a.none(), "params"_a, "lut"_a.none(), "out"_a, "in_count"_a.none(),
+        "out_count"_a.none(), "path"_a, "threads"_a = 1);
 
     m.def(
         "snn_chain",
         [](arr<const int8_t, nb::ndim<4>> x, std::vector<arr<const int8_t, nb::ndim<4>>> weights,
-           std::vector<std::optional<I32_1>> biases, std::vector<std::tuple<int, int, int, int, int>> params,
-           std::vector<std::tuple<int, int, int, int, int, int, int>> lifs, std::optional<I8_1> lut,
-           arr<int8_t, nb::ndim<4>> out, std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
-           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, int path, int threads, int block_steps) {
+           std::vector<std::optional<I32_1>> biases, std::vector<chip::LayerParams> params, std::vector<int> pools,
+           std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
+           int block_steps) {
             std::vector<chip::ChainStage> st =
-                chain_stages(x, weights, biases, params, lifs, lut, out, in_counts, out_counts, path, threads);
+                chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(block_steps >= 0, "block_steps must be >= 0");
             nb::gil_scoped_release release;
             return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps);
         },
-        "x"_a, "weights"_a, "biases"_a, "params"_a, "lifs"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
+        "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
         "path"_a, "threads"_a = 1, "block_steps"_a = 0);
 
     nb::class_<chip::ChainJob>(m, "ChainJob", "an SNN chain running beside the caller (snn_chain_start)")
@@ -435,20 +486,21 @@ NB_MODULE(_kernels, m) {
     m.def(
         "snn_chain_start",
         [](arr<const int8_t, nb::ndim<4>> x, std::vector<arr<const int8_t, nb::ndim<4>>> weights,
-           std::vector<std::optional<I32_1>> biases, std::vector<std::tuple<int, int, int, int, int>> params,
-           std::vector<std::tuple<int, int, int, int, int, int, int>> lifs, std::optional<I8_1> lut,
-           arr<int8_t, nb::ndim<4>> out, std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
-           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, int path, int threads, int helpers) {
+           std::vector<std::optional<I32_1>> biases, std::vector<chip::LayerParams> params, std::vector<int> pools,
+           std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
+           std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
+           int helpers) {
             // snn_chain as a job: `helpers` threads start on it now, the caller joins with join() (it must
             // keep every array alive until then)
             std::vector<chip::ChainStage> st =
-                chain_stages(x, weights, biases, params, lifs, lut, out, in_counts, out_counts, path, threads);
+                chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(helpers >= 0, "helpers must be >= 0");
             auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads);
             job->start(helpers);
             return job.release();
         },
-        "x"_a, "weights"_a, "biases"_a, "params"_a, "lifs"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
+        "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
         "path"_a, "threads"_a, "helpers"_a, nb::rv_policy::take_ownership);
 
     m.def(
@@ -534,7 +586,7 @@ NB_MODULE(_kernels, m) {
 
     m.def(
         "max_pool",
-        [](arr<const int8_t, nb::ndim<3>> x, int k, arr<int8_t, nb::ndim<3>> out, int path) {
+        [](arr<const int8_t, nb::ndim<3>> x, int k, arr<int8_t, nb::ndim<3>> out, chip::Path path) {
             require(k >= 1, "the pooling window must be at least 1");
             require(out.shape(0) == x.shape(0) && static_cast<int64_t>(out.shape(1)) == static_cast<int64_t>(x.shape(1)) / k &&
                         static_cast<int64_t>(out.shape(2)) == static_cast<int64_t>(x.shape(2)) / k,
@@ -547,7 +599,7 @@ NB_MODULE(_kernels, m) {
 
     m.def(
         "count_nonzero_cols",
-        [](I8_2 values, arr<int32_t, nb::ndim<1>> out, int path) {
+        [](I8_2 values, arr<int32_t, nb::ndim<1>> out, chip::Path path) {
             require(out.shape(0) == values.shape(1), "out must have one entry per column");
             check_path(path);
             nb::gil_scoped_release release;

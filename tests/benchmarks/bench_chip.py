@@ -172,7 +172,7 @@ def simulation(widths=None, threads=None, n_rounds=12) -> dict:
     from chip_models.config import load_chip
     from chip_models.mapper import map_network
     from chip_models.reference_net import build_reference, synthetic_inputs
-    from chip_models.simulate import simulate
+    from chip_models.simulate import SimOptions, compile as compile_plan, simulate
     from neurosim.intnet import run_reference
 
     n_threads = threads or kernels.cpu_count()
@@ -180,13 +180,14 @@ def simulation(widths=None, threads=None, n_rounds=12) -> dict:
     frames = 8
     x = synthetic_inputs(net, frames=frames, activity=0.1)
     mapping = map_network(net, load_chip("tianjic", [f"chips={1 if widths is None else 8}"]))
-    simulate(mapping, x, threads=1)
-    simulate(mapping, x, threads=n_threads)
+    plan = compile_plan(mapping, SimOptions(threads=n_threads))  # the path: the process default (auto)
+    simulate(plan, x, threads=1)
+    simulate(plan, x, threads=n_threads)
     load0 = os.getloadavg()[0]
     (busy0, own0), t_start = _busy_jiffies(), time.perf_counter()
     rounds = [best_interleaved({"ref": lambda: run_reference(net, x)}, 1)
-              | best_interleaved({"1": lambda: simulate(mapping, x, threads=1),
-                                  "n": lambda: simulate(mapping, x, threads=n_threads)}, 5) for _ in range(n_rounds)]
+              | best_interleaved({"1": lambda: simulate(plan, x, threads=1),
+                                  "n": lambda: simulate(plan, x, threads=n_threads)}, 5) for _ in range(n_rounds)]
     (busy1, own1), elapsed = _busy_jiffies(), time.perf_counter() - t_start
     others = max(0.0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK") / elapsed
     best_of = {k: {f: min(r[k][f] for r in rounds) for f in rounds[0][k]} for k in rounds[0]}
@@ -195,11 +196,11 @@ def simulation(widths=None, threads=None, n_rounds=12) -> dict:
     med_wall = float(np.median([r["ref"]["wall_s"] / r["n"]["wall_s"] for r in rounds]))
     med_scaling = float(np.median([r["1"]["wall_s"] / r["n"]["wall_s"] for r in rounds]))
     ref = run_reference(net, x)
-    ok = all(all(np.array_equal(ref[k], v) for k, v in simulate(mapping, x, threads=n).outputs.items())
+    ok = all(all(np.array_equal(ref[k], v) for k, v in simulate(plan, x, threads=n).outputs.items())
              for n in (1, n_threads))
     # where the simulation's time goes: the fused whole-layer kernel of each conv layer
     layers = {}
-    vals = simulate(mapping, x, keep_values=True, threads=1).values
+    vals = simulate(plan, x, keep_values=True, threads=1).values
     for layer in net.layers:
         if layer.kind == "conv2d":
             src = vals[layer.source]
@@ -217,10 +218,9 @@ def simulation(widths=None, threads=None, n_rounds=12) -> dict:
                                   "int16_accumulators": run["r"].int16,
                                   "input_activity": round(float(np.count_nonzero(src)) / src.size, 3)}
     # the SNN chains (simulate's path for them): each in one kernels.snn_chain call, spikes bit-packed between layers
-    from chip_models.simulate import _chains
-
     chains = {}
-    for first, (names, convs, calls, pools) in _chains(mapping).items():
+    for first, chain in plan.chains.items():
+        names, convs, calls, pools = chain.names, chain.convs, list(chain.calls), list(chain.pools)
         src = vals[convs[0].source]
         t = best_interleaved({n: lambda src=src, calls=calls, pools=pools, n=n: kernels.snn_chain(src, calls, pools, n)
                               for n in (1, n_threads)}, 7)

@@ -1,4 +1,6 @@
-// A persistent thread pool for the layer kernels: worker threads are created once (lazily, on
+// The one thread pool of neurosim's C++ kernels (chip_models._kernels' layer calls, and
+// neurosim._snn's parallel_for, neurosim/cpp/parallel.h; each extension module has its own
+// instance). Worker threads are created once (lazily, on
 // the first call that asks for them) and reused by every call, so a layer call costs a wake-up,
 // not a thread creation. run(n, threads, task) runs task(0) ... task(n-1) on the calling thread
 // and up to threads - 1 workers and returns when all n are done. Tasks are handed out by an
@@ -29,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-namespace chip {
+namespace neurosim {
 
 class ThreadPool {
 public:
@@ -141,4 +143,4 @@ private:
     int count_ = 0;
 };
 
-}  // namespace chip
+}  // namespace neurosim
