@@ -205,7 +205,7 @@ def test_learned_heads_same_seed_same_bits_and_loss_falls():
     y = torch.arange(60) % 4  # 0 = background, 1..3 classes
     hard = torch.where(y == 0, torch.arange(60) % 3 + 1, torch.zeros_like(y))
     x = torch.where((y > 0)[:, None], centres[(y - 1).clamp_min(0)], centres[hard - 1] * 0.5) + 0.3 * torch.randn(60, 32, generator=g)
-    p = BenchParams(dim=8, train_steps=60, k=2).check()
+    p = BenchParams(dim=8, train_steps=15, k=2).check()
     (ep, en), losses = train_heads((x, y, hard), 3, p, "np")
     (ep2, en2), _ = train_heads((x, y, hard), 3, p, "np")
     assert torch.equal(ep(x), ep2(x)) and torch.equal(en(x), en2(x))
