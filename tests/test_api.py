@@ -21,7 +21,7 @@ import pytest
 
 from neurosim.cli import main
 
-PACKAGES = ["sim_events", "benchmarks_data", "hybrid", "chip_models", "neurosim.snn", "neurosim.quant"]
+PACKAGES = ["sim_events", "benchmarks_data", "hybrid", "chip_models", "neurosim.snn", "neurosim.quant", "neurosim.scattering"]
 
 # Names that must stay public: the README and guides use them (H2 writes against these).
 PLANNED = {

@@ -90,7 +90,8 @@ def test_readme_links_to_files_that_exist() -> None:
 
 
 API_PAGES = {"sim_events": "sim_events", "benchmarks_data": "benchmarks_data", "hybrid": "hybrid",
-             "chip_models": "chip_models", "neurosim.snn": "snn", "neurosim.quant": "quant"}
+             "chip_models": "chip_models", "neurosim.snn": "snn", "neurosim.quant": "quant",
+             "neurosim.scattering": "scattering"}
 
 
 @needs_mkdocs

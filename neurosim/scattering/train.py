@@ -3,7 +3,8 @@
 - :func:`train`: the whole network from scratch with Adam on the balance loss
   (λ_s = ``smooth_weight``, 0.008 as LISMU's pre-training) plus L1/L2 weight penalties.
 - :func:`finetune`: LISMU's transfer: restore everything, freeze the body (eval mode: batch
-  norm statistics and dropout fixed), train only the head on a few samples with λ_s = 0. With
+  norm statistics and dropout fixed), train only the head on a few samples with λ_s = 0
+  (learning rate ×1/4 at 50 % and ×1/16 at 75 % of the steps: :func:`step_decay`). With
   an int8 ``scheme`` (``eoq``, ``wageubn``) the head is converted by
   :func:`neurosim.quant.quantize_model` and trained by :class:`neurosim.quant.QuantSGD`:
   weights, activations, errors, gradients and updates of the fine-tuned layers on 8-bit grids.
@@ -83,7 +84,8 @@ class FinetuneParams:
         lr: Adam learning rate (float head).
         scheme: ``fp32`` (float head, Adam) or an int8 scheme of neurosim.quant (``eoq``,
             ``wageubn``: QuantSGD).
-        int8_lr: QuantSGD learning rate (eoq: SGD units; wageubn: int8 steps).
+        int8_lr: QuantSGD learning rate; unset: ``neurosim.quant.default_lr(scheme)`` (eoq: 0.1
+            in SGD units; wageubn: 8 int8 steps).
         smooth_weight: λ_s (LISMU fine-tuning: 0). l1, l2: weight penalties.
         seed: data order and stochastic rounding.
     """
@@ -93,7 +95,7 @@ class FinetuneParams:
     batch_size: int = 32
     lr: float = 1e-3
     scheme: str = "fp32"
-    int8_lr: float = 0.002
+    int8_lr: float | None = None
     smooth_weight: float = 0.0
     l1: float = 0.0
     l2: float = 1e-6
@@ -126,6 +128,8 @@ def _check(params, ranges) -> None:
     from neurosim.config import check_range
 
     for name, (low, high, low_open) in ranges.items():
+        if getattr(params, name) is None:
+            continue
         check_range(name, getattr(params, name), low, high, low_open=low_open,
                     why="to go past the upper bound edit the ranges in neurosim/scattering/train.py")
 
@@ -206,13 +210,21 @@ def finetune(model: nn.Module, speckle: np.ndarray, objects: np.ndarray, params:
     model.head.train()
     it = _batches(n, params.batch_size, params.steps, gen)
     size = y.shape[-1]
-    for idx in (progress(it, total=params.steps, desc=f"finetune {scheme.name}") if progress else it):
+    base = [g["lr"] for g in opt.param_groups]
+    for step, idx in enumerate(progress(it, total=params.steps, desc=f"finetune {scheme.name}") if progress else it):
+        for g, lr in zip(opt.param_groups, base):
+            g["lr"] = lr * step_decay(step, params.steps)
         opt.zero_grad(set_to_none=True)
         pred = torch.sigmoid(model.head(feats[idx]).reshape(-1, 1, size, size))
         loss = balance_loss(pred, y[idx], params.smooth_weight) + weight_penalty(model.head, params.l1, params.l2)
         loss.backward()
         opt.step()
     return model.eval()
+
+
+def step_decay(step: int, steps: int) -> float:
+    """Learning-rate factor of fine-tuning: 1, then 1/4 from 50 % and 1/16 from 75 % of the steps."""
+    return 1.0 if 2 * step < steps else 0.25 if 4 * step < 3 * steps else 0.0625
 
 
 @torch.no_grad()
