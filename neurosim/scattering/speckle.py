@@ -94,6 +94,11 @@ class SpeckleParams:
                         why="to go past the upper bound edit SPECKLE_RANGES in neurosim/scattering/speckle.py")
         if self.encoding not in ENCODINGS:
             raise ParameterError(f"parameter encoding = {self.encoding!r} is unknown: use one of {', '.join(ENCODINGS)}")
+        matrix_bytes = 16 * self.coherence_modes * self.size**4
+        if matrix_bytes > 2**30:
+            raise ParameterError(f"size {self.size} with coherence_modes {self.coherence_modes} needs "
+                                 f"{matrix_bytes / 2**30:.1f} GiB of transmission matrices (limit 1 GiB): "
+                                 "lower size or coherence_modes")
         return self
 
 
