@@ -11,8 +11,13 @@ Simulators, all from the same APS frames and scored by the same metrics
 - ``esim``: ESIM's published model re-implemented (:mod:`sim_events.esim`: linear
   interpolation in log intensity, exact crossing times, per-pixel thresholds σ 0.03,
   100 µs refractory) with C_on, C_off matched to the fit part's ON/OFF counts;
-- ``v2e``: not installed here; its published figures on the traffic recording are quoted
-  from docs/results/events.md (labelled ``quoted``), nothing is re-run.
+- ``v2e_model_*``: "v2e model (re-implemented)": v2e's DVS pixel model re-implemented
+  (:mod:`sim_events.v2e_model`; v2e itself is not installable here, see bench_v2e.py) —
+  ``clean`` and ``noisy`` as v2e's presets (nothing fitted) and ``tuned``: clean with θ_on, θ_off
+  matched to the fit part's ON/OFF counts (bisection in log θ,
+  :func:`sim_events.v2e_model.count_matched`; bench_v2e.py's multiplicative rule oscillates);
+- ``v2e``: the real v2e's figures on the traffic recording, quoted from docs/results/events.md
+  (labelled ``quoted``), not re-run.
 
 Recordings (``../shared/data``):
 
@@ -24,7 +29,7 @@ Recordings (``../shared/data``):
 3. ``fe240hz``: the dove recording's 560 APS frames vs its 240 Hz event frames, activity
    metrics on the second half of the windows; ``neurosim_calibrated`` is
    ``calibrate_event_frames`` fitted on the first half; ESIM at C = 0.2 (esim_py's usual value;
-   counts do not exist on the real side).
+   counts do not exist on the real side); the v2e model's presets only (no counts to tune on).
 """
 
 from __future__ import annotations
@@ -73,6 +78,31 @@ def _esim_fitted(rec, a: int, b: int, seed: int) -> tuple[float, float]:
     return count_matched(_frames(rec, a, b), int(ev["p"].sum()), int((~ev["p"]).sum()), seed=seed)
 
 
+def _v2e_tuned(rec, a: int, b: int, seed: int):
+    from sim_events.v2e_model import PRESETS, count_matched
+
+    ft = rec.frame_t
+    ev = rec.events[(rec.events["t"] >= ft[a]) & (rec.events["t"] < ft[b])]
+    return count_matched(_frames(rec, a, b), int(ev["p"].sum()), int((~ev["p"]).sum()), PRESETS["clean"], seed)
+
+
+def _v2e_rows(rec, a: int, b: int, seed: int, tuned=None, tuned_name: str = "v2e_model_tuned") -> dict:
+    """v2e model (re-implemented): presets and, given, count-matched thresholds, scored on frames a..b."""
+    from sim_events.v2e_model import PRESETS, v2e_events
+
+    rows = {f"v2e_model_{k}": _score(v2e_events(_frames(rec, a, b), PRESETS[k], seed), rec, a, b) for k in PRESETS}
+    if tuned is not None:
+        rows[tuned_name] = _v2e_scored(rec, a, b, seed, tuned)
+    return rows
+
+
+def _v2e_scored(rec, a: int, b: int, seed: int, params) -> dict:
+    from sim_events.v2e_model import v2e_events
+
+    return {**_score(v2e_events(_frames(rec, a, b), params, seed), rec, a, b),
+            "pos_neg_thres": [round(params.pos_thres, 3), round(params.neg_thres, 3)]}
+
+
 def traffic(seed: int) -> dict:
     from sim_events.calibrate import calibrate, frame_span
     from sim_events.esim import esim_events
@@ -89,6 +119,7 @@ def traffic(seed: int) -> dict:
             "neurosim_calibrated": _score(_neurosim(rec, ha, hb, params, seed), rec, ha, hb),
             "neurosim_calibrated_cv_blocks": _round(fit["cv"]),
             "esim": {**_score(esim_events(_frames(rec, ha, hb), *c, seed=seed), rec, ha, hb), "c_on_off": [round(x, 3) for x in c]},
+            **_v2e_rows(rec, ha, hb, seed, _v2e_tuned(rec, fa, fb, seed)),
         }
     out["fit_0_14_score_15_29"]["v2e"] = V2E_QUOTED
     return out
@@ -114,6 +145,9 @@ def street(seed: int) -> dict:
         "esim_thresholds_from_traffic": _score(esim_events(_frames(rec, 0, n), *c_traffic, seed=seed), rec, 0, n),
         "in_sample_neurosim_calibrated_on_street": _score(_neurosim(rec, 0, n, self_fit, seed), rec, 0, n),
         "in_sample_esim_count_matched_on_street": _score(esim_events(_frames(rec, 0, n), *c_self, seed=seed), rec, 0, n),
+        **_v2e_rows(rec, 0, n, seed, _v2e_tuned(traffic_rec, 0, len(traffic_rec.frames) - 1, seed),
+                    "v2e_model_thresholds_from_traffic"),
+        "in_sample_v2e_model_count_matched_on_street": _v2e_scored(rec, 0, n, seed, _v2e_tuned(rec, 0, n, seed)),
     }
 
 
@@ -122,12 +156,16 @@ def fe240hz(seed: int) -> dict:
     from sim_events.esim import esim_events
     from sim_events.formats import read_recording
     from sim_events.metrics import compare_event_frames
+    from sim_events.v2e_model import PRESETS, v2e_events
 
     rec = read_recording(DATA / "tracking_real" / "fe240hz" / "dove_mul111_0")
     _, m = calibrate_event_frames(rec, seed=seed)
     keys = ("activity_ratio", "pixel_activity_r_on", "pixel_activity_r_off", "window_activity_r")
     t_fit, t_end = m["fit_windows_end_us"], int(rec.frame_t[-1])
     esim = esim_events(_frames(rec, 0, len(rec.frames) - 1), 0.2, 0.2, seed=seed)
+    v2e = {f"v2e_model_{k}": _round(compare_event_frames(v2e_events(_frames(rec, 0, len(rec.frames) - 1), p, seed),
+                                                         rec.events, rec.width, rec.height, t_fit, t_end,
+                                                         rec.attrs["event_rate_hz"]), keys) for k, p in PRESETS.items()}
     return {
         "scored_windows_us": [t_fit, t_end],
         "neurosim_preset": _round(m["base_held_out"], keys),
@@ -135,6 +173,7 @@ def fe240hz(seed: int) -> dict:
         "neurosim_calibrated_fit_part": _round(m["fit"], keys),
         "esim_c_0.2": _round(compare_event_frames(esim, rec.events, rec.width, rec.height, t_fit, t_end,
                                                   rec.attrs["event_rate_hz"]), keys),
+        **v2e,
     }
 
 
