@@ -14,8 +14,8 @@ SensorsINI/v2e commit b0ae3bcb) and ``v2ecore/emulator_utils.py`` (``lin_log``,
    step per frame, τ = 1/(2π·cutoff_hz), ε = min(1, I·Δt/τ) with I = (DN + 20)/275, so the
    time constant shrinks with intensity; L_p ← (1 − ε)·L_p + ε·L. Current v2e is first order
    ("one pole is nearly always dominant"); ``stages=2`` adds the second cascaded RC stage
-   (source follower, same ε) of its earlier versions' comment
-   ``(1-eps)*lpLogFrame1 + eps*lpLogFrame0``. No filter when cutoff_hz = 0.
+   (source follower, same ε, fed by the first stage's previous value) of its earlier versions'
+   comment ``(1-eps)*lpLogFrame1 + eps*lpLogFrame0``. No filter when cutoff_hz = 0.
 3. **leak** (``subtract_leak_current``): the memorised level drops by
    Δt·leak_rate_hz·n(p)·(1 − jitter·N(0, 1))·θ_on(p), with n(p) = 10^(cov_decades·N(0, 1))
    drawn once (``_init``) and the jitter drawn every frame.

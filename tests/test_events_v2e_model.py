@@ -71,6 +71,20 @@ def test_lowpass_step_response_matches_one_minus_exp():
     assert np.abs(counted - expected).max() <= 1
 
 
+
+def test_two_stage_lowpass_step_response_matches_the_cascade():
+    # stages=2: two equal RC stages, the second fed by the first's previous value (one frame late):
+    # 1 - (1 + t'/τ)·exp(-t'/τ) with t' = t - Δt.
+    theta, dt_us, n = 0.01, 100, 600
+    p = dataclasses.replace(SHARP, pos_thres=theta, neg_thres=theta, cutoff_hz=10.0, stages=2)
+    frames = [(0, _const([80], (1, 1)))] + [(k * dt_us, _const([235], (1, 1))) for k in range(1, n + 1)]
+    ev = v2e_events(frames, p)
+    tau_eff = 1 / (2 * math.pi * 10.0) / ((235 + 20) / 275)
+    t_s = np.arange(0, n) * dt_us * 1e-6
+    expected = np.floor(math.log(235 / 80) * (1 - (1 + t_s / tau_eff) * np.exp(-t_s / tau_eff)) / theta)
+    counted = np.searchsorted(ev["t"], np.arange(1, n + 1) * dt_us, side="right")
+    assert np.abs(counted - expected).max() <= 1 and counted[-1] > 80
+
 def test_leak_makes_one_on_event_after_theta_over_rate():
     # leak 1 Hz, θ 0.2: the reference falls by Δt·1 Hz·θ per frame, one ON event per pixel after 1 s.
     p = dataclasses.replace(SHARP, leak_rate_hz=1.0)
