@@ -1,6 +1,7 @@
 """I/O errors are one line and exit 2 with nothing left behind: outputs that cannot be created
 (/proc, /sys, a name too long), a full disk, and a reader that closes stdout early."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -248,6 +249,8 @@ def test_ctrl_c_of_a_two_worker_build_is_one_line_and_stops_its_workers(tmp_path
         pytest.skip("the build ended before it could be interrupted")
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0 and len(json.loads((tmp_path / "out" / "index.json").read_text())["sequences"]) == 4:
+        pytest.skip("the build finished before the interrupt reached it (a loaded machine)")
     assert proc.returncode == 130 and err.strip() == "neurosim: interrupted", (proc.returncode, err)
     time.sleep(1)
     alive = [p for p in workers if pathlib.Path(f"/proc/{p}/stat").exists()
