@@ -42,7 +42,9 @@ def make_fixtures() -> None:
                  ["train", "--dataset", "ds", "-o", "run", "--set", "epochs=1", "--set", "batches_per_epoch=1", "--set", "batch_size=2"],
                  ["eval", "run", "--dataset", "ds", "--split", "all", "--max-frames", "3", "--variants", "full,ann_only",
                   "--baselines", "none", "-o", "ev"],
-                 ["quant", "train-digits", "-o", "q", "--set", "train_images=32", "--set", "epochs=1"]):
+                 ["quant", "train-digits", "-o", "q", "--set", "train_images=32", "--set", "epochs=1"],
+                 ["scatter", "simulate", "-o", "sp.safetensors", "--set", "objects=shapes", "--set", "count=40"],
+                 ["scatter", "train", "sp.safetensors", "-o", "srun", "--set", "arch=fcn", "--set", "steps=5"]):
         subprocess.run([NS, *argv, "-q"], cwd=FIX, check=True)
 
 def snap(d):
@@ -105,6 +107,10 @@ VERBS = {
     "chip simulate": (["chip", "simulate", "reference", "{w}/in.npz", "-o", "{w}/OUT.npz"], ["in.npz"], "in.npz", "OUT.npz"),
     "chip map": (["chip", "map", "reference"], [], None, None),
     "demo": (["demo", "-o", "{w}/OUT", "--no-real"], [], None, "OUT"),
+    "scatter simulate": (["scatter", "simulate", "-o", "{w}/OUT.safetensors", "--set", "objects=shapes", "--set", "count=20"], [], None, "OUT.safetensors"),
+    "scatter train": (["scatter", "train", "{w}/sp.safetensors", "-o", "{w}/OUT", "--set", "arch=fcn", "--set", "steps=3"], ["sp.safetensors"], "sp.safetensors", "OUT"),
+    "scatter finetune": (["scatter", "finetune", "{w}/srun", "{w}/sp.safetensors", "-o", "{w}/OUT", "--set", "samples=10", "--set", "steps=3"], ["srun", "sp.safetensors"], "srun", "OUT"),
+    "scatter eval": (["scatter", "eval", "{w}/srun", "{w}/sp.safetensors", "-o", "{w}/OUT"], ["srun", "sp.safetensors"], "sp.safetensors", "OUT"),
     "fewshot bench": (["fewshot", "bench", "--set", "episodes=1", "--set", "ways=2", "--set", "shots=[1]", "--set", "bootstrap=10"], [], None, None),
 }
 

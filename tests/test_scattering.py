@@ -178,6 +178,8 @@ def test_cli_simulate_train_finetune_eval(tmp_path, capsys):
     assert main(["scatter", "simulate", "-o", str(tmp_path / "x.safetensors"), "--set", "speckle.encoding=holo"]) == 2
     assert main(["scatter", "eval", run, str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "e2")]) == 2
     assert main(["scatter", "finetune", ft, d, "-o", str(tmp_path / "ft2")]) == 2  # already fine-tuned
+    assert main(["scatter", "train", d, "-o", str(tmp_path / "r2"), "--set", "steps=100000000"]) == 2  # runaway time
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("neurosim: error:") for line in err)
+    assert len(err) == 4 and all(line.startswith("neurosim: error:") for line in err)
+    assert "steps = 100000000 is out of range" in err[3]
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "ft2").exists()

@@ -113,12 +113,12 @@ class FinetuneParams:
 # (low, high, low excluded); the upper bounds guard against runaway time and memory.
 TRAIN_RANGES: dict[str, tuple[float, float, bool]] = {
     "hidden": (1, 65536, False), "head_channels": (1, 1024, False), "dropout": (0.0, 0.9, False),
-    "epochs": (1, 100_000, False), "steps": (0, 10**8, False), "batch_size": (1, 65536, False),
+    "epochs": (1, 100_000, False), "steps": (0, 10**6, False), "batch_size": (1, 65536, False),
     "lr": (0.0, 10.0, True), "smooth_weight": (0.0, 1e6, False), "l1": (0.0, 1e3, False), "l2": (0.0, 1e3, False),
     "seed": (0, 2**32 - 1, False),
 }
 FINETUNE_RANGES: dict[str, tuple[float, float, bool]] = {
-    "samples": (0, 10**8, False), "steps": (1, 10**8, False), "batch_size": (1, 65536, False),
+    "samples": (0, 10**8, False), "steps": (1, 10**6, False), "batch_size": (1, 65536, False),
     "lr": (0.0, 10.0, True), "int8_lr": (0.0, 1000.0, True), "smooth_weight": (0.0, 1e6, False),
     "l1": (0.0, 1e3, False), "l2": (0.0, 1e3, False), "seed": (0, 2**32 - 1, False),
 }
