@@ -584,7 +584,8 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni"))) void de
 // in rows of kp bytes: the AVX-512 one is dense_mac's AVX512VNNI path for M < VNNI_TILE_MIN_M (and
 // the previous kernel for every M, timed beside the tile kernel by the benchmark); the 256-bit
 // VEX one is the AVXVNNI path.
-struct Vnni512Rows {
+// What both VNNI row kernels share: x + 128 as u8 rows of kp bytes, weights in rows of kp bytes.
+struct VnniU8Rows {
     using X = uint8_t;
     static constexpr int64_t KC = 4096;
     static constexpr bool OFFSET = true;
@@ -594,6 +595,9 @@ struct Vnni512Rows {
     static void prepare(const int8_t* x, int64_t n, int64_t k, int64_t np, int64_t ldx, uint8_t* xs) {
         offset_x(x, n, k, np, ldx, xs);
     }
+};
+
+struct Vnni512Rows : VnniU8Rows {
     __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void dot4x2(
         const uint8_t* x0, int64_t ldx, const int8_t* w0, int64_t ldw, int64_t kc, int32_t* r) {
         const int8_t* w1 = w0 + ldw;
@@ -612,16 +616,7 @@ struct Vnni512Rows {
     }
 };
 
-struct AvxVnniRows {
-    using X = uint8_t;
-    static constexpr int64_t KC = 4096;
-    static constexpr bool OFFSET = true;
-    static int64_t ldx(const PackedWeights& pw) { return pw.kp; }
-    static int64_t ldw(const PackedWeights& pw) { return pw.kp; }
-    static const int8_t* weights(const PackedWeights& pw) { return pw.w8.data(); }
-    static void prepare(const int8_t* x, int64_t n, int64_t k, int64_t np, int64_t ldx, uint8_t* xs) {
-        offset_x(x, n, k, np, ldx, xs);
-    }
+struct AvxVnniRows : VnniU8Rows {
     __attribute__((target("avx2,avxvnni"))) static void dot4x2(const uint8_t* x0, int64_t ldx, const int8_t* w0,
                                                                int64_t ldw, int64_t kc, int32_t* r) {
         const int8_t* w1 = w0 + ldw;
