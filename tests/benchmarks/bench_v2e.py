@@ -27,9 +27,11 @@ random generators unseeded for seed 0):
 - ``v2e_clean``: v2e's ``clean`` DVS model (``EventEmulator.set_dvs_params('clean')``):
   θ_on = θ_off = 0.2, σ_θ 0.02, no photoreceptor low-pass, leak, shot noise or refractory period;
 - ``v2e_noisy``: v2e's ``noisy`` model: 0.2 / 0.2, σ_θ 0.05, 30 Hz cutoff, 0.1 Hz leak,
-  5 Hz shot noise, 10 ms refractory period;
+  5 Hz shot noise, no refractory period (current v2e; earlier versions set 10 ms);
 - ``v2e_tuned``: the clean model with θ_on, θ_off matched to the **fit part's** ON/OFF counts
-  (multiplicative updates θ ← θ·N_sim/N_real from 0.2, 5 rounds; as ESIM's count matching).
+  by bisection in log θ over [0.01, 5] (``TUNE_ROUNDS`` halvings, both polarities at once, as
+  :func:`sim_events.v2e_model.count_matched`; the multiplicative rule θ ← θ·N_sim/N_real
+  oscillates on v2e's model because APS read noise dominates at small θ).
   Never tuned on the scored part. Not for FE240hz (its real side has no counts).
 """
 
@@ -52,9 +54,10 @@ CLEAN = {"pos_thres": 0.2, "neg_thres": 0.2, "sigma_thres": 0.02, "cutoff_hz": 0
          "shot_noise_rate_hz": 0.0, "refractory_period_s": 0.0, "leak_jitter_fraction": 0.0,
          "noise_rate_cov_decades": 0.0}
 NOISY = {"pos_thres": 0.2, "neg_thres": 0.2, "sigma_thres": 0.05, "cutoff_hz": 30.0, "leak_rate_hz": 0.1,
-         "shot_noise_rate_hz": 5.0, "refractory_period_s": 0.01, "leak_jitter_fraction": 0.1,
+         "shot_noise_rate_hz": 5.0, "refractory_period_s": 0.0, "leak_jitter_fraction": 0.1,
          "noise_rate_cov_decades": 0.1}
-TUNE_ROUNDS = 5
+TUNE_ROUNDS = 12
+TUNE_BOUNDS = (0.01, 5.0)
 
 
 # ---- inside the v2e venv: numpy and v2ecore only ----------------------------------------
@@ -131,13 +134,14 @@ class V2E:
         ft = rec.frame_t
         real = rec.events[(rec.events["t"] >= ft[a]) & (rec.events["t"] < ft[b])]
         n_on, n_off = int(real["p"].sum()), int((~real["p"]).sum())
-        s = dict(CLEAN)
+        lo, hi = np.log([TUNE_BOUNDS[0]] * 2), np.log([TUNE_BOUNDS[1]] * 2)
         for _ in range(TUNE_ROUNDS):
-            ev = self.events(rec, a, b, s)
-            on = int(ev["p"].sum())
-            s["pos_thres"] *= max(on, 1) / max(n_on, 1)
-            s["neg_thres"] *= max(len(ev) - on, 1) / max(n_off, 1)
-        return s
+            mid = (lo + hi) / 2
+            ev = self.events(rec, a, b, {**CLEAN, "pos_thres": float(np.exp(mid[0])), "neg_thres": float(np.exp(mid[1]))})
+            too_many = np.array([ev["p"].sum() > n_on, (~ev["p"]).sum() > n_off])
+            lo, hi = np.where(too_many, mid, lo), np.where(too_many, hi, mid)
+        th = np.exp((lo + hi) / 2)
+        return {**CLEAN, "pos_thres": float(th[0]), "neg_thres": float(th[1])}
 
 
 def traffic(v2e: V2E, fid) -> dict:
