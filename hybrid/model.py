@@ -24,7 +24,9 @@ Per unit (shapes B = batch, h = w = S/4):
    - ``ann_only``: x_ann held for all T steps (frame rate tracking, no events);
    - ``snn_only``: p_snn,t (no frames after the first; size kept);
    - ``no_tcf``: ``softargmax(w_a·R_a + w_s·R_s,t)`` (late fusion of responses);
-   - ``no_attention``: TCF without step 3;  ``full``: TCF (tcf.py) with attention.
+   - ``no_attention``: TCF without step 3;  ``full``: TCF (tcf.py) with attention. The SNN's
+     path is gated first: steps with a flat response (``snn_min_confidence``, :func:`gate_path`)
+     and targets smaller than ``snn_min_target_px`` (:func:`hold_small_targets`) do not move it.
 
 With ``target_model="dcf"`` steps 1, 3 and 4 are replaced at tracking time by the online target
 model of ``hybrid.dcf`` (a correlation filter learned at every APS frame, with scale search):
@@ -78,6 +80,7 @@ class ModelConfig:
     learn_alpha: bool = True
     attention: str = "response"  # "response": R_a + γ·A (motion prior); "features": F ⊙ (1 + γ·A)
     snn_min_confidence: float = 0.0  # TCF: SNN steps whose peak softmax probability is below this do not move the box (0: all do)
+    snn_min_target_px: float = 0.0  # TCF: a target whose √(w·h) is under this many pixels is not moved by the SNN between frames (0: always is)
     target_model: str = "template"  # ANN branch at tracking time: "template" (first-frame template, steps 1–4) or "dcf" (online correlation filter, hybrid/dcf.py)
     target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
@@ -146,6 +149,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "alpha_frame": (0.0, 1.0, True),
     "alpha_hold": (0.0, 1.0, True),
     "snn_min_confidence": (0.0, 1.0, False),
+    "snn_min_target_px": (0.0, 1024.0, False),
     "target_min_ratio": (0.0, 1.0, True),
 }
 
@@ -261,6 +265,8 @@ class DashNet(nn.Module):
             if cfg.snn_min_confidence > 0:
                 path = gate_path(path, torch.cat([r_s[W - 1 : W] if W > 0 else r_s[:1], r_s[W:]]),
                                  cfg.temperature, cfg.snn_min_confidence)
+            if cfg.snn_min_target_px > 0:
+                path = hold_small_targets(path, start[:, 2:], cfg.snn_min_target_px)
             centres = self.tcf(start_c, path, x_ann[None].expand(T, -1, -1), fresh)
         wh_t = wh[None].expand(T, -1, -1)
         out["boxes"] = torch.cat([centres - (wh_t - 1) / 2, wh_t], dim=-1)
@@ -278,6 +284,17 @@ def gate_path(positions: Tensor, responses: Tensor, temperature: float, min_conf
     ok = (conf[1:] >= min_confidence) & (conf[:-1] >= min_confidence)
     deltas = (positions[1:] - positions[:-1]) * ok[..., None]
     return torch.cat([positions[:1], positions[:1] + deltas.cumsum(0)])
+
+
+def hold_small_targets(positions: Tensor, wh: Tensor, min_target_px: float) -> Tensor:
+    """SNN peak positions (T+1, B, 2) with the path of every target whose √(w·h) (``wh`` (B, 2),
+    pixels) is under ``min_target_px`` held at its first position: no SNN motion for it.
+
+    The SNN's response map has cells of 4 px and its template k×k samples across the box, so a
+    target under 4 cells (16 px) is one blob to it; with a moving camera its peak then follows
+    any background blob, and the box drifts off a target the frames would keep."""
+    small = (wh.prod(-1).sqrt() < min_target_px)[None, :, None]
+    return torch.where(small, positions[:1].expand_as(positions), positions)
 
 
 def check_variants(variants: str | list[str] | tuple[str, ...], option: str = "variants") -> list[str]:

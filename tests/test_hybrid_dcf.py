@@ -145,6 +145,55 @@ def test_gate_freezes_steps_whose_response_is_flat():
     np.testing.assert_allclose(gated.numpy(), [[0, 0], [1, 0], [1, 0], [1, 0], [2, 0]])
 
 
+def test_small_targets_keep_their_first_position_and_others_move():
+    torch = pytest.importorskip("torch")
+    from hybrid.model import hold_small_targets
+
+    positions = torch.tensor([[[0.0, 0.0], [5.0, 5.0]], [[1.0, 2.0], [6.0, 7.0]], [[3.0, 1.0], [9.0, 9.0]]])  # (T+1=3, B=2, 2)
+    wh = torch.tensor([[16.0, 9.0], [16.0, 16.0]])  # √(w·h) = 12 and 16 px
+    held = hold_small_targets(positions, wh, 16.0)
+    np.testing.assert_array_equal(held[:, 0].numpy(), [[0, 0], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(held[:, 1].numpy(), positions[:, 1].numpy())  # 16 px is not under 16
+    with pytest.raises(ParameterError, match="snn_min_target_px"):
+        __import__("hybrid.model").model.ModelConfig(snn_min_target_px=-1.0).check()
+
+
+def test_the_shipped_hybrid_holds_a_small_target_between_frames_like_its_frame_branch():
+    """A 12-px target (under the shipped 16 px): between frames the full hybrid's box does not move,
+    so it is x̂ = α_frame·start + (1 − α_frame)·x_ann for every step; a 30-px target moves with the events (confidence gate off)."""
+    torch = pytest.importorskip("torch")
+    from hybrid.checkpoint import load_model
+    from hybrid.data import crop_origin, make_unit
+
+    track = moving_square(n_frames=4)
+    rng = np.random.default_rng(1)
+    n = 6000
+    ev = np.zeros(n, dtype=track.events.dtype)
+    ev["t"] = np.sort(rng.integers(0, int(track.frame_t[-1]), n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 120, n), rng.integers(0, 90, n), rng.integers(0, 2, n)
+    track.events = ev
+    model = load_model("default", "full")
+    assert model.cfg.snn_min_target_px == 16.0
+    model.cfg = dataclasses.replace(model.cfg, snn_min_confidence=0.0)  # random events: the confidence gate would hold both
+    a = float(model.tcf.alphas[0])
+    moved = []
+    for side in (12.0, 30.0):
+        box = np.array([30.0, 25.0, side, side])
+        x0, y0 = crop_origin(box, 64)
+        unit = make_unit(track, 2, (x0, y0), 64, 33, 5)
+        start = torch.tensor([[box[0] - x0, box[1] - y0, side, side]], dtype=torch.float32)
+        ann = start + torch.tensor([[4.0, -3.0, 0, 0]])
+        batch = {"frame": torch.from_numpy(unit["frame"][None]), "events": torch.from_numpy(unit["events"][None]),
+                 "start_box": start}
+        with torch.no_grad():
+            boxes = model(batch, ann_estimate=ann)["boxes"][:, 0]
+        moved.append(float((boxes[1:, :2] - boxes[:1, :2]).abs().max()))
+        if side == 12.0:
+            expect = a * start[0, :2] + (1 - a) * ann[0, :2]
+            torch.testing.assert_close(boxes[:, :2], expect.expand(len(boxes), 2), rtol=0, atol=1e-5)
+    assert moved[0] == 0.0 and moved[1] > 0.5, moved
+
+
 def test_a_dark_frame_is_neither_searched_nor_learned():
     frame = texture()
     box = np.array([80.0, 60.0, 30.0, 30.0])
