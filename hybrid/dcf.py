@@ -29,6 +29,22 @@ with ``Ŷ`` the DFT of a Gaussian label of σ = ``sigma_factor``·√(w·h)/cell
 origin (η = 1 at the first frame). The peak of ``r`` (sub-cell by a parabola through its
 neighbours) is the translation, in cells of the region, of the target since the last frame.
 
+Spatially constrained filter (``filter_support`` > 0; BACF, Kiani Galoogahi et al. 2017, and
+the spatial constraint of CSR-DCF). The closed form above learns a filter as large as the region,
+so a larger region teaches it the background too. With a support, the filter is zero outside a
+box of ``filter_support`` × the target's size centred on the target, and the region can be large
+(``context``) without that: with the feature average ``X̂_c ← (1 − η)·X̂_c + η·Φ̂_c``, the filter
+``Ĝ`` (response ``r = Re F⁻¹{Σ_c Ĝ_c ⊙ Ẑ_c}``) solves
+
+    min ½‖Ŷ − Σ_c Ĝ_c ⊙ X̂_c‖² + ½λ‖Ĥ‖²   subject to  G_c = H_c,  H_c = M ⊙ H_c  (M: the support box)
+
+by ``admm_iterations`` ADMM steps from zero at every frame (dual L̂, penalty μ: 1, ×10 a step):
+
+    Ĝ ← (1/μ)·(q − X̂*·(X̂ᵀq)/(μ + Σ_c|X̂_c|²)),   q = X̂*·Ŷ − L̂ + μ·Ĥ   (Sherman–Morrison, per frequency)
+    H ← M ⊙ F⁻¹{(μ·Ĝ + L̂)/(λ + μ)},   L̂ ← L̂ + μ·(Ĝ − Ĥ)
+
+With ``filter_support = 0`` (M everywhere, one step from zero) this is the closed form.
+
 Scale (SAMF-style): the region is sampled at ``s_i = scale_step^i``, i ∈ {−n..n}
 (``scales = 2n + 1``); the scale whose peak (times ``scale_penalty`` when i ≠ 0) is highest
 wins, and the size moves to it by ``scale_lr``. The filter is updated at the new box.
@@ -65,6 +81,8 @@ class DCFParams:
     scale_penalty: float = 0.985
     scale_lr: float = 0.6
     min_brightness: float = 16.0  # DN: a region darker than this on average is not searched or learned
+    filter_support: float = 1.0  # > 0: the filter is zero outside this × the target box (BACF); 0: unconstrained closed form
+    admm_iterations: int = 2  # ADMM steps per frame of the constrained filter
 
     def check(self) -> "DCFParams":
         """ParameterError naming the first value outside :data:`DCF_RANGES` (or a region not a multiple of 4)."""
@@ -92,6 +110,8 @@ DCF_RANGES: dict[str, tuple[float, float]] = {
     "scale_penalty": (0.5, 1.0),
     "scale_lr": (0.0, 1.0),
     "min_brightness": (0.0, 255.0),
+    "filter_support": (0.0, 4.0),
+    "admm_iterations": (1, 20),
 }
 
 
@@ -156,6 +176,36 @@ def gaussian_label_dft(n: int, sigma_cells: float) -> np.ndarray:
     return np.fft.rfft2(g)
 
 
+def support_mask(n: int, size_cells: np.ndarray) -> np.ndarray:
+    """(n, n) float32 mask M of the constrained filter: 1 on the cells within ``size_cells`` (w, h)
+    /2 of the region centre (cell n/2, where the target's filter lies in the periodic layout), 0
+    elsewhere; at least the centre cell."""
+    d = np.abs(np.arange(n) - n // 2)
+    half = np.maximum(np.asarray(size_cells, np.float64) / 2, 0.5)
+    return ((d[:, None] <= half[1]) & (d[None, :] <= half[0])).astype(np.float32)
+
+
+def constrained_filter(x: np.ndarray, label: np.ndarray, mask: np.ndarray, regularization: float,
+                       iterations: int, mu: float = 1.0, mu_growth: float = 10.0, mu_max: float = 1e4) -> np.ndarray:
+    """Ĝ (C, n, n//2+1) of the spatially constrained filter (module docstring) from the feature
+    spectra ``x`` (C, n, n//2+1), the label spectrum (n, n//2+1) and the support ``mask`` (n, n).
+    The penalty starts at ``mu`` and grows by ``mu_growth`` a step up to ``mu_max`` (BACF's
+    schedule: a good filter in 2 steps; a fixed μ converges to the exact optimum, slowly)."""
+    n = mask.shape[0]
+    sxx = (x * np.conj(x)).real.sum(0)
+    xy = np.conj(x) * label[None]
+    h = dual = np.zeros_like(x)
+    g = xy
+    for _ in range(iterations):
+        q = xy - dual + mu * h
+        g = (q - np.conj(x) * (x * q).sum(0)[None] / (mu + sxx)[None]) / mu
+        spatial = np.fft.irfft2((mu * g + dual) / (regularization + mu), s=(n, n)) * mask[None]
+        h = np.fft.rfft2(spatial)
+        dual = dual + mu * (g - h)
+        mu = min(mu_growth * mu, mu_max)
+    return g
+
+
 def peak(response: np.ndarray) -> tuple[float, float, float]:
     """(dx, dy, value): the response's maximum as a periodic shift in cells, sub-cell by a
     parabola through the neighbours."""
@@ -185,6 +235,7 @@ class DCFTracker:
         half = self.p.scales // 2
         self.scale_factors = self.p.scale_step ** np.arange(-half, half + 1, dtype=np.float64)
         self.num = self.den = self.label = None
+        self.model_x = self.filter = self.mask = None  # the constrained filter's feature average, Ĝ, M
         self.centre = np.zeros(2)
         self.wh = np.ones(2)
         self.side = 1.0
@@ -197,6 +248,11 @@ class DCFTracker:
 
     def _learn(self, frame: np.ndarray, rate: float) -> None:
         phi = self._phi(frame, self.centre, self.side)
+        if self.p.filter_support > 0:
+            self.model_x = phi if self.model_x is None else (1 - rate) * self.model_x + rate * phi
+            self.filter = constrained_filter(self.model_x, self.label, self.mask, self.p.regularization,
+                                             self.p.admm_iterations)
+            return
         num = np.conj(self.label)[None] * phi
         den = (phi * np.conj(phi)).real.sum(0)
         if self.num is None:
@@ -213,7 +269,8 @@ class DCFTracker:
         n = self.p.region_px // CELL
         sigma = self.p.sigma_factor * np.sqrt(self.wh.prod()) * (self.p.region_px / self.side) / CELL
         self.label = gaussian_label_dft(n, max(sigma, 0.25))
-        self.num = None
+        self.mask = support_mask(n, self.p.filter_support * self.wh * (self.p.region_px / self.side) / CELL)
+        self.num = self.model_x = None
         self._learn(frame, 1.0)
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -221,10 +278,7 @@ class DCFTracker:
         best = None
         for i, s in enumerate(self.scale_factors):
             side = self.side * s
-            z = self._phi(frame, self.centre, side)
-            r = np.fft.irfft2((np.conj(self.num) * z).sum(0) / (self.den + self.p.regularization),
-                              s=(self.window.shape[0],) * 2)
-            dx, dy, v = peak(r)
+            dx, dy, v = peak(self.response(self._phi(frame, self.centre, side)))
             if s != 1.0:
                 v *= self.p.scale_penalty
             if best is None or v > best[3]:
@@ -232,6 +286,14 @@ class DCFTracker:
         dx, dy, s, v = best
         step = self.side * s / (self.p.region_px / CELL)  # image pixels per cell
         return self.centre + np.array([dx, dy]) * step, s, v
+
+    def response(self, z: np.ndarray) -> np.ndarray:
+        """The filter's response (n, n) to region features ``z`` (C, n, n//2+1) (spectra)."""
+        if self.p.filter_support > 0:
+            spectrum = (self.filter * z).sum(0)
+        else:
+            spectrum = (np.conj(self.num) * z).sum(0) / (self.den + self.p.regularization)
+        return np.fft.irfft2(spectrum, s=(self.window.shape[0],) * 2)
 
     def update(self, frame: np.ndarray) -> np.ndarray:
         patch = sample_region(frame, self.centre, self.side, self.p.region_px)

@@ -130,7 +130,7 @@ class RepDCFTracker(DCFTracker):
     # -- detection ----------------------------------------------------------------------------
     def _response(self, frame: np.ndarray, side: float) -> np.ndarray:
         z = self._phi(frame, self.centre, side)
-        return np.fft.irfft2((np.conj(self.num) * z).sum(0) / (self.den + self.p.regularization), s=(self.window.shape[0],) * 2)
+        return self.response(z)
 
     def _candidates(self, frame: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
         """(values (C,), boxes (C, 4)) of the response's local maxima at scale s, the main peak first."""
