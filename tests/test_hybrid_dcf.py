@@ -211,7 +211,7 @@ def test_the_shipped_hybrid_holds_a_small_target_between_frames_like_its_frame_b
     model = load_model("default", "full")
     assert model.cfg.snn_min_target_px == 16.0
     model.cfg = dataclasses.replace(model.cfg, snn_min_confidence=0.0)  # random events: the confidence gate would hold both
-    a = float(model.tcf.alphas[0])
+    a = float(model.tcf.alphas[0].detach())
     moved = []
     for side in (12.0, 30.0):
         box = np.array([30.0, 25.0, side, side])
