@@ -643,7 +643,7 @@ def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tu
         out_counts.append(np.zeros((c, h, w), np.int32))
     out = np.empty((t, c, h, w), np.int8)
     args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls], [cl.params for cl in calls],
-            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path, vector_only=True))
+            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path))
     return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
 
 

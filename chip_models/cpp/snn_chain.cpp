@@ -236,6 +236,39 @@ __attribute__((target("avx2"))) void expand_bits_avx2(const Stage& s, const uint
 
 #endif  // NEUROSIM_X86
 
+// The LIF conditions of lif_fused_avx2's Fast case (see soma.h), which lif_fast_avx512 also needs.
+inline bool lif_fast(const ConvLayerArgs& a, const Work& wk) {
+    return a.soma == 3 && a.shift >= 0 && a.shift < 32 && wk.small_bias && wk.bias_28 && a.lif.refractory_steps == 0 &&
+           a.lif.leak_alpha >= 0 && a.lif.leak_alpha <= 256 && a.lif.leak_beta == 0 &&
+           (a.lif.reset_mode == 0 || (a.lif.reset_mode == 1 && a.lif.v_th >= 0));
+}
+
+#if NEUROSIM_X86
+// soma_step (position-major, int16 accumulators) with the Fast LIF on AVX-512 when it applies; the
+// rest (other somas, the n % 16 tail) on soma_step's AVX2 bodies.
+__attribute__((target(NEUROSIM_AVX512))) inline void soma_step512(const ConvLayerArgs& a, const int16_t* acc, int64_t n,
+                                                                  Work& wk, int64_t off) {
+    int64_t done = 0;
+    if (lif_fast(a, wk)) {
+        const int32_t* b = a.bias ? wk.bias_pm.data() + off : nullptr;
+        int32_t* v = wk.v.data() + off;
+        int8_t* spk = wk.spk.data() + off;
+        done = a.lif.reset_mode == 0 ? soma::lif_fast_avx512<0>(acc, b, n, a.shift, a.lif, v, spk)
+                                     : soma::lif_fast_avx512<1>(acc, b, n, a.shift, a.lif, v, spk);
+    }
+    if (done < n) soma_step<int16_t, true>(a, acc + done, n - done, true, wk, off + done);
+}
+#endif
+
+template <bool Vec, bool W512>
+__attribute__((always_inline)) inline void soma_chain(const ConvLayerArgs& a, const int16_t* acc, int64_t n, Work& wk,
+                                                      int64_t off) {
+#if NEUROSIM_X86
+    if constexpr (W512) return soma_step512(a, acc, n, wk, off);
+#endif
+    soma_step<int16_t, Vec>(a, acc, n, true, wk, off);
+}
+
 // the spikes of output rows [r0, r1) of stage s at block step tl (wk.spk, position-major) to the
 // next stage (its image of that step, or the bits it pools), counting them
 template <bool Vec>
@@ -255,7 +288,7 @@ __attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t 
 
 // Band b of stage i over the block's steps t0 .. t0 + nt - 1: accumulate, soma, and hand the
 // spikes on (or, for the last stage, write the output rows); then flush the band's counts.
-template <bool Vec>
+template <bool Vec, bool W512 = false>
 __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b,
                                                     int64_t t0, int64_t nt) {
     Stage& s = *st[i];
@@ -271,11 +304,10 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
         if (i == 0) {  // spans from the input planes
             SpanPlan& sp = *s.span[b];
             const int8_t* xt = a.x + t * a.c * a.h * a.w;
-            if (sp.span == 32) span_accumulate<Vec, 32>(a, sp, xt, bd.c0, bd.c1);
-            else if (sp.span == 48) span_accumulate<Vec, 48>(a, sp, xt, bd.c0, bd.c1);
-            else span_accumulate<Vec, 0>(a, sp, xt, bd.c0, bd.c1);
-            for (int64_t oy = r0; oy < r1; ++oy)
-                soma_step<int16_t, Vec>(a, sp.row(oy - r0), wo * m, true, s.wk, oy * wo * m);
+            if (sp.span == 32) span_accumulate<Vec, 32, W512>(a, sp, xt, bd.c0, bd.c1);
+            else if (sp.span == 48) span_accumulate<Vec, 48, W512>(a, sp, xt, bd.c0, bd.c1);
+            else span_accumulate<Vec, 0, W512>(a, sp, xt, bd.c0, bd.c1);
+            for (int64_t oy = r0; oy < r1; ++oy) soma_chain<Vec, W512>(a, sp.row(oy - r0), wo * m, s.wk, oy * wo * m);
         } else {
             const uint8_t* img = s.imgs.data() + tl * s.img_size;
 #if NEUROSIM_X86
@@ -292,7 +324,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
             if (position_major) {
                 int16_t* acc = s.acc.data() + r0 * wo * m;
                 lut_accumulate<Vec>(ab, *s.lut, img + r0 * a.stride * s.ls.row_bytes, acc, s.offs[b].data());
-                soma_step<int16_t, Vec>(a, acc, (r1 - r0) * wo * m, true, s.wk, r0 * wo * m);
+                soma_chain<Vec, W512>(a, acc, (r1 - r0) * wo * m, s.wk, r0 * wo * m);
             }
         }
         if (last) {  // output rows [r0, r1) of step t, (M, P)
@@ -331,6 +363,10 @@ __attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage
                                                int64_t nt) {
     run_band<true>(st, i, b, t0, nt);
 }
+__attribute__((target(NEUROSIM_AVX512))) void band_avx512(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b,
+                                                          int64_t t0, int64_t nt) {
+    run_band<true, true>(st, i, b, t0, nt);
+}
 __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t n) {
     __m256i mx = _mm256_setzero_si256();
     int64_t i = 0;
@@ -343,6 +379,9 @@ __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t 
 }
 #else  // no x86 paths: the vector entry points are the scalar ones (never chosen: cpu_has_avx2() is false)
 void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
+    band_scalar(st, i, b, t0, nt);
+}
+void band_avx512(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
     band_scalar(st, i, b, t0, nt);
 }
 bool binary_input_avx2(const int8_t* x, int64_t n) { return binary_input(x, n); }
@@ -429,6 +468,7 @@ struct ChainJob::Impl {
         const int64_t blk = (p - 1) / n, i = (p - 1) % n, t0 = blk * block;
         const int64_t nt = std::min(block, st[0]->a.steps - t0);
         if (path == SCALAR) band_scalar(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
+        else if (path == AVX512VNNI || path == AMX) band_avx512(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
         else band_avx2(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
     }
 
