@@ -364,14 +364,14 @@ def _threads_alive() -> int:
 @pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("threads,helpers", [(2, 0), (2, 1), (3, 2), (3, 1), (1, 1)])
 def test_chain_started_beside_the_caller_equals_reference(path, threads, helpers):
-    """snn_chain_start: helpers work on the chain while the caller does something else, then the
-    caller joins the team; the result equals run_reference (outputs and counts), and no thread of
-    the job is left alive after join."""
+    """snn_chain_start: helpers (threads of the C++ pool) work on the chain while the caller does
+    something else, then the caller joins the team; the result equals run_reference (outputs and
+    counts), and the job leaves no new thread behind (the pool's threads are reused)."""
     x, layers, pools = _small_chain(threads * 10 + helpers)
     net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
     ref = run_reference(net, {"x": x})
     convs = [l for l in layers if l.kind == "conv2d"]
-    kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=threads)  # (the C++ pool of other tests is not ours)
+    kernels.snn_chain_start(x, [_call(l) for l in convs], pools, threads=threads, helpers=helpers).join()  # (pool threads)
     before = _threads_alive()
     with kernels.use_path(path):
         job = kernels.snn_chain_start(x, [_call(l) for l in convs], pools, threads=threads, helpers=helpers)
@@ -388,6 +388,7 @@ def test_chain_started_beside_the_caller_equals_reference(path, threads, helpers
 def test_chain_job_declines_and_is_joined_when_dropped():
     x, layers, pools = _small_chain(1)
     convs = [_call(l) for l in layers if l.kind == "conv2d"]
+    kernels.snn_chain_start(x, convs, pools, threads=3).join()  # (the C++ pool starts its threads on first use)
     before = _threads_alive()
     bad = x.copy()
     bad[-1, 0, 0, 0] = 2  # not 0/1 (the last step): the whole job declines

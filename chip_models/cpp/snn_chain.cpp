@@ -33,6 +33,7 @@
 // stage's int16 condition holds (max_m sum_k |w[m, k]| <= 32767), every stage but the last is an
 // SNN (LIF) layer with M % 8 == 0, and the shapes chain up.
 #include <neurosim/simd.h>
+#include <neurosim/thread_pool.h>
 
 #include <algorithm>
 #include <atomic>
@@ -438,7 +439,7 @@ struct ChainJob::Impl {
     std::atomic<bool> ok{true};
     std::mutex error_mu;
     std::exception_ptr error;
-    std::vector<std::thread> helpers;
+    std::shared_ptr<neurosim::ThreadPool::Job> helpers;  // the pool threads that work on it (start)
     bool joined = false;
 
     void prepare(int64_t k) {
@@ -629,9 +630,11 @@ ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, i
     }
 }
 
+// The helpers are threads of the one pool (neurosim/thread_pool.h), not threads started for the
+// call: a call costs a wake-up of a waiting (or still spinning) worker, not a thread creation.
 void ChainJob::start(int helpers) {
     Impl* J = impl.get();
-    for (int h = 0; h < helpers; ++h) J->helpers.emplace_back([J] { J->team(); });
+    if (helpers > 0) J->helpers = neurosim::ThreadPool::instance().start(helpers, helpers, [J](int64_t) { J->team(); });
 }
 
 int ChainJob::join() {
@@ -639,8 +642,8 @@ int ChainJob::join() {
     if (!J.joined) {
         J.joined = true;
         J.team();
-        for (std::thread& t : J.helpers) t.join();
-        J.helpers.clear();
+        if (J.helpers) neurosim::ThreadPool::instance().finish(J.helpers);  // (a helper not yet started runs team() here: nothing left)
+        J.helpers.reset();
     }
     if (J.error) std::rethrow_exception(J.error);
     return J.ok.load() ? 0 : -1;
