@@ -116,9 +116,15 @@ public:
     };
 
 private:
-    // hands task(0..n-1) to `workers` pool threads (the caller owns busy_)
+    // hands task(0..n-1) to `workers` pool threads (the caller owns busy_, released here if no
+    // thread can be started)
     std::shared_ptr<Job> submit(int64_t n, int workers, const std::function<void(int64_t)>* task) {
-        ensure(workers);
+        try {
+            ensure(workers);
+        } catch (...) {
+            busy_.store(false, std::memory_order_release);
+            throw;
+        }
         auto job = std::make_shared<Job>();
         job->task = task;
         job->n = n;
