@@ -168,7 +168,7 @@ struct Stage {
     ByteCounts last_counts;              // of the last stage's written outputs
     LutShape ls;
     int64_t img_size = 0;
-    std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the block (stages >= 1)
+    std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the ring's blocks (stages >= 1)
     std::vector<uint8_t> pbits;  // the previous stage's output bits (P, M/8) of a step, when this stage pools them
     std::vector<Band> bands;
     std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0: one per band
@@ -275,14 +275,13 @@ __attribute__((always_inline)) inline void soma_chain(const ConvLayerArgs& a, co
     soma_step<int16_t, Vec>(a, acc, n, true, wk, off);
 }
 
-// the spikes of output rows [r0, r1) of stage s at block step tl (wk.spk, position-major) to the
-// next stage (its image of that step, or the bits it pools), counting them
+// the spikes of output rows [r0, r1) of stage s (wk.spk, position-major) to the next stage (its
+// image in ring slot `slot`, or the bits it pools), counting them
 template <bool Vec>
-__attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t tl, int64_t r0, int64_t r1) {
-    // (tl: the image slot of the step)
+__attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t slot, int64_t r0, int64_t r1) {
     const int64_t row = s.a.wo * s.a.m;
     s.out_counts.add_pm(s.wk.spk.data(), r0 * s.a.wo, r1 * s.a.wo);
-    uint8_t* img = nx.imgs.data() + tl * nx.img_size;
+    uint8_t* img = nx.imgs.data() + slot * nx.img_size;
     if (nx.pool) {
         pack_bits<Vec>(s.wk.spk.data() + r0 * row, (r1 - r0) * row, nx.pbits.data() + r0 * row / 8);
         pool_into(nx, img, r0 / nx.pool, std::min<int64_t>(r1 / nx.pool, nx.a.h), s.a.wo);
