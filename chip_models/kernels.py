@@ -643,7 +643,7 @@ def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tu
         out_counts.append(np.zeros((c, h, w), np.int32))
     out = np.empty((t, c, h, w), np.int8)
     args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls], [cl.params for cl in calls],
-            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path, vector_only=True))
+            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path))
     return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
 
 
@@ -658,11 +658,14 @@ def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = Non
     condition (``max_m Σ_k |w[m, k]| ≤ 32767``) fails: run the layers one by one then.
 
     ``threads`` (default :func:`get_threads`, all CPUs): each stage's output rows are cut into that
-    many bands, worked on by the caller and ``threads - 1`` threads started for the call (joined
-    before it returns); the stages run one after the other over blocks of up to 255 steps (one
-    wait per stage and block, not per step). ``block_steps`` (0: as many steps as fit about 1 MB of
-    the bit images between the stages) only changes the order of the work. Same bits and counts for
-    every thread count and block size."""
+    many bands, and the steps into blocks of up to 255 (``block_steps``; 0: about 4 blocks per
+    thread with more than one thread, else as many steps as fit about 1 MB of the bit images
+    between the stages); the tasks (one band of one stage over one block) run as a data flow on
+    the caller and ``threads - 1`` threads of the C++ pool (a task starts once the previous block
+    of its band and the stage before on its block are done, so the stages of consecutive blocks
+    overlap). On the avx512vnni and amx paths the chain runs its AVX-512 variant (the fast LIF
+    soma 16 lanes wide, the first stage's spans one zmm add each), on the other vector paths the
+    AVX2 bodies. Same bits and counts for every path, thread count and block size."""
     threads = _check_threads(threads)
     if type(block_steps) is not int or block_steps < 0:
         raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")

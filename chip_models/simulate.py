@@ -25,9 +25,9 @@ snn_conv2 → snn_conv3 → snn_xcorr``) run in one C++ call (:func:`kernels.snn
 the call. With ``threads`` > 1 each layer of a chain cuts its output rows into that many bands; a
 chain on a network input starts at once on ``threads - 1`` helper threads
 (:func:`kernels.snn_chain_start`) while the calling thread runs the rest of the network (the ANN
-branch, one thread), then joins the chain's team until it is done (the helpers take bands as they
-come; one wait per layer and block of up to 255 steps, not per step). ``SimOptions(chains=False)``
-runs the layers one by one.
+branch, one thread), then joins the chain's team until it is done (the chain's tasks, one band of
+one layer over one block of steps, run as a data flow: the layers of consecutive blocks overlap on
+the threads). ``SimOptions(chains=False)`` runs the layers one by one.
 
 Everything that does not depend on the inputs is decided once, in :func:`compile`: the kernel
 path (passed to every kernel call; the process-wide :func:`kernels.set_path` is read only as the

@@ -7,8 +7,8 @@ every intermediate value as an output so the per-neuron counts are checked too. 
 (hypothesis): 2-4 conv stages, max pools of 2 and 3 between them, strides, paddings, kernel sizes,
 biases up to the int32 limits, shifts, LIF parameters (refractory, every reset mode) and a last
 stage in ANN or SNN mode; on the scalar and the vector path, and on 1, 2 and 3 threads (each
-stage's output rows cut into bands that run on the C++ pool, stage after stage over blocks of
-steps). The simulator's chain path must also give the same outputs, per-core active inputs and
+stage's output rows cut into bands, the bands of every block of steps run as a data flow on the
+chain's threads). The simulator's chain path must also give the same outputs, per-core active inputs and
 route packets as the layer-by-layer path on 1-3 threads.
 """
 
@@ -32,7 +32,7 @@ sim_mod = importlib.import_module("chip_models.simulate")  # the module; chip_mo
 
 VEC_PATHS = [
     pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
-    for p in ("scalar", "avx2")
+    for p in ("scalar", "avx2", "avx512vnni")
 ]
 
 
@@ -126,6 +126,44 @@ def _check_chain(x, layers, pools, path, threads=(1, 2, 3), block_steps=0):
 def test_chain_equals_reference_on_random_chains(path, case):
     x, layers, pools = case
     _check_chain(x, layers, pools, path)
+
+
+@st.composite
+def fast_lif_case(draw):
+    """Two SNN stages (and a last one) whose LIF is in the range of the fused fast soma (beta 0, no
+    refractory period, 0 <= alpha <= 256, reset to a value or subtract with v_th >= 0), with its
+    edges: shifts 0..31, biases at +-2^28, membranes driven into the 28-bit clamp, alpha 0, 255 and
+    256, rows of neurons that are not a multiple of 16 (the vector tails), blocks of 1-5 steps."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    t, h, w = draw(st.integers(1, 12)), draw(st.integers(3, 13)), draw(st.integers(3, 13))
+    x = (rng.random((t, 2, h, w)) < draw(st.sampled_from([0.1, 0.5, 1.0]))).astype(np.int8)
+    layers, src, c = [], "x", 2
+    for i in range(3):
+        last = i == 2
+        m = draw(st.sampled_from([1, 3, 8] if last else [8, 16]))
+        mode = draw(st.sampled_from(["value", "subtract"]))
+        v_th = draw(st.sampled_from([0, 1, 64, 2**20, 2**27 - 1])) if mode == "subtract" else draw(st.integers(-300, 300))
+        neuron = IntLIFParams(v_th=v_th, v_reset=draw(st.sampled_from([-(2**27), -5, 0, 7, 2**27 - 1])), reset_mode=mode,
+                              leak_alpha=draw(st.sampled_from([0, 1, 128, 230, 255, 256])), leak_beta=0)
+        bias = rng.choice([2**28, -(2**28), 0, 3, -3], m).astype(np.int32) if draw(st.booleans()) else None
+        k = draw(st.sampled_from([1, 3]))
+        wmax = draw(st.sampled_from([2, 128]))
+        layer = IntLayer(name=f"c{i}", kind="conv2d", source=src, mode="snn", weight=rng.integers(-wmax, wmax, (m, c, k, k)).astype(np.int8),
+                         bias=bias, shift=draw(st.sampled_from([0, 1, 5, 16, 30, 31])), stride=1, padding=k // 2, neuron=neuron)
+        layers.append(layer)
+        src, c = layer.name, m
+    return x, layers, draw(st.integers(1, 5))
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=fast_lif_case())
+def test_chain_fast_lif_range_equals_reference(path, case):
+    """The fused fast LIF soma (AVX2 8 lanes, AVX-512 16 lanes on the avx512vnni path) equals
+    run_reference at its edges, on 1-3 threads and blocks of 1-5 steps (the stages of different
+    blocks overlapping on the threads)."""
+    x, layers, block = case
+    _check_chain(x, layers, [0, 0, 0], path, block_steps=block)
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
@@ -326,14 +364,14 @@ def _threads_alive() -> int:
 @pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("threads,helpers", [(2, 0), (2, 1), (3, 2), (3, 1), (1, 1)])
 def test_chain_started_beside_the_caller_equals_reference(path, threads, helpers):
-    """snn_chain_start: helpers work on the chain while the caller does something else, then the
-    caller joins the team; the result equals run_reference (outputs and counts), and no thread of
-    the job is left alive after join."""
+    """snn_chain_start: helpers (threads of the C++ pool) work on the chain while the caller does
+    something else, then the caller joins the team; the result equals run_reference (outputs and
+    counts), and the job leaves no new thread behind (the pool's threads are reused)."""
     x, layers, pools = _small_chain(threads * 10 + helpers)
     net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
     ref = run_reference(net, {"x": x})
     convs = [l for l in layers if l.kind == "conv2d"]
-    kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=threads)  # (the C++ pool of other tests is not ours)
+    kernels.snn_chain_start(x, [_call(l) for l in convs], pools, threads=threads, helpers=helpers).join()  # (pool threads)
     before = _threads_alive()
     with kernels.use_path(path):
         job = kernels.snn_chain_start(x, [_call(l) for l in convs], pools, threads=threads, helpers=helpers)
@@ -350,6 +388,7 @@ def test_chain_started_beside_the_caller_equals_reference(path, threads, helpers
 def test_chain_job_declines_and_is_joined_when_dropped():
     x, layers, pools = _small_chain(1)
     convs = [_call(l) for l in layers if l.kind == "conv2d"]
+    kernels.snn_chain_start(x, convs, pools, threads=3).join()  # (the C++ pool starts its threads on first use)
     before = _threads_alive()
     bad = x.copy()
     bad[-1, 0, 0, 0] = 2  # not 0/1 (the last step): the whole job declines

@@ -17,18 +17,23 @@
 // Every stage's arithmetic is the conv_layer one (same accumulators, the same soma_step), so the
 // outputs equal conv_layer layer by layer bit for bit. Counts: the chain input's nonzero count per
 // input (the span loop), every stage's output count per neuron, and every pool output's count
-// (int32, channel-major (C, H, W), +=), byte counters flushed at the end of every block of <= 255 steps.
-// Order and threads: layer by layer over blocks of steps (stage 0 over steps t0..t0+B-1, then stage
-// 1 over the same steps, ...; the images between the stages are kept for the B steps), each stage
-// cut into bands of output rows (boundaries at multiples of the next stage's pool) that a team of
-// threads shares (ChainJob::Impl): one wait per stage and block, not per step. A band owns its rows'
-// accumulators, LIF state, counts and the next image's rows; stage 0's bands count disjoint input
-// rows. A neuron's arithmetic does not depend on the order of the stages over the steps (its inputs
-// are the previous stage's outputs of the same step), so every thread count gives the same bits.
+// (int32, channel-major (C, H, W), +=), byte counters flushed before they pass 255 steps and at the end.
+// Order and threads: the steps are cut into blocks, each stage's output rows into bands
+// (boundaries at multiples of the next stage's pool); a task is one band of one stage over one
+// block, and the tasks run as a data flow on a team of threads (ChainJob::Impl): a task starts
+// once the previous block of its band and every band of the stage before (the same block) are
+// done, so the stages of consecutive blocks overlap on different threads. The images between the
+// stages are kept in a ring of RING blocks. A band owns its rows' accumulators, LIF state, counts
+// and the next image's rows; stage 0's bands count disjoint input rows. A neuron's arithmetic does
+// not depend on the order of the tasks (its inputs are the previous stage's outputs of the same
+// step, its steps run in order), so every thread count and block size gives the same bits.
+// On the avx512vnni and amx paths the chain runs an AVX-512 variant (the fast LIF soma 16 lanes
+// wide, stage 0's spans one zmm add each); the other vector paths run the AVX2 bodies.
 // Conditions (checked here; nothing is written when they fail): the input holds only 0/1, every
 // stage's int16 condition holds (max_m sum_k |w[m, k]| <= 32767), every stage but the last is an
 // SNN (LIF) layer with M % 8 == 0, and the shapes chain up.
 #include <neurosim/simd.h>
+#include <neurosim/thread_pool.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,6 +43,7 @@
 #include <mutex>
 #include <thread>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "conv_common.h"
@@ -162,7 +168,7 @@ struct Stage {
     ByteCounts last_counts;              // of the last stage's written outputs
     LutShape ls;
     int64_t img_size = 0;
-    std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the block (stages >= 1)
+    std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the ring's blocks (stages >= 1)
     std::vector<uint8_t> pbits;  // the previous stage's output bits (P, M/8) of a step, when this stage pools them
     std::vector<Band> bands;
     std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0: one per band
@@ -236,13 +242,46 @@ __attribute__((target("avx2"))) void expand_bits_avx2(const Stage& s, const uint
 
 #endif  // NEUROSIM_X86
 
-// the spikes of output rows [r0, r1) of stage s at block step tl (wk.spk, position-major) to the
-// next stage (its image of that step, or the bits it pools), counting them
+// The LIF conditions of lif_fused_avx2's Fast case (see soma.h), which lif_fast_avx512 also needs.
+inline bool lif_fast(const ConvLayerArgs& a, const Work& wk) {
+    return a.soma == 3 && a.shift >= 0 && a.shift < 32 && wk.small_bias && wk.bias_28 && a.lif.refractory_steps == 0 &&
+           a.lif.leak_alpha >= 0 && a.lif.leak_alpha <= 256 && a.lif.leak_beta == 0 &&
+           (a.lif.reset_mode == 0 || (a.lif.reset_mode == 1 && a.lif.v_th >= 0));
+}
+
+#if NEUROSIM_X86
+// soma_step (position-major, int16 accumulators) with the Fast LIF on AVX-512 when it applies; the
+// rest (other somas, the n % 16 tail) on soma_step's AVX2 bodies.
+__attribute__((target(NEUROSIM_AVX512))) inline void soma_step512(const ConvLayerArgs& a, const int16_t* acc, int64_t n,
+                                                                  Work& wk, int64_t off) {
+    int64_t done = 0;
+    if (lif_fast(a, wk)) {
+        const int32_t* b = a.bias ? wk.bias_pm.data() + off : nullptr;
+        int32_t* v = wk.v.data() + off;
+        int8_t* spk = wk.spk.data() + off;
+        done = a.lif.reset_mode == 0 ? soma::lif_fast_avx512<0>(acc, b, n, a.shift, a.lif, v, spk)
+                                     : soma::lif_fast_avx512<1>(acc, b, n, a.shift, a.lif, v, spk);
+    }
+    if (done < n) soma_step<int16_t, true>(a, acc + done, n - done, true, wk, off + done);
+}
+#endif
+
+template <bool Vec, bool W512>
+__attribute__((always_inline)) inline void soma_chain(const ConvLayerArgs& a, const int16_t* acc, int64_t n, Work& wk,
+                                                      int64_t off) {
+#if NEUROSIM_X86
+    if constexpr (W512) return soma_step512(a, acc, n, wk, off);
+#endif
+    soma_step<int16_t, Vec>(a, acc, n, true, wk, off);
+}
+
+// the spikes of output rows [r0, r1) of stage s (wk.spk, position-major) to the next stage (its
+// image in ring slot `slot`, or the bits it pools), counting them
 template <bool Vec>
-__attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t tl, int64_t r0, int64_t r1) {
+__attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t slot, int64_t r0, int64_t r1) {
     const int64_t row = s.a.wo * s.a.m;
     s.out_counts.add_pm(s.wk.spk.data(), r0 * s.a.wo, r1 * s.a.wo);
-    uint8_t* img = nx.imgs.data() + tl * nx.img_size;
+    uint8_t* img = nx.imgs.data() + slot * nx.img_size;
     if (nx.pool) {
         pack_bits<Vec>(s.wk.spk.data() + r0 * row, (r1 - r0) * row, nx.pbits.data() + r0 * row / 8);
         pool_into(nx, img, r0 / nx.pool, std::min<int64_t>(r1 / nx.pool, nx.a.h), s.a.wo);
@@ -253,11 +292,12 @@ __attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t 
     }
 }
 
-// Band b of stage i over the block's steps t0 .. t0 + nt - 1: accumulate, soma, and hand the
-// spikes on (or, for the last stage, write the output rows); then flush the band's counts.
-template <bool Vec>
+// Band b of stage i over the block's steps t0 .. t0 + nt - 1, whose images are slots slot0 ..
+// slot0 + nt - 1 of the ring: accumulate, soma, and hand the spikes on (or, for the last stage,
+// write the output rows); then, when `flush`, flush the band's byte counters into the counts.
+template <bool Vec, bool W512 = false>
 __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b,
-                                                    int64_t t0, int64_t nt) {
+                                                    int64_t t0, int64_t nt, int64_t slot0, bool flush) {
     Stage& s = *st[i];
     const ConvLayerArgs& a = s.a;
     const Band bd = s.bands[b];
@@ -271,13 +311,12 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
         if (i == 0) {  // spans from the input planes
             SpanPlan& sp = *s.span[b];
             const int8_t* xt = a.x + t * a.c * a.h * a.w;
-            if (sp.span == 32) span_accumulate<Vec, 32>(a, sp, xt, bd.c0, bd.c1);
-            else if (sp.span == 48) span_accumulate<Vec, 48>(a, sp, xt, bd.c0, bd.c1);
-            else span_accumulate<Vec, 0>(a, sp, xt, bd.c0, bd.c1);
-            for (int64_t oy = r0; oy < r1; ++oy)
-                soma_step<int16_t, Vec>(a, sp.row(oy - r0), wo * m, true, s.wk, oy * wo * m);
+            if (sp.span == 32) span_accumulate<Vec, 32, W512>(a, sp, xt, bd.c0, bd.c1);
+            else if (sp.span == 48) span_accumulate<Vec, 48, W512>(a, sp, xt, bd.c0, bd.c1);
+            else span_accumulate<Vec, 0, W512>(a, sp, xt, bd.c0, bd.c1);
+            for (int64_t oy = r0; oy < r1; ++oy) soma_chain<Vec, W512>(a, sp.row(oy - r0), wo * m, s.wk, oy * wo * m);
         } else {
-            const uint8_t* img = s.imgs.data() + tl * s.img_size;
+            const uint8_t* img = s.imgs.data() + (slot0 + tl) * s.img_size;
 #if NEUROSIM_X86
             if constexpr (Vec) {
                 if (!s.few.empty()) {
@@ -292,7 +331,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
             if (position_major) {
                 int16_t* acc = s.acc.data() + r0 * wo * m;
                 lut_accumulate<Vec>(ab, *s.lut, img + r0 * a.stride * s.ls.row_bytes, acc, s.offs[b].data());
-                soma_step<int16_t, Vec>(a, acc, (r1 - r0) * wo * m, true, s.wk, r0 * wo * m);
+                soma_chain<Vec, W512>(a, acc, (r1 - r0) * wo * m, s.wk, r0 * wo * m);
             }
         }
         if (last) {  // output rows [r0, r1) of step t, (M, P)
@@ -305,9 +344,10 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
             }
             s.last_counts.add_cm(o, r0 * wo, r1 * wo);
         } else {
-            hand_on<Vec>(s, *st[i + 1], tl, r0, r1);
+            hand_on<Vec>(s, *st[i + 1], slot0 + tl, r0, r1);
         }
     }
+    if (!flush) return;
     if (last) {
         s.last_counts.flush_cm(r0 * wo, r1 * wo);
     } else {
@@ -317,8 +357,9 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
     }
 }
 
-void band_scalar(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
-    run_band<false>(st, i, b, t0, nt);
+using BandArgs = const std::tuple<size_t, size_t, int64_t, int64_t, int64_t, bool>;
+void band_scalar(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) {
+    run_band<false>(st, std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t));
 }
 
 bool binary_input(const int8_t* x, int64_t n) {
@@ -327,9 +368,12 @@ bool binary_input(const int8_t* x, int64_t n) {
     return umax <= 1;
 }
 #if NEUROSIM_X86
-__attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0,
-                                               int64_t nt) {
-    run_band<true>(st, i, b, t0, nt);
+__attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) {
+    run_band<true>(st, std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t));
+}
+__attribute__((target(NEUROSIM_AVX512))) void band_avx512(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) {
+    run_band<true, true>(st, std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t),
+                         std::get<5>(t));
 }
 __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t n) {
     __m256i mx = _mm256_setzero_si256();
@@ -342,9 +386,8 @@ __attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t 
     return umax <= 1 && binary_input(x + i, n - i);
 }
 #else  // no x86 paths: the vector entry points are the scalar ones (never chosen: cpu_has_avx2() is false)
-void band_avx2(std::vector<std::unique_ptr<Stage>>& st, size_t i, size_t b, int64_t t0, int64_t nt) {
-    band_scalar(st, i, b, t0, nt);
-}
+void band_avx2(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) { band_scalar(st, t); }
+void band_avx512(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) { band_scalar(st, t); }
 bool binary_input_avx2(const int8_t* x, int64_t n) { return binary_input(x, n); }
 #endif  // NEUROSIM_X86
 
@@ -360,31 +403,42 @@ bool int16_exact(const ConvLayerArgs& a) {
 
 }  // namespace
 
-// Steps per block: every stage runs a whole block before the next stage starts (one phase, i.e.
-// one wait, per stage and block); at most 255 (the byte counters) and about 1 MB of images.
+// Steps per block: at most 255 (the byte counters) and about 1 MB of images (the ring of every
+// stage's input images holds RING blocks). With more than one thread the default cuts the steps
+// into about BLOCKS_PER_THREAD blocks per thread, so that the stages of different blocks overlap.
 constexpr int64_t BLOCK_IMAGE_BYTES = 1 << 20;
+constexpr int64_t RING = 3;
+constexpr int64_t BLOCKS_PER_THREAD = 4;
 
-// A chain run by a team of threads (ChainJob in kernels.h). The work is a list of phases: phase 0
-// prepares (the input's 0/1 check in chunks, each stage's int16 check, buffers, plans and tables),
-// then one phase per block of steps and stage, whose tasks are the stage's bands. Every member
-// runs the same loop: wait until the previous phase is done, then claim the phase's tasks by an
-// atomic counter until none is left. Members may join late (the caller joins after its other
-// work: simulate runs the ANN branch meanwhile) or never claim anything; the results do not
-// depend on who ran which task (disjoint outputs), so they are the same for every thread count.
+// A chain run by a team of threads (ChainJob in kernels.h). Phase 0 prepares (the input's 0/1
+// check in chunks, each stage's int16 check, buffers, plans and tables): its tasks are claimed by
+// an atomic counter, and every member waits until all are done. Then the band tasks run as a
+// data flow: task (stage i, block k, band b) is ready when
+//   * (i, k - 1, b) is done (a band's LIF state, accumulators and counters go step after step),
+//   * every band of (i - 1, k) is done (its spikes are this block's input images), and
+//   * every band of (i + 1, k - RING) is done (the ring slot of the images that (i, k) writes is free);
+// a member takes the ready task with the lowest block (then the latest stage) under a mutex, runs
+// it, marks it done, and repeats until every task is done. So the stages of consecutive blocks run
+// at the same time on different threads, and a member that joins late (the caller, after its
+// other work: simulate runs the ANN branch meanwhile) takes whatever is ready. The results do not
+// depend on who ran which task or in which order (disjoint outputs, each neuron's steps in
+// order), so they are the same for every thread count and block size.
 struct ChainJob::Impl {
-    struct alignas(64) Phase {  // (a cache line each: the counters of neighbouring phases are not shared)
-        std::atomic<int64_t> next{0}, done{0};
-        int64_t tasks = 0;
-    };
     std::vector<std::unique_ptr<Stage>> st;
     int path = 0;
-    int64_t n = 0, block = 1, chunks = 1, total = 0;
-    std::unique_ptr<Phase[]> phases;
-    int64_t n_phases = 0;
-    std::atomic<bool> ok{true}, failed{false};
+    int64_t n = 0, block = 1, blocks = 0, chunks = 1, total = 0;
+    std::atomic<int64_t> prep_next{0}, prep_done{0};
+    int64_t prep_tasks = 0;
+    std::mutex mu;                               // guards the schedule below
+    std::vector<std::vector<int64_t>> done;      // [stage][band]: blocks done
+    std::vector<std::vector<char>> running;      // [stage][band]: a member runs its next block
+    std::vector<std::vector<int64_t>> unflushed; // [stage][band]: steps in the byte counters
+    int64_t remaining = 0;                       // band tasks not yet done
+    std::atomic<int64_t> version{0};             // += 1 whenever a task is done (waiting members watch it)
+    std::atomic<bool> ok{true};
     std::mutex error_mu;
     std::exception_ptr error;
-    std::vector<std::thread> helpers;
+    std::shared_ptr<neurosim::ThreadPool::Job> helpers;  // the pool threads that work on it (start)
     bool joined = false;
 
     void prepare(int64_t k) {
@@ -409,7 +463,8 @@ struct ChainJob::Impl {
             for (const Band& bd : s.bands) s.span.push_back(std::make_unique<SpanPlan>(s.a, bd.r0, bd.r1));
             return;
         }
-        s.imgs.assign(block * s.img_size, 0);  // (the padding stays zero; every step's interior is rewritten)
+        // (the padding stays zero; every step's interior is rewritten)
+        s.imgs.assign(std::min(RING, blocks) * block * s.img_size, 0);
         if (s.pool) {
             const ConvLayerArgs& p = st[k - 1]->a;
             s.pbits.assign(p.ho * p.wo * p.m / 8 + 4, 0);
@@ -424,38 +479,94 @@ struct ChainJob::Impl {
         }
     }
 
-    void task(int64_t p, int64_t k) {
-        if (p == 0) return prepare(k);
-        const int64_t blk = (p - 1) / n, i = (p - 1) % n, t0 = blk * block;
-        const int64_t nt = std::min(block, st[0]->a.steps - t0);
-        if (path == SCALAR) band_scalar(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
-        else band_avx2(st, static_cast<size_t>(i), static_cast<size_t>(k), t0, nt);
+    // block k of band b of stage i (the byte counters flushed before they could pass 255 steps,
+    // and after the last block)
+    void band_task(size_t i, size_t b, int64_t k) {
+        const int64_t steps = st[0]->a.steps, t0 = k * block, nt = std::min(block, steps - t0);
+        int64_t& pending = unflushed[i][b];
+        pending += nt;
+        const bool flush = k + 1 == blocks || pending + block > 255;
+        if (flush) pending = 0;
+        const BandArgs args{i, b, t0, nt, (k % RING) * block, flush};
+        if (path == SCALAR) band_scalar(st, args);
+        else if (path == AVX512VNNI || path == AMX) band_avx512(st, args);
+        else band_avx2(st, args);
     }
 
-    static void wait_done(const Phase& ph) {
-        for (int spin = 0; ph.done.load(std::memory_order_acquire) < ph.tasks; ++spin) {
-            if (spin < 4000) neurosim::cpu_relax();
-            else std::this_thread::yield();
+    int64_t min_done(size_t i) const {
+        int64_t m = done[i][0];
+        for (int64_t d : done[i]) m = std::min(m, d);
+        return m;
+    }
+
+    // the ready task with the lowest block, then the latest stage (under mu); false when none is
+    bool pick(size_t& bi, size_t& bb) {
+        int64_t best = -1;
+        for (size_t i = n; i-- > 0;) {
+            const int64_t below = i > 0 ? min_done(i - 1) : blocks;
+            const int64_t above = i + 1 < static_cast<size_t>(n) ? min_done(i + 1) : blocks;
+            for (size_t b = 0; b < done[i].size(); ++b) {
+                const int64_t k = done[i][b];
+                if (running[i][b] || k >= blocks || below <= k || above < k + 1 - RING) continue;
+                if (best < 0 || k < best) {
+                    best = k;
+                    bi = i;
+                    bb = b;
+                }
+            }
         }
+        return best >= 0;
+    }
+
+    void fail() {
+        std::lock_guard<std::mutex> lk(error_mu);
+        if (!error) error = std::current_exception();
+        ok.store(false);
     }
 
     void team() {
-        for (int64_t p = 0; p < n_phases; ++p) {
-            if (p > 0) {
-                wait_done(phases[p - 1]);
-                if (!ok.load(std::memory_order_relaxed)) return;  // a check failed (or a task threw): stop
+        for (int64_t k; (k = prep_next.fetch_add(1, std::memory_order_relaxed)) < prep_tasks;) {
+            try {
+                prepare(k);
+            } catch (...) {
+                fail();
             }
-            Phase& ph = phases[p];
-            for (int64_t k; (k = ph.next.fetch_add(1, std::memory_order_relaxed)) < ph.tasks;) {
-                try {
-                    task(p, k);
-                } catch (...) {
-                    std::lock_guard<std::mutex> lk(error_mu);
-                    if (!error) error = std::current_exception();
-                    ok.store(false);
+            prep_done.fetch_add(1, std::memory_order_acq_rel);
+        }
+        for (int spin = 0; prep_done.load(std::memory_order_acquire) < prep_tasks; ++spin) {
+            if (spin < 4000) neurosim::cpu_relax();
+            else std::this_thread::yield();
+        }
+        for (;;) {
+            size_t i = 0, b = 0;
+            int64_t seen;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                if (remaining == 0 || !ok.load(std::memory_order_relaxed)) return;
+                seen = version.load(std::memory_order_relaxed);
+                if (pick(i, b)) running[i][b] = 1;
+                else seen = -1 - seen;  // nothing ready: wait for the next completion
+            }
+            if (seen < 0) {
+                const int64_t v0 = -1 - seen;
+                for (int spin = 0; version.load(std::memory_order_acquire) == v0; ++spin) {
+                    if (spin < 4000) neurosim::cpu_relax();
+                    else std::this_thread::yield();
                 }
-                ph.done.fetch_add(1, std::memory_order_acq_rel);
+                continue;
             }
+            try {
+                band_task(i, b, done[i][b]);  // (done[i][b] changes only below, by this member)
+            } catch (...) {
+                fail();
+            }
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                ++done[i][b];
+                running[i][b] = 0;
+                --remaining;
+            }
+            version.fetch_add(1, std::memory_order_release);
         }
     }
 };
@@ -500,18 +611,29 @@ ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, i
             step_bytes += s.img_size;
         }
     }
-    J.block = std::clamp<int64_t>(block_steps > 0 ? block_steps : (step_bytes ? BLOCK_IMAGE_BYTES / step_bytes : 255), 1,
-                                  std::min<int64_t>(255, std::max<int64_t>(1, a0.steps)));
-    const int64_t blocks = (a0.steps + J.block - 1) / J.block;
-    J.n_phases = 1 + blocks * n;
-    J.phases = std::make_unique<Impl::Phase[]>(J.n_phases);
-    J.phases[0].tasks = n + J.chunks;
-    for (int64_t p = 1; p < J.n_phases; ++p) J.phases[p].tasks = static_cast<int64_t>(J.st[(p - 1) % n]->bands.size());
+    const int64_t steps = std::max<int64_t>(1, a0.steps);
+    int64_t want = block_steps;
+    if (want <= 0) {
+        want = step_bytes ? BLOCK_IMAGE_BYTES / (RING * step_bytes) : 255;
+        if (parts > 1) want = std::min(want, (steps + BLOCKS_PER_THREAD * parts - 1) / (BLOCKS_PER_THREAD * parts));
+    }
+    J.block = std::clamp<int64_t>(want, 1, std::min<int64_t>(255, steps));
+    J.blocks = (a0.steps + J.block - 1) / J.block;
+    J.prep_tasks = n + J.chunks;
+    for (int64_t i = 0; i < n; ++i) {
+        const size_t nb = J.st[i]->bands.size();
+        J.done.emplace_back(nb, 0);
+        J.running.emplace_back(nb, 0);
+        J.unflushed.emplace_back(nb, 0);
+        J.remaining += J.blocks * static_cast<int64_t>(nb);
+    }
 }
 
+// The helpers are threads of the one pool (neurosim/thread_pool.h), not threads started for the
+// call: a call costs a wake-up of a waiting (or still spinning) worker, not a thread creation.
 void ChainJob::start(int helpers) {
     Impl* J = impl.get();
-    for (int h = 0; h < helpers; ++h) J->helpers.emplace_back([J] { J->team(); });
+    if (helpers > 0) J->helpers = neurosim::ThreadPool::instance().start(helpers, helpers, [J](int64_t) { J->team(); });
 }
 
 int ChainJob::join() {
@@ -519,8 +641,8 @@ int ChainJob::join() {
     if (!J.joined) {
         J.joined = true;
         J.team();
-        for (std::thread& t : J.helpers) t.join();
-        J.helpers.clear();
+        if (J.helpers) neurosim::ThreadPool::instance().finish(J.helpers);  // (a helper not yet started runs team() here: nothing left)
+        J.helpers.reset();
     }
     if (J.error) std::rethrow_exception(J.error);
     return J.ok.load() ? 0 : -1;
