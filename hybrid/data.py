@@ -59,6 +59,17 @@ class Track:
         lo, hi = np.searchsorted(self.event_times(), [t0, t1])
         return self.events[lo:hi]
 
+    def event_counts(self, t0: int, t1: int) -> np.ndarray:
+        """Events per pixel with t0 ≤ t < t1 (µs): (2, H, W) float32, ON (p > 0) then OFF."""
+        ev = self.events_between(t0, t1)
+        plane = self.width * self.height
+        pixel = ev["y"].astype(np.intp)
+        pixel *= self.width
+        pixel += ev["x"]
+        pixel += (ev["p"] == 0).astype(np.intp) * plane  # OFF events in the second plane
+        counts = np.bincount(pixel, minlength=2 * plane)
+        return counts.reshape(2, self.height, self.width).astype(np.float32)
+
     def edges(self, k: int, bins: int) -> np.ndarray:
         """Bin edges (T+1,) of frame interval k (the last interval copies the previous length)."""
         ft = self.frame_t

@@ -49,6 +49,19 @@ Scale (SAMF-style): the region is sampled at ``s_i = scale_step^i``, i ∈ {−n
 (``scales = 2n + 1``); the scale whose peak (times ``scale_penalty`` when i ≠ 0) is highest
 wins, and the size moves to it by ``scale_lr``. The filter is updated at the new box.
 
+Event channels (``event_weight`` > 0; the hybrid's attention in the target model). The events
+of the frame interval before each APS frame, counted per pixel and polarity, are sampled over the
+same region (bilinear, as the frame), summed per 4×4 cell and compressed, ``E_p = log(1 + n_p)``;
+both are scaled together so that a cell's event vector has unit mean energy over the region:
+
+    φ ← φ ++ [w · E_p / √(mean over cells of (E_ON² + E_OFF²) + ε) for p in ON, OFF]   (w = ``event_weight``)
+
+so the filter also learns where the target's events are (a moving target lights up against a
+still background; its leading and trailing edges have opposite polarities) and weighs that cue
+against the frame's gradients online, as it learns the rest. A frame without events (the first
+one) gives zero channels. With ``event_weight = 0`` (the default, and the ANN branch alone) the
+features are the frame's only.
+
 Dark frames. A region whose mean intensity is below ``min_brightness`` (16 DN: under 4 bits of
 signal, e.g. a DAVIS in a dark room) shows the filter sensor noise, on which it would latch onto
 static background with a confident peak. Such a frame is neither searched nor learned: the box
@@ -83,6 +96,7 @@ class DCFParams:
     min_brightness: float = 16.0  # DN: a region darker than this on average is not searched or learned
     filter_support: float = 1.0  # > 0: the filter is zero outside this × the target box (BACF); 0: unconstrained closed form
     admm_iterations: int = 2  # ADMM steps per frame of the constrained filter
+    event_weight: float = 0.0  # w of the two event channels (ON, OFF); 0: frame features only
 
     def check(self) -> "DCFParams":
         """ParameterError naming the first value outside :data:`DCF_RANGES` (or a region not a multiple of 4)."""
@@ -112,6 +126,7 @@ DCF_RANGES: dict[str, tuple[float, float]] = {
     "min_brightness": (0.0, 255.0),
     "filter_support": (0.0, 4.0),
     "admm_iterations": (1, 20),
+    "event_weight": (0.0, 10.0),
 }
 
 
@@ -122,17 +137,21 @@ def region_side(wh: np.ndarray, context: float) -> float:
     return float(np.sqrt((w + pad) * (h + pad)))
 
 
-def sample_region(frame: np.ndarray, centre: np.ndarray, side: float, out_px: int) -> np.ndarray:
-    """The side×side square of ``frame`` (H, W) uint8 centred at ``centre`` (x, y), resampled
-    bilinearly to (out_px, out_px) float32 in [0, 1]; outside pixels replicate the border."""
+def warp_region(image: np.ndarray, centre: np.ndarray, side: float, out_px: int) -> np.ndarray:
+    """The side×side square of ``image`` (H, W) centred at ``centre`` (x, y), resampled bilinearly
+    to (out_px, out_px) in the image's dtype; outside pixels replicate the border."""
     import cv2
 
     s = out_px / side
     # output pixel u (centre u + ½) ← image x = c − A/2 + (u + ½)/s (continuous; pixel i spans [i, i + 1))
     tx, ty = (out_px / 2.0 - s * float(c) + 0.5 * (s - 1) for c in centre[:2])
     m = np.array([[s, 0.0, tx], [0.0, s, ty]], np.float64)
-    patch = cv2.warpAffine(frame, m, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return patch.astype(np.float32) / np.float32(255.0)
+    return cv2.warpAffine(image, m, (out_px, out_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def sample_region(frame: np.ndarray, centre: np.ndarray, side: float, out_px: int) -> np.ndarray:
+    """:func:`warp_region` of a uint8 ``frame`` as float32 in [0, 1]."""
+    return warp_region(frame, centre, side, out_px).astype(np.float32) / np.float32(255.0)
 
 
 def gradient_filters(orientations: int) -> np.ndarray:
@@ -161,6 +180,18 @@ def features(patch: np.ndarray, orientations: int, window: np.ndarray) -> np.nda
     grads = pooled / np.sqrt(block + np.float32(1e-4))
     grey = patch.reshape(n, CELL, n, CELL).mean(axis=(1, 3)) - patch.mean()
     return np.concatenate([grads, grey[None]]).astype(np.float32) * window
+
+
+def event_features(counts: np.ndarray, centre: np.ndarray, side: float, out_px: int, window: np.ndarray,
+                   weight: float) -> np.ndarray:
+    """The event channels (2, R/4, R/4) float32 of ``counts`` (2, H, W) events per pixel (ON, OFF)
+    over the region of side ``side`` at ``centre``, R = ``out_px`` (module docstring)."""
+    n = out_px // CELL
+    cells = np.stack([warp_region(np.ascontiguousarray(c), centre, side, out_px).reshape(n, CELL, n, CELL).sum(axis=(1, 3))
+                      for c in counts])
+    e = np.log1p(cells)
+    e /= np.sqrt((e * e).sum(0).mean() + np.float32(1e-3))
+    return (np.float32(weight) * e * window).astype(np.float32)
 
 
 def hann(n: int) -> np.ndarray:
@@ -241,10 +272,16 @@ class DCFTracker:
         self.side = 1.0
         self.last_peak = 0.0
         self.usable = True
+        self.events = None  # (2, H, W) event counts of the interval before the current frame
 
     def _phi(self, frame: np.ndarray, centre: np.ndarray, side: float) -> np.ndarray:
         patch = sample_region(frame, centre, side, self.p.region_px)
-        return np.fft.rfft2(features(patch, self.p.orientations, self.window))
+        phi = features(patch, self.p.orientations, self.window)
+        if self.p.event_weight > 0:
+            ev = (np.zeros((2,) + self.window.shape, np.float32) if self.events is None else
+                  event_features(self.events, centre, side, self.p.region_px, self.window, self.p.event_weight))
+            phi = np.concatenate([phi, ev])
+        return np.fft.rfft2(phi)
 
     def _learn(self, frame: np.ndarray, rate: float) -> None:
         phi = self._phi(frame, self.centre, self.side)
@@ -261,7 +298,10 @@ class DCFTracker:
             self.num = (1 - rate) * self.num + rate * num
             self.den = (1 - rate) * self.den + rate * den
 
-    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+    def init(self, frame: np.ndarray, box: np.ndarray, events: np.ndarray | None = None) -> None:
+        """Learn the target in ``box`` (xywh pixels) of ``frame`` (H, W) uint8; ``events`` (2, H, W)
+        the event counts before it (used with ``event_weight`` > 0; None: zero channels)."""
+        self.events = events
         box = np.asarray(box, np.float64)
         self.wh = box[2:].copy()
         self.centre = box[:2] + box[2:] / 2
@@ -295,7 +335,10 @@ class DCFTracker:
             spectrum = (np.conj(self.num) * z).sum(0) / (self.den + self.p.regularization)
         return np.fft.irfft2(spectrum, s=(self.window.shape[0],) * 2)
 
-    def update(self, frame: np.ndarray) -> np.ndarray:
+    def update(self, frame: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
+        """Search and learn ``frame`` (H, W) uint8; ``events`` (2, H, W) the ON / OFF event counts
+        since the previous frame (used with ``event_weight`` > 0). Returns the box xywh."""
+        self.events = events
         patch = sample_region(frame, self.centre, self.side, self.p.region_px)
         self.usable = float(patch.mean()) * 255.0 >= self.p.min_brightness
         if not self.usable:

@@ -31,7 +31,10 @@ Per unit (shapes B = batch, h = w = S/4):
 With ``target_model="dcf"`` steps 1, 3 and 4 are replaced at tracking time by the online target
 model of ``hybrid.dcf`` (a correlation filter learned at every APS frame, with scale search):
 the tracker passes its centre and size as ``ann_estimate`` and the variants fuse them as above
-(``full`` and ``no_attention`` then coincide; ``no_tcf`` needs response maps and is refused).
+(``no_tcf`` needs response maps and is refused). Step 3's role, the events steering the frame
+branch, is then taken by the target model's event channels (``target_events`` > 0: the events of
+each frame interval, ON and OFF, as two more feature channels of the filter; ``hybrid.dcf``):
+``full`` uses them, ``no_attention`` and ``ann_only`` do not.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class ModelConfig:
     target_model: str = "template"  # ANN branch at tracking time: "template" (first-frame template, steps 1–4) or "dcf" (online correlation filter, hybrid/dcf.py)
     target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
+    target_events: float = 0.0  # with target_model="dcf", variant full: weight of the event channels (ON, OFF) in the filter's features (0: frames only)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -151,6 +155,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "snn_min_confidence": (0.0, 1.0, False),
     "snn_min_target_px": (0.0, 1024.0, False),
     "target_min_ratio": (0.0, 1.0, True),
+    "target_events": (0.0, 10.0, False),
 }
 
 

@@ -117,8 +117,8 @@ class RepDCFTracker(DCFTracker):
         negs = self.neg_first + self.neg_pool
         self.reps_neg = F.kmeans(torch.cat(negs), self.head.k) if negs else None
 
-    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
-        super().init(frame, box)
+    def init(self, frame: np.ndarray, box: np.ndarray, events: np.ndarray | None = None) -> None:
+        super().init(frame, box, events)
         box = np.asarray(box, np.float64)
         self.pos_first, self.pos_pool, self.neg_pool = [embed(frame, positive_boxes(box))], [], []
         _, peaks = self._candidates(frame, 1.0)
@@ -161,9 +161,9 @@ class RepDCFTracker(DCFTracker):
             return centre, s, v
         return boxes[best, :2] + boxes[best, 2:] / 2, s, v * float(vals[best] / vals[0])
 
-    def update(self, frame: np.ndarray) -> np.ndarray:
+    def update(self, frame: np.ndarray, events: np.ndarray | None = None) -> np.ndarray:
         self.last_p, self.losers = None, np.zeros((0, 4))
-        box = super().update(frame)
+        box = super().update(frame, events)
         if not self.usable:
             return box
         e = embed(frame, box[None])

@@ -5,7 +5,8 @@ the unit's T boxes are shifted back to image pixels, and the last one is the
 estimate the next crop is centred on. The ANN template is taken once from the first frame at
 the given first box; with ``target_model="dcf"`` the online target model (``hybrid.dcf``) is
 learned at the first frame instead and, at every later frame, searches around the current
-(fused) estimate, learns the frame, and gives the unit its ANN box. Boxes are clamped to the
+(fused) estimate, learns the frame (with the events since the previous frame when
+``target_events`` > 0 and the variant is ``full``), and gives the unit its ANN box. Boxes are clamped to the
 image (centre inside, size 2 px .. image size).
 """
 
@@ -90,14 +91,16 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     z_ann = dcf = None
     t0 = time.perf_counter()
     if model.uses_ann and cfg.target_model == "dcf":
-        from hybrid.dcf import DCFTracker
+        from hybrid.dcf import DCFParams, DCFTracker
 
+        with_events = model.uses_attention and cfg.target_events > 0
+        params = DCFParams(event_weight=cfg.target_events if with_events else 0.0)
         if cfg.target_reps == "off":
-            dcf = DCFTracker()
+            dcf = DCFTracker(params)
         else:
             from hybrid.target_reps import RepDCFTracker
 
-            dcf = RepDCFTracker(negatives=cfg.target_reps == "np", min_ratio=cfg.target_min_ratio)
+            dcf = RepDCFTracker(params, negatives=cfg.target_reps == "np", min_ratio=cfg.target_min_ratio)
         dcf.init(track.frames[0], box)
     elif model.uses_ann:
         x0, y0 = crop_origin(box, S)
@@ -114,7 +117,8 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         if dcf is not None:
             if k:
                 dcf.correct(box[:2] + box[2:] / 2)
-                dcf.update(track.frames[k])
+                events = track.event_counts(int(track.frame_t[k - 1]), int(track.frame_t[k])) if with_events else None
+                dcf.update(track.frames[k], events)
                 ann_fresh = dcf.usable
             ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
         batch = {
