@@ -23,8 +23,8 @@ Network inputs: ``frame`` (1, S, S), 1 step per APS frame (int8, scale from
   |64·255| ≤ 2^14) and ``dcf_pool`` (4×4 sum pool, shift 4). The correlation with the learned
   filter is not in the graph: as a conv2d its kernel is (R/4)² = 1,024 taps per channel, past a
   Tianjic core's fan-in of 256, so it runs on the host in the Fourier domain with the cell
-  normalization, the intensity channel, the window and the filter's learning
-  (``meta["host_ops"]``).
+  normalization, the intensity channel, the event channels (``target_events``), the window and
+  the filter's learning (``meta["host_ops"]``).
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
         outputs.append(dcf[-1].name)
         meta["host_ops"] += ["DCF cell normalization + window", "DCF correlation and filter learning (FFT)",
                              "DCF peak + scale choice"]
+        if model.uses_attention and cfg.target_events > 0:
+            meta["host_ops"].append("DCF event channels (ON/OFF counts per cell, log, scaling)")
         meta["target_model"] = "dcf"
     elif model.uses_ann:
         ann, info = ann_integer(model, calibration)
