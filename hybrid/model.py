@@ -32,9 +32,9 @@ With ``target_model="dcf"`` steps 1, 3 and 4 are replaced at tracking time by th
 model of ``hybrid.dcf`` (a correlation filter learned at every APS frame, with scale search):
 the tracker passes its centre and size as ``ann_estimate`` and the variants fuse them as above
 (``no_tcf`` needs response maps and is refused). Step 3's role, the events steering the frame
-branch, is then taken by the target model's event channels (``target_events`` > 0: the events of
-each frame interval, ON and OFF, as two more feature channels of the filter; ``hybrid.dcf``):
-``full`` uses them, ``no_attention`` and ``ann_only`` do not.
+branch, is then taken by the target model's event channels (``target_events`` > 0, off in the shipped
+model: the events of each frame interval, ON and OFF, as two more feature channels of the filter;
+``hybrid.dcf``): ``full`` uses them, ``no_attention`` and ``ann_only`` do not.
 """
 
 from __future__ import annotations
