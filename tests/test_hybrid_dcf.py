@@ -19,6 +19,17 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from test_hybrid_baselines import moving_square  # noqa: E402
 
 
+def with_random_events(track: Track, n: int, seed: int) -> Track:
+    """``track`` with ``n`` events uniform over its pixels, times and polarities (its events replaced)."""
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, dtype=track.events.dtype)
+    ev["t"] = np.sort(rng.integers(0, int(track.frame_t[-1]), n))
+    ev["x"], ev["y"] = rng.integers(0, track.width, n), rng.integers(0, track.height, n)
+    ev["p"] = rng.integers(0, 2, n)
+    track.events = ev
+    return track
+
+
 def texture(h=160, w=200, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (7, 7), 0)
@@ -201,13 +212,7 @@ def test_the_shipped_hybrid_holds_a_small_target_between_frames_like_its_frame_b
     from hybrid.checkpoint import load_model
     from hybrid.data import crop_origin, make_unit
 
-    track = moving_square(n_frames=4)
-    rng = np.random.default_rng(1)
-    n = 6000
-    ev = np.zeros(n, dtype=track.events.dtype)
-    ev["t"] = np.sort(rng.integers(0, int(track.frame_t[-1]), n))
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, 120, n), rng.integers(0, 90, n), rng.integers(0, 2, n)
-    track.events = ev
+    track = with_random_events(moving_square(n_frames=4), 6000, seed=1)
     model = load_model("default", "full")
     assert model.cfg.snn_min_target_px == 16.0
     model.cfg = dataclasses.replace(model.cfg, snn_min_confidence=0.0)  # random events: the confidence gate would hold both
@@ -251,13 +256,7 @@ def test_a_unit_without_a_usable_frame_is_tracked_with_the_events_alone():
     from hybrid.checkpoint import load_model
     from hybrid.data import crop_origin, make_unit
 
-    track = moving_square(n_frames=4)
-    rng = np.random.default_rng(0)
-    n = 4000
-    ev = np.zeros(n, dtype=track.events.dtype)
-    ev["t"] = np.sort(rng.integers(0, int(track.frame_t[-1]), n))
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, 120, n), rng.integers(0, 90, n), rng.integers(0, 2, n)
-    track.events = ev
+    track = with_random_events(moving_square(n_frames=4), 4000, seed=0)
     box = track.box_at(track.frame_t[2:3])[0]
     x0, y0 = crop_origin(box, 64)
     unit = make_unit(track, 2, (x0, y0), 64, 33, 5)

@@ -14,17 +14,12 @@ from neurosim.errors import ParameterError
 EVENT = [("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")]
 
 
-def random_events(n, width, height, t_end, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ev = np.zeros(n, dtype=EVENT)
-    ev["t"] = np.sort(rng.integers(0, t_end, n))
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n)
-    return ev
-
-
 def test_event_counts_are_the_events_per_pixel_and_polarity_of_the_interval():
     w, h = 13, 7
-    ev = random_events(500, w, h, 1000)
+    rng = np.random.default_rng(0)
+    ev = np.zeros(500, dtype=EVENT)
+    ev["t"] = np.sort(rng.integers(0, 1000, 500))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, w, 500), rng.integers(0, h, 500), rng.integers(0, 2, 500)
     track = Track("t", np.zeros((2, h, w), np.uint8), np.array([0, 1000]), ev, None, None, w, h)
     counts = track.event_counts(200, 700)
     expect = np.zeros((2, h, w))
@@ -89,12 +84,12 @@ def test_the_full_hybrid_uses_the_events_and_no_attention_is_full_without_them()
 
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from test_hybrid_baselines import moving_square
+    from test_hybrid_dcf import with_random_events
 
     from hybrid.checkpoint import load_model
     from hybrid.track import track_sequence
 
-    track = moving_square(n_frames=8)
-    track.events = random_events(20_000, track.width, track.height, int(track.frame_t[-1]), seed=2)
+    track = with_random_events(moving_square(n_frames=8), 20_000, seed=2)
     boxes = {}
     for name, variant, weight in (("full", "full", 0.3), ("full0", "full", 0.0), ("no_attention", "no_attention", 0.3)):
         model = load_model("default", variant)
