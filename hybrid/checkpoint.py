@@ -132,7 +132,7 @@ def load_model(run: str | pathlib.Path, variant: str | None = None, model: dict[
     run = resolve_run(run)
     cfg = load_config(run)
     fields = {k: v for k, v in cfg.get("model", {}).items() if k not in RETIRED_MODEL_FIELDS}
-    mcfg = from_dict(ModelConfig, {**fields, **(model or {})}, where="model")
+    mcfg = from_dict(ModelConfig, {**fields, **(model or {})}, where="model.")
     if variant is not None:
         mcfg = dataclasses.replace(mcfg, variant=variant)
     model = DashNet(mcfg)

@@ -69,3 +69,15 @@ def test_eval_applies_model_settings_and_refuses_others(tmp_path, capsys):
                      "--variants", "ann_only", "--set", f"model.target_model={target}", "-q"]) == 0
         boxes[target] = sorted((out / "results").rglob("*.txt"))[0].read_text()
     assert boxes["dcf"] != boxes["template"]  # the override reached the tracker
+
+
+@pytest.mark.parametrize("setting, named", [("model.alpha_frame=\"x\"", "model.alpha_frame"),
+                                            ("model.no_such_key=1", "model.no_such_key"),
+                                            ("model.target_events=-1", "model.target_events")])
+def test_a_bad_model_setting_names_its_full_key(tmp_path, capsys, setting, named):
+    ds = _dataset(tmp_path, boxes=True)
+    assert main(["eval", "default", "--dataset", str(ds), "--split", "all", "-o", str(tmp_path / "ev"), "--baselines", "none",
+                 "--set", setting]) == 2
+    line = _one_error_line(capsys)
+    assert f"{named} " in line or f"{named}:" in line, line
+    assert not (tmp_path / "ev").exists()
