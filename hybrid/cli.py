@@ -86,12 +86,13 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--base", required=True, help="tracker the others are compared with, e.g. full_fit")
         p.add_argument("-o", "--out", help="also write compare.json and compare.md into this folder")
     elif name == "track":
-        p = add_verb(subparsers, "track", _track, help=help_text, needs=["torch"], inputs=("run", "sequence"),
+        p = add_verb(subparsers, "track", _track, settings=True, help=help_text, needs=["torch"], inputs=("run", "sequence"),
                      outputs=[Output(companions=lambda out, args: [out.with_suffix(".txt"), out.with_suffix(".times.txt")])],
                      example="neurosim track default seq.h5 -o out.mp4 --box 40,30,20,24",
                      description="Track a target through a sequence file (frames + events) from a first box "
                      "(default: the file's first ground-truth box). Writes a video with the boxes drawn over "
-                     "frames and events, and the boxes as text (<out>.txt: x,y,w,h per SNN step; <out>.times.txt).")
+                     "frames and events, and the boxes as text (<out>.txt: x,y,w,h per SNN step; <out>.times.txt). "
+                     "Model settings as in eval: --set model.KEY=VALUE (e.g. model.target_events=0.3).")
         p.add_argument("run", help="run folder or 'default' (the shipped model)")
         p.add_argument("sequence", help="sequence file (.h5) written by neurosim events simulate / data build")
         p.add_argument("-o", "--out", required=True, help="output video (.mp4)")
@@ -240,7 +241,7 @@ def _track(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.results import track_file
 
     box = _parse_box(args.box)
-    summary = track_file(args.run, args.sequence, args.out, box, args.every)
+    summary = track_file(args.run, args.sequence, args.out, box, args.every, model=model_overrides(args, "track"))
     ctx.say(f"tracked {summary['steps']} SNN steps ({summary['frames']} frames) at {summary['steps_per_second']:,.0f} "
             f"steps/s -> {summary['video']}, {summary['boxes']}")
     return summary

@@ -60,6 +60,7 @@ def write_track_results(out: str | pathlib.Path, track: Track, result: TrackResu
         track: the ``hybrid.data.Track`` that was tracked (frames, events, ground truth).
         result: its ``hybrid.track.TrackResult`` (boxes (N, 4), times (N,) µs, gt (N, 4)).
         every: draw one video frame every ``every`` SNN steps (≥ 1).
+        model: ModelConfig fields to override (``--set model.*``, as in ``neurosim eval``).
 
     Returns:
         ``{"video", "boxes", "steps", "frames", "steps_per_second"}`` plus ``auc`` and
@@ -84,7 +85,7 @@ def write_track_results(out: str | pathlib.Path, track: Track, result: TrackResu
 
 
 def track_file(run: str | pathlib.Path, sequence: str | pathlib.Path, out: str | pathlib.Path,
-               box: np.ndarray | list[float] | None = None, every: int = 4) -> dict:
+               box: np.ndarray | list[float] | None = None, every: int = 4, model: dict | None = None) -> dict:
     """Track a target through a sequence file and write the video and boxes (``neurosim track``).
 
     Args:
@@ -95,6 +96,7 @@ def track_file(run: str | pathlib.Path, sequence: str | pathlib.Path, out: str |
         box: first box ``(x, y, w, h)`` in pixels, 0-based (default: the file's ground truth at
             the first frame).
         every: draw one video frame every ``every`` SNN steps (≥ 1).
+        model: ModelConfig fields to override (``--set model.*``, as in ``neurosim eval``).
 
     Returns:
         The summary of :func:`write_track_results`.
@@ -112,10 +114,10 @@ def track_file(run: str | pathlib.Path, sequence: str | pathlib.Path, out: str |
     out = check_writable(out)
     if every < 1:
         raise ParameterError(f"--every {every} must be ≥ 1")
-    model = load_model(run)
+    tracker = load_model(run, model=model)
     track = load_track(sequence)
     if box is None and (track.boxes_t is None or len(track.boxes_t) == 0):
         raise InputError(f"{sequence} has no boxes: give the first box with --box x,y,w,h")
     if box is not None:
         check_first_box(box, track.width, track.height)
-    return write_track_results(out, track, track_sequence(model, track, box), every)
+    return write_track_results(out, track, track_sequence(tracker, track, box), every)

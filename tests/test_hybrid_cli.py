@@ -83,6 +83,13 @@ def test_train_eval_track_export_end_to_end(tiny_dataset, tiny_run, tmp_path, ca
     # determinism: the same run and sequence give identical boxes
     assert main(["track", str(tiny_run), str(seq), "-o", str(tmp_path / "again.mp4"), "-q"]) == 0
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "again.txt", delimiter=","), first)
+    # model settings reach the tracker, as in eval; other settings are refused with nothing written
+    assert main(["track", str(tiny_run), str(seq), "-o", str(tmp_path / "ann.mp4"), "-q", "--set", "model.variant=ann_only"]) == 0
+    assert not np.array_equal(np.loadtxt(tmp_path / "ann.txt", delimiter=","), first)
+    capsys.readouterr()
+    _one_line_error(capsys, main(["track", str(tiny_run), str(seq), "-o", str(tmp_path / "no.mp4"), "--set", "epochs=3"]),
+                    "model settings")
+    assert not (tmp_path / "no.mp4").exists() and not (tmp_path / "no.txt").exists()
 
     intnet = tmp_path / "intnet"
     assert main(["export", str(tiny_run), "-o", str(intnet), "-q"]) == 0
