@@ -136,9 +136,23 @@ def _train(args: argparse.Namespace, ctx: Any) -> dict:
     if args.resume and not (out / "checkpoint.safetensors").exists() and not args.variants:
         raise InputError(f"{out} has no checkpoint to resume: drop --resume or pass the run folder")
     if not args.variants:
-        return train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say, init_from=args.init_from)
-    return train_variants(args.dataset, out, cfg, args.variants, resume=args.resume, progress=ctx.progress, say=ctx.say,
-                          init_from=args.init_from)
+        result = train(args.dataset, out, cfg, resume=args.resume, progress=ctx.progress, say=ctx.say,
+                       init_from=args.init_from)
+    else:
+        result = train_variants(args.dataset, out, cfg, args.variants, resume=args.resume, progress=ctx.progress,
+                                say=ctx.say, init_from=args.init_from)
+    end_distributed()
+    return result
+
+
+def end_distributed() -> None:
+    """Destroy the torchrun process group after a run that finished: left to interpreter exit,
+    gloo's threads can abort the process (SIGABRT, "terminate called without an active exception";
+    pytorch/pytorch#190489). Not after a failure, where another rank may still be in a collective."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _eval(args: argparse.Namespace, ctx: Any) -> dict:
