@@ -60,7 +60,10 @@ class Track:
         return self.events[lo:hi]
 
     def event_counts(self, t0: int, t1: int) -> np.ndarray:
-        """Events per pixel with t0 ≤ t < t1 (µs): (2, H, W) float32, ON (p > 0) then OFF."""
+        """Events per pixel with t0 ≤ t < t1 (µs): (2, H, W) float32, ON (p > 0) then OFF.
+
+        ``bin_events(ev, [t0, t1], W, H)`` gives the same counts (OFF first) but tests every event's
+        bin and crop: 7.4 against 2.7 ms for the 0.62 M events of a Human7 interval."""
         ev = self.events_between(t0, t1)
         plane = self.width * self.height
         pixel = ev["y"].astype(np.intp)

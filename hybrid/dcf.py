@@ -187,7 +187,7 @@ def event_features(counts: np.ndarray, centre: np.ndarray, side: float, out_px: 
     """The event channels (2, R/4, R/4) float32 of ``counts`` (2, H, W) events per pixel (ON, OFF)
     over the region of side ``side`` at ``centre``, R = ``out_px`` (module docstring)."""
     n = out_px // CELL
-    cells = np.stack([warp_region(np.ascontiguousarray(c), centre, side, out_px).reshape(n, CELL, n, CELL).sum(axis=(1, 3))
+    cells = np.stack([warp_region(c, centre, side, out_px).reshape(n, CELL, n, CELL).sum(axis=(1, 3))
                       for c in counts])
     e = np.log1p(cells)
     e /= np.sqrt((e * e).sum(0).mean() + np.float32(1e-3))
