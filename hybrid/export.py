@@ -19,7 +19,7 @@ Network inputs: ``frame`` (1, S, S), 1 step per APS frame (int8, scale from
   step and are not part of the integer graph (listed in ``meta["host_ops"]``).
 - Online target model (``target_model = "dcf"``, the shipped model): the ANN branch is the
   DCF's int8 feature layer on the R×R search region (input ``frame`` (1, R, R), pixels − 128,
-  one step per searched scale): ``dcf_grad`` (K oriented-gradient 3×3 filters, ReLU, shift 7:
+  one step per searched scale, plus one per event frame with ``event_frames_hz`` > 0): ``dcf_grad`` (K oriented-gradient 3×3 filters, ReLU, shift 7:
   |64·255| ≤ 2^14) and ``dcf_pool`` (4×4 sum pool, shift 4). The correlation with the learned
   filter is not in the graph: as a conv2d its kernel is (R/4)² = 1,024 taps per channel, past a
   Tianjic core's fan-in of 256, so it runs on the host in the Fourier domain with the cell
@@ -94,13 +94,14 @@ def snn_layers(model, source: str = "events") -> list[IntLayer]:
     return layers
 
 
-def dcf_layers(params=None) -> tuple[dict[str, InputSpec], list[IntLayer]]:
-    """The online target model's integer layers (module docstring) and its ``frame`` input."""
+def dcf_layers(params=None, event_frames: int = 0) -> tuple[dict[str, InputSpec], list[IntLayer]]:
+    """The online target model's integer layers (module docstring) and its ``frame`` input: one
+    step per searched scale and one per event frame (searched at one scale) of an APS interval."""
     from hybrid.dcf import CELL, DCFParams, gradient_filters
 
     p = params or DCFParams()
     r, k = p.region_px, p.orientations
-    inputs = {"frame": InputSpec((1, r, r), 0, p.scales)}
+    inputs = {"frame": InputSpec((1, r, r), 0, p.scales + event_frames)}
     layers = [
         IntLayer(name="dcf_grad", kind="conv2d", source="frame", weight=gradient_filters(k)[:, None],
                  bias=np.zeros(k, np.int32), shift=7, padding=1, activation="relu", frac_bits=0),
@@ -121,7 +122,10 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
                             "snn_rate_hz": cfg.snn_rate_hz, "aps_rate_hz_assumed": 30.0,
                             "host_ops": ["soft-argmax", "TCF", "attention gate", "scale head"]}
     if model.uses_ann and cfg.target_model == "dcf":
-        dcf_inputs, dcf = dcf_layers()
+        from hybrid.event_frames import frames_per_interval
+
+        event_frames = frames_per_interval(cfg.event_frames_hz, 30.0) - 1 if model.uses_attention else 0
+        dcf_inputs, dcf = dcf_layers(event_frames=event_frames)
         inputs.update(dcf_inputs)
         layers.extend(dcf)
         outputs.append(dcf[-1].name)
@@ -129,6 +133,8 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
                              "DCF peak + scale choice"]
         if model.uses_attention and cfg.target_events > 0:
             meta["host_ops"].append("DCF event channels (ON/OFF counts per cell, log, scaling)")
+        if event_frames:
+            meta["host_ops"].append(f"event frames: {event_frames} per APS frame (event counts, exp per pixel of the region)")
         meta["target_model"] = "dcf"
     elif model.uses_ann:
         ann, info = ann_integer(model, calibration)

@@ -32,9 +32,13 @@ With ``target_model="dcf"`` steps 1, 3 and 4 are replaced at tracking time by th
 model of ``hybrid.dcf`` (a correlation filter learned at every APS frame, with scale search):
 the tracker passes its centre and size as ``ann_estimate`` and the variants fuse them as above
 (``no_tcf`` needs response maps and is refused). Step 3's role, the events steering the frame
-branch, is then taken by the target model's event channels (``target_events`` > 0, off in the shipped
-model: the events of each frame interval, ON and OFF, as two more feature channels of the filter;
-``hybrid.dcf``): ``full`` uses them, ``no_attention`` and ``ann_only`` do not.
+branch, is then taken by two things that ``full`` uses and ``no_attention`` and ``ann_only`` do not:
+
+- event frames (``event_frames_hz`` > 0): between two APS frames the target model searches
+  frames integrated from the APS frame and the events since it (``hybrid.event_frames``), at
+  ``event_frames_hz`` in all, and the TCF takes each of their boxes as a fresh ANN estimate;
+- event channels (``target_events`` > 0): the events of each frame interval, ON and OFF, as two
+  more feature channels of the filter (``hybrid.dcf``).
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ class ModelConfig:
     target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
     target_events: float = 0.0  # with target_model="dcf", variant full: weight of the event channels (ON, OFF) in the filter's features (0: frames only)
+    event_frames_hz: float = 0.0  # with target_model="dcf", variant full: rate of the frames (APS + event frames, hybrid/event_frames.py) the target model searches (0: APS frames only; the template model ignores it)
+    event_contrast: float = 0.25  # C of the event frames: log intensity per event (the sensor's contrast threshold)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -156,6 +162,8 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "snn_min_target_px": (0.0, 1024.0, False),
     "target_min_ratio": (0.0, 1.0, True),
     "target_events": (0.0, 10.0, False),
+    "event_frames_hz": (0.0, 100_000.0, False),
+    "event_contrast": (0.0, 10.0, True),
 }
 
 
@@ -206,15 +214,22 @@ class DashNet(nn.Module):
         return sample_template(self.ann_features(template_frame), self.template_box(template_box, k, spacing), STRIDE, k)
 
     def forward(self, unit: dict[str, Tensor], z_ann: Tensor | None = None,
-                ann_estimate: Tensor | None = None, ann_fresh: bool = True) -> dict[str, Tensor]:
+                ann_estimate: Tensor | None = None, ann_fresh: bool = True,
+                ann_steps: Tensor | None = None) -> dict[str, Tensor]:
         """One unit. ``unit``: frame (B,1,S,S), events (B,W+T,2,S,S), start_box (B,4), and either
         ``z_ann`` or template_frame (B,1,S,S) + template_box (B,4). ``ann_estimate`` (B,4) xywh,
         crop pixels: the frame's box from an online target model (``target_model="dcf"``), used in
         place of the ANN's response; ``ann_fresh=False`` says the frame gave no new estimate (too
-        dark to search): the unit then tracks with the SNN's peaks alone, as ``snn_only``. Returns boxes (T,B,4) and the
-        intermediate responses/positions used by the losses."""
+        dark to search): the unit then tracks with the SNN's peaks alone, as ``snn_only``.
+        ``ann_estimate`` (T,B,4) with ``ann_steps`` (T,) bool: the target model's box at every step
+        (the APS frame's at step 0, an event frame's from each step where ``ann_steps`` is True, held
+        in between); the TCF takes each as a fresh ANN estimate (variants full and no_attention).
+        Returns boxes (T,B,4) and the intermediate responses/positions used by the losses."""
         cfg = self.cfg
         W = cfg.warmup_bins
+        step_estimates = None
+        if ann_estimate is not None and ann_estimate.dim() == 3:
+            step_estimates, ann_estimate = ann_estimate, ann_estimate[0]
         events = unit["events"].transpose(0, 1).float()  # (W+T, B, 2, S, S)
         T = events.shape[0] - W
         start = unit["start_box"].float()
@@ -272,7 +287,11 @@ class DashNet(nn.Module):
                                  cfg.temperature, cfg.snn_min_confidence)
             if cfg.snn_min_target_px > 0:
                 path = hold_small_targets(path, start[:, 2:], cfg.snn_min_target_px)
-            centres = self.tcf(start_c, path, x_ann[None].expand(T, -1, -1), fresh)
+            ann_path = x_ann[None].expand(T, -1, -1)
+            if step_estimates is not None:
+                ann_path = step_estimates[..., :2] + (step_estimates[..., 2:] - 1) / 2
+                fresh = ann_steps
+            centres = self.tcf(start_c, path, ann_path, fresh)
         wh_t = wh[None].expand(T, -1, -1)
         out["boxes"] = torch.cat([centres - (wh_t - 1) / 2, wh_t], dim=-1)
         return out

@@ -6,8 +6,11 @@ estimate the next crop is centred on. The ANN template is taken once from the fi
 the given first box; with ``target_model="dcf"`` the online target model (``hybrid.dcf``) is
 learned at the first frame instead and, at every later frame, searches around the current
 (fused) estimate, learns the frame (with the events since the previous frame when
-``target_events`` > 0 and the variant is ``full``), and gives the unit its ANN box. Boxes are clamped to the
-image (centre inside, size 2 px .. image size).
+``target_events`` > 0 and the variant is ``full``), and gives the unit its ANN box. With
+``event_frames_hz`` > 0 (variant ``full``) it then follows the target through the interval on
+event frames (``hybrid.event_frames``: the APS frame brightened and darkened by the events since
+it), and the unit gets a box from each. Boxes are clamped to the image (centre inside, size
+2 px .. image size).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from hybrid.data import Track, aps_rate, bins_per_frame, crop_origin, make_unit
+from hybrid.event_frames import event_frame_steps, frames_per_interval, integrate_events
 from neurosim.errors import InputError
 
 
@@ -75,6 +79,28 @@ def track_sequence(model, track: Track, first_box: np.ndarray | None = None, max
         torch.set_num_threads(old)
 
 
+def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.ndarray, per_interval: int,
+                      contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """The target model's box at every step of frame interval k, (T, 1, 4) float32 crop pixels
+    (image box − ``shift``), and where it is new, (T,) bool: the APS frame's box from step 0 on,
+    then each event frame's (``per_interval − 1`` of them, hybrid.event_frames) from its step on.
+    ``times`` (T,): the steps' bin ends, µs. Moves ``dcf`` along (no learning)."""
+    steps = len(times)
+    boxes = np.repeat((dcf.box - shift)[None, None], steps, axis=0).astype(np.float32)
+    fresh = np.zeros(steps, bool)
+    fresh[0] = True
+    counts = np.zeros((2, track.height, track.width), np.float32)
+    t_prev = int(track.frame_t[k])
+    for j in event_frame_steps(steps, per_interval):
+        t_j = int(times[j - 1])
+        counts += track.event_counts(t_prev, t_j)
+        t_prev = t_j
+        dcf.relocate(integrate_events(track.frames[k], counts, contrast))
+        boxes[j:, 0] = dcf.box - shift
+        fresh[j] = True
+    return boxes, fresh
+
+
 def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     cfg = model.cfg
     S, W = cfg.search_size, cfg.warmup_bins
@@ -107,6 +133,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         unit = make_unit(track, 0, (x0, y0), S, bins, 0)
         tb = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
         z_ann = model.template(torch.from_numpy(unit["frame"][None]), tb)
+    per_interval = frames_per_interval(cfg.event_frames_hz, aps_rate(track)) if dcf is not None and model.uses_attention else 1
     boxes, times, steps = [], [], 0
     n = len(track.frame_t) if max_frames is None else min(max_frames, len(track.frame_t))
     for k in range(n):
@@ -121,12 +148,16 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
                 dcf.update(track.frames[k], events)
                 ann_fresh = dcf.usable
             ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
+        ann_steps = None
+        if per_interval > 1 and ann_fresh:
+            step_boxes, step_fresh = event_frame_boxes(dcf, track, k, unit["times"], shift, per_interval, cfg.event_contrast)
+            ann_estimate, ann_steps = torch.from_numpy(step_boxes), torch.from_numpy(step_fresh)
         batch = {
             "frame": torch.from_numpy(unit["frame"][None]),
             "events": torch.from_numpy(unit["events"][None]),
             "start_box": torch.from_numpy((box - shift)[None].astype(np.float32)),
         }
-        out = model(batch, z_ann=z_ann, ann_estimate=ann_estimate, ann_fresh=ann_fresh)["boxes"][:, 0].double().numpy() + shift
+        out = model(batch, z_ann=z_ann, ann_estimate=ann_estimate, ann_fresh=ann_fresh, ann_steps=ann_steps)["boxes"][:, 0].double().numpy() + shift
         out = clamp_boxes(out, track.width, track.height)
         boxes.append(out)
         times.append(unit["times"])

@@ -298,7 +298,8 @@ def test_the_shipped_model_exports_and_maps_onto_four_tianjic_chips(tmp_path):
     from neurosim.errors import NeurosimError
 
     res = export_run("default", tmp_path / "int")
-    assert res["meta"]["target_model"] == "dcf" and res["inputs"]["frame"] == [1, 128, 128, 3]
+    # 3 scales at the APS frame + 7 event frames of one scale (240 Hz at 30 Hz APS) per APS frame
+    assert res["meta"]["target_model"] == "dcf" and res["inputs"]["frame"] == [1, 128, 128, 3 + 7]
     _, net, _ = prepare(tmp_path / "int", "tianjic", overrides=["chips=4"])
     assert [layer.name for layer in net.layers][:2] == ["dcf_grad", "dcf_pool"]
     with pytest.raises(NeurosimError, match="dcf_grad needs 512 cores"):

@@ -78,7 +78,8 @@ def test_the_first_frame_without_events_learns_zero_event_channels():
 
 def test_the_full_hybrid_uses_the_events_and_no_attention_is_full_without_them():
     """On a moving square with events: ``full`` with target_events = 0 and ``no_attention`` give the
-    same boxes bit for bit; ``full`` with target_events > 0 tracks differently."""
+    same boxes bit for bit; ``full`` with target_events > 0 tracks differently (event frames off in
+    both: tests/test_hybrid_event_frames.py covers them)."""
     pytest.importorskip("torch")
     import sys
 
@@ -93,7 +94,7 @@ def test_the_full_hybrid_uses_the_events_and_no_attention_is_full_without_them()
     boxes = {}
     for name, variant, weight in (("full", "full", 0.3), ("full0", "full", 0.0), ("no_attention", "no_attention", 0.3)):
         model = load_model("default", variant)
-        model.cfg = dataclasses.replace(model.cfg, target_events=weight)
+        model.cfg = dataclasses.replace(model.cfg, target_events=weight, event_frames_hz=0.0)
         boxes[name] = track_sequence(model, track).boxes
     np.testing.assert_array_equal(boxes["full0"], boxes["no_attention"])
     assert not np.array_equal(boxes["full"], boxes["full0"])
