@@ -80,11 +80,13 @@ def track_sequence(model, track: Track, first_box: np.ndarray | None = None, max
 
 
 def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.ndarray, per_interval: int,
-                      contrast: float) -> tuple[np.ndarray, np.ndarray]:
+                      contrast: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The target model's box at every step of frame interval k, (T, 1, 4) float32 crop pixels
     (image box − ``shift``), and where it is new, (T,) bool: the APS frame's box from step 0 on,
     then each event frame's (``per_interval − 1`` of them, hybrid.event_frames) from its step on.
-    ``times`` (T,): the steps' bin ends, µs. Moves ``dcf`` along (no learning)."""
+    ``times`` (T,): the steps' bin ends, µs. Moves ``dcf`` along (no learning). Also returns the
+    event counts (2, H, W) it integrated, those from the APS frame's time to the last returned
+    time (µs), which the next APS frame's event channels continue instead of counting again."""
     steps = len(times)
     boxes = np.repeat((dcf.box - shift)[None, None], steps, axis=0).astype(np.float32)
     fresh = np.zeros(steps, bool)
@@ -98,7 +100,17 @@ def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.nd
         dcf.relocate(integrate_events(track.frames[k], counts, contrast))
         boxes[j:, 0] = dcf.box - shift
         fresh[j] = True
-    return boxes, fresh
+    return boxes, fresh, counts, t_prev
+
+
+def interval_counts(track: Track, k: int, counted: list | None) -> np.ndarray:
+    """The event counts (2, H, W) of frame interval k − 1 (from APS frame k − 1 to frame k): the
+    ``counted`` part that interval's event frames integrated ([counts, until µs]) plus the rest."""
+    t0, t1 = int(track.frame_t[k - 1]), int(track.frame_t[k])
+    if counted is None:
+        return track.event_counts(t0, t1)
+    counts, until = counted
+    return counts + track.event_counts(until, t1)
 
 
 def _track(model, track: Track, first_box, max_frames) -> TrackResult:
@@ -135,6 +147,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         z_ann = model.template(torch.from_numpy(unit["frame"][None]), tb)
     per_interval = frames_per_interval(cfg.event_frames_hz, aps_rate(track)) if dcf is not None and model.uses_attention else 1
     boxes, times, steps = [], [], 0
+    counted = None  # (counts, until µs) of the previous interval's events, from its event frames
     n = len(track.frame_t) if max_frames is None else min(max_frames, len(track.frame_t))
     for k in range(n):
         x0, y0 = crop_origin(box, S)
@@ -144,13 +157,14 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         if dcf is not None:
             if k:
                 dcf.correct(box[:2] + box[2:] / 2)
-                events = track.event_counts(int(track.frame_t[k - 1]), int(track.frame_t[k])) if with_events else None
+                events = interval_counts(track, k, counted) if with_events else None
                 dcf.update(track.frames[k], events)
                 ann_fresh = dcf.usable
             ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
-        ann_steps = None
+        ann_steps = counted = None
         if per_interval > 1 and ann_fresh:
-            step_boxes, step_fresh = event_frame_boxes(dcf, track, k, unit["times"], shift, per_interval, cfg.event_contrast)
+            step_boxes, step_fresh, *counted = event_frame_boxes(dcf, track, k, unit["times"], shift, per_interval,
+                                                                 cfg.event_contrast)
             ann_estimate, ann_steps = torch.from_numpy(step_boxes), torch.from_numpy(step_fresh)
         batch = {
             "frame": torch.from_numpy(unit["frame"][None]),
