@@ -40,6 +40,9 @@ from neurosim.intneuron import IntLIFParams
 from neurosim.intnet import InputSpec, IntLayer, IntNetwork, save
 
 
+APS_RATE_HZ = 30.0  # the APS rate the export assumes: SNN steps and event frames per APS frame
+
+
 def _pow2_frac(w: np.ndarray) -> int:
     m = float(np.abs(w).max())
     return 0 if m == 0 else int(math.floor(math.log2(127.0 / m)))
@@ -114,17 +117,17 @@ def export_model(model, calibration: torch.Tensor | None = None) -> IntNetwork:
     """The whole tracker (both branches and correlation heads) as one IntNetwork."""
     cfg = model.cfg
     S, k, k_ann = cfg.search_size, cfg.template_size, cfg.ann_template[0]
-    bins = max(1, int(round(cfg.snn_rate_hz / 30.0)))
+    bins = max(1, int(round(cfg.snn_rate_hz / APS_RATE_HZ)))
     inputs: dict[str, InputSpec] = {}
     layers: list[IntLayer] = []
     outputs: list[str] = []
     meta: dict[str, Any] = {"exported_by": "hybrid.export", "variant": cfg.variant, "search_size": S,
-                            "snn_rate_hz": cfg.snn_rate_hz, "aps_rate_hz_assumed": 30.0,
+                            "snn_rate_hz": cfg.snn_rate_hz, "aps_rate_hz_assumed": APS_RATE_HZ,
                             "host_ops": ["soft-argmax", "TCF", "attention gate", "scale head"]}
     if model.uses_ann and cfg.target_model == "dcf":
         from hybrid.event_frames import frames_per_interval
 
-        event_frames = frames_per_interval(cfg.event_frames_hz, 30.0) - 1 if model.uses_attention else 0
+        event_frames = frames_per_interval(cfg.event_frames_hz, APS_RATE_HZ) - 1 if model.uses_attention else 0
         dcf_inputs, dcf = dcf_layers(event_frames=event_frames)
         inputs.update(dcf_inputs)
         layers.extend(dcf)
