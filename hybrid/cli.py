@@ -81,8 +81,12 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
                      description="Compare trackers over training seeds: each folder is one seed's 'neurosim eval' output "
                      "(same tracker names, same sequences). Prints each tracker's AUC per seed, mean (sd) and P@20, "
                      "and the base minus each tracker per seed, on the mean, and as a paired bootstrap over sequences "
-                     "(each sequence's AUC averaged over the seeds).")
-        p.add_argument("evals", nargs="+", help="folders written by 'neurosim eval -o', one per training seed")
+                     "(each sequence's AUC averaged over the seeds). With --pool the folders are evaluations of other "
+                     "datasets (or regimes) and their sequences are pooled, one vote each.")
+        p.add_argument("evals", nargs="+", help="folders written by 'neurosim eval -o', one per training seed "
+                       "(with --pool: one per dataset)")
+        p.add_argument("--pool", action="store_true", help="pool the sequences of all folders (evaluations of "
+                       "different datasets, splits or regimes) instead of averaging seeds over the same sequences")
         p.add_argument("--base", required=True, help="tracker the others are compared with, e.g. full_fit")
         p.add_argument("-o", "--out", help="also write compare.json and compare.md into this folder")
     elif name == "track":
@@ -267,7 +271,7 @@ def _compare(args: argparse.Namespace, ctx: Any) -> dict:
 
     for folder in args.evals:
         existing_dir(folder, "evaluation folder")
-    result = compare(args.evals, args.base)
+    result = compare(args.evals, args.base, pool=args.pool)
     if args.out:
         write_compare(result, args.out)
     ctx.say(table(result).rstrip())
