@@ -57,9 +57,9 @@ def compare(folders: list[str | pathlib.Path], base: str, pool: bool = False) ->
     ``pool``, one per dataset, their sequences pooled).
 
     Returns ``{"evaluations", "base", "pooled", "trackers": {name: {"auc": [per evaluation],
-    "auc_mean", "auc_sd", "precision_20_mean", "sequences"}}, "differences": {name: {"per_seed",
-    "mean", "bootstrap": {"diff", "ci95", "wins", "n"}}}, "left_out"}`` (AUC and P@20 as fractions
-    in [0, 1]; pooled: ``auc_mean`` and ``mean`` over the pooled sequences)."""
+    "auc_mean", "auc_sd", "precision_20_mean", "sequences"}}, "differences": {name: {"per_seed"
+    (pooled: "per_evaluation"), "mean", "bootstrap": {"diff", "ci95", "wins", "n"}}}, "left_out"}``
+    (AUC and P@20 as fractions in [0, 1]; pooled: ``auc_mean`` and ``mean`` over the pooled sequences)."""
     from hybrid.metrics import paired_bootstrap
 
     evals = [load_scores(f) for f in folders]
@@ -85,8 +85,8 @@ def compare(folders: list[str | pathlib.Path], base: str, pool: bool = False) ->
         if n != base:
             per_eval = [a - b for a, b in zip(trackers[base]["auc"], trackers[n]["auc"])]
             boot = paired_bootstrap(per_seq[base], per_seq[n])
-            diffs[n] = {"per_seed": per_eval, "mean": boot["diff"] if pool else float(np.mean(per_eval)),
-                        "bootstrap": boot}
+            diffs[n] = {"per_evaluation" if pool else "per_seed": per_eval,
+                        "mean": boot["diff"] if pool else float(np.mean(per_eval)), "bootstrap": boot}
     return {"evaluations": [str(f) for f in folders], "base": base, "pooled": pool, "trackers": trackers,
             "differences": diffs, "left_out": sorted({n for e in evals for n in e} - set(names))}
 
@@ -125,7 +125,8 @@ def table(result: dict[str, Any]) -> str:
               "|---|---|---|---|---|"]
     for n, d in result["differences"].items():
         b = d["bootstrap"]
-        lines.append(f"| {n} | {' / '.join(f'{x:+.3f}' for x in d['per_seed'])} | {d['mean']:+.3f} | "
+        per = d["per_evaluation" if pooled else "per_seed"]
+        lines.append(f"| {n} | {' / '.join(f'{x:+.3f}' for x in per)} | {d['mean']:+.3f} | "
                      f"{b['ci95'][0]:+.3f} … {b['ci95'][1]:+.3f} | {b['wins']} / {b['n']} |")
     return "\n".join(lines) + "\n"
 

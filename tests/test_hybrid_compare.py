@@ -62,7 +62,7 @@ def test_compare_pooled_worked_by_hand(tmp_path, capsys):
     assert r["trackers"]["b"]["auc_mean"] == pytest.approx(1.1 / 3)
     assert r["trackers"]["a"]["precision_20_mean"] == pytest.approx(2.5 / 3)  # per sequence: 0.9, 0.9, 0.7
     d = r["differences"]["b"]
-    assert d["per_seed"] == pytest.approx([0.1, 0.5])  # per evaluation
+    assert d["per_evaluation"] == pytest.approx([0.1, 0.5])
     # pooled d = (+0.3, -0.1, +0.5): mean 0.7 / 3, a wins 2 of 3
     assert d["mean"] == pytest.approx(0.7 / 3) and d["bootstrap"]["diff"] == pytest.approx(0.7 / 3)
     assert (d["bootstrap"]["wins"], d["bootstrap"]["n"]) == (2, 3)
