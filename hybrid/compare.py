@@ -16,9 +16,10 @@ and for every tracker k other than the base b:
 Pooled (``pool=True``): each folder is instead an evaluation of the same trackers on *other*
 sequences (another dataset, split or regime), and the sequences of all folders are pooled, each
 with one vote: ``auc`` holds each evaluation's AUC, ``auc_mean`` (``precision_20_mean``) is the
-mean over all N pooled sequences of the per-sequence AUC (P@20), and the bootstrap resamples ``d_i = auc_b,i − auc_k,i`` over
-those N sequences (a sequence of folder j is named ``j:name``, so one clip built in two regimes
-counts twice). This is the figure for "over every real clip we have, does b beat k?".
+mean over all N pooled sequences of the per-sequence AUC (P@20), and the bootstrap resamples
+``d_i = auc_b,i − auc_k,i`` over those N sequences (a sequence of folder j is named ``j:name``,
+so one clip built in two regimes counts twice). This is the figure for "over every real clip we
+have, does b beat k?".
 """
 
 from __future__ import annotations
