@@ -647,8 +647,33 @@ def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tu
     return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
 
 
+FIRST_STAGES = {"auto": _k.FirstStage.AUTO, "spans": _k.FirstStage.SPANS, "rows": _k.FirstStage.ROWS}
+
+
+def _first_stage(first_stage: str, calls: list, path: str | None):
+    """The C++ code of ``first_stage`` (checked: ``rows`` only where :func:`chain_rows_available`)."""
+    if first_stage not in FIRST_STAGES:
+        raise ParameterError(f"first_stage must be one of {sorted(FIRST_STAGES)}, not {first_stage!r}")
+    if first_stage == "rows" and not chain_rows_available(calls[0], path):
+        raise ParameterError("first_stage='rows' needs the avx512vnni or amx path on a CPU with AVX-512 VBMI and a first "
+                             "stage with 8 or 16 outputs, stride <= 4 and kernel width <= 16: use 'auto' or 'spans'")
+    return FIRST_STAGES[first_stage]
+
+
+def chain_rows_available(call, path: str | None = None) -> bool:
+    """Whether a chain whose first stage is ``call`` can run that stage as dense VNNI rows on ``path``
+    (default: the process's): avx512vnni or amx on a CPU with AVX-512 VBMI, M in {8, 16}, stride ≤ 4,
+    kw ≤ 16."""
+    name = get_path() if path is None else path
+    if name not in _PATHS:
+        name = resolve_path(name)  # (raises)
+    m, _, _, kw = call.weight.shape
+    return (name in ("avx512vnni", "amx") and bool(_k.cpu_features()["avx512vbmi"]) and m in (8, 16)
+            and call.stride <= 4 and kw <= 16)
+
+
 def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
-              block_steps: int = 0, path: str | None = None) -> ChainRun | None:
+              block_steps: int = 0, path: str | None = None, first_stage: str = "auto") -> ChainRun | None:
     """Spiking conv layers chained in one C++ call (``cpp/snn_chain.cpp``), the spikes kept
     bit-packed between them: stage ``i`` is ``calls[i]`` (a :class:`LayerCall`) applied to stage
     ``i - 1``'s spikes max-pooled ``pools[i]`` × ``pools[i]`` first (0: no pool; ``pools[0]`` must
@@ -665,12 +690,19 @@ def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = Non
     of its band and the stage before on its block are done, so the stages of consecutive blocks
     overlap). On the avx512vnni and amx paths the chain runs its AVX-512 variant (the fast LIF
     soma 16 lanes wide, the first stage's spans one zmm add each), on the other vector paths the
-    AVX2 bodies. Same bits and counts for every path, thread count and block size."""
+    AVX2 bodies.
+
+    ``first_stage``: how stage 0 accumulates. ``spans``: event-driven, one add per input one and
+    kernel row (cost ∝ the input's activity); ``rows``: dense VNNI dot products over every output
+    row (``cpp/conv_rows_vnni.h``; cost fixed; see :func:`chain_rows_available`); ``auto`` (default)
+    takes the rows where they are available and cheaper for the input's count of ones. Same bits
+    and counts for every path, first stage, thread count and block size."""
     threads = _check_threads(threads)
     if type(block_steps) is not int or block_steps < 0:
         raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")
     args, run = _chain_args(x, calls, pools, path)
-    return None if _k.snn_chain(*args, threads, block_steps) < 0 else run
+    first = _first_stage(first_stage, calls, path)
+    return None if _k.snn_chain(*args, threads, block_steps, first) < 0 else run
 
 
 class ChainPending:
@@ -688,7 +720,7 @@ class ChainPending:
 
 
 def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None = None,
-                    helpers: int | None = None, path: str | None = None) -> ChainPending:
+                    helpers: int | None = None, path: str | None = None, first_stage: str = "auto") -> ChainPending:
     """:func:`snn_chain` as a job that ``helpers`` threads (default ``threads - 1``) start on at once
     while the caller does other work (e.g. the ANN branch, with one thread); the caller then joins
     the job's team with :meth:`ChainPending.join`. The bands are cut for ``threads``; the result is
@@ -698,4 +730,5 @@ def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None
     if type(helpers) is not int or helpers < 0:
         raise ParameterError(f"helpers must be an integer >= 0, not {helpers!r}")
     args, run = _chain_args(x, calls, pools, path)
-    return ChainPending(_k.snn_chain_start(*args, threads, helpers), args, run)
+    first = _first_stage(first_stage, calls, path)
+    return ChainPending(_k.snn_chain_start(*args, threads, helpers, first), args, run)

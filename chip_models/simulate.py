@@ -81,13 +81,16 @@ class SimOptions:
     default, :func:`kernels.get_threads`). ``chains``: SNN chains in one C++ call. ``fused``: conv
     layers whole in one C++ call (False: per tile group, im2col + dense MAC or event-driven).
     ``event_density``: 0/1 inputs of the per-tile-group kernels run event-driven below this
-    fraction of active inputs (see :func:`_use_events`)."""
+    fraction of active inputs (see :func:`_use_events`). ``chain_first_stage``: how a chain's
+    first stage accumulates (:func:`kernels.snn_chain`'s ``first_stage``: ``auto``, ``spans`` or
+    ``rows``)."""
 
     path: str | None = None
     threads: int | None = None
     chains: bool = True
     fused: bool = True
     event_density: float = EVENT_DENSITY
+    chain_first_stage: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,8 +184,14 @@ def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # 
     threads = kernels._check_threads(options.threads)
     if not isinstance(options.event_density, (int, float)) or math.isnan(options.event_density):
         raise ParameterError(f"event_density must be a number, not {options.event_density!r}")
+    if options.chain_first_stage not in kernels.FIRST_STAGES:
+        raise ParameterError(f"chain_first_stage must be one of {sorted(kernels.FIRST_STAGES)}, "
+                             f"not {options.chain_first_stage!r}")
     layers = {layer.name: _layer_plan(mapping, layer, options.fused) for layer in mapping.net.layers}
     chains = _chains(mapping, layers) if options.chains and options.fused else {}
+    if options.chain_first_stage == "rows":
+        for chain in chains.values():
+            kernels._first_stage("rows", list(chain.calls), path)  # (raises where rows cannot run)
     return SimPlan(mapping, options, path, threads, layers, chains, _route_table(mapping), _Weights(path))
 
 
@@ -387,7 +396,8 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
                 done.update(chain.names)
                 x = run.values[src]
                 pending[chain.names[-1]] = _PendingChain(
-                    chain, x, kernels.snn_chain_start(x, list(chain.calls), list(chain.pools), threads, path=plan.path))
+                    chain, x, kernels.snn_chain_start(x, list(chain.calls), list(chain.pools), threads, path=plan.path,
+                                                     first_stage=plan.options.chain_first_stage))
                 layer_threads = 1
     for layer in net.layers:
         if layer.name in done:
@@ -398,7 +408,8 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
         chain = chains.get(layer.name)
         if chain is not None:
             done.update(chain.names)
-            job = kernels.snn_chain(x, list(chain.calls), list(chain.pools), threads, path=plan.path)
+            job = kernels.snn_chain(x, list(chain.calls), list(chain.pools), threads, path=plan.path,
+                                    first_stage=plan.options.chain_first_stage)
             _finish_chain(plan, _PendingChain(chain, x, job), run, threads)
             continue
         lp = plan.layers[layer.name]

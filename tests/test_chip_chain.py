@@ -95,19 +95,27 @@ def _int16_exact(layer: IntLayer) -> bool:
     return int(np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1).max()) <= 32767
 
 
+def _first_stages(first: IntLayer, path: str) -> list[str]:
+    """auto, and spans and rows where the rows can run on ``path`` (AVX-512 VNNI + VBMI)."""
+    rows = kernels.chain_rows_available(_call(first), path)
+    return ["auto", "spans", "rows"] if rows else ["auto", "spans"]
+
+
 def _check_chain(x, layers, pools, path, threads=(1, 2, 3), block_steps=0):
-    """snn_chain on each thread count equals run_reference: the last output and every count."""
+    """snn_chain on each thread count and first stage (spans, VNNI rows where available, auto)
+    equals run_reference: the last output and every count."""
     net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
     ref = run_reference(net, {"x": x})
     convs = [l for l in layers if l.kind == "conv2d"]
-    for n in threads:
+    for n, first in [(n, f) for n in threads for f in _first_stages(convs[0], path)]:
         with kernels.use_path(path):
-            run = kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=n, block_steps=block_steps)
+            run = kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=n, block_steps=block_steps,
+                                    first_stage=first)
         if not all(_int16_exact(l) for l in convs):
             assert run is None  # the chain declines; the layers then run one by one
             return None
         assert run is not None
-        msg = f"threads={n}"
+        msg = f"threads={n} first_stage={first}"
         np.testing.assert_array_equal(run.out, ref[convs[-1].name], err_msg=msg)
         np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0), err_msg=msg)
         for i, l in enumerate(convs):
@@ -271,6 +279,56 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
         kernels.snn_chain(x, [_call(b), _call(a)], [0, 0])  # an ANN stage before the last
     with pytest.raises(kernels.ParameterError):
         kernels.snn_chain(x, [_call(a), _call(b)], [2, 0])  # a pool before the first stage
+
+
+def test_rows_first_stage_is_refused_where_it_cannot_run():
+    """first_stage='rows' needs the avx512vnni / amx path, AVX-512 VBMI, M in {8, 16}, stride <= 4,
+    kw <= 16; elsewhere a ParameterError, and a bad name is one too (SimOptions checks it at compile)."""
+    rng = np.random.default_rng(4)
+    x = (rng.random((2, 2, 12, 12)) < 0.3).astype(np.int8)
+
+    def snn(m, k=3, stride=1):
+        return _call(IntLayer(name="a", kind="conv2d", source="x", mode="snn", weight=rng.integers(-9, 9, (m, 2, k, k)).astype(np.int8),
+                              bias=None, shift=0, stride=stride, padding=1, neuron=IntLIFParams(v_th=5)))
+
+    with pytest.raises(kernels.ParameterError, match="first_stage must be one of"):
+        kernels.snn_chain(x, [snn(8)], [0], first_stage="dense")
+    for call, path in [(snn(8), "avx2"), (snn(24), "avx512vnni"), (snn(8, k=3, stride=5), "avx512vnni")]:
+        if path not in kernels.available_paths():
+            continue
+        assert not kernels.chain_rows_available(call, path)
+        with pytest.raises(kernels.ParameterError, match="first_stage='rows' needs"):
+            kernels.snn_chain(x, [call], [0], path=path, first_stage="rows")
+        assert kernels.snn_chain(x, [call], [0], path=path, first_stage="spans") is not None
+    mapping = map_network(build_reference(seed=2), load_chip("tianjic"))
+    with pytest.raises(kernels.ParameterError, match="chain_first_stage"):
+        sim_mod.compile(mapping, sim_mod.SimOptions(chain_first_stage="dense"))
+    if "avx2" in kernels.available_paths():
+        with pytest.raises(kernels.ParameterError, match="first_stage='rows' needs"):
+            sim_mod.compile(mapping, sim_mod.SimOptions(path="avx2", chain_first_stage="rows"))
+
+
+@pytest.mark.parametrize("first_stage", ["spans", "rows"])
+def test_simulate_with_each_first_stage_equals_reference(first_stage):
+    """The reference network's chain with its first stage forced to spans or VNNI rows (where this
+    CPU has them), on 2 threads, at an activity where auto would take the other one for rows (5 %)
+    and at 30 %: outputs equal run_reference."""
+    net = build_reference(seed=3)
+    mapping = map_network(net, load_chip("tianjic"))
+    path = "avx512vnni" if first_stage == "rows" else None
+    if first_stage == "rows":
+        if "avx512vnni" not in kernels.available_paths():
+            pytest.skip("this CPU has no AVX-512 VNNI (the rows first stage)")
+        first = sim_mod.compile(mapping, sim_mod.SimOptions(path=path)).chains["snn_conv1"].calls[0]
+        if not kernels.chain_rows_available(first, path):
+            pytest.skip("this CPU has no AVX-512 VBMI (the rows first stage)")
+    plan = sim_mod.compile(mapping, sim_mod.SimOptions(path=path, threads=2, chain_first_stage=first_stage))
+    for activity in (0.05, 0.3):
+        x = synthetic_inputs(net, frames=2, seed=6, activity=activity)
+        ref = run_reference(net, x)
+        sim = simulate(plan, x)
+        for k, v in ref.items():
+            np.testing.assert_array_equal(sim.outputs[k], v, err_msg=f"{k} activity={activity}")
 
 
 def _sims(mapping, x, threads):

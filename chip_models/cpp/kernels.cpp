@@ -58,6 +58,7 @@ bool cpu_has_avx512vnni() {
     return NEUROSIM_CPU_SUPPORTS("avx512f") && NEUROSIM_CPU_SUPPORTS("avx512bw") &&
            NEUROSIM_CPU_SUPPORTS("avx512vnni");
 }
+bool cpu_has_avx512vbmi() { return cpu_has_avx512vnni() && NEUROSIM_CPU_SUPPORTS("avx512vbmi"); }
 bool cpu_has_avxvnni() { return NEUROSIM_CPU_SUPPORTS("avx2") && NEUROSIM_CPU_SUPPORTS("avxvnni"); }
 bool cpu_has_amx() {
 #if NEUROSIM_X86 && defined(__linux__)

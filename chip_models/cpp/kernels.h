@@ -12,6 +12,7 @@ enum Path : int { SCALAR = 0, AVX2 = 1, AVX512VNNI = 2, AVXVNNI = 3, AMX = 4 };
 bool cpu_has_avx2();
 bool cpu_has_avx512vnni();
 bool cpu_has_avxvnni();
+bool cpu_has_avx512vbmi();
 // AMX-INT8 tiles usable by this process: the CPU has them (cpuid) and Linux granted the tile
 // data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once on the first call).
 bool cpu_has_amx();
@@ -70,6 +71,10 @@ struct LIFParams {
 enum Soma : int { SOMA_NONE = 0, SOMA_RELU = 1, SOMA_LUT = 2, SOMA_LIF = 3 };
 // How conv_layer accumulates (AUTO: chosen from the input; the others are forced, for tests).
 enum AccMode : int { MODE_AUTO = -1, MODE_EVENTS = 0, MODE_PLANE = 1, MODE_LUT = 2, MODE_GEMM = 3 };
+// How an SNN chain's first stage accumulates: event-driven spans (conv_span.h), dense rows of VNNI
+// dot products (conv_rows_vnni.h: AVX-512 VNNI + VBMI paths only), or AUTO, the cheaper for the
+// input's activity (see snn_chain.cpp). The same bits either way.
+enum FirstStage : int { FIRST_AUTO = 0, FIRST_SPANS = 1, FIRST_ROWS = 2 };
 
 // The fixed parameters of a conv layer call (checked once in chip_models/kernels.py:
 // LayerCall.make); the arrays (weight, bias, lut) travel beside them.
@@ -147,7 +152,11 @@ struct ChainStage {
 // (the caller and threads - 1 started for the call, joined before it returns) stage after stage
 // over blocks of steps (block_steps per block, at most 255; 0: as many as fit about 1 MB of bit
 // images); the same bits for every count and block size.
-int snn_chain(const ChainStage* stages, int64_t n, int path, int threads = 1, int64_t block_steps = 0);
+int snn_chain(const ChainStage* stages, int64_t n, int path, int threads = 1, int64_t block_steps = 0,
+              FirstStage first = FIRST_AUTO);
+// Whether the rows first stage can run: the CPU has AVX-512 VNNI and VBMI, path is avx512vnni or amx,
+// and the stage has M in {8, 16}, stride <= 4 and kw <= 16.
+bool chain_rows_available(const ChainStage& first, int path);
 
 // The same as a job that runs beside the caller: the constructor checks the shapes (throws
 // std::invalid_argument) and cuts the bands; start(h) starts h threads that work on it; join()
@@ -156,7 +165,8 @@ int snn_chain(const ChainStage* stages, int64_t n, int path, int threads = 1, in
 // destructor joins a job that was not joined).
 class ChainJob {
 public:
-    ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps = 0);
+    ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps = 0,
+             FirstStage first = FIRST_AUTO);
     ~ChainJob();
     ChainJob(const ChainJob&) = delete;
     ChainJob& operator=(const ChainJob&) = delete;

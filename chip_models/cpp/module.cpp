@@ -141,6 +141,10 @@ NB_MODULE(_kernels, m) {
         .value("PLANE", chip::MODE_PLANE)
         .value("LUT", chip::MODE_LUT)
         .value("GEMM", chip::MODE_GEMM);
+    nb::enum_<chip::FirstStage>(m, "FirstStage", "how an SNN chain's first stage accumulates: AUTO by activity")
+        .value("AUTO", chip::FIRST_AUTO)
+        .value("SPANS", chip::FIRST_SPANS)
+        .value("ROWS", chip::FIRST_ROWS);
     nb::class_<chip::LIFParams>(m, "LIFParams", "integer LIF parameters (neurosim.intneuron.IntLIFParams; reset_mode "
                                                "is the index in RESET_MODES)")
         .def(
@@ -225,6 +229,7 @@ NB_MODULE(_kernels, m) {
         d["avx2"] = chip::cpu_has_avx2();
         d["avx512vnni"] = chip::cpu_has_avx512vnni();
         d["avxvnni"] = chip::cpu_has_avxvnni();
+        d["avx512vbmi"] = chip::cpu_has_avx512vbmi();
         d["amx"] = chip::cpu_has_amx();
         return d;
     });
@@ -469,15 +474,18 @@ NB_MODULE(_kernels, m) {
            std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
-           int block_steps) {
+           int block_steps, chip::FirstStage first) {
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(block_steps >= 0, "block_steps must be >= 0");
+            require(first != chip::FIRST_ROWS || chip::chain_rows_available(st[0], path),
+                    "the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, and M in "
+                    "{8, 16}, stride <= 4, kw <= 16");
             nb::gil_scoped_release release;
-            return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps);
+            return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps, first);
         },
         "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
-        "path"_a, "threads"_a = 1, "block_steps"_a = 0);
+        "path"_a, "threads"_a = 1, "block_steps"_a = 0, "first_stage"_a = chip::FIRST_AUTO);
 
     nb::class_<chip::ChainJob>(m, "ChainJob", "an SNN chain running beside the caller (snn_chain_start)")
         .def("join", &chip::ChainJob::join, nb::call_guard<nb::gil_scoped_release>(),
@@ -490,18 +498,22 @@ NB_MODULE(_kernels, m) {
            std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
-           int helpers) {
+           int helpers, chip::FirstStage first) {
             // snn_chain as a job: `helpers` threads start on it now, the caller joins with join() (it must
             // keep every array alive until then)
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(helpers >= 0, "helpers must be >= 0");
-            auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads);
+            require(first != chip::FIRST_ROWS || chip::chain_rows_available(st[0], path),
+                    "the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, and M in "
+                    "{8, 16}, stride <= 4, kw <= 16");
+            auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads, 0,
+                                                        first);
             job->start(helpers);
             return job.release();
         },
         "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
-        "path"_a, "threads"_a, "helpers"_a, nb::rv_policy::take_ownership);
+        "path"_a, "threads"_a, "helpers"_a, "first_stage"_a = chip::FIRST_AUTO, nb::rv_policy::take_ownership);
 
     m.def(
         "window_range_sums",

@@ -49,6 +49,7 @@
 #include "conv_common.h"
 #include "conv_lut.h"
 #include "conv_plane_few.h"
+#include "conv_rows_vnni.h"
 #include "conv_span.h"
 #include "kernels.h"
 #include "soma.h"
@@ -171,7 +172,8 @@ struct Stage {
     std::vector<uint8_t> imgs;   // the stage's input bit images, one per step of the ring's blocks (stages >= 1)
     std::vector<uint8_t> pbits;  // the previous stage's output bits (P, M/8) of a step, when this stage pools them
     std::vector<Band> bands;
-    std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0: one per band
+    std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0 on spans: one per band
+    std::vector<std::unique_ptr<RowsPlan>> rows;       // stage 0 on VNNI rows: one per band (or empty)
     std::unique_ptr<LutTables> lut;
     std::vector<std::vector<int32_t>> offs;             // lut_accumulate's scratch, one per band
     std::vector<std::unique_ptr<PlaneFewPlan>> few;     // last stage on plane_few: one per band
@@ -308,7 +310,13 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
     for (int64_t tl = 0; tl < nt; ++tl) {
         const int64_t t = t0 + tl;
         bool position_major = true;
-        if (i == 0) {  // spans from the input planes
+        if (i == 0 && !s.rows.empty() && s.rows[b]) {  // dense VNNI rows (only ever set on the AVX-512 paths)
+#if NEUROSIM_X86
+            RowsPlan& rp = *s.rows[b];
+            rows_vnni_step(a, rp, a.x + t * a.c * a.h * a.w);
+            for (int64_t oy = r0; oy < r1; ++oy) soma_chain<Vec, W512>(a, rp.row(oy), wo * m, s.wk, oy * wo * m);
+#endif
+        } else if (i == 0) {  // spans from the input planes
             SpanPlan& sp = *s.span[b];
             const int8_t* xt = a.x + t * a.c * a.h * a.w;
             if (sp.span == 32) span_accumulate<Vec, 32, W512>(a, sp, xt, bd.c0, bd.c1);
@@ -348,6 +356,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
         }
     }
     if (!flush) return;
+    if (i == 0 && !s.rows.empty() && s.rows[b]) s.rows[b]->flush_counts(a);
     if (last) {
         s.last_counts.flush_cm(r0 * wo, r1 * wo);
     } else {
@@ -362,10 +371,15 @@ void band_scalar(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) {
     run_band<false>(st, std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t), std::get<5>(t));
 }
 
-bool binary_input(const int8_t* x, int64_t n) {
+// the number of ones in x[0:n], or -1 when a value is neither 0 nor 1
+int64_t binary_ones(const int8_t* x, int64_t n) {
     uint8_t umax = 0;
-    for (int64_t i = 0; i < n; ++i) umax = std::max(umax, static_cast<uint8_t>(x[i]));
-    return umax <= 1;
+    int64_t ones = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        umax = std::max(umax, static_cast<uint8_t>(x[i]));
+        ones += static_cast<uint8_t>(x[i]);
+    }
+    return umax <= 1 ? ones : -1;
 }
 #if NEUROSIM_X86
 __attribute__((target("avx2"))) void band_avx2(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) {
@@ -375,20 +389,27 @@ __attribute__((target(NEUROSIM_AVX512))) void band_avx512(std::vector<std::uniqu
     run_band<true, true>(st, std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t),
                          std::get<5>(t));
 }
-__attribute__((target("avx2"))) bool binary_input_avx2(const int8_t* x, int64_t n) {
-    __m256i mx = _mm256_setzero_si256();
+__attribute__((target("avx2"))) int64_t binary_ones_avx2(const int8_t* x, int64_t n) {
+    __m256i mx = _mm256_setzero_si256(), sum = _mm256_setzero_si256();
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) mx = _mm256_max_epu8(mx, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    for (; i + 32 <= n; i += 32) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+        mx = _mm256_max_epu8(mx, v);
+        sum = _mm256_add_epi64(sum, _mm256_sad_epu8(v, _mm256_setzero_si256()));  // (byte sums, 4 int64 lanes)
+    }
     alignas(32) uint8_t lanes[32];
+    alignas(32) int64_t sums[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), mx);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums), sum);
     uint8_t umax = 0;
     for (uint8_t v : lanes) umax = std::max(umax, v);
-    return umax <= 1 && binary_input(x + i, n - i);
+    const int64_t tail = binary_ones(x + i, n - i);
+    return umax <= 1 && tail >= 0 ? sums[0] + sums[1] + sums[2] + sums[3] + tail : -1;
 }
 #else  // no x86 paths: the vector entry points are the scalar ones (never chosen: cpu_has_avx2() is false)
 void band_avx2(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) { band_scalar(st, t); }
 void band_avx512(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) { band_scalar(st, t); }
-bool binary_input_avx2(const int8_t* x, int64_t n) { return binary_input(x, n); }
+int64_t binary_ones_avx2(const int8_t* x, int64_t n) { return binary_ones(x, n); }
 #endif  // NEUROSIM_X86
 
 bool int16_exact(const ConvLayerArgs& a) {
@@ -409,6 +430,8 @@ bool int16_exact(const ConvLayerArgs& a) {
 constexpr int64_t BLOCK_IMAGE_BYTES = 1 << 20;
 constexpr int64_t RING = 3;
 constexpr int64_t BLOCKS_PER_THREAD = 4;
+// the cost of one first-stage span add in vpdpbusd of the rows first stage (Impl::rows_first)
+constexpr double ROWS_PER_SPAN_ADD = 5.0;
 
 // A chain run by a team of threads (ChainJob in kernels.h). Phase 0 prepares (the input's 0/1
 // check in chunks, each stage's int16 check, buffers, plans and tables): its tasks are claimed by
@@ -426,7 +449,10 @@ constexpr int64_t BLOCKS_PER_THREAD = 4;
 struct ChainJob::Impl {
     std::vector<std::unique_ptr<Stage>> st;
     int path = 0;
+    FirstStage first = FIRST_AUTO;
+    bool rows_ok = false;  // the rows first stage can run (chain_rows_available)
     int64_t n = 0, block = 1, blocks = 0, chunks = 1, total = 0;
+    std::atomic<int64_t> ones{0};  // the chain input's ones (counted by the prepare tasks)
     std::atomic<int64_t> prep_next{0}, prep_done{0};
     int64_t prep_tasks = 0;
     std::mutex mu;                               // guards the schedule below
@@ -445,8 +471,9 @@ struct ChainJob::Impl {
         const ConvLayerArgs& a0 = st[0]->a;
         if (k >= n) {  // a chunk of the input
             const int64_t c = k - n, lo = total * c / chunks, hi = total * (c + 1) / chunks;
-            if (!(path == SCALAR ? binary_input(a0.x + lo, hi - lo) : binary_input_avx2(a0.x + lo, hi - lo)))
-                ok.store(false, std::memory_order_relaxed);
+            const int64_t n_ones = path == SCALAR ? binary_ones(a0.x + lo, hi - lo) : binary_ones_avx2(a0.x + lo, hi - lo);
+            if (n_ones < 0) ok.store(false, std::memory_order_relaxed);
+            else ones.fetch_add(n_ones, std::memory_order_relaxed);
             return;
         }
         Stage& s = *st[k];
@@ -459,8 +486,9 @@ struct ChainJob::Impl {
         const bool last = k + 1 == n;
         if (last) s.last_counts.init(p_out, s.a.m, s.a.out_count);
         else s.out_counts.init(p_out, s.a.m, s.a.out_count);
-        if (k == 0) {
-            for (const Band& bd : s.bands) s.span.push_back(std::make_unique<SpanPlan>(s.a, bd.r0, bd.r1));
+        if (k == 0) {  // (the band plans: at the band's first task, once the first stage's kind is known)
+            s.span.resize(s.bands.size());
+            if (first != FIRST_SPANS && rows_ok) s.rows.resize(s.bands.size());
             return;
         }
         // (the padding stays zero; every step's interior is rewritten)
@@ -487,10 +515,33 @@ struct ChainJob::Impl {
         pending += nt;
         const bool flush = k + 1 == blocks || pending + block > 255;
         if (flush) pending = 0;
+        if (i == 0 && k == 0) first_stage_plan(b);
         const BandArgs args{i, b, t0, nt, (k % RING) * block, flush};
         if (path == SCALAR) band_scalar(st, args);
         else if (path == AVX512VNNI || path == AMX) band_avx512(st, args);
         else band_avx2(st, args);
+    }
+
+    // Rows or spans for the first stage. AUTO takes the rows when their dot products cost less
+    // than the span adds: per step and output row C*kh*G*ceil(Wo/16)*M vpdpbusd (+ ~12 % for the
+    // quads and the transpose), against ceil(kh/s) span adds per input one, each measured to
+    // cost about ROWS_PER_SPAN_ADD vpdpbusd (the span add is a dependent load-add-store that
+    // partly overlaps the previous one; chip-kernels.md gives the measurement).
+    bool rows_first() const {
+        if (!rows_ok || first == FIRST_SPANS) return false;
+        if (first == FIRST_ROWS) return true;
+        const ConvLayerArgs& a = st[0]->a;
+        const double rows = static_cast<double>(a.steps) * a.ho * a.c * a.kh * ((a.kw + 3) / 4) *
+                            ((a.wo + 15) / 16) * a.m;
+        const double spans = static_cast<double>(ones.load()) * ((a.kh + a.stride - 1) / a.stride);
+        return spans * ROWS_PER_SPAN_ADD > rows;
+    }
+    // the first stage's plan for band b (before its first block)
+    void first_stage_plan(size_t b) {
+        Stage& s = *st[0];
+        const Band& bd = s.bands[b];
+        if (rows_first()) s.rows[b] = std::make_unique<RowsPlan>(s.a, bd.r0, bd.r1, bd.c0, bd.c1);
+        else s.span[b] = std::make_unique<SpanPlan>(s.a, bd.r0, bd.r1);
     }
 
     int64_t min_done(size_t i) const {
@@ -571,7 +622,11 @@ struct ChainJob::Impl {
     }
 };
 
-ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps)
+bool chain_rows_available(const ChainStage& first, int path) {
+    return (path == AVX512VNNI || path == AMX) && cpu_has_avx512vbmi() && rows_vnni_fits(first.conv);
+}
+
+ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first)
     : impl(std::make_unique<Impl>()) {
     if (n < 1) throw std::invalid_argument("a chain needs at least one stage");
     for (int64_t i = 0; i < n; ++i) {
@@ -589,6 +644,11 @@ ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, i
     Impl& J = *impl;
     const ConvLayerArgs& a0 = stages[0].conv;
     J.path = path;
+    J.first = first;
+    J.rows_ok = chain_rows_available(stages[0], path);
+    if (first == FIRST_ROWS && !J.rows_ok)
+        throw std::invalid_argument("the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, "
+                                    "and M in {8, 16}, stride <= 4, kw <= 16: use spans or auto");
     J.n = n;
     J.total = a0.steps * a0.c * a0.h * a0.w;
     const int64_t parts = std::max(1, threads);
@@ -657,8 +717,8 @@ ChainJob::~ChainJob() {
     }
 }
 
-int snn_chain(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps) {
-    ChainJob job(stages, n, path, threads, block_steps);
+int snn_chain(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first) {
+    ChainJob job(stages, n, path, threads, block_steps, first);
     job.start(std::max(0, threads - 1));
     return job.join();
 }

@@ -256,6 +256,29 @@ def simulation(widths=None, threads=None, n_rounds=12) -> dict:
             "snn_chains": chains}
 
 
+def chain_first_stage(activities=(0.02, 0.05, 0.1, 0.2, 0.4)) -> dict:
+    """The reference network's SNN chain alone (kernels.snn_chain, 1 thread, CPU ms per frame, best
+    of 7 interleaved runs) with its first stage as event-driven spans, as dense VNNI rows (where the
+    CPU has AVX-512 VNNI + VBMI) and as chosen by ``auto``, at several input activities."""
+    from chip_models.config import load_chip
+    from chip_models.mapper import map_network
+    from chip_models.reference_net import build_reference, synthetic_inputs
+    from chip_models.simulate import SimOptions, compile as compile_plan, simulate
+
+    net = build_reference()
+    plan = compile_plan(map_network(net, load_chip("tianjic")), SimOptions(threads=1))
+    chain = plan.chains["snn_conv1"]
+    calls, pools, frames = list(chain.calls), list(chain.pools), 8
+    kinds = ["spans", "rows", "auto"] if kernels.chain_rows_available(calls[0]) else ["spans", "auto"]
+    out = {"path": kernels.get_path(), "first_stages": kinds, "ms_per_frame": {}}
+    for act in activities:
+        x = synthetic_inputs(net, frames=frames, activity=act)
+        src = simulate(plan, x, keep_values=True).values[chain.convs[0].source]
+        t = best_interleaved({k: lambda k=k: kernels.snn_chain(src, calls, pools, 1, first_stage=k) for k in kinds}, 7)
+        out["ms_per_frame"][str(act)] = {k: round(t[k]["cpu_s"] / frames * 1e3, 3) for k in kinds}
+    return out
+
+
 def fbgemm() -> dict:
     try:
         import torch
@@ -279,7 +302,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = {"cpu": info, "dense_int8_mac": dense(info), "spike_accumulation": spikes(),
               "reference_network_simulation": simulation(n_rounds=24),
-              "wider_variant_simulation": simulation((32, 64, 64), n_rounds=5), "torch_fbgemm_int8_linear": fbgemm()}
+              "wider_variant_simulation": simulation((32, 64, 64), n_rounds=5),
+              "chain_first_stage": chain_first_stage(), "torch_fbgemm_int8_linear": fbgemm()}
     result["timing_note"] = ("rates use the best single-thread CPU time (time.process_time) of several runs; the "
                              "machine is shared (see cpu.load_average), so wall times are longer and noisy; the "
                              "simulations also report wall times with all CPUs (speedup_wall_N_threads)")
