@@ -20,7 +20,7 @@ from neurosim.intneuron import RESET_MODES, IntLIFParams
 
 VEC_PATHS = [
     pytest.param(p, marks=pytest.mark.skipif(p not in kernels.available_paths(), reason=f"this CPU has no {p}"))
-    for p in ("scalar", "avx2")
+    for p in ("scalar", "avx2", "avx512vnni", "amx")
 ]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -346,7 +346,8 @@ def test_gemm_mode_few_outputs_in_registers(path, c, k, stride, pad, m, lo):
                                                (1, 1, 8, -128, 1), (4, 3, 8, -128, 1), (8, 3, 16, 127, 2),
                                                (16, 2, 32, -128, 1), (12, 4, 24, -128, 3)])
 def test_gemm_quads_at_the_pair_sum_limit(path, c, k, m, wval, stride):
-    """gemm on inputs in 0..127 (AVX2: vpmaddubsw of int8 quads, then vpmaddwd by ones): every
+    """gemm on inputs in 0..127 (AVX2: vpmaddubsw of int8 quads, then vpmaddwd by ones; avx512vnni
+    and amx: one vpdpbusd per quad): every
     input 127 against weights of -128 (or 127) puts each vpmaddubsw pair sum at its largest,
     2 * 127 * 128 = 32512, just inside int16; fan-ins that are not multiples of 4 (7x7x1 = 49,
     3x3x3 = 27, 5x5x2 = 50, 1) pad the last quad; with C % 4 == 0 the quads come straight from a
