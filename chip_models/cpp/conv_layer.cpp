@@ -343,6 +343,8 @@ __attribute__((target(NEUROSIM_QUADS_VNNI))) inline void quads_hwc_block_vnni(co
         for (int v = 0; v < MV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * m + 8 * v), s[r][v]);
 }
 
+// (quads_hwc's loop again: the target attribute, which lets the block inline, cannot be a
+// template parameter)
 template <int MV, int PT>
 __attribute__((target(NEUROSIM_QUADS_VNNI))) __attribute__((noinline)) void quads_hwc_vnni(
     const ConvLayerArgs& a, const int8_t* x0, int64_t row_step, int64_t pstep, const int32_t* taps, int64_t ntap,
