@@ -28,7 +28,7 @@ namespace chip {
 namespace {  // (internal linkage: each including .cpp gets its own copy)
 
 inline bool rows_vnni_fits(const ConvLayerArgs& a) {
-    return (a.m == 8 || a.m == 16) && a.stride >= 1 && a.stride <= 4 && a.kw <= 16 && a.kh >= 1;
+    return (a.m == 8 || a.m == 16) && a.stride >= 1 && a.stride <= 4 && a.kw <= 16;
 }
 
 // The fixed parts of one band's rows [r0, r1): weight quads, padded input rows, their quads,
@@ -70,6 +70,7 @@ struct RowsPlan {
     }
     // output row oy's accumulators (Wo x M valid, position-major)
     const int16_t* row(int64_t oy) const { return acc.data() + (oy - r0) * acc_row; }
+    int16_t* row(int64_t oy) { return acc.data() + (oy - r0) * acc_row; }
 
     // in_count[c, c0:c1, :] += the byte counters, which are then cleared
     void flush_counts(const ConvLayerArgs& a) {
@@ -115,8 +116,8 @@ __attribute__((target(NEUROSIM_ROWS_VNNI))) inline void store_transposed8(const 
 // NB blocks of 16 columns from block b of output row oy, all M channels (NB * M = 16 int32
 // accumulators in registers).
 template <int M, int NB>
-__attribute__((target(NEUROSIM_ROWS_VNNI))) inline void rows_block(const ConvLayerArgs& a, const RowsPlan& rp,
-                                                                   int64_t oy, int64_t b) {
+__attribute__((target(NEUROSIM_ROWS_VNNI))) inline void rows_block(const ConvLayerArgs& a, RowsPlan& rp, int64_t oy,
+                                                                   int64_t b) {
     __m512i acc[NB][M];
     for (int nb = 0; nb < NB; ++nb)
         for (int j = 0; j < M; ++j) acc[nb][j] = _mm512_setzero_si512();
@@ -134,7 +135,7 @@ __attribute__((target(NEUROSIM_ROWS_VNNI))) inline void rows_block(const ConvLay
                 }
             }
         }
-    int16_t* out = const_cast<int16_t*>(rp.row(oy)) + b * 16 * M;
+    int16_t* out = rp.row(oy) + b * 16 * M;
     for (int nb = 0; nb < NB; ++nb)
         for (int j0 = 0; j0 < M; j0 += 8) store_transposed8(acc[nb] + j0, out + nb * 16 * M + j0, M);
 }
