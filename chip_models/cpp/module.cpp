@@ -478,9 +478,6 @@ NB_MODULE(_kernels, m) {
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(block_steps >= 0, "block_steps must be >= 0");
-            require(first != chip::FIRST_ROWS || chip::chain_rows_available(st[0], path),
-                    "the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, and M in "
-                    "{8, 16}, stride <= 4, kw <= 16");
             nb::gil_scoped_release release;
             return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps, first);
         },
@@ -504,9 +501,6 @@ NB_MODULE(_kernels, m) {
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(helpers >= 0, "helpers must be >= 0");
-            require(first != chip::FIRST_ROWS || chip::chain_rows_available(st[0], path),
-                    "the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, and M in "
-                    "{8, 16}, stride <= 4, kw <= 16");
             auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads, 0,
                                                         first);
             job->start(helpers);

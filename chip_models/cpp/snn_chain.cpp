@@ -523,10 +523,9 @@ struct ChainJob::Impl {
     }
 
     // Rows or spans for the first stage. AUTO takes the rows when their dot products cost less
-    // than the span adds: per step and output row C*kh*G*ceil(Wo/16)*M vpdpbusd (+ ~12 % for the
-    // quads and the transpose), against ceil(kh/s) span adds per input one, each measured to
-    // cost about ROWS_PER_SPAN_ADD vpdpbusd (the span add is a dependent load-add-store that
-    // partly overlaps the previous one; chip-kernels.md gives the measurement).
+    // than the span adds: per step and output row C*kh*G*ceil(Wo/16)*M vpdpbusd, against
+    // ceil(kh/s) span adds per input one, each measured to cost about ROWS_PER_SPAN_ADD vpdpbusd
+    // (the reference network's first stage on AMD Zen 4; docs/results/chip.md).
     bool rows_first() const {
         if (!rows_ok || first == FIRST_SPANS) return false;
         if (first == FIRST_ROWS) return true;
