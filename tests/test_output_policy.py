@@ -301,6 +301,29 @@ def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(work):
     assert live.read_bytes() == b"being written" and mine.exists()
 
 
+def test_a_writer_killed_while_probing_its_folder_leaves_nothing_the_next_run_keeps(work):
+    """The folder probe (a file created and removed at once) is a temporary too: a writer killed
+    between the two leaves a hidden file that the next run clears (CI once found one so)."""
+    import subprocess
+    import sys
+
+    killer = ("import os, signal\n"
+              "real = os.unlink\n"
+              "def unlink(p, *a, **k):\n"
+              "    if os.path.basename(os.fspath(p)).startswith('.'): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    return real(p, *a, **k)\n"
+              "os.unlink = unlink\n"
+              "from neurosim.cli import main\n"
+              "main(['events', 'render', 'in.h5', '-o', 'preview.mp4', '--max-frames', '2', '-q'])\n")
+    before = set(os.listdir(work))
+    proc = subprocess.run([sys.executable, "-c", killer], cwd=work, timeout=120)
+    assert proc.returncode == -9, "the probe was never removed, so the writer was not killed"
+    left = set(os.listdir(work)) - before
+    assert len(left) == 1 and next(iter(left)).startswith(".preview.mp4."), left
+    assert main(["events", "render", "in.h5", "-o", "preview.mp4", "--max-frames", "2", "-q"]) == 0
+    assert set(os.listdir(work)) - before == {"preview.mp4"}
+
+
 def test_the_python_api_keeps_a_fifo_too(work):
     from neurosim.errors import OutputError
     from sim_events import simulate
