@@ -463,13 +463,15 @@ def _check_parent(p: pathlib.Path, opt: str) -> None:
                               f"{name_max - TEMP_AFFIX_CHARS} this file system allows here: choose a shorter name")
     if p.exists() and os.access(p, os.W_OK):
         return
-    # named as a temporary of the first missing name, so a writer killed between the two calls
-    # leaves a file that remove_stale_temporaries clears on the next run
+    # named as a temporary of the first missing name, so a writer killed (SIGKILL) between the
+    # two calls leaves a file that remove_stale_temporaries clears on the next run
     first_new = parent / p.absolute().relative_to(parent).parts[0]
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=temporary_prefix(first_new), suffix=".probe.part")
-        os.close(fd)
-        os.unlink(probe)
+        try:
+            os.close(fd)
+        finally:  # also when a SIGTERM handler raises here
+            os.unlink(probe)
     except OSError as exc:
         raise OutputError(f"{opt}: cannot create files in {parent} ({exc.strerror or exc}): choose another output path") from None
 
