@@ -17,7 +17,9 @@ def test_demo_stage_uses_the_shipped_model_and_exports(tmp_path):
                       n_distractors=1, subframes=1)
     synth_dataset(ds, n_sequences=2, seed=3, config=cfg, test_fraction=0.5)
     lines = []
-    result = demo.run(tmp_path, {"stages": {"benchmarks_data": {"dataset": str(ds)}}}, lines.append, seed=0)
+    # (the real-video tables: tests/test_cli.py::test_demo_runs_every_stage_and_writes_its_report)
+    summary = {"stages": {"benchmarks_data": {"dataset": str(ds)}}, "real_video": False}
+    result = demo.run(tmp_path, summary, lines.append, seed=0)
     net = load(result["intnet"])
     assert {"frame", "events"} <= set(net.inputs)
     trackers = result["eval"]["trackers"]
@@ -25,3 +27,4 @@ def test_demo_stage_uses_the_shipped_model_and_exports(tmp_path):
     assert all(0 <= t["auc"] <= 1 for t in trackers.values())
     for p in result["plots"]:
         assert pathlib.Path(p).is_file()
+    assert result["real"] == {}
