@@ -464,7 +464,8 @@ def _check_parent(p: pathlib.Path, opt: str) -> None:
     if p.exists() and os.access(p, os.W_OK):
         return
     # named as a temporary of the first missing name, so a writer killed (SIGKILL) between the
-    # two calls leaves a file that remove_stale_temporaries clears on the next run
+    # two calls leaves a file that the next atomic write of that name clears
+    # (remove_stale_temporaries)
     first_new = parent / p.absolute().relative_to(parent).parts[0]
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=temporary_prefix(first_new), suffix=".probe.part")
