@@ -16,6 +16,7 @@ its ``TrackingWindows``), so training and tracking see identical inputs:
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -36,6 +37,7 @@ class Track:
     boxes_xywh: np.ndarray | None
     width: int
     height: int
+    contrast: tuple[float, float] | None = None  # the ON / OFF thresholds (log intensity) that made the events, where the file says
 
     def box_at(self, t: np.ndarray) -> np.ndarray:
         """Ground-truth boxes at times ``t`` (µs), interpolated as the loaders do; NaN where absent."""
@@ -94,7 +96,19 @@ def load_track(path: str | pathlib.Path, name: str | None = None) -> Track:
     return Track(name or path.stem, rec.frames, np.asarray(rec.frame_t, np.int64), rec.events,
                  None if rec.boxes_t is None else np.asarray(rec.boxes_t, np.int64),
                  None if rec.boxes_xywh is None else np.asarray(rec.boxes_xywh, np.float32),
-                 int(rec.width), int(rec.height))
+                 int(rec.width), int(rec.height), simulated_contrast(rec.attrs))
+
+
+def simulated_contrast(attrs: dict) -> tuple[float, float] | None:
+    """The ON / OFF contrast thresholds of a simulated sequence file's events (its ``simulator``
+    parameters, as ``neurosim data build`` and ``events simulate`` store them); None for a
+    recording or a file that does not say."""
+    try:
+        params = json.loads(attrs.get("simulator", "{}")).get("params", {})
+        on, off = float(params["contrast_threshold_on"]), float(params["contrast_threshold_off"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return (on, off) if on > 0 and off > 0 else None
 
 
 def crop_origin(box: np.ndarray, size: int) -> tuple[int, int]:

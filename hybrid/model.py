@@ -93,7 +93,7 @@ class ModelConfig:
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
     target_events: float = 0.0  # with target_model="dcf", variant full: weight of the event channels (ON, OFF) in the filter's features (0: frames only)
     event_frames_hz: float = 0.0  # with target_model="dcf", variant full: rate of the frames (APS + event frames, hybrid/event_frames.py) the target model searches (0: APS frames only; the template model ignores it)
-    event_contrast: float = 0.25  # C of the event frames: log intensity per event (the sensor's contrast threshold)
+    event_contrast: float = 0.0  # C of the event frames: log intensity per event (> 0: this; 0: the sequence's own, hybrid.track.frame_contrast: its simulator's thresholds, else fitted online from the APS frames)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -163,7 +163,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "target_min_ratio": (0.0, 1.0, True),
     "target_events": (0.0, 10.0, False),
     "event_frames_hz": (0.0, 100_000.0, False),
-    "event_contrast": (0.0, 10.0, True),
+    "event_contrast": (0.0, 10.0, False),
 }
 
 

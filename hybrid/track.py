@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hybrid.data import Track, aps_rate, bins_per_frame, crop_origin, make_unit
-from hybrid.event_frames import event_frame_steps, frames_per_interval, integrate_events
+from hybrid.event_frames import TYPICAL_CONTRAST, ContrastFit, event_frame_steps, frames_per_interval, integrate_events
 from neurosim.errors import InputError
 
 
@@ -103,6 +103,17 @@ def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.nd
     return boxes, fresh, counts, t_prev
 
 
+def frame_contrast(event_contrast: float, track: Track) -> tuple[float | tuple[float, float], ContrastFit | None]:
+    """(C, fit) for the event frames of ``track``: the model's ``event_contrast`` where it is set
+    (> 0), else the ON / OFF thresholds its file says made the events (a simulated sequence), else
+    the typical 0.25 with a :class:`ContrastFit` that refines it from the second frame interval on."""
+    if event_contrast > 0:
+        return event_contrast, None
+    if track.contrast is not None:
+        return track.contrast, None
+    return TYPICAL_CONTRAST, ContrastFit()
+
+
 def interval_counts(track: Track, k: int, counted: list | None) -> np.ndarray:
     """The event counts (2, H, W) of frame interval k − 1 (from APS frame k − 1 to frame k): the
     ``counted`` part that interval's event frames integrated ([counts, until µs]) plus the rest."""
@@ -146,6 +157,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         tb = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
         z_ann = model.template(torch.from_numpy(unit["frame"][None]), tb)
     per_interval = frames_per_interval(cfg.event_frames_hz, aps_rate(track)) if dcf is not None and model.uses_attention else 1
+    contrast, fit = frame_contrast(cfg.event_contrast, track) if per_interval > 1 else (None, None)
     boxes, times, steps = [], [], 0
     counted = None  # (counts, until µs) of the previous interval's events, from its event frames
     n = len(track.frame_t) if max_frames is None else min(max_frames, len(track.frame_t))
@@ -157,14 +169,17 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         if dcf is not None:
             if k:
                 dcf.correct(box[:2] + box[2:] / 2)
-                events = interval_counts(track, k, counted) if with_events else None
-                dcf.update(track.frames[k], events)
+                events = interval_counts(track, k, counted) if with_events or fit is not None else None
+                dcf.update(track.frames[k], events if with_events else None)
+                if fit is not None:
+                    fit.add(track.frames[k - 1], track.frames[k], events)
+                    contrast = fit.contrast(TYPICAL_CONTRAST)
                 ann_fresh = dcf.usable
             ann_estimate = torch.from_numpy((dcf.box - shift)[None].astype(np.float32))
         ann_steps = counted = None
         if per_interval > 1 and ann_fresh:
             step_boxes, step_fresh, *counted = event_frame_boxes(dcf, track, k, unit["times"], shift, per_interval,
-                                                                 cfg.event_contrast)
+                                                                 contrast)
             ann_estimate, ann_steps = torch.from_numpy(step_boxes), torch.from_numpy(step_fresh)
         batch = {
             "frame": torch.from_numpy(unit["frame"][None]),

@@ -1,6 +1,7 @@
 """Event frames between APS frames (hybrid.event_frames, model.event_frames_hz): the integration
 against frames that an independent event model (ESIM) turned into events, the step schedule, the
-target model's relocation, and a fast target that the full hybrid follows between APS frames."""
+target model's relocation, a fast target that the full hybrid follows between APS frames, and the
+contrast C they integrate with (model.event_contrast: the file's thresholds, else fitted online)."""
 
 import dataclasses
 
@@ -9,7 +10,7 @@ import pytest
 
 from hybrid.data import Track
 from hybrid.dcf import DCFParams, DCFTracker
-from hybrid.event_frames import event_frame_steps, frames_per_interval, integrate_events
+from hybrid.event_frames import ContrastFit, event_frame_steps, frames_per_interval, integrate_events
 from neurosim.errors import ParameterError
 from sim_events.esim import LOG_EPS, esim_events
 
@@ -135,5 +136,134 @@ def test_config_checks():
     with pytest.raises(ParameterError, match="event_frames_hz"):
         ModelConfig(event_frames_hz=-1.0, target_model="dcf").check()
     with pytest.raises(ParameterError, match="event_contrast"):
-        ModelConfig(event_contrast=0.0).check()
+        ModelConfig(event_contrast=-0.1).check()
+    assert ModelConfig(event_contrast=0.0).check().event_contrast == 0.0  # 0: fitted online
     assert ModelConfig(event_frames_hz=240.0, target_model="dcf").check().event_frames_hz == 240.0
+
+
+def shifted_frames(steps: int = 6, px: int = 3) -> list[np.ndarray]:
+    a = texture(80, 100, 0)
+    return [np.roll(a, px * i, axis=1) for i in range(steps)]
+
+
+def fit_over(frames: list[np.ndarray], counts: list[np.ndarray], dark_dn: float) -> float:
+    fit = ContrastFit(dark_dn=dark_dn)
+    for k in range(1, len(frames)):
+        fit.add(frames[k - 1], frames[k], counts[k - 1])
+    return fit.contrast(default=-1.0)
+
+
+@pytest.mark.parametrize("threshold", [0.15, 0.3, 0.5])
+def test_the_contrast_fit_is_exact_for_counts_of_a_random_phase_sensor(threshold):
+    """Closed form: every pixel brightens by Δ in [C, 2.5 C] and counts n = floor(Δ/C + u), u ~ U(0, 1)
+    (a sensor whose reference level sits anywhere in its threshold step): E[n | Δ] = Δ/C and every
+    pixel fires, so regressing n on Δ gives C."""
+    rng = np.random.default_rng(1)
+    log_dn = np.log(np.arange(256) + 8.0)
+    frames = [rng.integers(20, 61, (60, 80)).astype(np.uint8)]
+    counts = []
+    for _ in range(4):
+        change = threshold * rng.uniform(1.0, 2.5, frames[0].shape)
+        frames.append(np.rint((frames[0] + 8.0) * np.exp(change) - 8.0).astype(np.uint8))
+        n = np.floor((log_dn[frames[-1]] - log_dn[frames[-2]]) / threshold + rng.random(frames[0].shape))
+        counts.append(np.stack([np.maximum(n, 0), np.maximum(-n, 0)]).astype(np.float32))
+        frames.append(frames[0])  # and back: as many OFF events
+        n = np.floor((log_dn[frames[-1]] - log_dn[frames[-2]]) / threshold + rng.random(frames[0].shape))
+        counts.append(np.stack([np.maximum(n, 0), np.maximum(-n, 0)]).astype(np.float32))
+    assert fit_over(frames, counts, dark_dn=8.0) == pytest.approx(threshold, rel=0.02)
+
+
+@pytest.mark.parametrize("threshold", [0.15, 0.25, 0.4])
+def test_the_contrast_fit_reads_the_threshold_of_esim_events_and_a_larger_one_when_they_are_capped(threshold):
+    """ESIM's events (an independent event model: exact thresholds, a reference level reset at each
+    event, so a pixel that turns back needs a whole step again) fit to within 25 % above their
+    threshold; the same events capped at one per pixel per interval (as event frames give them)
+    fit to at least 1.3 times more, and no events leave the default."""
+    frames = shifted_frames()
+    ev = esim_events([(k * 10_000, f) for k, f in enumerate(frames)], c_on=threshold, c_off=threshold, sigma=0.0,
+                     refractory_us=0.0)
+    counts = [counts_of(ev[(ev["t"] > (k - 1) * 10_000) & (ev["t"] <= k * 10_000)], *frames[0].shape)
+              for k in range(1, len(frames))]
+    fitted = fit_over(frames, counts, dark_dn=255 * LOG_EPS)
+    assert threshold <= fitted <= 1.25 * threshold
+    capped = [np.minimum(c, 1) * (np.abs(c[0] - c[1]) > 0) for c in counts]
+    assert fit_over(frames, capped, dark_dn=255 * LOG_EPS) >= 1.3 * fitted
+    assert fit_over(frames, [np.zeros_like(c) for c in counts], dark_dn=8.0) == -1.0
+
+
+def test_the_contrast_fit_skips_saturated_pixels_and_clamps():
+    before = np.array([[0, 255, 100, 100]], np.uint8)
+    after = np.array([[50, 200, 255, 150]], np.uint8)
+    counts = np.zeros((2, 1, 4), np.float32)
+    counts[0, 0, :3] = 3  # ON events at the three pixels that saturate in one of the frames
+    fit = ContrastFit()
+    fit.add(before, after, counts)
+    assert fit.contrast(default=0.7) == 0.7  # nothing usable yet
+    counts[0, 0, 3] = 1  # one ON event where 100 → 150 DN
+    fit.add(before, after, counts)
+    assert fit.contrast(default=0.7) == pytest.approx(np.log(158 / 108), rel=1e-6)
+    counts[0, 0, 3] = 100  # 100 events for that change: C below the lower bound
+    fit = ContrastFit()
+    fit.add(before, after, counts)
+    assert fit.contrast(default=0.7) == 0.05
+
+
+def test_a_fitted_contrast_drives_the_event_frames_from_the_second_interval_on():
+    """``event_contrast = 0``: the first interval integrates its events with the typical 0.25 (no
+    frame pair seen yet), later ones with the fit of the intervals before; same inputs, same boxes."""
+    pytest.importorskip("torch")
+    from hybrid.checkpoint import load_model
+    from hybrid.track import track_sequence
+
+    track = fast_square()
+    boxes = {}
+    for name, contrast in (("fixed", 0.25), ("fit", 0.0), ("fit again", 0.0)):
+        model = load_model("default", "full")
+        model.cfg = dataclasses.replace(model.cfg, event_frames_hz=240.0, target_events=0.0, event_contrast=contrast)
+        boxes[name] = track_sequence(model, track).boxes
+    first = len(boxes["fixed"]) // len(track.frame_t)  # the steps of one interval
+    np.testing.assert_array_equal(boxes["fit"][:first], boxes["fixed"][:first])
+    assert not np.array_equal(boxes["fit"][first:], boxes["fixed"][first:])
+    np.testing.assert_array_equal(boxes["fit"], boxes["fit again"])
+
+
+def test_a_simulated_file_says_its_thresholds_and_a_recording_does_not(tmp_path):
+    """``neurosim events simulate`` stores its parameters in the file; the tracker's view of the
+    file (hybrid.data.load_track) reads the ON / OFF thresholds back. Recordings say none."""
+    import json
+
+    from hybrid.data import load_track, simulated_contrast
+    from neurosim.cli import main
+
+    frames = tmp_path / "f.npz"
+    stack = np.stack(shifted_frames(steps=3))
+    np.savez(frames, frames=stack, frame_ts=np.arange(len(stack)) * 10_000)
+    seq = tmp_path / "s.h5"
+    assert main(["events", "simulate", str(frames), "-o", str(seq), "-q", "--set", "contrast_threshold_on=0.3",
+                 "--set", "contrast_threshold_off=0.35"]) == 0
+    assert load_track(seq).contrast == (0.3, 0.35)
+    assert simulated_contrast({"simulator": json.dumps({"recording": True, "format": "fe240hz"})}) is None
+    assert simulated_contrast({"simulator": "{not json"}) is None
+    assert simulated_contrast({}) is None
+
+
+def test_the_event_frames_contrast_is_the_models_else_the_files_else_fitted():
+    from hybrid.track import frame_contrast
+
+    track = fast_square()
+    assert frame_contrast(0.4, track) == (0.4, None)
+    contrast, fit = frame_contrast(0.0, track)
+    assert contrast == 0.25 and isinstance(fit, ContrastFit)
+    simulated = dataclasses.replace(track, contrast=(0.3, 0.35))
+    assert frame_contrast(0.0, simulated) == ((0.3, 0.35), None)
+    assert frame_contrast(0.2, simulated) == (0.2, None)
+
+
+def test_two_thresholds_integrate_each_polarity_with_its_own():
+    frame = np.array([[100, 100]], np.uint8)
+    counts = np.zeros((2, 1, 2), np.float32)
+    counts[0, 0, 0] = 2  # two ON events: (100 + 8)·e^(2·0.2) − 8
+    counts[1, 0, 1] = 2  # two OFF events: (100 + 8)·e^(−2·0.3) − 8
+    out = integrate_events(frame, counts, (0.2, 0.3))
+    assert out[0, 0] == round(108 * np.exp(0.4) - 8) and out[0, 1] == round(108 * np.exp(-0.6) - 8)
+    np.testing.assert_array_equal(integrate_events(frame, counts, (0.25, 0.25)), integrate_events(frame, counts, 0.25))
