@@ -180,8 +180,10 @@ def import_recording(recording: str | pathlib.Path, boxes: str | pathlib.Path | 
         if ok.any() and not overlaps.any():
             raise InputError(f"no box of {boxes} overlaps the {rec.width}x{rec.height} sensor: check the box file's coordinates")
     ev = rec.events
-    with SequenceWriter(out, rec.width, rec.height, source=str(recording),
-                        simulator={"recording": True, "format": rec.attrs.get("format", "")}) as w:
+    meta = {"recording": True, "format": rec.attrs.get("format", "")}
+    if rec.attrs.get("event_frame_hz"):  # events read from event frames: at most one per pixel and frame
+        meta["event_frame_hz"] = float(rec.attrs["event_frame_hz"])
+    with SequenceWriter(out, rec.width, rec.height, source=str(recording), simulator=meta) as w:
         for a in range(0, ev.shape[0], chunk):
             c = ev[a:a + chunk]
             w.add_events(c["x"], c["y"], c["t"], c["p"])

@@ -38,6 +38,7 @@ class Track:
     width: int
     height: int
     contrast: tuple[float, float] | None = None  # the ON / OFF thresholds (log intensity) that made the events, where the file says
+    event_frame_hz: float | None = None  # the events were read from event frames at this rate (at most one per pixel and frame)
 
     def box_at(self, t: np.ndarray) -> np.ndarray:
         """Ground-truth boxes at times ``t`` (µs), interpolated as the loaders do; NaN where absent."""
@@ -96,19 +97,31 @@ def load_track(path: str | pathlib.Path, name: str | None = None) -> Track:
     return Track(name or path.stem, rec.frames, np.asarray(rec.frame_t, np.int64), rec.events,
                  None if rec.boxes_t is None else np.asarray(rec.boxes_t, np.int64),
                  None if rec.boxes_xywh is None else np.asarray(rec.boxes_xywh, np.float32),
-                 int(rec.width), int(rec.height), simulated_contrast(rec.attrs))
+                 int(rec.width), int(rec.height), *event_origin(rec.attrs))
 
 
-def simulated_contrast(attrs: dict) -> tuple[float, float] | None:
-    """The ON / OFF contrast thresholds of a simulated sequence file's events (its ``simulator``
-    parameters, as ``neurosim data build`` and ``events simulate`` store them); None for a
-    recording or a file that does not say."""
+def event_origin(attrs: dict) -> tuple[tuple[float, float] | None, float | None]:
+    """What a sequence file's ``simulator`` attribute says made its events: (the ON / OFF contrast
+    thresholds of a simulated file, as ``neurosim data build`` and ``events simulate`` store them,
+    or None; the rate of the event frames an imported recording's events were read from, or None)."""
     try:
-        params = json.loads(attrs.get("simulator", "{}")).get("params", {})
+        meta = json.loads(attrs.get("simulator", "{}"))
+    except (ValueError, TypeError):
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    contrast = None
+    try:
+        params = meta.get("params", {})
         on, off = float(params["contrast_threshold_on"]), float(params["contrast_threshold_off"])
+        contrast = (on, off) if on > 0 and off > 0 else None
     except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return (on, off) if on > 0 and off > 0 else None
+        pass
+    try:
+        rate = float(meta.get("event_frame_hz") or 0.0)
+    except (ValueError, TypeError):
+        rate = 0.0
+    return contrast, rate if rate > 0 else None
 
 
 def crop_origin(box: np.ndarray, size: int) -> tuple[int, int]:

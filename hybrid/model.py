@@ -93,7 +93,8 @@ class ModelConfig:
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
     target_events: float = 0.0  # with target_model="dcf", variant full: weight of the event channels (ON, OFF) in the filter's features (0: frames only)
     event_frames_hz: float = 0.0  # with target_model="dcf", variant full: rate of the frames (APS + event frames, hybrid/event_frames.py) the target model searches (0: APS frames only; the template model ignores it)
-    event_contrast: float = 0.0  # C of the event frames: log intensity per event (> 0: this; 0: the sequence's own, hybrid.track.frame_contrast: its simulator's thresholds, else fitted online from the APS frames)
+    event_contrast: float = 0.25  # C of the event frames: log intensity per event (> 0: this; 0: the sequence's own, hybrid.track.frame_contrast: its simulator's thresholds, capped_contrast for events read from event frames, else fitted online from the APS frames)
+    capped_contrast: float = 1.0  # with event_contrast 0: C of events read from event frames (at most one per pixel and frame, so each stands for a change of unknown size)
 
     @property
     def ann_template(self) -> tuple[int, str]:
@@ -164,6 +165,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "target_events": (0.0, 10.0, False),
     "event_frames_hz": (0.0, 100_000.0, False),
     "event_contrast": (0.0, 10.0, False),
+    "capped_contrast": (0.0, 10.0, True),
 }
 
 

@@ -103,14 +103,19 @@ def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.nd
     return boxes, fresh, counts, t_prev
 
 
-def frame_contrast(event_contrast: float, track: Track) -> tuple[float | tuple[float, float], ContrastFit | None]:
+def frame_contrast(event_contrast: float, track: Track, capped_contrast: float = 1.0
+                   ) -> tuple[float | tuple[float, float], ContrastFit | None]:
     """(C, fit) for the event frames of ``track``: the model's ``event_contrast`` where it is set
-    (> 0), else the ON / OFF thresholds its file says made the events (a simulated sequence), else
-    the typical 0.25 with a :class:`ContrastFit` that refines it from the second frame interval on."""
+    (> 0); else the ON / OFF thresholds its file says made the events (a simulated sequence); else
+    ``capped_contrast`` for events read from event frames (at most one per pixel and frame);
+    else the typical 0.25 with a :class:`ContrastFit` that refines it from the second frame
+    interval on (a recording of raw events from a sensor of unknown threshold)."""
     if event_contrast > 0:
         return event_contrast, None
     if track.contrast is not None:
         return track.contrast, None
+    if track.event_frame_hz is not None:
+        return capped_contrast, None
     return TYPICAL_CONTRAST, ContrastFit()
 
 
@@ -157,7 +162,7 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
         tb = torch.tensor([[box[0] - x0, box[1] - y0, box[2], box[3]]], dtype=torch.float32)
         z_ann = model.template(torch.from_numpy(unit["frame"][None]), tb)
     per_interval = frames_per_interval(cfg.event_frames_hz, aps_rate(track)) if dcf is not None and model.uses_attention else 1
-    contrast, fit = frame_contrast(cfg.event_contrast, track) if per_interval > 1 else (None, None)
+    contrast, fit = frame_contrast(cfg.event_contrast, track, cfg.capped_contrast) if per_interval > 1 else (None, None)
     boxes, times, steps = [], [], 0
     counted = None  # (counts, until µs) of the previous interval's events, from its event frames
     n = len(track.frame_t) if max_frames is None else min(max_frames, len(track.frame_t))

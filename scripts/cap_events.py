@@ -5,9 +5,9 @@ repository root: the sequences of ``SPLIT`` (a split of DATASET's index) are wri
 ``OUT/sequences`` with, per pixel and window of ``1/rate_hz`` s, at most one event: the sign of the
 window's net count (ON − OFF), at the window's end. That is what a recording read from event
 frames holds (FE240hz's ``stack240``, VisEvent's and COESOT's event images: one polarity per pixel
-per frame). The copies carry no simulator parameters, as a recording does not, so the tracker
-fits their contrast online (``hybrid.track.frame_contrast``). ``OUT/index.json`` keeps that split
-only. Used by docs/results/tracker.md, "Event frames from real sensors".
+per frame). The copies say so as an imported recording does (``"event_frame_hz"`` in their
+``simulator`` attribute, no simulator parameters), so with ``model.event_contrast = 0`` the
+tracker integrates them with its ``capped_contrast`` (``hybrid.track.frame_contrast``). ``OUT/index.json`` keeps that split only. Used by docs/results/tracker.md, "Event frames from real sensors".
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def main() -> None:
             continue
         rec = read_sequence(args.dataset / entry["file"])
         rec.events = cap_events(rec.events, rec.width, rec.height, args.rate_hz)
-        write_sequence(args.out / entry["file"], rec)
+        write_sequence(args.out / entry["file"], rec,
+                       simulator={"recording": True, "format": "capped", "event_frame_hz": args.rate_hz})
         kept.append({**entry, "events": len(rec.events)})
         print(f"{entry['name']}: {entry['events']:,} -> {len(rec.events):,} events")
     index.update(sequences=kept, splits={args.split: index["splits"][args.split]})

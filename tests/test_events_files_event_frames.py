@@ -116,6 +116,10 @@ def test_data_import_takes_an_fe240hz_folder(tmp_path):
     assert run.returncode == 0, run.stderr
     rec = read_recording(tmp_path / "DS" / "sequences" / "seq.h5")
     assert len(rec.frames) == 4 and len(rec.boxes_t) == 24 and len(rec.events) > 0
+    # the tracker learns that these events are capped at one per pixel per 240 Hz frame
+    from hybrid.data import event_origin
+
+    assert event_origin(rec.attrs) == (None, 240.0)
 
 
 def _events(rows):

@@ -78,6 +78,7 @@ def test_event_images_give_each_frame_interval_the_drawn_pixels_and_polarities(t
     seq = make_folder(tmp_path, raw, "visevent", with_raw=False)
     rec = read_recording(seq)
     assert rec.attrs["events_from"] == "event images" and rec.frame_t[1] - rec.frame_t[0] == 40_000
+    assert rec.attrs["event_frame_hz"] == 25.0  # at most one event per pixel and image: capped
     edges = np.concatenate([[raw.frame_t[0] - 40_000], raw.frame_t])
     for k in range(4):
         window = raw.events[(raw.events["t"] > edges[k]) & (raw.events["t"] <= edges[k + 1])]
@@ -97,6 +98,9 @@ def test_import_writes_a_sequence_file_and_a_wrong_box_count_is_one_line(tmp_pat
     assert main(["data", "import", str(seq), "-o", str(tmp_path / "s.h5"), "-q"]) == 0
     back = read_recording(tmp_path / "s.h5")
     assert len(back.events) == len(raw.events) and back.frames.shape == raw.frames.shape
+    from hybrid.data import event_origin
+
+    assert event_origin(back.attrs) == (None, None)  # raw events: the tracker fits their contrast
     (seq / "groundtruth.txt").write_text("1,2,3,4\n")
     assert main(["data", "import", str(seq), "-o", str(tmp_path / "t.h5"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

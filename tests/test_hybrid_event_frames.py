@@ -232,7 +232,7 @@ def test_a_simulated_file_says_its_thresholds_and_a_recording_does_not(tmp_path)
     file (hybrid.data.load_track) reads the ON / OFF thresholds back. Recordings say none."""
     import json
 
-    from hybrid.data import load_track, simulated_contrast
+    from hybrid.data import event_origin, load_track
     from neurosim.cli import main
 
     frames = tmp_path / "f.npz"
@@ -241,13 +241,17 @@ def test_a_simulated_file_says_its_thresholds_and_a_recording_does_not(tmp_path)
     seq = tmp_path / "s.h5"
     assert main(["events", "simulate", str(frames), "-o", str(seq), "-q", "--set", "contrast_threshold_on=0.3",
                  "--set", "contrast_threshold_off=0.35"]) == 0
-    assert load_track(seq).contrast == (0.3, 0.35)
-    assert simulated_contrast({"simulator": json.dumps({"recording": True, "format": "fe240hz"})}) is None
-    assert simulated_contrast({"simulator": "{not json"}) is None
-    assert simulated_contrast({}) is None
+    track = load_track(seq)
+    assert track.contrast == (0.3, 0.35) and track.event_frame_hz is None
+    recording = {"simulator": json.dumps({"recording": True, "format": "fe240hz", "event_frame_hz": 240.0})}
+    assert event_origin(recording) == (None, 240.0)
+    assert event_origin({"simulator": json.dumps({"recording": True, "format": "aedat4"})}) == (None, None)
+    assert event_origin({"simulator": "{not json"}) == (None, None)
+    assert event_origin({"simulator": "[1, 2]"}) == (None, None)
+    assert event_origin({}) == (None, None)
 
 
-def test_the_event_frames_contrast_is_the_models_else_the_files_else_fitted():
+def test_the_event_frames_contrast_is_the_models_else_the_files_else_the_capped_one_else_fitted():
     from hybrid.track import frame_contrast
 
     track = fast_square()
@@ -257,6 +261,9 @@ def test_the_event_frames_contrast_is_the_models_else_the_files_else_fitted():
     simulated = dataclasses.replace(track, contrast=(0.3, 0.35))
     assert frame_contrast(0.0, simulated) == ((0.3, 0.35), None)
     assert frame_contrast(0.2, simulated) == (0.2, None)
+    capped = dataclasses.replace(track, event_frame_hz=240.0)
+    assert frame_contrast(0.0, capped, capped_contrast=0.9) == (0.9, None)
+    assert frame_contrast(0.3, capped, capped_contrast=0.9) == (0.3, None)
 
 
 def test_two_thresholds_integrate_each_polarity_with_its_own():

@@ -137,7 +137,7 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
         raise InputError(f"{root}: event frames are {width}x{height} but APS frames {frames.shape[2]}x{frames.shape[1]}")
     boxes_t = None if boxes is None else np.round((np.arange(len(boxes)) - offset) * window).astype(np.int64)
     attrs = {"format": "fe240hz", "aps_rate_hz": aps_rate_hz, "event_rate_hz": event_rate_hz,
-             "window_offset": offset, "event_frame_threshold": threshold}
+             "event_frame_hz": event_rate_hz, "window_offset": offset, "event_frame_threshold": threshold}
     return Recording(events, width, height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
 
 

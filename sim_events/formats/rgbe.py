@@ -133,7 +133,7 @@ def _from_event_images(folder: pathlib.Path, frames: np.ndarray, fps: float) -> 
         t = int(frame_t[k] - 0.5e6 / fps)
         parts.append((x, y, np.full(x.shape, t, np.int64), on[y, x].astype(np.uint8)))
     x, y, t, p = (np.concatenate(c) for c in zip(*parts))
-    attrs = {"format": "rgbe", "events_from": "event images", "frame_rate_hz": fps}
+    attrs = {"format": "rgbe", "events_from": "event images", "frame_rate_hz": fps, "event_frame_hz": fps}
     return Recording(make_events(x, y, t, p), frames.shape[2], frames.shape[1], frames, frame_t, None, None, None, attrs)
 
 
