@@ -129,6 +129,20 @@ def interval_counts(track: Track, k: int, counted: list | None) -> np.ndarray:
     return counts + track.event_counts(until, t1)
 
 
+def make_target_model(cfg, with_events: bool):
+    """The online target model (``hybrid.dcf``) of a ``target_model = "dcf"`` configuration: the
+    filter, or its re-scoring by representatives (``target_reps``), with the event channels at
+    weight ``target_events`` when ``with_events``."""
+    from hybrid.dcf import DCFParams, DCFTracker
+
+    params = DCFParams(event_weight=cfg.target_events if with_events else 0.0)
+    if cfg.target_reps == "off":
+        return DCFTracker(params)
+    from hybrid.target_reps import RepDCFTracker
+
+    return RepDCFTracker(params, negatives=cfg.target_reps == "np", min_ratio=cfg.target_min_ratio)
+
+
 def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     cfg = model.cfg
     S, W = cfg.search_size, cfg.warmup_bins
@@ -144,17 +158,9 @@ def _track(model, track: Track, first_box, max_frames) -> TrackResult:
     model.eval()
     z_ann = dcf = None
     t0 = time.perf_counter()
+    with_events = model.uses_attention and cfg.target_events > 0
     if model.uses_ann and cfg.target_model == "dcf":
-        from hybrid.dcf import DCFParams, DCFTracker
-
-        with_events = model.uses_attention and cfg.target_events > 0
-        params = DCFParams(event_weight=cfg.target_events if with_events else 0.0)
-        if cfg.target_reps == "off":
-            dcf = DCFTracker(params)
-        else:
-            from hybrid.target_reps import RepDCFTracker
-
-            dcf = RepDCFTracker(params, negatives=cfg.target_reps == "np", min_ratio=cfg.target_min_ratio)
+        dcf = make_target_model(cfg, with_events)
         dcf.init(track.frames[0], box)
     elif model.uses_ann:
         x0, y0 = crop_origin(box, S)
