@@ -107,21 +107,21 @@ def event_origin(attrs: dict) -> tuple[tuple[float, float] | None, float | None]
     try:
         meta = json.loads(attrs.get("simulator", "{}"))
     except (ValueError, TypeError):
-        return None, None
+        meta = None
     if not isinstance(meta, dict):
         return None, None
-    contrast = None
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    on, off = _positive(params.get("contrast_threshold_on")), _positive(params.get("contrast_threshold_off"))
+    return ((on, off) if on and off else None), _positive(meta.get("event_frame_hz"))
+
+
+def _positive(value) -> float | None:
+    """``value`` as a finite float > 0, else None."""
     try:
-        params = meta.get("params", {})
-        on, off = float(params["contrast_threshold_on"]), float(params["contrast_threshold_off"])
-        contrast = (on, off) if on > 0 and off > 0 else None
-    except (ValueError, TypeError, KeyError, AttributeError):
-        pass
-    try:
-        rate = float(meta.get("event_frame_hz") or 0.0)
-    except (ValueError, TypeError):
-        rate = 0.0
-    return contrast, rate if rate > 0 else None
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) and x > 0 else None
 
 
 def crop_origin(box: np.ndarray, size: int) -> tuple[int, int]:

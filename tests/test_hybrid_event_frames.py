@@ -248,6 +248,8 @@ def test_a_simulated_file_says_its_thresholds_and_a_recording_does_not(tmp_path)
     assert event_origin({"simulator": json.dumps({"recording": True, "format": "aedat4"})}) == (None, None)
     assert event_origin({"simulator": "{not json"}) == (None, None)
     assert event_origin({"simulator": "[1, 2]"}) == (None, None)
+    assert event_origin({"simulator": json.dumps({"event_frame_hz": float("nan"), "params": {
+        "contrast_threshold_on": 0.3, "contrast_threshold_off": -1}})}) == (None, None)
     assert event_origin({}) == (None, None)
 
 
