@@ -51,12 +51,16 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
 
     p = add_verb(verbs, "import", _import, help="turn a real recording + box file into a sequence file",
                  example="neurosim data import recording.aedat --boxes boxes.txt -o seq.h5\n"
-                 "  neurosim data import recording.aedat4 --boxes boxes.txt -o real_dataset/  # add to a dataset",
+                 "  neurosim data import recording.aedat4 --boxes boxes.txt -o real_dataset/  # add to a dataset\n"
+                 "  neurosim data import FE108/test/airplane_mul222 -o real_dataset/  # a benchmark's sequence folder",
                  description="Read a real DAVIS recording (jAER AEDAT 2.0/3.1, AEDAT4, sequence .h5, recording .npz) and "
-                 "a box file ('t_us x y w h' per line, 0-based pixels) and write one sequence file.",
+                 "a box file ('t_us x y w h' per line, 0-based pixels) and write one sequence file. A tracking "
+                 "benchmark's sequence folder brings its own frames and boxes: FE240hz / FE108 (img/ with stack240/ "
+                 "event frames or the raw events.aedat4), VisEvent (vis_imgs/, event_imgs/) and COESOT (NAME_aps/, "
+                 "NAME_dvs/).",
                  inputs=("recording", "boxes"),
                  outputs=[Output(kind="file_or_dataset", companions=_imported_file, companions_replaced=True)])
-    p.add_argument("recording", help="the recording file")
+    p.add_argument("recording", help="the recording file, or a benchmark's sequence folder")
     p.add_argument("--boxes", default=None, help="box file: 't_us x y w h' per line")
     p.add_argument("-o", "--out", required=True,
                    help="output sequence file (.h5), or a dataset folder to add the recording to (index.json updated; "

@@ -10,12 +10,13 @@ AEDAT4 (.aedat4)       ``#!AER-DAT4.0`` header (``aedat`` package)        events
 Prophesee .raw         ``% evt 2.0/3.0`` header (``expelliarmus``)        events (EVT2, EVT3)
 N-MNIST (.bin)         extension .bin, size a multiple of 5 bytes         events (34×34)
 recording (.npz)       zip signature / .npz                              events, frames
-FE240hz folder         a folder with ``img/`` and ``stack240/``           frames, events, boxes
+FE240hz/FE108 folder   ``img/`` + ``stack240/`` or ``events.aedat4``       frames, events, boxes
 VisEvent/COESOT folder ``groundtruth.txt`` + ``vis_imgs/`` or ``NAME_aps/``  frames, events, boxes
 =====================  ================================================  =====================
 
 FE240hz folders hold real DAVIS346 APS frames and 240 Hz *event frames*; their events are
-read back one per marked pixel and window (``sim_events.formats.event_frames``). VisEvent and
+read back one per marked pixel and window (``sim_events.formats.event_frames``). An FE108 folder
+with its raw ``events.aedat4`` gives the recording's own events and frame times instead. VisEvent and
 COESOT folders give the raw ``.aedat4``'s events where present, else their event images
 (``sim_events.formats.rgbe``).
 
