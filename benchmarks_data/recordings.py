@@ -149,7 +149,7 @@ def read_any_recording(path: str | pathlib.Path, width: int | None = None, heigh
     """A Recording from jAER AEDAT 2/3.1 (this module) or any sim_events format (FE240hz, VisEvent and
     COESOT folders too)."""
     from sim_events.formats import read_recording
-    from sim_events.formats.event_frames import is_fe240hz
+    from sim_events.formats.fe240hz import is_fe240hz
     from sim_events.formats.rgbe import layout
 
     if is_fe240hz(path) or layout(path) is not None:

@@ -1,4 +1,4 @@
-"""Event frames and FE240hz folders (sim_events.formats.event_frames): synthetic and real."""
+"""Event frames and FE240hz folders (sim_events.formats.event_frames, .fe240hz): synthetic and real."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 
 from neurosim.errors import InputError
 from sim_events.formats import detect_format, read_recording
-from sim_events.formats.event_frames import read_event_frames, window_offset
+from sim_events.formats.event_frames import read_event_frames
+from sim_events.formats.fe240hz import window_offset
 
 cv2 = pytest.importorskip("cv2")
 

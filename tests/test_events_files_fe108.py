@@ -1,5 +1,5 @@
 """FE108 sequence folders with the raw recording (``img/`` + ``events.aedat4`` +
-``groundtruth_rect.txt``; sim_events.formats.event_frames.read_fe108_raw).
+``groundtruth_rect.txt``; sim_events.formats.fe240hz.read_fe108_raw).
 
 The recordings are written by iniVation's own dv-processing (events and APS frames with their
 times); ``img/`` holds a stretch of those frames, as FE108's folders do. References: the events

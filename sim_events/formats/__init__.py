@@ -15,7 +15,7 @@ VisEvent/COESOT folder ``groundtruth.txt`` + ``vis_imgs/`` or ``NAME_aps/``  fra
 =====================  ================================================  =====================
 
 FE240hz folders hold real DAVIS346 APS frames and 240 Hz *event frames*; their events are
-read back one per marked pixel and window (``sim_events.formats.event_frames``). An FE108 folder
+read back one per marked pixel and window (``sim_events.formats.fe240hz``). An FE108 folder
 with its raw ``events.aedat4`` gives the recording's own events and frame times instead. VisEvent and
 COESOT folders give the raw ``.aedat4``'s events where present, else their event images
 (``sim_events.formats.rgbe``).
@@ -47,7 +47,7 @@ def detect_format(path: str | pathlib.Path) -> str:
 
     Raises InputError for a missing file or one of no supported kind.
     """
-    from sim_events.formats.event_frames import is_fe240hz
+    from sim_events.formats.fe240hz import is_fe240hz
 
     from sim_events.formats.rgbe import layout
 
@@ -94,7 +94,7 @@ def read_recording(path: str | pathlib.Path) -> Recording:
 
         return read_prophesee_raw(path)
     if kind == "fe240hz":
-        from sim_events.formats.event_frames import read_fe240hz
+        from sim_events.formats.fe240hz import read_fe240hz
 
         return read_fe240hz(path)
     if kind == "rgbe":
