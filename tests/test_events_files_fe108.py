@@ -79,9 +79,9 @@ def make_fe108(root, recording, start=3, count=6, boxes_per_frame=1, lossy=False
 def test_img_is_found_in_the_recording_and_timed_by_it(tmp_path, recording, lossy):
     _, (frames, t, x, y, p) = recording
     seq, boxes = make_fe108(tmp_path, recording, start=3, lossy=lossy)
-    assert detect_format(seq) == "fe240hz"
+    assert detect_format(seq) == "fe108"
     rec = read_recording(seq)
-    assert rec.attrs["events_from"] == "aedat4" and rec.attrs["recording_frame_offset"] == 3
+    assert rec.attrs["format"] == "fe108" and rec.attrs["recording_frame_offset"] == 3
     assert "event_frame_hz" not in rec.attrs  # raw events are not capped
     np.testing.assert_array_equal(rec.frame_t, [frame_t(k) for k in range(3, 9)])
     np.testing.assert_array_equal(rec.boxes_t, rec.frame_t)

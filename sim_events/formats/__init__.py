@@ -10,7 +10,8 @@ AEDAT4 (.aedat4)       ``#!AER-DAT4.0`` header (``aedat`` package)        events
 Prophesee .raw         ``% evt 2.0/3.0`` header (``expelliarmus``)        events (EVT2, EVT3)
 N-MNIST (.bin)         extension .bin, size a multiple of 5 bytes         events (34×34)
 recording (.npz)       zip signature / .npz                              events, frames
-FE240hz/FE108 folder   ``img/`` + ``stack240/`` or ``events.aedat4``       frames, events, boxes
+FE240hz folder         ``img/`` + ``stack240/``                           frames, events, boxes
+FE108 folder           ``img/`` + ``events.aedat4``                       frames, events, boxes
 VisEvent/COESOT folder ``groundtruth.txt`` + ``vis_imgs/`` or ``NAME_aps/``  frames, events, boxes
 =====================  ================================================  =====================
 
@@ -43,16 +44,16 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def detect_format(path: str | pathlib.Path) -> str:
-    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist, npz, or a folder: fe240hz, rgbe.
+    """Name of the format of ``path``: sequence, aedat4, prophesee, nmnist, npz, or a folder: fe240hz (its
+    event frames), fe108 (its raw recording), rgbe.
 
     Raises InputError for a missing file or one of no supported kind.
     """
-    from sim_events.formats.fe240hz import is_fe240hz
-
+    from sim_events.formats.fe240hz import has_raw_recording, is_fe240hz
     from sim_events.formats.rgbe import layout
 
     if is_fe240hz(path):
-        return "fe240hz"
+        return "fe108" if has_raw_recording(path) else "fe240hz"
     if layout(path) is not None:
         return "rgbe"
     p = existing_file(path, "event file")
@@ -93,7 +94,7 @@ def read_recording(path: str | pathlib.Path) -> Recording:
         from sim_events.formats.prophesee import read_prophesee_raw
 
         return read_prophesee_raw(path)
-    if kind == "fe240hz":
+    if kind in ("fe240hz", "fe108"):
         from sim_events.formats.fe240hz import read_fe240hz
 
         return read_fe240hz(path)

@@ -53,6 +53,12 @@ def is_fe240hz(path: str | pathlib.Path) -> bool:
     return p.is_dir() and (p / "img").is_dir() and ((p / "stack240").is_dir() or (p / RAW_RECORDING).is_file())
 
 
+def has_raw_recording(path: str | pathlib.Path) -> bool:
+    """True for an FE240hz / FE108 folder read from its raw ``events.aedat4`` (format ``fe108``),
+    False for one read from its event frames (format ``fe240hz``)."""
+    return is_fe240hz(path) and (pathlib.Path(path) / RAW_RECORDING).is_file()
+
+
 def window_offset(boxes_fast: np.ndarray, boxes_slow: np.ndarray, ratio: int, search: int = 12) -> int:
     """The integer ``o`` that best maps ``boxes_fast[ratio·k + o]`` onto ``boxes_slow[k]`` (mean |Δ|)."""
     k = np.arange(len(boxes_slow))
@@ -130,7 +136,7 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
     aps_rate_hz = 1e6 / interval
     boxes_t, boxes = _raw_boxes(root, frame_t, float(event_rate_hz or _meta(root).get("event_frame_hz", 240.0)),
                                 aps_rate_hz)
-    attrs = {"format": "fe240hz", "events_from": "aedat4", "aps_rate_hz": aps_rate_hz, "recording_frame_offset": start}
+    attrs = {"format": "fe108", "events_from": "aedat4", "aps_rate_hz": aps_rate_hz, "recording_frame_offset": start}
     return Recording(rec.events[keep], rec.width, rec.height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
 
 
