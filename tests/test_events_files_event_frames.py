@@ -81,6 +81,10 @@ def test_bad_fe240hz_folders_are_one_line_errors(tmp_path):
     (tmp_path / "seq" / "stack240" / "00003.jpg").write_bytes(b"not an image")
     with pytest.raises(InputError, match="cannot be read as an image"):
         read_recording(tmp_path / "seq")
+    write_fe240hz(tmp_path / "sizes")
+    cv2.imwrite(str(tmp_path / "sizes" / "img" / "00002.jpg"), np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(InputError, match="00002.jpg is 12x10, 00001.jpg 40x30: every frame"):
+        read_recording(tmp_path / "sizes")
     write_fe240hz(tmp_path / "odd")
     (tmp_path / "odd" / "meta.json").write_text(json.dumps({"aps_fps": 40, "event_frame_hz": 100}))
     with pytest.raises(InputError, match="whole multiple"):

@@ -131,6 +131,11 @@ def test_bad_fe108_folders_are_one_line_errors(tmp_path, recording, capsys):
     with pytest.raises(InputError, match="runs past the 12 frames"):
         read_recording(seq)
 
+    seq, _ = make_fe108(tmp_path / "d", recording)
+    cv2.imwrite(str(seq / "img" / "0003.png"), np.zeros((20, 30), np.uint8))
+    with pytest.raises(InputError, match="0003.png is 30x20, 0001.png 64x48"):
+        read_recording(seq)
+
 
 def test_data_import_writes_the_raw_events_and_the_tracker_fits_their_contrast(tmp_path, recording):
     seq, _ = make_fe108(tmp_path, recording)

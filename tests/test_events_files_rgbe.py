@@ -105,3 +105,12 @@ def test_import_writes_a_sequence_file_and_a_wrong_box_count_is_one_line(tmp_pat
     assert main(["data", "import", str(seq), "-o", str(tmp_path / "t.h5"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 boxes for 4 frames" in err[0] and not (tmp_path / "t.h5").exists()
+
+
+def test_frames_of_another_size_are_one_line(tmp_path, raw):
+    from neurosim.errors import InputError
+
+    seq = make_folder(tmp_path, raw, "coesot", with_raw=False)
+    cv2.imwrite(str(seq / "seq_02_aps" / "frame0001.bmp"), np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(InputError, match="frame0001.bmp is 12x10, frame0000.bmp 48x36: every frame"):
+        read_recording(seq)

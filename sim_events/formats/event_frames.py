@@ -41,6 +41,17 @@ def read_grey(path: pathlib.Path) -> np.ndarray:
     return img if img.ndim == 2 else img[..., 0]
 
 
+def stack_frames(files: list[pathlib.Path], read=read_grey) -> np.ndarray:
+    """(F, H, W) uint8 of the image ``files`` read with ``read``; InputError naming the first
+    image whose size differs from the first one's."""
+    frames = [read(f) for f in files]
+    for f, frame in zip(files, frames):
+        if frame.shape != frames[0].shape:
+            raise InputError(f"{f} is {frame.shape[1]}x{frame.shape[0]}, {files[0].name} {frames[0].shape[1]}x"
+                             f"{frames[0].shape[0]}: every frame of a sequence must have one size")
+    return np.stack(frames)
+
+
 def event_frame_events(frame: np.ndarray, t_us: int, threshold: int = 64) -> tuple[np.ndarray, ...]:
     """Events of one event frame (H, W) uint8: ``x, y, t, p`` arrays, all at ``t_us``, p ON = 1."""
     on = frame >= NO_EVENT_LEVEL + threshold

@@ -40,7 +40,7 @@ import pathlib
 import numpy as np
 
 from neurosim.errors import InputError
-from sim_events.formats.event_frames import frame_files, read_event_frames, read_grey
+from sim_events.formats.event_frames import frame_files, read_event_frames, stack_frames
 from sim_events.formats.events import Recording
 
 RAW_RECORDING = "events.aedat4"
@@ -94,7 +94,7 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
         raise InputError(f"{root}: event rate {event_rate_hz:g} Hz must be a whole multiple of the APS rate {aps_rate_hz:g} Hz: "
                          "give both rates")
     ratio = int(round(ratio))
-    frames = np.stack([read_grey(f) for f in frame_files(root / "img")])
+    frames = stack_frames(frame_files(root / "img"))
     frame_t = np.round(np.arange(len(frames)) * 1e6 / aps_rate_hz).astype(np.int64)
     boxes = _boxes(root / "groundtruth_rect.txt")
     slow = root / "groundtruth_rect40.txt"
@@ -114,7 +114,7 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
     from sim_events.formats.aedat4 import read_aedat4
 
     raw_path = root / RAW_RECORDING
-    frames = np.stack([read_grey(f) for f in frame_files(root / "img")])
+    frames = stack_frames(frame_files(root / "img"))
     rec = read_aedat4(raw_path)
     if rec.frames is None or len(rec.frames) < 2:
         raise InputError(f"{raw_path} holds {0 if rec.frames is None else len(rec.frames)} APS frames, so img/ cannot be "

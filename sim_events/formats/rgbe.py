@@ -47,7 +47,7 @@ def layout(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path] | None
 
 def read_rgbe(path: str | pathlib.Path, fps: float | None = None) -> Recording:
     """A Recording (frames, events, one box per frame) from a VisEvent or COESOT sequence folder."""
-    from sim_events.formats.event_frames import frame_files
+    from sim_events.formats.event_frames import frame_files, stack_frames
 
     root = pathlib.Path(path)
     found = layout(root)
@@ -56,7 +56,7 @@ def read_rgbe(path: str | pathlib.Path, fps: float | None = None) -> Recording:
                          f"(VisEvent) or {root.name}_aps/ (COESOT)")
     frame_dir, event_dir = found
     files = frame_files(frame_dir)
-    frames = np.stack([_grey(f) for f in files])
+    frames = stack_frames(files, _grey)
     boxes = read_boxes(root / "groundtruth.txt", len(files), root / "absent_label.txt")
     raw = root / f"{root.name}.aedat4"
     if raw.is_file():
