@@ -69,6 +69,14 @@ def test_fe240hz_clock_is_aligned_by_the_two_box_files(tmp_path):
     assert rec.frames.shape == (4, 30, 40) and rec.boxes_xywh.shape == (24, 4)
 
 
+def test_fe240hz_boxes_may_be_one_per_aps_frame(tmp_path):
+    write_fe240hz(tmp_path / "seq")
+    np.savetxt(tmp_path / "seq" / "groundtruth_rect.txt", np.ones((4, 4)) * 5, delimiter=",")
+    rec = read_recording(tmp_path / "seq")
+    np.testing.assert_array_equal(rec.boxes_t, rec.frame_t)
+    assert rec.attrs["window_offset"] == 0
+
+
 def test_window_offset_closed_form():
     fast = np.arange(60, dtype=float)[:, None].repeat(4, 1)
     for o in (-7, 0, 3):
@@ -85,6 +93,10 @@ def test_bad_fe240hz_folders_are_one_line_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "sizes" / "img" / "00002.jpg"), np.zeros((10, 12, 3), np.uint8))
     with pytest.raises(InputError, match="00002.jpg is 12x10, 00001.jpg 40x30: every frame"):
         read_recording(tmp_path / "sizes")
+    write_fe240hz(tmp_path / "count")
+    np.savetxt(tmp_path / "count" / "groundtruth_rect.txt", np.ones((10, 4)), delimiter=",")
+    with pytest.raises(InputError, match="10 boxes for 4 APS frames: give one per APS frame or one per 240 Hz window"):
+        read_recording(tmp_path / "count")
     write_fe240hz(tmp_path / "odd")
     (tmp_path / "odd" / "meta.json").write_text(json.dumps({"aps_fps": 40, "event_frame_hz": 100}))
     with pytest.raises(InputError, match="whole multiple"):

@@ -7,7 +7,7 @@ or from its raw recording.
 
     img/00001.jpg …           APS frames (346×260, grey stored as RGB), ``aps_rate_hz`` (40)
     stack240/00001.jpg …      event frames at ``event_rate_hz`` (240), ``ratio`` = 6 per APS frame
-    groundtruth_rect.txt      one box per event frame: ``x,y,w,h`` (0-based pixels)
+    groundtruth_rect.txt      one box per event frame: ``x,y,w,h`` (0-based pixels), or one per APS frame
     groundtruth_rect40.txt    (optional) one box per APS frame
     meta.json                 (optional) ``aps_fps``, ``event_frame_hz``
 
@@ -15,7 +15,8 @@ Clock: APS frame k is at ``t = k·10⁶/aps_rate_hz`` µs. The 240 Hz series is 
 an integer number of windows ``o``: event frame and box j are at ``t = (j − o)·10⁶/event_rate_hz``,
 and event frame j covers the window that ends there. ``o`` is read off the two box files (the
 ``o`` for which ``box240[ratio·k + o] == box40[k]``; in ``dove_mul111_0`` it is −7, an exact
-match for every k ≥ 2); without ``groundtruth_rect40.txt`` it is 0.
+match for every k ≥ 2); without ``groundtruth_rect40.txt`` it is 0. A box file with one box per APS
+frame is timed by the APS frames; one with fewer boxes than reach the last APS frame is an error.
 
 **FE108 folder with the raw recording** ``NAME/``::
 
@@ -97,13 +98,12 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
     frames = stack_frames(frame_files(root / "img"))
     frame_t = np.round(np.arange(len(frames)) * 1e6 / aps_rate_hz).astype(np.int64)
     boxes = _boxes(root / "groundtruth_rect.txt")
-    slow = root / "groundtruth_rect40.txt"
-    offset = window_offset(boxes, _boxes(slow), ratio) if boxes is not None and slow.is_file() else 0
-    window = 1e6 / event_rate_hz
+    per_window = _boxes_per_window(root, boxes, len(frames), ratio, event_rate_hz)
+    offset = _window_offset(root, boxes, ratio) if per_window else 0
     events, width, height = read_event_frames(root / "stack240", event_rate_hz, offset, threshold)
     if (width, height) != (frames.shape[2], frames.shape[1]):
         raise InputError(f"{root}: event frames are {width}x{height} but APS frames {frames.shape[2]}x{frames.shape[1]}")
-    boxes_t = None if boxes is None else np.round((np.arange(len(boxes)) - offset) * window).astype(np.int64)
+    boxes_t = _box_times(boxes, frame_t, per_window, offset, event_rate_hz)
     attrs = {"format": "fe240hz", "aps_rate_hz": aps_rate_hz, "event_rate_hz": event_rate_hz,
              "event_frame_hz": event_rate_hz, "window_offset": offset, "event_frame_threshold": threshold}
     return Recording(events, width, height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
@@ -134,8 +134,12 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
     interval = int(np.median(np.diff(frame_t)))
     keep = (rec.events["t"] >= frame_t[0] - interval) & (rec.events["t"] <= frame_t[-1] + interval)
     aps_rate_hz = 1e6 / interval
-    boxes_t, boxes = _raw_boxes(root, frame_t, float(event_rate_hz or _meta(root).get("event_frame_hz", 240.0)),
-                                aps_rate_hz)
+    event_rate_hz = float(event_rate_hz or _meta(root).get("event_frame_hz", 240.0))
+    ratio = int(round(event_rate_hz / aps_rate_hz))
+    boxes = _boxes(root / "groundtruth_rect.txt")
+    per_window = _boxes_per_window(root, boxes, len(frames), ratio, event_rate_hz)
+    offset = _window_offset(root, boxes, ratio) if per_window else 0
+    boxes_t = _box_times(boxes, frame_t, per_window, offset, event_rate_hz)
     attrs = {"format": "fe108", "events_from": "aedat4", "aps_rate_hz": aps_rate_hz, "recording_frame_offset": start}
     return Recording(rec.events[keep], rec.width, rec.height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
 
@@ -184,23 +188,34 @@ def _pair_start(root: pathlib.Path) -> int | None:
     return None
 
 
-def _raw_boxes(root: pathlib.Path, frame_t: np.ndarray, event_rate_hz: float, aps_rate_hz: float
-               ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(times µs, xywh) of ``groundtruth_rect.txt``: one box per APS frame, or one per event window."""
-    boxes = _boxes(root / "groundtruth_rect.txt")
+def _boxes_per_window(root: pathlib.Path, boxes: np.ndarray | None, aps_frames: int, ratio: int,
+                      event_rate_hz: float) -> bool:
+    """True where ``groundtruth_rect.txt`` holds one box per event window (``ratio`` per APS frame:
+    at least enough to reach the last APS frame, give or take one frame's worth; more is fine, as
+    in a folder cut short), False where one per APS frame or none; else InputError."""
+    if boxes is None or len(boxes) == aps_frames:
+        return False
+    if ratio > 1 and len(boxes) >= ratio * (aps_frames - 1):
+        return True
+    raise InputError(f"{root / 'groundtruth_rect.txt'} has {len(boxes)} boxes for {aps_frames} APS frames: give one "
+                     f"per APS frame or one per {event_rate_hz:g} Hz window ({ratio * aps_frames})")
+
+
+def _window_offset(root: pathlib.Path, boxes: np.ndarray, ratio: int) -> int:
+    """The event windows' offset ``o`` from the two box files (module docstring); 0 without
+    ``groundtruth_rect40.txt``."""
+    slow = root / "groundtruth_rect40.txt"
+    return window_offset(boxes, _boxes(slow), ratio) if slow.is_file() else 0
+
+
+def _box_times(boxes: np.ndarray | None, frame_t: np.ndarray, per_window: bool, offset: int,
+               event_rate_hz: float) -> np.ndarray | None:
+    """The boxes' times (µs): the APS frames' own, or ``t_0 + (j − o)·10⁶/event_rate_hz``."""
     if boxes is None:
-        return None, None
-    n = len(frame_t)
-    if len(boxes) == n:
-        return frame_t.copy(), boxes
-    ratio = int(round(event_rate_hz / aps_rate_hz))
-    if ratio > 1 and abs(len(boxes) - ratio * n) <= ratio:
-        slow = root / "groundtruth_rect40.txt"
-        offset = window_offset(boxes, _boxes(slow), ratio) if slow.is_file() else 0
-        window = 1e6 / event_rate_hz
-        return np.round(frame_t[0] + (np.arange(len(boxes)) - offset) * window).astype(np.int64), boxes
-    raise InputError(f"{root / 'groundtruth_rect.txt'} has {len(boxes)} boxes for {n} APS frames: give one per APS "
-                     f"frame or one per {event_rate_hz:g} Hz window ({ratio * n})")
+        return None
+    if not per_window:
+        return frame_t.copy()
+    return np.round(frame_t[0] + (np.arange(len(boxes)) - offset) * (1e6 / event_rate_hz)).astype(np.int64)
 
 
 def _meta(root: pathlib.Path) -> dict:
