@@ -77,6 +77,15 @@ def test_fe240hz_boxes_may_be_one_per_aps_frame(tmp_path):
     assert rec.attrs["window_offset"] == 0
 
 
+def test_fe240hz_without_meta_takes_the_aps_rate_from_the_frame_counts(tmp_path):
+    """12 event frames per APS frame (FE108's 20 fps sequences) and no meta.json: 20 Hz APS."""
+    write_fe240hz(tmp_path / "seq", n_aps=3, ratio=12, offset=0)
+    (tmp_path / "seq" / "meta.json").unlink()
+    rec = read_recording(tmp_path / "seq")
+    assert rec.attrs["aps_rate_hz"] == 20.0
+    np.testing.assert_array_equal(rec.frame_t, [0, 50_000, 100_000])
+
+
 def test_window_offset_closed_form():
     fast = np.arange(60, dtype=float)[:, None].repeat(4, 1)
     for o in (-7, 0, 3):

@@ -80,7 +80,8 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
                  threshold: int = 64) -> Recording:
     """A Recording (APS frames, events, 240 Hz boxes) from an FE240hz sequence folder.
 
-    Rates default to ``meta.json``'s ``aps_fps`` / ``event_frame_hz``, else 40 / 240 Hz."""
+    Rates default to ``meta.json``'s ``aps_fps`` / ``event_frame_hz``, else the APS rate the frame
+    counts give (:func:`_aps_rate_from_counts`) / 240 Hz."""
     root = pathlib.Path(path)
     if not is_fe240hz(root):
         raise InputError(f"{root} is not an FE240hz sequence folder: it needs img/ (APS frames) and stack240/ "
@@ -88,8 +89,8 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
     if (root / RAW_RECORDING).is_file():
         return read_fe108_raw(root, event_rate_hz)
     meta = _meta(root)
-    aps_rate_hz = float(aps_rate_hz or meta.get("aps_fps", 40.0))
     event_rate_hz = float(event_rate_hz or meta.get("event_frame_hz", 240.0))
+    aps_rate_hz = float(aps_rate_hz or meta.get("aps_fps") or _aps_rate_from_counts(root, event_rate_hz))
     ratio = event_rate_hz / aps_rate_hz
     if not (aps_rate_hz > 0 and event_rate_hz > 0 and abs(ratio - round(ratio)) < 1e-9 and ratio >= 1):
         raise InputError(f"{root}: event rate {event_rate_hz:g} Hz must be a whole multiple of the APS rate {aps_rate_hz:g} Hz: "
@@ -107,6 +108,14 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
     attrs = {"format": "fe240hz", "aps_rate_hz": aps_rate_hz, "event_rate_hz": event_rate_hz,
              "event_frame_hz": event_rate_hz, "window_offset": offset, "event_frame_threshold": threshold}
     return Recording(events, width, height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
+
+
+def _aps_rate_from_counts(root: pathlib.Path, event_rate_hz: float) -> float:
+    """The APS rate of a folder without ``meta.json``: the event frames and the APS frames span the
+    same time, so it is ``event_rate_hz`` / round(event frames / APS frames) (FE240hz records at
+    40 fps, some FE108 sequences at 20); 40 Hz where the counts say nothing."""
+    ratio = round(len(frame_files(root / "stack240")) / len(frame_files(root / "img")))
+    return event_rate_hz / ratio if ratio >= 1 else 40.0
 
 
 def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Recording:
