@@ -98,13 +98,10 @@ def read_fe240hz(path: str | pathlib.Path, aps_rate_hz: float | None = None, eve
     ratio = int(round(ratio))
     frames = stack_frames(frame_files(root / "img"))
     frame_t = np.round(np.arange(len(frames)) * 1e6 / aps_rate_hz).astype(np.int64)
-    boxes = _boxes(root / "groundtruth_rect.txt")
-    per_window = _boxes_per_window(root, boxes, len(frames), ratio, event_rate_hz)
-    offset = _window_offset(root, boxes, ratio) if per_window else 0
+    boxes, boxes_t, offset = timed_boxes(root, frame_t, ratio, event_rate_hz)
     events, width, height = read_event_frames(root / "stack240", event_rate_hz, offset, threshold)
     if (width, height) != (frames.shape[2], frames.shape[1]):
         raise InputError(f"{root}: event frames are {width}x{height} but APS frames {frames.shape[2]}x{frames.shape[1]}")
-    boxes_t = _box_times(boxes, frame_t, per_window, offset, event_rate_hz)
     attrs = {"format": "fe240hz", "aps_rate_hz": aps_rate_hz, "event_rate_hz": event_rate_hz,
              "event_frame_hz": event_rate_hz, "window_offset": offset, "event_frame_threshold": threshold}
     return Recording(events, width, height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
@@ -131,12 +128,7 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
     if rec.frames.shape[1:] != frames.shape[1:]:
         raise InputError(f"{raw_path} has {rec.frames.shape[2]}x{rec.frames.shape[1]} frames but img/ "
                          f"{frames.shape[2]}x{frames.shape[1]}: give the recording these images came from")
-    start = _pair_start(root)
-    if start is None:
-        start = 0 if len(rec.frames) == len(frames) else find_stretch(frames, rec.frames, raw_path)
-    if not 0 <= start <= len(rec.frames) - len(frames):
-        raise InputError(f"img/ frame 0 at recording frame {start} runs past the {len(rec.frames)} frames of {raw_path}: "
-                         f"fix {root.parent / 'pair.txt'}")
+    start = _recording_start(root, frames, rec.frames, raw_path)
     frame_t = rec.frame_t[start : start + len(frames)]
     if np.any(np.diff(frame_t) <= 0):
         raise InputError(f"{raw_path}: the frames' times do not increase: re-export the recording from DV")
@@ -144,13 +136,22 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
     keep = (rec.events["t"] >= frame_t[0] - interval) & (rec.events["t"] <= frame_t[-1] + interval)
     aps_rate_hz = 1e6 / interval
     event_rate_hz = float(event_rate_hz or _meta(root).get("event_frame_hz", 240.0))
-    ratio = int(round(event_rate_hz / aps_rate_hz))
-    boxes = _boxes(root / "groundtruth_rect.txt")
-    per_window = _boxes_per_window(root, boxes, len(frames), ratio, event_rate_hz)
-    offset = _window_offset(root, boxes, ratio) if per_window else 0
-    boxes_t = _box_times(boxes, frame_t, per_window, offset, event_rate_hz)
+    boxes, boxes_t, _ = timed_boxes(root, frame_t, int(round(event_rate_hz / aps_rate_hz)), event_rate_hz)
     attrs = {"format": "fe108", "events_from": "aedat4", "aps_rate_hz": aps_rate_hz, "recording_frame_offset": start}
     return Recording(rec.events[keep], rec.width, rec.height, frames, frame_t, None, boxes_t, boxes, attrs, str(root))
+
+
+def _recording_start(root: pathlib.Path, frames: np.ndarray, recording_frames: np.ndarray,
+                     source: pathlib.Path) -> int:
+    """The recording frame of img/ frame 0: FE108's ``pair.txt``, else 0 when the counts agree,
+    else :func:`find_stretch`; InputError where img/ would run past the recording's end."""
+    start = _pair_start(root)
+    if start is None:
+        start = 0 if len(recording_frames) == len(frames) else find_stretch(frames, recording_frames, source)
+    if not 0 <= start <= len(recording_frames) - len(frames):
+        raise InputError(f"img/ frame 0 at recording frame {start} runs past the {len(recording_frames)} frames of "
+                         f"{source}: fix {root.parent / 'pair.txt'}")
+    return start
 
 
 def find_stretch(frames: np.ndarray, recording_frames: np.ndarray, source: pathlib.Path, samples: int = 8) -> int:
@@ -195,6 +196,17 @@ def _pair_start(root: pathlib.Path) -> int | None:
             except ValueError:
                 raise InputError(f"{pair}: '{line.strip()}' does not end in a frame number: fix the line") from None
     return None
+
+
+def timed_boxes(root: pathlib.Path, frame_t: np.ndarray, ratio: int, event_rate_hz: float
+                ) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """``(xywh, times µs, o)`` of the folder's ``groundtruth_rect.txt`` for APS frames at
+    ``frame_t``: one box per APS frame (their times), or one per event window (``t_0 + (j −
+    o)·10⁶/event_rate_hz``, ``o`` from the two box files); (None, None, 0) without a box file."""
+    boxes = _boxes(root / "groundtruth_rect.txt")
+    per_window = _boxes_per_window(root, boxes, len(frame_t), ratio, event_rate_hz)
+    offset = _window_offset(root, boxes, ratio) if per_window else 0
+    return boxes, _box_times(boxes, frame_t, per_window, offset, event_rate_hz), offset
 
 
 def _boxes_per_window(root: pathlib.Path, boxes: np.ndarray | None, aps_frames: int, ratio: int,
