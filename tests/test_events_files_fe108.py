@@ -131,6 +131,10 @@ def test_bad_fe108_folders_are_one_line_errors(tmp_path, recording, capsys):
     with pytest.raises(InputError, match="runs past the 12 frames"):
         read_recording(seq)
 
+    seq, _ = make_fe108(tmp_path / "e", recording, start=2, count=1)
+    with pytest.raises(InputError, match="holds 1 APS frame: a sequence needs at least 2"):
+        read_recording(seq)
+
     seq, _ = make_fe108(tmp_path / "d", recording)
     cv2.imwrite(str(seq / "img" / "0003.png"), np.zeros((20, 30), np.uint8))
     with pytest.raises(InputError, match="0003.png is 30x20, 0001.png 64x48"):

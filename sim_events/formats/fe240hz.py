@@ -121,6 +121,8 @@ def read_fe108_raw(root: pathlib.Path, event_rate_hz: float | None = None) -> Re
 
     raw_path = root / RAW_RECORDING
     frames = stack_frames(frame_files(root / "img"))
+    if len(frames) < 2:
+        raise InputError(f"{root / 'img'} holds {len(frames)} APS frame: a sequence needs at least 2 to be timed and tracked")
     rec = read_aedat4(raw_path)
     if rec.frames is None or len(rec.frames) < 2:
         raise InputError(f"{raw_path} holds {0 if rec.frames is None else len(rec.frames)} APS frames, so img/ cannot be "
