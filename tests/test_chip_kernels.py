@@ -246,3 +246,17 @@ def test_explicit_path_argument_without_the_process_default(path):
     acc = rng.integers(-(2**31), 2**31, 200).astype(np.int32)
     with kernels.use_path(other):
         np.testing.assert_array_equal(kernels.output_stage(acc, 7, "relu", path=path), intmath.requantize(acc, 7, 8).clip(0))
+
+
+def test_vnni512_peak_probe_computes_its_closed_form_sum():
+    """bench_chip's register-only vpdpbusd peak probe really executes its instructions: each round
+    adds 4 · 1 · (−1) to every int32 lane, so after n rounds accumulator j (of 12) holds j − 4n in
+    each of its 16 lanes; without AVX-512 VNNI it refuses by name."""
+    from chip_models import _kernels
+
+    n = 10
+    if "avx512vnni" in kernels.available_paths():
+        assert _kernels.vnni512_probe(n) == 16 * sum(j - 4 * n for j in range(12))
+    else:
+        with pytest.raises(Exception, match="AVX-512 VNNI"):
+            _kernels.vnni512_probe(n)

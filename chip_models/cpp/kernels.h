@@ -103,8 +103,10 @@ void lif_run(const int32_t* current, int32_t* v, int32_t* counter, int8_t* spike
 void count_nonzero_groups(const int8_t* values, int64_t steps, int64_t n, const int64_t* ptr, const int32_t* idx,
                           int64_t groups, int64_t* out, int path);
 
-// Diagnostics: n rounds of 12 register-only vpmaddwd (AVX2 CPUs only); returns a sink value.
+// Diagnostics: n rounds of 12 register-only vpmaddwd (AVX2 CPUs only) / zmm vpdpbusd (AVX-512
+// VNNI CPUs only); each returns a sink value.
 int64_t madd_probe(int64_t n);
+int64_t vnni512_probe(int64_t n);
 
 }  // namespace chip
 

@@ -397,6 +397,15 @@ NB_MODULE(_kernels, m) {
         "n"_a, "diagnostics: n rounds of 12 register-only vpmaddwd (for the peak in benchmarks)");
 
     m.def(
+        "vnni512_probe",
+        [](int64_t n) {
+            require(chip::cpu_has_avx512vnni(), "this CPU has no AVX-512 VNNI");
+            nb::gil_scoped_release release;
+            return chip::vnni512_probe(n);
+        },
+        "n"_a, "diagnostics: n rounds of 12 register-only zmm vpdpbusd (for the peak in benchmarks)");
+
+    m.def(
         "count_nonzero_groups",
         [](I8_2 values, arr<const int64_t, nb::ndim<1>> ptr, arr<const int32_t, nb::ndim<1>> idx,
            arr<int64_t, nb::ndim<1>> out, chip::Path path) {
