@@ -3,13 +3,15 @@
 * dense int8 MAC throughput (one core) as a fraction of this CPU's int8 peak, per path;
 * event-driven spike accumulation in synaptic operations per second at 10 % input activity;
 * simulation speed of the reference network vs the Python integer reference (run_reference);
-* torch's fbgemm int8 linear (torch.ops.quantized.linear) on the same shape, one thread.
+* torch's fbgemm int8 linear (torch.ops.quantized.linear) on the same shape, one thread, alone and
+  interleaved with the automatic path's dense MAC (their ratio then robust to the host's load).
 
 Peak formula (documented in docs/explanation/chip-kernels.md): an exact int8 GEMM on AVX2 needs two
 multiply-pipe instructions per 32 MACs (two vpmaddwd on int16-widened data, or vpmaddubsw plus
 vpmaddwd-by-ones to widen its int16 pair sums, as fbgemm does), so the int8 peak is
 (256 / 16) MACs per instruction × 2 multiply pipes × clock (MHz from /proc/cpuinfo). A
-register-only vpmaddwd loop measures what the (boosting, shared) CPU really delivers. Timings
+register-only vpmaddwd loop measures what the (boosting, shared) CPU really delivers; a register-only
+zmm vpdpbusd loop does the same for AVX-512 VNNI (Zen 4 issues one per cycle, the formula two). Timings
 on a shared machine are noisy: best CPU time of several repeats.
 """
 
