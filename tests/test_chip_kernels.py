@@ -51,12 +51,30 @@ def test_dense_mac_matches_intmath(path, case):
 @given(data=st.data())
 def test_dense_mac_tiles_and_k_chunks(path, data):
     """Shapes around the micro-kernels' tiles (rows not a multiple of 6, columns past a 64-column
-    panel) and K over several of the VNNI-512 kernel's 512-wide chunks."""
+    panel) and K from 500 to 2100 (one chunk of the VNNI-512 driver)."""
     n, k, m = data.draw(st.integers(1, 20)), data.draw(st.integers(500, 2100)), data.draw(st.integers(1, 140))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.integers(-128, 128, (n, k)).astype(np.int8)
     w = rng.integers(-128, 128, (m, k)).astype(np.int8)
     bias = rng.integers(-(2**31), 2**31, m).astype(np.int32)
+    with kernels.use_path(path):
+        out = kernels.dense_mac(x, w, bias)
+    np.testing.assert_array_equal(out, intmath.mac(x, w, bias))
+
+
+@pytest.mark.parametrize("path", MAC_PATHS)
+@pytest.mark.parametrize("k", [4095, 4096, 4097, 8200, 9000])
+def test_dense_mac_k_past_one_chunk(path, k):
+    """K around the VNNI-512 driver's one-chunk limit (4096: one chunk goes straight through the
+    output stage, more keep int32 partial sums between chunks), with rows across two 12-row blocks
+    and a short tile, columns across two 64-column panels (the second one partial), extreme
+    values and biases at the int32 edges: exact and saturated like intmath.mac."""
+    rng = np.random.default_rng(k)
+    x = rng.integers(-128, 128, (17, k)).astype(np.int8)
+    w = rng.integers(-128, 128, (70, k)).astype(np.int8)
+    x[0], w[0], w[1] = -128, -128, 127  # row 0: 2**14 * K against each
+    bias = rng.integers(-(2**31), 2**31, 70).astype(np.int32)
+    bias[:2] = 2**31 - 1, -(2**31)
     with kernels.use_path(path):
         out = kernels.dense_mac(x, w, bias)
     np.testing.assert_array_equal(out, intmath.mac(x, w, bias))
