@@ -281,6 +281,31 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
         kernels.snn_chain(x, [_call(a), _call(b)], [2, 0])  # a pool before the first stage
 
 
+@pytest.mark.skipif("avx512vnni" not in kernels.available_paths(), reason="this CPU has no avx512vnni")
+@pytest.mark.parametrize("w", [63, 64, 65, 100])
+@pytest.mark.parametrize("m,k,stride,pad", [(8, 7, 2, 3), (16, 5, 1, 0), (8, 3, 3, 1)])
+def test_rows_first_stage_around_a_64_pixel_row(w, m, k, stride, pad):
+    """The VNNI rows build a row of at most 64 pixels' quads straight from the input (one masked
+    vpermb each) and copy a longer row into a padded buffer first: both, at and around the edge,
+    with padding, strides 1-3 and the input's last columns under the kernel, equal run_reference."""
+    if not kernels.chain_rows_available(_call(IntLayer(name="c0", kind="conv2d", source="x", mode="snn",
+                                                       weight=np.zeros((m, 2, k, k), np.int8), stride=stride,
+                                                       padding=pad, neuron=IntLIFParams(v_th=64))), "avx512vnni"):
+        pytest.skip("the rows need AVX-512 VBMI")
+    rng = np.random.default_rng(w * 100 + m + k)
+    x = (rng.random((4, 2, 9, w)) < 0.3).astype(np.int8)
+    x[1, :, :, -1] = 1  # the last column: past a full zmm where w > 64
+    neuron = IntLIFParams(v_th=64, v_reset=0, reset_mode="subtract", leak_alpha=230)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn",
+                       weight=rng.integers(-128, 128, (m, 2, k, k)).astype(np.int8), bias=np.full(m, 5, np.int32),
+                       shift=2, stride=stride, padding=pad, neuron=neuron),
+              IntLayer(name="c1", kind="conv2d", source="c0", mode="ann",
+                       weight=rng.integers(-128, 128, (3, m, 3, 3)).astype(np.int8), bias=None, shift=3, stride=1,
+                       padding=1, activation="none")]
+    run = _check_chain(x, layers, [0, 0], "avx512vnni", threads=(1, 2))
+    assert run is not None and run.out_counts[0].sum() > 0
+
+
 def test_rows_first_stage_is_refused_where_it_cannot_run():
     """first_stage='rows' needs the avx512vnni / amx path, AVX-512 VBMI, M in {8, 16}, stride <= 4,
     kw <= 16; elsewhere a ParameterError, and a bad name is one too (SimOptions checks it at compile)."""

@@ -41,6 +41,14 @@ struct RowsPlan {
     std::vector<uint8_t> q;    // [c][yl][g][block]: 64 bytes = 16 quads each
     std::vector<int16_t> acc;  // [(oy - r0)][blocks * 16][M]
     std::vector<uint8_t> cnt;  // [c][y - c0][w]: nonzero counts of the input since the last flush
+    // rows of at most 64 pixels (one zmm) build their quads straight from the input row, with no
+    // padded copy: quad window (g, b) = one masked vpermb of the row, byte 4i + e <- pixel
+    // gather[(g * blocks + b) * 64 + 4i + e] where bit 4i + e of keep[g * blocks + b] is set
+    // (simulate, reference network, one thread: 0.189 -> 0.183 ms per frame against the copy,
+    // medians of six alternating runs, AMD Zen 4, 2026-12-06)
+    bool direct;
+    std::vector<uint8_t> gather;
+    std::vector<uint64_t> keep;
 
     RowsPlan(const ConvLayerArgs& a, int64_t band_r0, int64_t band_r1, int64_t count_c0, int64_t count_c1)
         : r0(band_r0), r1(band_r1), c0(count_c0), c1(count_c1) {
@@ -63,7 +71,21 @@ struct RowsPlan {
                                     << (8 * e);
                         wq[((c * a.kh + dy) * g_n + g) * m + j] = static_cast<int32_t>(quad);
                     }
-        xpad.assign(a.c * ny * xw, 0);  // (rows and columns outside the input stay zero)
+        direct = a.w <= 64;
+        if (direct) {
+            gather.assign(g_n * blocks * 64, 0);
+            keep.assign(g_n * blocks, 0);
+            for (int64_t g = 0; g < g_n; ++g)
+                for (int64_t b = 0; b < blocks; ++b)
+                    for (int64_t lane = 0; lane < 64; ++lane) {  // lane = 4i + e
+                        const int64_t x = s * 16 * b + 4 * g + s * (lane / 4) + lane % 4 - a.pad;
+                        if (x < 0 || x >= a.w) continue;
+                        gather[(g * blocks + b) * 64 + lane] = static_cast<uint8_t>(x);
+                        keep[g * blocks + b] |= uint64_t{1} << lane;
+                    }
+        } else {
+            xpad.assign(a.c * ny * xw, 0);  // (rows and columns outside the input stay zero)
+        }
         q.assign(a.c * ny * g_n * blocks * 64, 0);
         acc.assign((r1 - r0) * acc_row, 0);
         cnt.assign(a.c * (c1 - c0) * a.w, 0);
@@ -146,32 +168,45 @@ __attribute__((target(NEUROSIM_ROWS_VNNI))) __attribute__((noinline)) void rows_
                                                                                          RowsPlan& rp,
                                                                                          const int8_t* xt) {
     const int64_t s = a.stride, hw = a.h * a.w, gb = rp.g_n * rp.blocks;
-    // the quads' byte pattern: lane i, byte e reads window byte s*i + e
-    alignas(64) uint8_t pattern[64];
-    for (int i = 0; i < 16; ++i)
-        for (int e = 0; e < 4; ++e) pattern[4 * i + e] = static_cast<uint8_t>(s * i + e);
-    const __m512i idx = _mm512_load_si512(pattern);
-    // all padded rows first, then their quads: a quad window read right after its row's copy
-    // overlaps the copy's stores misaligned, so store forwarding fails and the load waits for
-    // them (58 % of this function's samples; simulate one thread 0.203 -> 0.194 ms per frame,
-    // medians of six alternating runs, AMD Zen 4, 2026-12-06)
-    for (int64_t c = 0; c < a.c; ++c)
-        for (int64_t yl = 0; yl < rp.ny; ++yl) {
-            const int64_t y = rp.r0 * s + yl - a.pad;
-            if (y >= 0 && y < a.h)  // (a padding row stays zero, and so do its quads)
-                std::memcpy(rp.xpad.data() + (c * rp.ny + yl) * rp.xw + a.pad, xt + c * hw + y * a.w, a.w);
-        }
-    for (int64_t c = 0; c < a.c; ++c)
-        for (int64_t yl = 0; yl < rp.ny; ++yl) {
-            const int64_t y = rp.r0 * s + yl - a.pad;
-            if (y < 0 || y >= a.h) continue;
-            const uint8_t* xrow = rp.xpad.data() + (c * rp.ny + yl) * rp.xw;
-            uint8_t* qrow = rp.q.data() + (c * rp.ny + yl) * gb * 64;
-            for (int64_t g = 0; g < rp.g_n; ++g)
-                for (int64_t b = 0; b < rp.blocks; ++b)
-                    _mm512_storeu_si512(qrow + (g * rp.blocks + b) * 64,
-                                        _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(xrow + s * 16 * b + 4 * g)));
-        }
+    if (rp.direct) {  // (padding rows: their quads stay zero)
+        const __mmask64 pixels = a.w >= 64 ? ~__mmask64{0} : (__mmask64{1} << a.w) - 1;
+        for (int64_t c = 0; c < a.c; ++c)
+            for (int64_t yl = 0; yl < rp.ny; ++yl) {
+                const int64_t y = rp.r0 * s + yl - a.pad;
+                if (y < 0 || y >= a.h) continue;
+                const __m512i row = _mm512_maskz_loadu_epi8(pixels, xt + c * hw + y * a.w);
+                uint8_t* qrow = rp.q.data() + (c * rp.ny + yl) * gb * 64;
+                for (int64_t k = 0; k < gb; ++k)
+                    _mm512_storeu_si512(qrow + k * 64, _mm512_maskz_permutexvar_epi8(
+                                                           rp.keep[k], _mm512_loadu_si512(rp.gather.data() + k * 64), row));
+            }
+    } else {
+        // all padded rows first, then their quads: a quad window read right after its row's copy
+        // overlaps the copy's stores misaligned, so store forwarding fails and the load waits for
+        // them (58 % of this function's samples; simulate one thread 0.203 -> 0.194 ms per frame,
+        // medians of six alternating runs, AMD Zen 4, 2026-12-06)
+        alignas(64) uint8_t pattern[64];  // lane i, byte e reads window byte s*i + e
+        for (int i = 0; i < 16; ++i)
+            for (int e = 0; e < 4; ++e) pattern[4 * i + e] = static_cast<uint8_t>(s * i + e);
+        const __m512i idx = _mm512_load_si512(pattern);
+        for (int64_t c = 0; c < a.c; ++c)
+            for (int64_t yl = 0; yl < rp.ny; ++yl) {
+                const int64_t y = rp.r0 * s + yl - a.pad;
+                if (y >= 0 && y < a.h)  // (a padding row stays zero, and so do its quads)
+                    std::memcpy(rp.xpad.data() + (c * rp.ny + yl) * rp.xw + a.pad, xt + c * hw + y * a.w, a.w);
+            }
+        for (int64_t c = 0; c < a.c; ++c)
+            for (int64_t yl = 0; yl < rp.ny; ++yl) {
+                const int64_t y = rp.r0 * s + yl - a.pad;
+                if (y < 0 || y >= a.h) continue;
+                const uint8_t* xrow = rp.xpad.data() + (c * rp.ny + yl) * rp.xw;
+                uint8_t* qrow = rp.q.data() + (c * rp.ny + yl) * gb * 64;
+                for (int64_t g = 0; g < rp.g_n; ++g)
+                    for (int64_t b = 0; b < rp.blocks; ++b)
+                        _mm512_storeu_si512(qrow + (g * rp.blocks + b) * 64,
+                                            _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(xrow + s * 16 * b + 4 * g)));
+            }
+    }
     for (int64_t oy = rp.r0; oy < rp.r1; ++oy) {
         if (a.m == 8) {
             int64_t b = 0;
