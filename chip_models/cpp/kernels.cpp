@@ -512,11 +512,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni512_tile(
     }
 }
 
-// The tile of R x-rows from row i of one panel and K chunk: from the partial sums in c (ldc) when
+// One K chunk of the tile of R x-rows from row i of a panel: from the partial sums in c (ldc) when
 // `resume`, back into them unless `last`, where the tile's sums go through the output stage into
 // out (row i, the panel's first column; ldo = m) instead.
 template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni512_rows_tile(
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni512_tile_chunk(
     const uint8_t* xq, int64_t kp, const int8_t* wp, int64_t kq, int32_t* c, int64_t ldc, bool resume, bool last,
     const int64_t* corr, int32_t* out, int64_t ldo, int64_t valid, int64_t i) {
     const int32_t* in = resume ? c + i * ldc : nullptr;
@@ -562,13 +562,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dense_vnni512(
                 int32_t* cp = c.empty() ? nullptr : c.data() + col;
                 const int64_t* cc = corr.data() + col;
                 int64_t i = i0;
-                for (; i + 6 <= i1; i += 6) vnni512_rows_tile<6>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i);
+                for (; i + 6 <= i1; i += 6) vnni512_tile_chunk<6>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i);
                 switch (i1 - i) {
-                    case 5: vnni512_rows_tile<5>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
-                    case 4: vnni512_rows_tile<4>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
-                    case 3: vnni512_rows_tile<3>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
-                    case 2: vnni512_rows_tile<2>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
-                    case 1: vnni512_rows_tile<1>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
+                    case 5: vnni512_tile_chunk<5>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
+                    case 4: vnni512_tile_chunk<4>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
+                    case 3: vnni512_tile_chunk<3>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
+                    case 2: vnni512_tile_chunk<2>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
+                    case 1: vnni512_tile_chunk<1>(xq, kp, wp, kq, cp, mp, q0 > 0, last, cc, out + col, m, m - col, i); break;
                     default: break;
                 }
             }
