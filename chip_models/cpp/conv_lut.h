@@ -143,17 +143,12 @@ __attribute__((target("avx2"))) inline void lut_pass_bytes(const int16_t* lut, c
         }
 }
 
-// The same for M == 16 (one ymm of accumulators per position), up to LUT16_PASS_TABLES tables
-// (the byte groups of one kernel row) per pass and the first pass storing instead of adding (no
-// memset): a 3x3 layer on 8 channels (3 byte groups per kernel row) makes 3 passes, on 16
-// channels (6 groups) also 3. Same entries, exact int16 sums. Measured (reference network, load
-// ~3): one table per pass -> three, snn_conv2 / snn_conv3 0.052 / 0.083 -> 0.037 / 0.060 ms per
-// frame; three -> six (16 channels: 48 KB of tables, past a 32 KB L1 but half the passes over
-// the 8 KB of accumulators), simulate one thread 0.184 -> 0.180 ms per frame (medians of four
-// alternating runs, AMD Zen 4, 2026-12-06; four tables 0.182; in another batch one / two / three
-// 0.195 / 0.183 / 0.182).
-constexpr int64_t LUT16_PASS_TABLES = 6;
-
+// The same for M == 16 (one ymm of accumulators per position), up to three tables per pass
+// (3 x 8 KB of tables + 8 KB of accumulators for a 16 x 16 map) and the first pass storing
+// instead of adding (no memset): a 3x3 layer on 8 channels (3 byte groups per kernel row) makes
+// 3 passes instead of 6, on 16 channels 6 instead of 9. Same entries, exact int16 sums.
+// Measured (reference network, load ~3): snn_conv2 / snn_conv3 0.052 / 0.083 -> 0.037 / 0.060 ms
+// per frame.
 template <int GN, bool FIRST>
 __attribute__((target("avx2"))) inline void lut_row16(const int16_t* t0, const uint8_t* r, int64_t sx, int64_t wo,
                                                       int16_t* o) {
@@ -162,9 +157,6 @@ __attribute__((target("avx2"))) inline void lut_row16(const int16_t* t0, const u
         __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + r[0] * 16));
         if constexpr (GN > 1) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + tab + r[1] * 16)));
         if constexpr (GN > 2) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 2 * tab + r[2] * 16)));
-        if constexpr (GN > 3) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 3 * tab + r[3] * 16)));
-        if constexpr (GN > 4) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 4 * tab + r[4] * 16)));
-        if constexpr (GN > 5) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t0 + 5 * tab + r[5] * 16)));
         if constexpr (!FIRST) v = _mm256_add_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o)));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v);
     }
@@ -176,10 +168,7 @@ __attribute__((target("avx2"))) inline void lut_rows16(const int16_t* t0, int64_
     for (int64_t oy = 0; oy < ho; ++oy) {
         const uint8_t* r = img + oy * row_step;
         int16_t* o = acc + oy * wo * 16;
-        if (gn == 6) lut_row16<6, FIRST>(t0, r, sx, wo, o);
-        else if (gn == 5) lut_row16<5, FIRST>(t0, r, sx, wo, o);
-        else if (gn == 4) lut_row16<4, FIRST>(t0, r, sx, wo, o);
-        else if (gn == 3) lut_row16<3, FIRST>(t0, r, sx, wo, o);
+        if (gn == 3) lut_row16<3, FIRST>(t0, r, sx, wo, o);
         else if (gn == 2) lut_row16<2, FIRST>(t0, r, sx, wo, o);
         else lut_row16<1, FIRST>(t0, r, sx, wo, o);
     }
@@ -191,9 +180,9 @@ __attribute__((target("avx2"))) __attribute__((noinline)) void lut_pass16(const 
                                                                           int64_t col_step, int16_t* acc) {
     constexpr int64_t tab = 256 * 16;
     for (int64_t dy = 0; dy < kh; ++dy)
-        for (int64_t g = 0; g < ng; g += LUT16_PASS_TABLES) {
+        for (int64_t g = 0; g < ng; g += 3) {
             const int16_t* t0 = lut + (dy * ng + g) * tab;
-            const int64_t gn = std::min<int64_t>(LUT16_PASS_TABLES, ng - g);
+            const int64_t gn = std::min<int64_t>(3, ng - g);
             const uint8_t* r = img + dy * rb + g;  // image row oy*s + dy, byte g at r + oy * row_step
             if (dy == 0 && g == 0) lut_rows16<true>(t0, gn, r, ho, wo, row_step, col_step, acc);
             else lut_rows16<false>(t0, gn, r, ho, wo, row_step, col_step, acc);
