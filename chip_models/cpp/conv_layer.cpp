@@ -771,22 +771,44 @@ int conv_layer_threads(const ConvLayerArgs& args, int path, int threads) {
     return pl.mode | (pl.i16 ? 4 : 0);
 }
 
+namespace {
+
+// window_counts' integral image ii[y][x] = sum of the channels' plane[0:y, 0:x] ((h + 1) x (w + 1),
+// row 0 and column 0 zero): the channel sum and the running column sums run across a row (they
+// vectorize), the prefix along the row is the only serial sum
+template <int>
+__attribute__((always_inline)) inline void integral_image(const int32_t* count, int64_t h, int64_t w, int64_t c0,
+                                                          int64_t c1, int64_t* ii) {
+    std::fill(ii, ii + w + 1, int64_t{0});
+    std::vector<int64_t> col(w, 0);  // col[x] = sum of plane[0:y+1, x]
+    for (int64_t y = 0; y < h; ++y) {
+        for (int64_t ci = c0; ci < c1; ++ci) {
+            const int32_t* src = count + (ci * h + y) * w;
+            for (int64_t xx = 0; xx < w; ++xx) col[xx] += src[xx];
+        }
+        int64_t* row = ii + (y + 1) * (w + 1);
+        int64_t run = 0;
+        row[0] = 0;
+        for (int64_t xx = 0; xx < w; ++xx) row[xx + 1] = run += col[xx];
+    }
+}
+
+NEUROSIM_TARGET("avx2") void integral_image_avx2(const int32_t* count, int64_t h, int64_t w, int64_t c0, int64_t c1,
+                                                 int64_t* ii) {
+    integral_image<1>(count, h, w, c0, c1, ii);
+}
+
+}  // namespace
+
 void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,
                    int64_t kw, int64_t stride, int64_t pad, int64_t* out) {
     (void)c;
     const int64_t ho = (h + 2 * pad - kh) / stride + 1, wo = (w + 2 * pad - kw) / stride + 1;
-    // integral image of the channels c0..c1 summed: ii[y][x] = sum of plane[0:y, 0:x]; a window
-    // clipped to the plane is then 4 lookups (exact int64 sums, the same as summing its taps)
-    std::vector<int64_t> ii((h + 1) * (w + 1), 0);
-    for (int64_t y = 0; y < h; ++y) {
-        int64_t row = 0;
-        for (int64_t xx = 0; xx < w; ++xx) {
-            int64_t v = 0;
-            for (int64_t ci = c0; ci < c1; ++ci) v += count[(ci * h + y) * w + xx];
-            row += v;
-            ii[(y + 1) * (w + 1) + xx + 1] = ii[y * (w + 1) + xx + 1] + row;
-        }
-    }
+    // a window clipped to the plane is 4 lookups in the integral image (exact int64 sums, the
+    // same as summing its taps)
+    std::vector<int64_t> ii((h + 1) * (w + 1));
+    if (NEUROSIM_CPU_SUPPORTS("avx2")) integral_image_avx2(count, h, w, c0, c1, ii.data());
+    else integral_image<0>(count, h, w, c0, c1, ii.data());
     for (int64_t oy = 0; oy < ho; ++oy) {
         const int64_t y0 = std::clamp<int64_t>(oy * stride - pad, 0, h), y1 = std::clamp<int64_t>(oy * stride - pad + kh, 0, h);
         for (int64_t ox = 0; ox < wo; ++ox) {
@@ -846,15 +868,50 @@ void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32
     }
 }
 
-void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64_t* starts, const int64_t* stops,
-                int64_t groups, int64_t* out) {
-    (void)n;  // run bounds are checked against n by the caller
+namespace {
+
+void range_sums_scalar(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops,
+                       int64_t groups, int64_t* out) {
     for (int64_t g = 0; g < groups; ++g) {
         int64_t s = 0;
         for (int64_t r = ptr[g]; r < ptr[g + 1]; ++r)
             for (int64_t i = starts[r]; i < stops[r]; ++i) s += count[i];
         out[g] = s;
     }
+}
+
+#if NEUROSIM_X86
+// each run's int32 counts widened to int64 8 at a time (two vpmovsxdq), its last < 8 scalar
+__attribute__((target("avx2"))) void range_sums_avx2(const int32_t* count, const int64_t* ptr, const int64_t* starts,
+                                                     const int64_t* stops, int64_t groups, int64_t* out) {
+    for (int64_t g = 0; g < groups; ++g) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        int64_t s = 0;
+        for (int64_t r = ptr[g]; r < ptr[g + 1]; ++r) {
+            int64_t i = starts[r];
+            for (; i + 8 <= stops[r]; i += 8) {
+                a0 = _mm256_add_epi64(a0, _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(count + i))));
+                a1 = _mm256_add_epi64(a1, _mm256_cvtepi32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(count + i + 4))));
+            }
+            for (; i < stops[r]; ++i) s += count[i];
+        }
+        alignas(32) int64_t lanes[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(a0, a1));
+        out[g] = s + lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+}
+#else
+void range_sums_avx2(const int32_t* count, const int64_t* ptr, const int64_t* starts, const int64_t* stops,
+                     int64_t groups, int64_t* out) { range_sums_scalar(count, ptr, starts, stops, groups, out); }
+#endif
+
+}  // namespace
+
+void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64_t* starts, const int64_t* stops,
+                int64_t groups, int64_t* out) {
+    (void)n;  // run bounds are checked against n by the caller
+    if (NEUROSIM_CPU_SUPPORTS("avx2")) range_sums_avx2(count, ptr, starts, stops, groups, out);
+    else range_sums_scalar(count, ptr, starts, stops, groups, out);
 }
 
 void max_pool(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int path) {
