@@ -362,6 +362,19 @@ def test_gemm_quads_at_the_pair_sum_limit(path, c, k, m, wval, stride):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,width", [(4, 16), (8, 21), (16, 35), (12, 33), (16, 15)])
+def test_gemm_quads_channel_last_copy_of_wide_rows(path, c, width):
+    """The channel-last copy that the gemm quads read (C % 4 == 0, inputs 0..127): rows of 16
+    pixels or more go 16 at a time through byte / word / dword interleaves for C = 4, 8, 16, and
+    the rest of the row (and every other C) byte by byte."""
+    rng = np.random.default_rng(c * 1000 + width)
+    x = rng.integers(0, 128, (2, c, 9, width)).astype(np.int8)
+    w = rng.integers(-128, 128, (16, c, 3, 3)).astype(np.int8)
+    b = rng.integers(-5000, 5000, 16).astype(np.int32)
+    _check_layer(x, w, b, 1, 1, "gemm", path)
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
 @pytest.mark.parametrize("c,w,shift,reset", [(16, 21, 0, "subtract"), (16, 32, 1, "subtract"), (8, 37, 4, "value"),
                                              (32, 18, 29, "subtract"), (24, 16, 2, "value")])
 def test_lut_bit_image_of_wide_rows_and_fast_soma(path, c, w, shift, reset):

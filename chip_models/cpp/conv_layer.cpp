@@ -402,6 +402,49 @@ __attribute__((target("avx2"))) void run_gemm_quads_rows(const ConvLayerArgs& a,
     }
 }
 
+// One input row of C channel planes (src + ci * plane) to channel-last d[x * C + ci], x < w.
+// For C = 4, 8, 16 sixteen pixels at a time by byte, word and dword interleaves: the quad of
+// channels 4q..4q+3 of each pixel first (unpack 8 then 16), then the quads of a pixel side by
+// side (unpack 32, then 64 for C = 16); the rest byte by byte.
+__attribute__((target("avx2"))) inline void row_to_channel_last(const int8_t* src, int64_t plane, int64_t c, int64_t w,
+                                                              int8_t* __restrict d) {
+    int64_t x = 0;
+    if (c == 4 || c == 8 || c == 16) {
+        for (; x + 16 <= w; x += 16) {
+            __m128i quads[4][4];  // [q][k]: pixels x + 4k .. x + 4k + 3, channels 4q .. 4q + 3
+            for (int64_t q = 0; q < c / 4; ++q) {
+                __m128i r[4];
+                for (int e = 0; e < 4; ++e)
+                    r[e] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (4 * q + e) * plane + x));
+                const __m128i lo01 = _mm_unpacklo_epi8(r[0], r[1]), hi01 = _mm_unpackhi_epi8(r[0], r[1]);
+                const __m128i lo23 = _mm_unpacklo_epi8(r[2], r[3]), hi23 = _mm_unpackhi_epi8(r[2], r[3]);
+                quads[q][0] = _mm_unpacklo_epi16(lo01, lo23);
+                quads[q][1] = _mm_unpackhi_epi16(lo01, lo23);
+                quads[q][2] = _mm_unpacklo_epi16(hi01, hi23);
+                quads[q][3] = _mm_unpackhi_epi16(hi01, hi23);
+            }
+            int8_t* o = d + x * c;
+            for (int k = 0; k < 4; ++k) {  // 4 pixels: 4 * C bytes
+                if (c == 4) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16 * k), quads[0][k]);
+                } else if (c == 8) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 32 * k), _mm_unpacklo_epi32(quads[0][k], quads[1][k]));
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 32 * k + 16), _mm_unpackhi_epi32(quads[0][k], quads[1][k]));
+                } else {
+                    const __m128i a0 = _mm_unpacklo_epi32(quads[0][k], quads[1][k]), a1 = _mm_unpackhi_epi32(quads[0][k], quads[1][k]);
+                    const __m128i b0 = _mm_unpacklo_epi32(quads[2][k], quads[3][k]), b1 = _mm_unpackhi_epi32(quads[2][k], quads[3][k]);
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 64 * k), _mm_unpacklo_epi64(a0, b0));
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 64 * k + 16), _mm_unpackhi_epi64(a0, b0));
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 64 * k + 32), _mm_unpacklo_epi64(a1, b1));
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 64 * k + 48), _mm_unpackhi_epi64(a1, b1));
+                }
+            }
+        }
+    }
+    for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t xx = x; xx < w; ++xx) d[xx * c + ci] = src[ci * plane + xx];
+}
+
 __attribute__((target("avx2"))) void run_gemm_quads_hwc(const ConvLayerArgs& a, Work& wk) {
     const int64_t m = a.m, c = a.c, n = m * a.ho * a.wo, hw = a.h * a.w, s = a.stride;
     const int64_t hp = std::max(a.h + 2 * a.pad, (a.ho - 1) * s + a.kh);
@@ -420,11 +463,7 @@ __attribute__((target("avx2"))) void run_gemm_quads_hwc(const ConvLayerArgs& a, 
     for (int64_t t = 0; t < a.steps; ++t) {
         const int8_t* xt = a.x + t * c * hw;
         for (int64_t y = 0; y < a.h; ++y) {
-            int8_t* __restrict d = xh.data() + ((y + a.pad) * wpd + a.pad) * c;
-            for (int64_t ci = 0; ci < c; ++ci) {
-                const int8_t* __restrict src = xt + (ci * a.h + y) * a.w;
-                for (int64_t xx = 0; xx < a.w; ++xx) d[xx * c + ci] = src[xx];
-            }
+            row_to_channel_last(xt + y * a.w, hw, c, a.w, xh.data() + ((y + a.pad) * wpd + a.pad) * c);
         }
         wk.count_inputs(xt, a.in_count);
         quads_on_path(a, xh.data(), s * wpd * c, s * c, taps.data(), a.kh * a.kw, c / 4, wq.data(), acc.data());
