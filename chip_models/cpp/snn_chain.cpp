@@ -261,8 +261,9 @@ __attribute__((target(NEUROSIM_AVX512))) inline void soma_step512(const ConvLaye
         const int32_t* b = a.bias ? wk.bias_pm.data() + off : nullptr;
         int32_t* v = wk.v.data() + off;
         int8_t* spk = wk.spk.data() + off;
-        done = a.lif.reset_mode == 0 ? soma::lif_fast_avx512<0>(acc, b, n, a.shift, a.lif, v, spk)
-                                     : soma::lif_fast_avx512<1>(acc, b, n, a.shift, a.lif, v, spk);
+        const bool period16 = 16 % a.m == 0 && off % a.m == 0;  // bias_pm repeats every M neurons
+        done = a.lif.reset_mode == 0 ? soma::lif_fast_avx512<0>(acc, b, n, a.shift, a.lif, v, spk, period16)
+                                     : soma::lif_fast_avx512<1>(acc, b, n, a.shift, a.lif, v, spk, period16);
     }
     if (done < n) soma_step<int16_t, true>(a, acc + done, n - done, true, wk, off + done);
 }

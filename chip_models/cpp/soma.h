@@ -203,7 +203,8 @@ __attribute__((target("avx2"))) inline int64_t lif_fused_avx2(const Acc* acc, co
 template <int Reset>
 __attribute__((target(NEUROSIM_AVX512))) inline int64_t lif_fast_avx512(const int16_t* acc, const int32_t* bias,
                                                                          int64_t n, int shift, const LIFParams& p,
-                                                                         int32_t* v, int8_t* spikes) {
+                                                                         int32_t* v, int8_t* spikes,
+                                                                         bool bias_period16 = false) {
     const __m512i lo = _mm512_set1_epi32(MEM_LO), hi = _mm512_set1_epi32(MEM_HI);
     const __m512i vth = _mm512_set1_epi32(p.v_th), alpha = _mm512_set1_epi32(p.leak_alpha);
     const __m512i m255 = _mm512_set1_epi32(255);
@@ -214,11 +215,15 @@ __attribute__((target(NEUROSIM_AVX512))) inline int64_t lif_fast_avx512(const in
     const __m512i alpha_hi16 = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(p.leak_alpha & 0xffff) << 16));
     const __m512i alpha_lo16 = _mm512_set1_epi32((p.leak_alpha & 0xff) << 8);
     const __m128i one8 = _mm_set1_epi8(1);
+    // bias + rounding half, one register when the bias repeats every 16 neurons (position-major
+    // with M dividing 16: the caller says so with bias_period16)
+    const __m512i bias_half = bias_period16 && bias ? _mm512_add_epi32(_mm512_loadu_si512(bias), half) : half;
+    const bool bias_each = bias && !bias_period16;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512i cur = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)));
-        if (bias) cur = _mm512_add_epi32(cur, _mm512_loadu_si512(bias + i));
-        cur = _mm512_sra_epi32(_mm512_add_epi32(cur, half), cnt);
+        if (bias_each) cur = _mm512_add_epi32(cur, _mm512_loadu_si512(bias + i));
+        cur = _mm512_sra_epi32(_mm512_add_epi32(cur, bias_half), cnt);
         __m512i vi = _mm512_add_epi32(_mm512_loadu_si512(v + i), cur);
         vi = _mm512_min_epi32(_mm512_max_epi32(vi, lo), hi);
         const __mmask16 spike = _mm512_cmpgt_epi32_mask(vi, vth);
