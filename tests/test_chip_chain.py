@@ -220,6 +220,27 @@ def test_chain_with_wide_middle_stages(path, mid, last_m, wd):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("c,wd,k,pad", [(8, 16, 3, 1), (16, 21, 3, 1), (8, 35, 5, 2), (16, 40, 1, 0)])
+def test_chain_correlation_head_from_the_bit_image(path, c, wd, k, pad):
+    """A last stage of one output channel on 8 or 16 input channels (on avx512vnni and amx its
+    sums are vpdpbusd of the bit image's bytes expanded under a mask, 4 or 8 pixels per register):
+    rows that are and are not multiples of 16, kernels 1, 3 and 5, and the int16 sums at their
+    limit (weights of -128 where every spike is 1)."""
+    rng = np.random.default_rng(c * 100 + wd)
+    x = (rng.random((4, 2, 12, wd)) < 0.3).astype(np.int8)
+    x[0] = 1
+    neuron = IntLIFParams(v_th=20, reset_mode="subtract", leak_alpha=200)
+    head = rng.integers(-128, 128, (1, c, k, k)).astype(np.int8)
+    head[0, : c // 2] = -128
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=rng.integers(-30, 30, (c, 2, 3, 3)).astype(np.int8),
+                       bias=rng.integers(-20, 20, c).astype(np.int32), shift=0, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c1", kind="conv2d", source="c0", mode="ann", weight=head, bias=np.array([7], np.int32), shift=6,
+                       stride=1, padding=pad, activation="none")]
+    run = _check_chain(x, layers, [0, 0], path)
+    assert run is not None and 0 < run.out_counts[0].sum() < run.out_counts[0].size * x.shape[0]
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
 def test_chain_counts_past_255_steps(path):
     """600 steps: the byte counters of every stage's outputs and of the pooled value are flushed
     every 255 steps (counts above 255 per neuron must survive)."""

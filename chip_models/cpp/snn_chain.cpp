@@ -13,7 +13,9 @@
 //     into the next stage's image.
 // Middle stages accumulate with the lut tables (lut_accumulate: table-major passes on AVX2), the
 // last stage with the lut or, on AVX2 for M <= 4 and stride 1, plane_few (its int16 masks expanded
-// from the image bits). Only the last stage writes int8 planes (T, M, Ho, Wo).
+// from the image bits); on the AVX-512 VNNI paths a correlation head (M = 1, C = 8 or 16, stride 1)
+// takes vpdpbusd straight from the image bits (conv_bits_vnni.h). Only the last stage writes int8
+// planes (T, M, Ho, Wo).
 // Every stage's arithmetic is the conv_layer one (same accumulators, the same soma_step), so the
 // outputs equal conv_layer layer by layer bit for bit. Counts: the chain input's nonzero count per
 // input (the span loop), every stage's output count per neuron, and every pool output's count
@@ -48,6 +50,7 @@
 
 #include "conv_common.h"
 #include "conv_lut.h"
+#include "conv_bits_vnni.h"
 #include "conv_plane_few.h"
 #include "conv_rows_vnni.h"
 #include "conv_span.h"
@@ -177,6 +180,7 @@ struct Stage {
     std::unique_ptr<LutTables> lut;
     std::vector<std::vector<int32_t>> offs;             // lut_accumulate's scratch, one per band
     std::vector<std::unique_ptr<PlaneFewPlan>> few;     // last stage on plane_few: one per band
+    std::unique_ptr<BitsVnniPlan> bits;                 // last stage on VNNI from the bit image (M = 1)
     std::vector<int16_t> acc;
     explicit Stage(const ConvLayerArgs& args, int pool_k) : a(args), pool(pool_k), ls(args) {}
 };
@@ -326,9 +330,18 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
             for (int64_t oy = r0; oy < r1; ++oy) soma_chain<Vec, W512>(a, sp.row(oy - r0), wo * m, s.wk, oy * wo * m);
         } else {
             const uint8_t* img = s.imgs.data() + (slot0 + tl) * s.img_size;
+            bool summed = false;
 #if NEUROSIM_X86
+            if constexpr (W512) {
+                if (s.bits) {  // (only ever set on the avx512vnni and amx paths)
+                    int16_t* acc = s.acc.data() + r0 * wo * m;
+                    bits_vnni_step(a, *s.bits, img, s.ls.row_bytes, r0, r1, acc);
+                    soma_chain<Vec, W512>(a, acc, (r1 - r0) * wo * m, s.wk, r0 * wo * m);
+                    summed = true;
+                }
+            }
             if constexpr (Vec) {
-                if (!s.few.empty()) {
+                if (!summed && !s.few.empty()) {
                     PlaneFewPlan& pf = *s.few[b];
                     expand_bits_avx2(s, img, pf, std::max<int64_t>(0, r0 - a.pad),
                                      std::min<int64_t>(a.h, r1 - 1 + a.kh - a.pad));
@@ -337,7 +350,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
                 }
             }
 #endif
-            if (position_major) {
+            if (position_major && !summed) {
                 int16_t* acc = s.acc.data() + r0 * wo * m;
                 lut_accumulate<Vec>(ab, *s.lut, img + r0 * a.stride * s.ls.row_bytes, acc, s.offs[b].data());
                 soma_chain<Vec, W512>(a, acc, (r1 - r0) * wo * m, s.wk, r0 * wo * m);
@@ -493,13 +506,16 @@ struct ChainJob::Impl {
             return;
         }
         // (the padding stays zero; every step's interior is rewritten)
-        s.imgs.assign(std::min(RING, blocks) * block * s.img_size, 0);
+        s.imgs.assign(std::min(RING, blocks) * block * s.img_size + BITS_VNNI_SLACK, 0);
         if (s.pool) {
             const ConvLayerArgs& p = st[k - 1]->a;
             s.pbits.assign(p.ho * p.wo * p.m / 8 + 4, 0);
             s.pool_counts.init(s.a.h * s.a.w, s.a.c, s.a.in_count);
         }
-        if (path != SCALAR && last && plane_few_fits(s.a, true)) {
+        if ((path == AVX512VNNI || path == AMX) && last && bits_vnni_fits(s.a)) {
+            s.bits = std::make_unique<BitsVnniPlan>(s.a);
+            s.acc.assign(s.a.m * p_out, 0);
+        } else if (path != SCALAR && last && plane_few_fits(s.a, true)) {
             for (size_t b = 0; b < s.bands.size(); ++b) s.few.push_back(std::make_unique<PlaneFewPlan>(s.a));
         } else {
             s.lut = std::make_unique<LutTables>(s.a);
