@@ -241,6 +241,24 @@ def test_chain_correlation_head_from_the_bit_image(path, c, wd, k, pad):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("m,wd", [(8, 70), (16, 64), (24, 70)])
+def test_chain_pools_wide_rows(path, m, wd):
+    """A 2 x 2 pool between stages on rows of 32 and 35 pooled pixels (16 at a time, then the
+    rest, for 8-channel pixels) and its counts from the image bytes (8 bytes per 64-bit mask on
+    the AVX-512 paths, the rest byte by byte) for pixels of 1, 2 and 3 bytes."""
+    rng = np.random.default_rng(m + wd)
+    x = (rng.random((3, 2, 10, wd)) < 0.3).astype(np.int8)
+    neuron = IntLIFParams(v_th=10, reset_mode="subtract", leak_alpha=220)
+    def snn(name, src, cin, cout):
+        return IntLayer(name=name, kind="conv2d", source=src, mode="snn", weight=rng.integers(-30, 40, (cout, cin, 3, 3)).astype(np.int8),
+                        bias=rng.integers(-5, 5, cout).astype(np.int32), shift=0, stride=1, padding=1, neuron=neuron)
+    layers = [snn("c0", "x", 2, m), IntLayer(name="p1", kind="maxpool", source="c0", kernel=2), snn("c1", "p1", m, 8),
+              snn("c2", "c1", 8, 1)]
+    run = _check_chain(x, layers, [0, 2, 0], path)
+    assert run is not None and 0 < run.pool_counts[1].sum() < run.pool_counts[1].size * x.shape[0]
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
 def test_chain_counts_past_255_steps(path):
     """600 steps: the byte counters of every stage's outputs and of the pooled value are flushed
     every 255 steps (counts above 255 per neuron must survive)."""

@@ -281,6 +281,10 @@ __attribute__((always_inline)) inline void soma_step(const ConvLayerArgs& a, con
 // wider (m, P) plane passes P).
 inline void transpose_bytes(const int8_t* in, int64_t p_n, int64_t m, int8_t* out, int64_t ostride = -1) {
     if (ostride < 0) ostride = p_n;
+    if (m == 1) {  // (one channel: both layouts are the same bytes)
+        std::memcpy(out, in, p_n);
+        return;
+    }
     const int64_t pb = NEUROSIM_X86 && m % 8 == 0 ? p_n / 8 * 8 : 0;  // (SSE2, baseline x86-64)
 #if NEUROSIM_X86
     for (int64_t j0 = 0; j0 < (pb ? m : 0); j0 += 8)

@@ -111,8 +111,10 @@ struct ByteCounts {
     }
     // counters of the cb * 8 channels of n pixels from q0 on += the bits of their image bytes
     void add_image_row(const uint8_t* irow, int64_t q0, int64_t n_bytes) {
-        if (!out) return;
-        uint8_t* cnt = c.data() + q0 * m;
+        if (out) add_bits(irow, n_bytes, c.data() + q0 * m);
+    }
+    // the 8 counters cnt[8i .. 8i + 7] += the bits of byte irow[i], i < n_bytes
+    static void add_bits(const uint8_t* irow, int64_t n_bytes, uint8_t* cnt) {
         for (int64_t i = 0; i < n_bytes; ++i) {
             uint64_t c8;
             std::memcpy(&c8, cnt + 8 * i, 8);
@@ -120,6 +122,23 @@ struct ByteCounts {
             std::memcpy(cnt + 8 * i, &c8, 8);
         }
     }
+#if NEUROSIM_X86
+    // add_image_row on AVX-512 BW: 8 image bytes are a 64-bit mask, their 64 counters one zmm
+    // (a set bit's byte is -1 after vpmovm2b, so the counter is decremented by it)
+    __attribute__((target("avx2,avx512f,avx512bw"))) void add_image_row512(const uint8_t* irow, int64_t q0,
+                                                                           int64_t n_bytes) {
+        if (!out) return;
+        uint8_t* cnt = c.data() + q0 * m;
+        int64_t i = 0;
+        for (; i + 8 <= n_bytes; i += 8) {
+            uint64_t bits;
+            std::memcpy(&bits, irow + i, 8);
+            const __m512i v = _mm512_loadu_si512(cnt + 8 * i);
+            _mm512_storeu_si512(cnt + 8 * i, _mm512_sub_epi8(v, _mm512_movm_epi8(_cvtu64_mask64(bits))));
+        }
+        add_bits(irow + i, n_bytes - i, cnt + 8 * i);
+    }
+#endif
     void flush_pm(int64_t q0, int64_t q1) {
         if (!out) return;
         for (int64_t q = q0; q < q1; ++q)
@@ -187,14 +206,32 @@ struct Stage {
 
 // the pooled bits of the previous stage (rows py*k .. of pbits, wo pixels of cb bytes each) into
 // pooled rows [py0, py1) of the image img of stage s, and the pooled value's counts
-inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t wo) {
+#if NEUROSIM_X86
+// 2 x 2 pooling of 8-channel pixels (one byte each) for 16 pooled pixels: OR of the two rows' 32
+// bytes, then of each byte pair (the odd byte shifted onto the even one), the even bytes packed
+__attribute__((target("avx2"))) inline void pool2_bytes16(const uint8_t* r0, const uint8_t* r1, uint8_t* out) {
+    const __m256i v = _mm256_or_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0)),
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1)));
+    const __m256i pair = _mm256_and_si256(_mm256_or_si256(v, _mm256_srli_epi16(v, 8)), _mm256_set1_epi16(0x00ff));
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(pair, pair), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(packed));
+}
+#endif
+
+template <bool Vec, bool W512>
+__attribute__((always_inline)) inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t wo) {
     const int64_t k = s.pool, cb = s.a.c / 8, rb = s.ls.row_bytes;
     for (int64_t py = py0; py < py1; ++py) {
         uint8_t* __restrict irow = img + (py + s.a.pad) * rb + s.a.pad * cb;
         if (k == 2 && cb == 1) {  // the common case in straight loops: OR of the two rows, then of byte pairs
             const uint8_t* __restrict r0 = s.pbits.data() + 2 * py * wo;
             const uint8_t* __restrict r1 = r0 + wo;
-            for (int64_t px = 0; px < s.a.w; ++px)
+            int64_t px = 0;
+#if NEUROSIM_X86
+            if constexpr (Vec)
+                for (; px + 16 <= s.a.w; px += 16) pool2_bytes16(r0 + 2 * px, r1 + 2 * px, irow + px);
+#endif
+            for (; px < s.a.w; ++px)
                 irow[px] = static_cast<uint8_t>(r0[2 * px] | r0[2 * px + 1] | r1[2 * px] | r1[2 * px + 1]);
         } else {
             for (int64_t px = 0; px < s.a.w; ++px)
@@ -205,6 +242,12 @@ inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t 
                     irow[px * cb + g] = v;
                 }
         }
+#if NEUROSIM_X86
+        if constexpr (W512) {
+            s.pool_counts.add_image_row512(irow, py * s.a.w, s.a.w * cb);
+            continue;
+        }
+#endif
         s.pool_counts.add_image_row(irow, py * s.a.w, s.a.w * cb);
     }
 }
@@ -284,14 +327,14 @@ __attribute__((always_inline)) inline void soma_chain(const ConvLayerArgs& a, co
 
 // the spikes of output rows [r0, r1) of stage s (wk.spk, position-major) to the next stage (its
 // image in ring slot `slot`, or the bits it pools), counting them
-template <bool Vec>
+template <bool Vec, bool W512>
 __attribute__((always_inline)) inline void hand_on(Stage& s, Stage& nx, int64_t slot, int64_t r0, int64_t r1) {
     const int64_t row = s.a.wo * s.a.m;
     s.out_counts.add_pm(s.wk.spk.data(), r0 * s.a.wo, r1 * s.a.wo);
     uint8_t* img = nx.imgs.data() + slot * nx.img_size;
     if (nx.pool) {
         pack_bits<Vec>(s.wk.spk.data() + r0 * row, (r1 - r0) * row, nx.pbits.data() + r0 * row / 8);
-        pool_into(nx, img, r0 / nx.pool, std::min<int64_t>(r1 / nx.pool, nx.a.h), s.a.wo);
+        pool_into<Vec, W512>(nx, img, r0 / nx.pool, std::min<int64_t>(r1 / nx.pool, nx.a.h), s.a.wo);
     } else {
         const int64_t rb = nx.ls.row_bytes, off = nx.a.pad * (nx.a.c / 8);
         for (int64_t oy = r0; oy < r1; ++oy)
@@ -366,7 +409,7 @@ __attribute__((always_inline)) inline void run_band(std::vector<std::unique_ptr<
             }
             s.last_counts.add_cm(o, r0 * wo, r1 * wo);
         } else {
-            hand_on<Vec>(s, *st[i + 1], slot0 + tl, r0, r1);
+            hand_on<Vec, W512>(s, *st[i + 1], slot0 + tl, r0, r1);
         }
     }
     if (!flush) return;
