@@ -259,6 +259,38 @@ def test_chain_pools_wide_rows(path, m, wd):
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
+@pytest.mark.parametrize("alpha,mode,v_th,drive", [(0, "subtract", 64, 1000), (100, "value", 64, 1000),
+                                                   (128, "subtract", 64, 1000), (230, "subtract", 64, 1000),
+                                                   (230, "subtract", 64, 1400), (255, "value", 5, 1000),
+                                                   (256, "subtract", 3000, 1000)])
+def test_chain_int16_membrane_at_its_bound(path, alpha, mode, v_th, drive):
+    """Stages whose membrane provably stays inside int16 (on avx512vnni and amx the chain then runs
+    the LIF 32 neurons per instruction on an int16 membrane) driven to the edge of that bound: all-one
+    inputs against weights of +127 (or -127) and biases of +-1000 put the current of every step at
+    its largest, and 60 steps take the membrane close to its fixed point (|u| up to about 32,400 at
+    alpha 230, against the int16 limit of 32,767; with +-1400 it would pass the limit, so the bound
+    must refuse int16 there); each leak form (alpha 0 and 100 by one multiply,
+    128 by a shift, 230 as u + floor(-u (256 - alpha) / 256)); alpha 255 and 256, where the bound
+    does not close, run the int32 membrane; rows of 40 neurons (a masked tail)."""
+    rng = np.random.default_rng(alpha)
+    x = np.ones((60, 2, 5, 5), np.int8)
+    x[30:] = rng.random((30, 2, 5, 5)) < 0.5
+    neuron = IntLIFParams(v_th=v_th, v_reset=-7, reset_mode=mode, leak_alpha=alpha)
+    w0 = np.full((8, 2, 3, 3), 127, np.int8)
+    w0[4:] = -127
+    w0[2] = rng.integers(-127, 128, (2, 3, 3))
+    bias = np.array([drive, 3, -3, 5, -drive, 3, -3, 5], np.int32)
+    layers = [IntLayer(name="c0", kind="conv2d", source="x", mode="snn", weight=w0, bias=bias, shift=0, stride=1,
+                       padding=1, neuron=neuron),
+              IntLayer(name="c1", kind="conv2d", source="c0", mode="snn", weight=rng.integers(-60, 60, (16, 8, 3, 3)).astype(np.int8),
+                       bias=None, shift=1, stride=1, padding=1, neuron=neuron),
+              IntLayer(name="c2", kind="conv2d", source="c1", mode="snn", weight=rng.integers(-60, 60, (1, 16, 3, 3)).astype(np.int8),
+                       bias=np.array([4], np.int32), shift=2, stride=1, padding=1, neuron=neuron)]
+    run = _check_chain(x, layers, [0, 0, 0], path, threads=(1, 2))
+    assert run is not None and 0 < run.out_counts[0].sum() < run.out_counts[0].size * x.shape[0]
+
+
+@pytest.mark.parametrize("path", VEC_PATHS)
 def test_chain_counts_past_255_steps(path):
     """600 steps: the byte counters of every stage's outputs and of the pooled value are flushed
     every 255 steps (counts above 255 per neuron must survive)."""

@@ -162,6 +162,11 @@ struct Work {
     std::vector<int32_t> bias_pm, bias_cm;  // the bias of every accumulator, both layouts (0 without)
     bool small_bias = true;                 // every |bias| < 2^30: acc + bias cannot overflow int32
     bool bias_28 = true;                    // every |bias| <= 2^28 (lif_fused_avx2's Fast)
+    // the chain's int16 membrane (lif16_bounds, soma::lif16_avx512): state, and bias + rounding
+    // half for 32 neurons (the bias repeats every M neurons, M dividing 32)
+    bool lif16 = false;
+    std::vector<int16_t> v16;
+    int16_t bias_half16[32] = {};
     std::vector<uint8_t> ocnt;  // output nonzero counts of the last < 255 steps (32 per vector add)
     int ocnt_steps = 0;
     std::vector<uint8_t> icnt;  // the same for the inputs (dense passes of lut and gemm)

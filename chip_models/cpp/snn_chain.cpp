@@ -304,6 +304,11 @@ inline bool lif_fast(const ConvLayerArgs& a, const Work& wk) {
 __attribute__((target(NEUROSIM_AVX512))) inline void soma_step512(const ConvLayerArgs& a, const int16_t* acc, int64_t n,
                                                                   Work& wk, int64_t off) {
     int64_t done = 0;
+    if (wk.lif16) {  // (off is a multiple of M: the bias pattern lines up)
+        if (a.lif.reset_mode == 0) soma::lif16_avx512<0>(acc, wk.bias_half16, n, a.shift, a.lif, wk.v16.data() + off, wk.spk.data() + off);
+        else soma::lif16_avx512<1>(acc, wk.bias_half16, n, a.shift, a.lif, wk.v16.data() + off, wk.spk.data() + off);
+        return;
+    }
     if (lif_fast(a, wk)) {
         const int32_t* b = a.bias ? wk.bias_pm.data() + off : nullptr;
         int32_t* v = wk.v.data() + off;
@@ -469,6 +474,56 @@ void band_avx512(std::vector<std::unique_ptr<Stage>>& st, BandArgs& t) { band_sc
 int64_t binary_ones_avx2(const int8_t* x, int64_t n) { return binary_ones(x, n); }
 #endif  // NEUROSIM_X86
 
+// Whether the chain stage's Fast LIF can run on an int16 membrane (soma::lif16_avx512): with 0/1
+// inputs the sum of output j lies in [-L1_j, L1_j] (L1_j = sum |w[j]|), so x = sum + bias_j + half
+// and the current I = x >> shift are bounded; the membrane's reachable range is then grown from
+// {0} by one step of the neuron (integrate, fire, reset, leak: each monotone in the membrane)
+// until it is closed. True when it closes with every value (x, u = v + I, the reset value) inside
+// [-32767, 32767], M divides 32 (the bias repeats in a register) and v_th fits int16; it then also
+// fills wk.bias_half16.
+bool lif16_bounds(const ConvLayerArgs& a, Work& wk) {
+    const LIFParams& p = a.lif;
+    if (a.soma != 3 || 32 % a.m || a.shift < 0 || a.shift > 15 || p.refractory_steps || p.leak_beta || p.leak_alpha < 0 ||
+        p.leak_alpha > 256 || (p.reset_mode != 0 && p.reset_mode != 1) || p.v_th < -32767 || p.v_th > 32767)
+        return false;
+    constexpr int64_t LIM = 32767;
+    const int64_t fan_in = a.c * a.kh * a.kw, half = a.shift ? int64_t{1} << (a.shift - 1) : 0;
+    const int64_t reset = p.reset_mode == 0 ? std::clamp(p.v_reset, neurosim::intmath::MEM_LO, neurosim::intmath::MEM_HI) : 0;
+    if (reset < -LIM || reset > LIM) return false;
+    int64_t i_lo = 0, i_hi = 0;
+    for (int64_t j = 0; j < a.m; ++j) {
+        int64_t l1 = 0;
+        for (int64_t e = 0; e < fan_in; ++e) l1 += std::abs(static_cast<int32_t>(a.weight[j * fan_in + e]));
+        const int64_t b = a.bias ? a.bias[j] : 0, lo = b - l1 + half, hi = b + l1 + half;
+        if (lo < -LIM || hi > LIM || b + half > LIM) return false;
+        i_lo = std::min(i_lo, lo >> a.shift);
+        i_hi = std::max(i_hi, hi >> a.shift);
+    }
+    const int64_t alpha = p.leak_alpha, v_th = p.v_th;
+    auto leak = [alpha](int64_t u) { return (u * alpha) >> 8; };  // floor (arithmetic shift)
+    int64_t v_lo = 0, v_hi = 0;
+    for (int it = 0; it < 1 << 16; ++it) {
+        const int64_t u_lo = v_lo + i_lo, u_hi = v_hi + i_hi;
+        if (u_lo < -LIM || u_hi > LIM) return false;
+        int64_t r_lo = u_lo, r_hi = std::min(u_hi, v_th);  // the values that do not fire, then those that do
+        if (u_hi > v_th) {
+            const int64_t f_lo = p.reset_mode == 0 ? reset : std::max(u_lo, v_th + 1) - v_th;
+            const int64_t f_hi = p.reset_mode == 0 ? reset : u_hi - v_th;
+            r_lo = u_lo <= v_th ? std::min(r_lo, f_lo) : f_lo;
+            r_hi = u_lo <= v_th ? std::max(r_hi, f_hi) : f_hi;
+        }
+        const int64_t n_lo = std::min(v_lo, leak(r_lo)), n_hi = std::max(v_hi, leak(r_hi));
+        if (n_lo == v_lo && n_hi == v_hi) {
+            for (int i = 0; i < 32; ++i)
+                wk.bias_half16[i] = static_cast<int16_t>((a.bias ? a.bias[i % a.m] : 0) + half);
+            return true;
+        }
+        v_lo = n_lo;
+        v_hi = n_hi;
+    }
+    return false;
+}
+
 bool int16_exact(const ConvLayerArgs& a) {
     const int64_t fan_in = a.c * a.kh * a.kw;
     for (int64_t j = 0; j < a.m; ++j) {
@@ -540,6 +595,10 @@ struct ChainJob::Impl {
         }
         s.wk.init(s.a);
         const int64_t p_out = s.a.ho * s.a.wo;
+        if ((path == AVX512VNNI || path == AMX) && lif16_bounds(s.a, s.wk)) {
+            s.wk.lif16 = true;
+            s.wk.v16.assign(s.a.m * p_out, 0);
+        }
         const bool last = k + 1 == n;
         if (last) s.last_counts.init(p_out, s.a.m, s.a.out_count);
         else s.out_counts.init(p_out, s.a.m, s.a.out_count);

@@ -242,6 +242,41 @@ __attribute__((target(NEUROSIM_AVX512))) inline int64_t lif_fast_avx512(const in
     return i;
 }
 
+// The Fast LIF of lif_fast_avx512 with an int16 membrane, 32 neurons per instruction, for a layer
+// whose every membrane value, current and intermediate provably stays inside int16 (the chain
+// checks it once per call: lif16_bounds in snn_chain.cpp), so the 28-bit clamps never act and
+// every int16 operation below equals its int32 counterpart:
+//   x = acc + (bias + half) (int16 by the bound), I = x >> shift (vpsraw: floor),
+//   u = v + I, spike = u > v_th, reset (subtract v_th or set v_reset), v = floor(u * alpha / 256):
+//   alpha <= 127: vpmulhw(u, alpha * 256); 128: u >> 1; >= 129: u + vpmulhw(-u, (256 - alpha) * 256)
+//   (floor(u * alpha / 256) = u + floor(-u * (256 - alpha) / 256); |u| <= 32767 keeps -u in int16).
+// The last n % 32 neurons go through masked loads and stores.
+template <int Reset>
+__attribute__((target(NEUROSIM_AVX512))) inline void lif16_avx512(const int16_t* acc, const int16_t* bias_half32,
+                                                                  int64_t n, int shift, const LIFParams& p,
+                                                                  int16_t* v, int8_t* spikes) {
+    const __m512i bh = _mm512_loadu_si512(bias_half32);
+    const __m512i vth = _mm512_set1_epi16(static_cast<int16_t>(p.v_th));
+    const __m512i rconst = _mm512_set1_epi16(static_cast<int16_t>(Reset == 0 ? std::clamp(p.v_reset, MEM_LO, MEM_HI) : p.v_th));
+    const int alpha = p.leak_alpha;
+    const __m512i leak_c = _mm512_set1_epi16(static_cast<int16_t>(alpha <= 127 ? alpha * 256 : (256 - alpha) * 256));
+    const __m128i cnt = _mm_cvtsi32_si128(shift);
+    const __m256i one8 = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n; i += 32) {
+        const __mmask32 live = n - i >= 32 ? ~__mmask32{0} : (__mmask32{1} << (n - i)) - 1;
+        const __m512i cur = _mm512_sra_epi16(_mm512_add_epi16(_mm512_maskz_loadu_epi16(live, acc + i), bh), cnt);
+        __m512i u = _mm512_add_epi16(_mm512_maskz_loadu_epi16(live, v + i), cur);
+        const __mmask32 spike = _mm512_mask_cmpgt_epi16_mask(live, u, vth);
+        u = Reset == 0 ? _mm512_mask_mov_epi16(u, spike, rconst) : _mm512_mask_sub_epi16(u, spike, u, rconst);
+        __m512i lk;
+        if (alpha <= 127) lk = _mm512_mulhi_epi16(u, leak_c);
+        else if (alpha == 128) lk = _mm512_srai_epi16(u, 1);
+        else lk = _mm512_add_epi16(u, _mm512_mulhi_epi16(_mm512_sub_epi16(_mm512_setzero_si512(), u), leak_c));
+        _mm512_mask_storeu_epi16(v + i, live, lk);
+        _mm256_mask_storeu_epi8(spikes + i, live, _mm256_maskz_mov_epi8(spike, one8));
+    }
+}
+
 // ANN: act(sat8(rshr(acc + bias, shift))) for act 0 (none) and 1 (relu).
 template <typename Acc>
 __attribute__((target("avx2"))) inline int64_t ann_fused_avx2(const Acc* acc, const int32_t* bias, int64_t n,
