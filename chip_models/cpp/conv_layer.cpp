@@ -815,7 +815,6 @@ namespace {
 // window_counts' integral image ii[y][x] = sum of the channels' plane[0:y, 0:x] ((h + 1) x (w + 1),
 // row 0 and column 0 zero): the channel sum and the running column sums run across a row (they
 // vectorize), the prefix along the row is the only serial sum
-template <int>
 __attribute__((always_inline)) inline void integral_image(const int32_t* count, int64_t h, int64_t w, int64_t c0,
                                                           int64_t c1, int64_t* ii) {
     std::fill(ii, ii + w + 1, int64_t{0});
@@ -834,7 +833,7 @@ __attribute__((always_inline)) inline void integral_image(const int32_t* count, 
 
 NEUROSIM_TARGET("avx2") void integral_image_avx2(const int32_t* count, int64_t h, int64_t w, int64_t c0, int64_t c1,
                                                  int64_t* ii) {
-    integral_image<1>(count, h, w, c0, c1, ii);
+    integral_image(count, h, w, c0, c1, ii);
 }
 
 }  // namespace
@@ -847,7 +846,7 @@ void window_counts(const int32_t* count, int64_t c, int64_t h, int64_t w, int64_
     // same as summing its taps)
     std::vector<int64_t> ii((h + 1) * (w + 1));
     if (NEUROSIM_CPU_SUPPORTS("avx2")) integral_image_avx2(count, h, w, c0, c1, ii.data());
-    else integral_image<0>(count, h, w, c0, c1, ii.data());
+    else integral_image(count, h, w, c0, c1, ii.data());
     for (int64_t oy = 0; oy < ho; ++oy) {
         const int64_t y0 = std::clamp<int64_t>(oy * stride - pad, 0, h), y1 = std::clamp<int64_t>(oy * stride - pad + kh, 0, h);
         for (int64_t ox = 0; ox < wo; ++ox) {

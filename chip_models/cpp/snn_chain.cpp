@@ -48,9 +48,9 @@
 #include <tuple>
 #include <vector>
 
+#include "conv_bits_vnni.h"
 #include "conv_common.h"
 #include "conv_lut.h"
-#include "conv_bits_vnni.h"
 #include "conv_plane_few.h"
 #include "conv_rows_vnni.h"
 #include "conv_span.h"
@@ -204,8 +204,6 @@ struct Stage {
     explicit Stage(const ConvLayerArgs& args, int pool_k) : a(args), pool(pool_k), ls(args) {}
 };
 
-// the pooled bits of the previous stage (rows py*k .. of pbits, wo pixels of cb bytes each) into
-// pooled rows [py0, py1) of the image img of stage s, and the pooled value's counts
 #if NEUROSIM_X86
 // 2 x 2 pooling of 8-channel pixels (one byte each) for 16 pooled pixels: OR of the two rows' 32
 // bytes, then of each byte pair (the odd byte shifted onto the even one), the even bytes packed
@@ -218,6 +216,8 @@ __attribute__((target("avx2"))) inline void pool2_bytes16(const uint8_t* r0, con
 }
 #endif
 
+// the pooled bits of the previous stage (rows py*k .. of pbits, wo pixels of cb bytes each) into
+// pooled rows [py0, py1) of the image img of stage s, and the pooled value's counts
 template <bool Vec, bool W512>
 __attribute__((always_inline)) inline void pool_into(Stage& s, uint8_t* img, int64_t py0, int64_t py1, int64_t wo) {
     const int64_t k = s.pool, cb = s.a.c / 8, rb = s.ls.row_bytes;
@@ -479,12 +479,13 @@ int64_t binary_ones_avx2(const int8_t* x, int64_t n) { return binary_ones(x, n);
 // and the current I = x >> shift are bounded; the membrane's reachable range is then grown from
 // {0} by one step of the neuron (integrate, fire, reset, leak: each monotone in the membrane)
 // until it is closed. True when it closes with every value (x, u = v + I, the reset value) inside
-// [-32767, 32767], M divides 32 (the bias repeats in a register) and v_th fits int16; it then also
-// fills wk.bias_half16.
+// [-32767, 32767], M divides 32 (the bias repeats in a register), v_th fits int16 (and is >= 0 for
+// a subtractive reset); it then also fills wk.bias_half16.
 bool lif16_bounds(const ConvLayerArgs& a, Work& wk) {
     const LIFParams& p = a.lif;
     if (a.soma != 3 || 32 % a.m || a.shift < 0 || a.shift > 15 || p.refractory_steps || p.leak_beta || p.leak_alpha < 0 ||
-        p.leak_alpha > 256 || (p.reset_mode != 0 && p.reset_mode != 1) || p.v_th < -32767 || p.v_th > 32767)
+        p.leak_alpha > 256 || (p.reset_mode != 0 && p.reset_mode != 1) || p.v_th < -32767 || p.v_th > 32767 ||
+        (p.reset_mode == 1 && p.v_th < 0))  // (subtracting v_th >= 0 never raises the membrane)
         return false;
     constexpr int64_t LIM = 32767;
     const int64_t fan_in = a.c * a.kh * a.kw, half = a.shift ? int64_t{1} << (a.shift - 1) : 0;
@@ -512,6 +513,7 @@ bool lif16_bounds(const ConvLayerArgs& a, Work& wk) {
             r_lo = u_lo <= v_th ? std::min(r_lo, f_lo) : f_lo;
             r_hi = u_lo <= v_th ? std::max(r_hi, f_hi) : f_hi;
         }
+        if (r_lo < -LIM || r_hi > LIM) return false;
         const int64_t n_lo = std::min(v_lo, leak(r_lo)), n_hi = std::max(v_hi, leak(r_hi));
         if (n_lo == v_lo && n_hi == v_hi) {
             for (int i = 0; i < 32; ++i)
