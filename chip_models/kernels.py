@@ -515,8 +515,11 @@ class LayerCall:
         return LayerCall(weight, _c(bias, np.int32), lut, params)
 
 
-def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: str | None = None) -> LayerRun:
-    """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`."""
+def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: str | None = None,
+              in_count: np.ndarray | None = None, out_count: np.ndarray | None = None) -> LayerRun:
+    """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`; the nonzero
+    counts go to ``in_count`` (C, H, W) / ``out_count`` (M, Ho, Wo) int32 where given (zeroed
+    arrays: the counts are added), else to new arrays."""
     x, weight = _c(x, np.int8), call.weight
     stride, padding = call.params.stride, call.params.pad
     if x.ndim != 4 or weight.shape[1] != x.shape[1]:
@@ -527,8 +530,8 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: 
         raise ParameterError(f"conv_layer: kernel {kh}x{kw} is larger than the padded input {h}x{w} (padding {padding})")
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     out = np.empty((t, m, ho, wo), np.int8)
-    in_count = np.zeros((c, h, w), np.int32)
-    out_count = np.zeros((m, ho, wo), np.int32)
+    in_count = np.zeros((c, h, w), np.int32) if in_count is None else in_count
+    out_count = np.zeros((m, ho, wo), np.int32) if out_count is None else out_count
     # the full path: the gemm mode's dense MAC runs on it (VNNI, AMX); the other bodies are AVX2 / scalar
     used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count, _code(path),
                          _check_threads(threads))
@@ -597,16 +600,20 @@ def max_pool(x: np.ndarray, k: int, path: str | None = None) -> np.ndarray:
     return out
 
 
-def nonzero_counts(values: np.ndarray, path: str | None = None) -> np.ndarray:
-    """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,)."""
+def nonzero_counts(values: np.ndarray, path: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,) (added to
+    ``out``, a zeroed int32 (n,) array, where given)."""
     values = _c(values, np.int8)
     v2 = values.reshape(values.shape[0], -1)
-    out = np.zeros(v2.shape[1], np.int32)
+    out = np.zeros(v2.shape[1], np.int32) if out is None else out
     _k.count_nonzero_cols(v2, out, _code(path, vector_only=True))
     return out
 
 
 # ------------------------------------------------------------------- SNN chain
+
+
+Tally = _k.Tally  # a compiled plan's counting after a run (cpp/tally.cpp; chip_models.simulate.CountLayout)
 
 
 @dataclasses.dataclass
@@ -620,31 +627,80 @@ class ChainRun:
     in_count: np.ndarray
     out_counts: list
     pool_counts: list
+    stage_in_counts: list = dataclasses.field(repr=False, default_factory=list)  # (C++'s in_counts: stage 0 and the pooled)
 
 
-def _chain_args(x: np.ndarray, calls: list, pools: list, path: str | None) -> tuple:
-    """The C++ arguments of a chain (checked) and the ChainRun it fills."""
-    x = _c(x, np.int8)
-    if x.ndim != 4 or len(calls) != len(pools) or not calls or pools[0]:
-        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
-    t, c, h, w = x.shape
-    in_counts, out_counts, pool_counts = [], [], []
-    for i, (call, k) in enumerate(zip(calls, pools)):
-        if i + 1 < len(calls) and (not call.spiking or call.weight.shape[0] % 8):
-            raise ParameterError("snn_chain: every stage but the last must be an SNN layer with a multiple of 8 outputs")
-        if k:
-            h, w = h // k, w // k
-        m, ci, kh, kw = call.weight.shape
-        if ci != c or h + 2 * call.padding < kh or w + 2 * call.padding < kw:
-            raise ParameterError(f"snn_chain: stage {i} weight {call.weight.shape} does not fit its input ({c}, {h}, {w})")
-        in_counts.append(np.zeros((c, h, w), np.int32) if (i == 0 or k) else None)
-        pool_counts.append(in_counts[-1] if k else None)
-        c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
-        out_counts.append(np.zeros((c, h, w), np.int32))
-    out = np.empty((t, c, h, w), np.int8)
-    args = (x, [cl.weight for cl in calls], [cl.bias for cl in calls], [cl.params for cl in calls],
-            [int(k) for k in pools], calls[-1].lut, out, in_counts, out_counts, _code(path))
-    return args, ChainRun(out, in_counts[0], out_counts, pool_counts)
+@dataclasses.dataclass(frozen=True)
+class ChainSpec:
+    """A chain's stages checked against inputs of ``in_shape`` (C, H, W) and converted for C++
+    once (simulate's plan keeps one per chain): the arguments that stay the same from run to run,
+    the shapes of the counts (``in_count_shapes[i]``: (C, H, W) of stage ``i``'s input, counted
+    for stage 0 and for pooled stages, else None; ``out_count_shapes[i]``: of its output) and the
+    last stage's output shape ``out_shape`` (M, Ho, Wo). Make one with :meth:`make`."""
+
+    in_shape: tuple[int, int, int]
+    weights: tuple
+    biases: tuple
+    params: tuple
+    pools: tuple[int, ...]
+    lut: np.ndarray | None
+    in_count_shapes: tuple
+    out_count_shapes: tuple
+    out_shape: tuple[int, int, int]
+    path_code: int
+    first: "_k.FirstStage"
+
+    @staticmethod
+    def make(in_shape: tuple, calls: list, pools: list, path: str | None = None,
+             first_stage: str = "auto") -> "ChainSpec":
+        if len(in_shape) != 3 or len(calls) != len(pools) or not calls or pools[0]:
+            raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+        c, h, w = (int(v) for v in in_shape)
+        in_shapes, out_shapes = [], []
+        for i, (call, k) in enumerate(zip(calls, pools)):
+            if i + 1 < len(calls) and (not call.spiking or call.weight.shape[0] % 8):
+                raise ParameterError("snn_chain: every stage but the last must be an SNN layer with a multiple of 8 outputs")
+            if k:
+                h, w = h // k, w // k
+            m, ci, kh, kw = call.weight.shape
+            if ci != c or h + 2 * call.padding < kh or w + 2 * call.padding < kw:
+                raise ParameterError(f"snn_chain: stage {i} weight {call.weight.shape} does not fit its input ({c}, {h}, {w})")
+            in_shapes.append((c, h, w) if (i == 0 or k) else None)
+            c, h, w = m, (h + 2 * call.padding - kh) // call.stride + 1, (w + 2 * call.padding - kw) // call.stride + 1
+            out_shapes.append((c, h, w))
+        return ChainSpec(tuple(int(v) for v in in_shape), tuple(cl.weight for cl in calls), tuple(cl.bias for cl in calls),
+                         tuple(cl.params for cl in calls), tuple(int(k) for k in pools), calls[-1].lut, tuple(in_shapes),
+                         tuple(out_shapes), (c, h, w), _code(path), _first_stage(first_stage, calls, path))
+
+    def run_buffers(self, steps: int, in_counts: list | None = None, out_counts: list | None = None) -> "ChainRun":
+        """A ChainRun to fill for ``steps`` steps: the output, and zeroed counts (or the given
+        ``in_counts`` / ``out_counts`` entries, zeroed int32 arrays of the right shapes, where not None)."""
+        ins = [None if shape is None else (in_counts[i] if in_counts and in_counts[i] is not None
+                                           else np.zeros(shape, np.int32))
+               for i, shape in enumerate(self.in_count_shapes)]
+        outs = [out_counts[i] if out_counts and out_counts[i] is not None else np.zeros(shape, np.int32)
+                for i, shape in enumerate(self.out_count_shapes)]
+        pooled = [ins[i] if self.pools[i] else None for i in range(len(ins))]
+        return ChainRun(np.empty((steps, *self.out_shape), np.int8), ins[0], outs, pooled, ins)
+
+    def args(self, x: np.ndarray, run: "ChainRun") -> tuple:
+        """The C++ arguments of a run on ``x`` (T, C, H, W) int8 that fills ``run``."""
+        if x.shape[1:] != self.in_shape:
+            raise ParameterError(f"snn_chain: x {x.shape} does not have the chain's input shape {self.in_shape}")
+        return (x, list(self.weights), list(self.biases), list(self.params), list(self.pools), self.lut, run.out,
+                run.stage_in_counts, run.out_counts, self.path_code)
+
+    def run(self, x: np.ndarray, threads: int, block_steps: int = 0, run: "ChainRun | None" = None) -> "ChainRun | None":
+        """Run on ``x`` (T, C, H, W) int8 with ``threads`` threads (checked) into ``run``
+        (default: new buffers); None when the chain declined (see :func:`snn_chain`)."""
+        run = run or self.run_buffers(x.shape[0])
+        return None if _k.snn_chain(*self.args(x, run), _check_threads(threads), block_steps, self.first) < 0 else run
+
+    def start(self, x: np.ndarray, threads: int, helpers: int, run: "ChainRun | None" = None) -> "ChainPending":
+        """:meth:`run` as a job that ``helpers`` threads start on at once (see :func:`snn_chain_start`)."""
+        run = run or self.run_buffers(x.shape[0])
+        args = self.args(x, run)
+        return ChainPending(_k.snn_chain_start(*args, _check_threads(threads), helpers, self.first), args, run)
 
 
 FIRST_STAGES = {"auto": _k.FirstStage.AUTO, "spans": _k.FirstStage.SPANS, "rows": _k.FirstStage.ROWS}
@@ -700,9 +756,10 @@ def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = Non
     threads = _check_threads(threads)
     if type(block_steps) is not int or block_steps < 0:
         raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")
-    args, run = _chain_args(x, calls, pools, path)
-    first = _first_stage(first_stage, calls, path)
-    return None if _k.snn_chain(*args, threads, block_steps, first) < 0 else run
+    x = _c(x, np.int8)
+    if x.ndim != 4:
+        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    return ChainSpec.make(x.shape[1:], calls, pools, path, first_stage).run(x, threads, block_steps)
 
 
 class ChainPending:
@@ -729,6 +786,7 @@ def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None
     helpers = threads - 1 if helpers is None else helpers
     if type(helpers) is not int or helpers < 0:
         raise ParameterError(f"helpers must be an integer >= 0, not {helpers!r}")
-    args, run = _chain_args(x, calls, pools, path)
-    first = _first_stage(first_stage, calls, path)
-    return ChainPending(_k.snn_chain_start(*args, threads, helpers, first), args, run)
+    x = _c(x, np.int8)
+    if x.ndim != 4:
+        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    return ChainSpec.make(x.shape[1:], calls, pools, path, first_stage).start(x, threads, helpers)

@@ -128,12 +128,14 @@ class LayerPlan:
 class Chain:
     """SNN conv layers (and max pools) run in one :func:`kernels.snn_chain` call (see
     :func:`_chains`): ``names`` every layer in order, ``convs`` the conv layers, ``calls`` their
-    :class:`kernels.LayerCall`, ``pools`` the max-pool size before each conv (0: none)."""
+    :class:`kernels.LayerCall`, ``pools`` the max-pool size before each conv (0: none), ``spec``
+    their C++ arguments made once."""
 
     names: tuple[str, ...]
     convs: tuple[IntLayer, ...]
     calls: tuple[kernels.LayerCall, ...]
     pools: tuple[int, ...]
+    spec: kernels.ChainSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +164,24 @@ class RouteTable:
     partial: tuple[PartialRoute, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class CountLayout:
+    """Where a run keeps the per-neuron nonzero counts of its values: one int32 array (the count
+    arena), value ``v``'s counts (C, H, W) at ``slots[v]`` = (offset, shape). Each value is counted
+    once: a fused conv layer counts its output, and its input where it is the first fused conv
+    layer that reads it (``counts_input``); a chain counts the same values as its layers would;
+    the route values no kernel counts (``uncounted``) are counted after the run. ``tally`` then
+    turns the arena into the SNN tiles' active inputs and the routes' packets in one C++ call
+    (``steps_per_frame``: the steps per frame of each route value, in the route table's order)."""
+
+    size: int
+    slots: dict[str, tuple[int, tuple[int, ...]]]
+    counts_input: frozenset[str]  # fused conv layers that count their input
+    uncounted: tuple[str, ...]
+    steps_per_frame: np.ndarray
+    tally: object  # kernels' C++ Tally
+
+
 @dataclasses.dataclass
 class SimPlan:
     """A mapped network compiled for :func:`simulate` with ``options`` (path and threads resolved)."""
@@ -173,6 +193,7 @@ class SimPlan:
     layers: dict[str, LayerPlan]
     chains: dict[str, Chain]  # by first layer
     routes: RouteTable
+    counts: CountLayout
     weights: "_Weights"  # weight slices in each kernel's form, made on first use (per-tile-group kernels)
 
 
@@ -188,11 +209,10 @@ def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # 
         raise ParameterError(f"chain_first_stage must be one of {sorted(kernels.FIRST_STAGES)}, "
                              f"not {options.chain_first_stage!r}")
     layers = {layer.name: _layer_plan(mapping, layer, options.fused) for layer in mapping.net.layers}
-    chains = _chains(mapping, layers) if options.chains and options.fused else {}
-    if options.chain_first_stage == "rows":
-        for chain in chains.values():
-            kernels._first_stage("rows", list(chain.calls), path)  # (raises where rows cannot run)
-    return SimPlan(mapping, options, path, threads, layers, chains, _route_table(mapping), _Weights(path))
+    chains = _chains(mapping, layers, path, options.chain_first_stage) if options.chains and options.fused else {}
+    routes = _route_table(mapping)
+    return SimPlan(mapping, options, path, threads, layers, chains, routes, _count_layout(mapping, layers, routes),
+                   _Weights(path))
 
 
 def _fusable(layer: IntLayer) -> bool:
@@ -218,7 +238,7 @@ def _layer_plan(mapping: Mapping, layer: IntLayer, fused: bool) -> LayerPlan:
     return LayerPlan(layer, lm, groups, plan)
 
 
-def _chains(mapping: Mapping, layers: dict[str, LayerPlan]) -> dict[str, Chain]:
+def _chains(mapping: Mapping, layers: dict[str, LayerPlan], path: str, first_stage: str) -> dict[str, Chain]:
     """The SNN chains of the network, by first layer.
 
     A chain is an SNN conv layer with M % 8 == 0, then any run of (an optional max pool, a conv
@@ -257,8 +277,9 @@ def _chains(mapping: Mapping, layers: dict[str, LayerPlan]) -> dict[str, Chain]:
             cur = nxt
         if len(convs) < 2:
             continue
-        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(layers[l.name].fused.call for l in convs),
-                                   tuple(pools))
+        calls = [layers[l.name].fused.call for l in convs]
+        spec = kernels.ChainSpec.make(mapping.shapes[first.source], calls, pools, path, first_stage)  # (raises where
+        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(calls), tuple(pools), spec)  # rows cannot run)
         taken.update(names)
     return chains
 
@@ -299,6 +320,42 @@ def _route_table(mapping: Mapping) -> RouteTable:
     cat = [np.concatenate(a).astype(np.int64) if a else np.zeros(0, np.int64)
            for a in (idx, ptr, starts, stops, which, dense)]
     return RouteTable(tuple(by_value), *cat, tuple(partial))
+
+
+def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteTable) -> CountLayout:
+    """The :class:`CountLayout` of a plan: slots for the fused conv layers' inputs and outputs and
+    for the route values (in the route table's order first, so that its runs index the arena)."""
+    net = mapping.net
+    fused = [lp for lp in layers.values() if lp.fused is not None]
+    names = list(routes.values) + [v for lp in fused for v in (lp.layer.source, lp.layer.name)]
+    slots, offset = {}, 0
+    for v in dict.fromkeys(names):
+        shape = tuple(mapping.shapes[v])
+        slots[v], offset = (offset, shape), offset + math.prod(shape)
+    counted = {lp.layer.name for lp in fused}  # (a fused conv layer counts its output)
+    counts_input = set()
+    for lp in fused:
+        if lp.layer.source not in counted:
+            counted.add(lp.layer.source)
+            counts_input.add(lp.layer.name)
+    tally = kernels.Tally(offset, len(mapping.tiles), len(mapping.routes))
+    for lp in fused:
+        layer = lp.layer
+        (off, shape), (kh, kw) = slots[layer.source], layer.weight.shape[2:]
+        for g in lp.fused.spike_groups:
+            tally.add_windows(off, *shape, *g.k_range, kh, kw, layer.stride, layer.padding, g.starts, g.stops, g.tiles)
+    if len(routes.routes):
+        tally.set_routes(routes.run_ptr, routes.starts, routes.stops, routes.routes, routes.value_of,
+                         routes.dense_per_step, len(routes.values))
+    per_frame = np.array([net.inputs[_root_input(net, v)].steps for v in routes.values], np.int64)
+    return CountLayout(offset, slots, frozenset(counts_input), tuple(v for v in routes.values if v not in counted), per_frame, tally)
+
+
+def _root_input(net, value: str) -> str:
+    """The network input that ``value`` is computed from (every layer keeps its source's steps)."""
+    while value not in net.inputs:
+        value = net.layer(value).source
+    return value
 
 
 class _Weights:
@@ -350,15 +407,18 @@ def check_inputs(mapping: Mapping, inputs: dict[str, np.ndarray]) -> int:
 
 @dataclasses.dataclass
 class _Run:
-    """What a run accumulates: the values, every value's per-neuron nonzero counts (where a
-    kernel took them), the steps of values kept inside a chain, per-tile active inputs and the
-    0/1 flags of the values."""
+    """What a run accumulates: the values, the count arena (see :class:`CountLayout`), per-tile
+    active inputs and the 0/1 flags of the values."""
 
     values: dict[str, np.ndarray]
-    counts: dict[str, np.ndarray]
-    steps: dict[str, int]
+    arena: np.ndarray
     active: np.ndarray
     binary: dict[str, bool]
+
+    def slot(self, plan: SimPlan, value: str) -> np.ndarray:
+        """The arena's counts of ``value`` (C, H, W) (a view)."""
+        offset, shape = plan.counts.slots[value]
+        return self.arena[offset : offset + math.prod(shape)].reshape(shape)
 
 
 @dataclasses.dataclass
@@ -383,7 +443,7 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
     mapping, net = plan.mapping, plan.mapping.net
     frames = check_inputs(mapping, inputs)
     threads = plan.threads if threads is None else kernels._check_threads(threads)
-    run = _Run({k: np.ascontiguousarray(inputs[k], np.int8) for k in net.inputs}, {}, {},
+    run = _Run({k: kernels._c(inputs[k], np.int8) for k in net.inputs}, np.zeros(plan.counts.size, np.int32),
                np.zeros(len(mapping.tiles), np.int64), {})
     chains = {} if keep_values else plan.chains
     done: set[str] = set()
@@ -391,13 +451,11 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
     layer_threads = threads
     if threads > 1:  # chains on network inputs start now on threads - 1 helpers; the rest runs here meanwhile
         for chain in chains.values():
-            src = chain.convs[0].source
-            if src in run.values:
+            x = run.values.get(chain.convs[0].source)
+            if x is not None:
                 done.update(chain.names)
-                x = run.values[src]
-                pending[chain.names[-1]] = _PendingChain(
-                    chain, x, kernels.snn_chain_start(x, list(chain.calls), list(chain.pools), threads, path=plan.path,
-                                                     first_stage=plan.options.chain_first_stage))
+                job = chain.spec.start(x, threads, threads - 1, _chain_buffers(plan, chain, run, x.shape[0]))
+                pending[chain.names[-1]] = _PendingChain(chain, x, job)
                 layer_threads = 1
     for layer in net.layers:
         if layer.name in done:
@@ -408,8 +466,7 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
         chain = chains.get(layer.name)
         if chain is not None:
             done.update(chain.names)
-            job = kernels.snn_chain(x, list(chain.calls), list(chain.pools), threads, path=plan.path,
-                                    first_stage=plan.options.chain_first_stage)
+            job = chain.spec.run(x, threads, run=_chain_buffers(plan, chain, run, x.shape[0]))
             _finish_chain(plan, _PendingChain(chain, x, job), run, threads)
             continue
         lp = plan.layers[layer.name]
@@ -424,67 +481,52 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
                                                _is_binary(net, layer.source, run.values, run.binary))
     for entry in list(pending.values()):
         _finish_chain(plan, entry, run, threads)
-    packets = _count_routes(plan, run)
+    packets = _tally(plan, run, frames)
     outputs = {name: run.values[name] for name in net.outputs}
     for lm in mapping.layers.values():
         _is_binary(net, lm.source, run.values, run.binary)
     return SimResult(outputs, frames, run.active, packets, run.binary, run.values if keep_values else None)
 
 
+def _chain_buffers(plan: SimPlan, chain: Chain, run: _Run, steps: int) -> kernels.ChainRun:
+    """The chain's output and counts, the counts in the arena where its layers would count them."""
+    counts_input = plan.counts.counts_input
+    ins = [run.slot(plan, c.source) if (i == 0 or chain.pools[i]) and c.name in counts_input else None
+           for i, c in enumerate(chain.convs)]
+    return chain.spec.run_buffers(steps, ins, [run.slot(plan, c.name) for c in chain.convs])
+
+
 def _finish_chain(plan: SimPlan, entry: _PendingChain, run: _Run, threads: int) -> None:
-    """Record what the fused layers would have: the last layer's values, every value's counts,
-    each SNN tile's active inputs (from its input's counts); the values in between stay in C++
-    (``run.steps`` only). A declined chain runs layer by layer here."""
-    chain, x, result = entry.chain, entry.x, entry.job
+    """The chain's last value (its counts are in the arena already; the values in between stay in
+    C++). A declined chain runs layer by layer here (counting the same values)."""
+    chain, result = entry.chain, entry.job
     if isinstance(result, kernels.ChainPending):
         result = result.join()
     if result is None:
-        for name in chain.names:
+        for name in chain.names:  # (a declined chain wrote no counts: the layers count them here)
             layer = plan.layers[name].layer
             src = run.values[layer.source]
             run.values[name] = _pool(layer, src, plan.path) if layer.kind == "maxpool" else \
                 _conv_fused(plan, plan.layers[name], src, run, threads)
         return
     run.binary.setdefault(chain.convs[0].source, True)
-    run.counts.setdefault(chain.convs[0].source, result.in_count.reshape(-1))
-    for i, layer in enumerate(chain.convs):
-        pool = chain.pools[i]
-        in_count = result.in_count if i == 0 else (result.pool_counts[i] if pool else result.out_counts[i - 1])
-        if pool:
-            run.counts[layer.source] = in_count.reshape(-1)
-        run.counts[layer.name] = result.out_counts[i].reshape(-1)
-        _count_spike_groups(plan.layers[layer.name], in_count, run.active)
-    for name in chain.names[:-1]:
-        run.steps[name] = x.shape[0]
     run.values[chain.names[-1]] = result.out
 
 
-def _count_spike_groups(lp: LayerPlan, in_count: np.ndarray, active: np.ndarray) -> None:
-    """Each SNN tile's active inputs from the input's nonzero counts (C, H, W): the window sums
-    over its input-channel range, summed over its positions."""
-    layer = lp.layer
-    kh, kw = layer.weight.shape[2:]
-    for g in lp.fused.spike_groups:
-        active[g.tiles] += kernels.window_range_sums(in_count, g.k_range, kh, kw, layer.stride, layer.padding,
-                                                     g.starts, g.stops)
-
-
 def _conv_fused(plan: SimPlan, lp: LayerPlan, x: np.ndarray, run: _Run, threads: int) -> np.ndarray:
-    """One conv layer over all steps in one C++ call (accumulation, soma, output).
+    """One conv layer over all steps in one C++ call (accumulation, soma, output), counting its
+    output (and its input, where it is the value's counter) into the arena.
 
     The layer's tiles only partition its (input channel, output channel, position) space, so
     their partial sums added up (int64, exact: fan-in ≤ 65536 keeps them inside int32) are the
     layer's sum, computed here in one pass. Each SNN tile's work is counted exactly from the
-    input nonzero counts: the active inputs its positions saw in its input-channel range
-    (``window_counts``), summed over its positions.
+    input nonzero counts after the run (:func:`_tally`).
     """
     layer = lp.layer
-    result = kernels.run_layer(x, lp.fused.call, threads, plan.path)
+    in_count = run.slot(plan, layer.source) if layer.name in plan.counts.counts_input else None
+    result = kernels.run_layer(x, lp.fused.call, threads, plan.path, in_count, run.slot(plan, layer.name))
     # the kernel scanned the input: auto mode runs gemm exactly when it is not 0/1
     run.binary.setdefault(layer.source, result.mode != "gemm")
-    run.counts.setdefault(layer.source, result.in_count.reshape(-1))
-    run.counts[layer.name] = result.out_count.reshape(-1)
-    _count_spike_groups(lp, result.in_count, run.active)
     return result.out
 
 
@@ -640,27 +682,17 @@ def _pool(layer: IntLayer, x: np.ndarray, path: str) -> np.ndarray:
     return kernels.output_stage(out, layer.shift, "none", path=path)
 
 
-def _count_routes(plan: SimPlan, run: _Run) -> np.ndarray:
-    """Packets per route over the run: the cheaper of dense (payload bytes per packet) and
-    sparse (one packet per nonzero value, e.g. per spike) for the measured values.
-
-    ``run.counts`` holds the nonzero count of every neuron over the run for the values the fused
-    conv layers saw; the rest are counted here. All routes' sparse counts come from one
-    :func:`kernels.range_sums` call over the values' counts concatenated. ``run.steps`` gives the
-    steps of values that are not in ``run.values`` (kept inside an SNN chain; they all have counts)."""
-    table = plan.routes
+def _tally(plan: SimPlan, run: _Run, frames: int) -> np.ndarray:
+    """Packets per route over the run (the cheaper of dense, payload bytes per packet, and sparse,
+    one packet per nonzero value, e.g. per spike, for the measured values), and the fused SNN
+    tiles' active inputs added to ``run.active``: one C++ call over the count arena
+    (:class:`CountLayout`), after counting the route values no kernel counted."""
+    layout, table = plan.counts, plan.routes
+    for v in layout.uncounted:
+        kernels.nonzero_counts(run.values[v], plan.path, out=run.slot(plan, v).reshape(-1))
     packets = np.zeros(len(plan.mapping.routes), np.int64)
-
-    def steps_of(value: str) -> int:
-        return run.steps[value] if value in run.steps else run.values[value].shape[0]
-
+    net = plan.mapping.net
     for p in table.partial:
-        packets[p.route] = p.packets_per_step * steps_of(p.value)
-    if not table.values:
-        return packets
-    per_value = [run.counts[v] if v in run.counts else kernels.nonzero_counts(run.values[v], plan.path)
-                 for v in table.values]
-    sparse = kernels.range_sums(np.concatenate(per_value), table.run_ptr, table.starts, table.stops)
-    n_steps = np.array([steps_of(v) for v in table.values], np.int64)
-    packets[table.routes] = np.minimum(sparse, table.dense_per_step * n_steps[table.value_of])
+        packets[p.route] = p.packets_per_step * net.inputs[_root_input(net, p.value)].steps * frames
+    layout.tally.run(run.arena, layout.steps_per_frame * frames, run.active, packets)
     return packets

@@ -278,6 +278,53 @@ def test_range_sums_match_numpy(seed, n, groups):
         kernels.range_sums(count, np.array([0, 1], np.int64), np.array([1], np.int64), np.array([0], np.int64))
 
 
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2))
+def test_tally_counts_tiles_and_routes_like_numpy(seed, k, stride, pad):
+    """kernels.Tally (simulate's counting after a run, one C++ call) against numpy: each tile's
+    active inputs are its output positions' receptive-field sums of the arena's counts over its
+    channel range, each route's packets the fewer of its neurons' count sum and its dense packets
+    per step times the steps; bad tables are refused when added."""
+    rng = np.random.default_rng(seed)
+    c, h, w, offset = 3, 7, 6, 5
+    arena = rng.integers(0, 2**20, offset + c * h * w + 4).astype(np.int32)
+    count = arena[offset : offset + c * h * w].reshape(c, h, w)
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    padded = np.pad(count[1:3].astype(np.int64), ((0, 0), (pad, pad), (pad, pad)))
+    per_position = np.array([padded[:, y * stride : y * stride + k, x * stride : x * stride + k].sum()
+                             for y in range(ho) for x in range(wo)])
+    starts = np.array([0, ho * wo // 2, 0], np.int64)
+    stops = np.array([ho * wo // 2, ho * wo, ho * wo], np.int64)
+    tiles = np.array([4, 1, 4], np.int64)
+    tally = kernels.Tally(len(arena), 6, 3)
+    tally.add_windows(offset, c, h, w, 1, 3, k, k, stride, pad, starts, stops, tiles)
+    ptr, r_starts, r_stops = [0, 2, 2, 3], [0, 10, 3], [4, 30, len(arena)]
+    routes, value_of, dense = [2, 0, 1], [0, 1, 1], [1000000, 3, 7]
+    tally.set_routes(ptr, r_starts, r_stops, routes, value_of, dense, 2)
+    steps = np.array([8, 80], np.int64)
+    active = np.ones(6, np.int64)
+    packets = np.full(3, -1, np.int64)
+    tally.run(arena, steps, active, packets)
+    want_active = np.ones(6, np.int64)
+    for a, b, t in zip(starts, stops, tiles):
+        want_active[t] += per_position[a:b].sum()
+    np.testing.assert_array_equal(active, want_active)
+    sums = [arena[0:4].astype(np.int64).sum() + arena[10:30].astype(np.int64).sum(), 0,
+            arena[3:].astype(np.int64).sum()]
+    want = np.zeros(3, np.int64)
+    for g, r in enumerate(routes):
+        want[r] = min(sums[g], dense[g] * steps[value_of[g]])
+    np.testing.assert_array_equal(packets, want)
+    with pytest.raises(ValueError, match="arena"):
+        tally.add_windows(len(arena) - 10, c, h, w, 0, 1, k, k, stride, pad, starts, stops, tiles)
+    with pytest.raises(ValueError, match="tile index"):
+        tally.add_windows(offset, c, h, w, 0, 1, k, k, stride, pad, starts, stops, tiles + 6)
+    with pytest.raises(ValueError, match="runs must lie"):
+        tally.set_routes([0, 1], [0], [len(arena) + 1], [0], [0], [1], 1)
+    with pytest.raises(ValueError, match="arena must have"):
+        tally.run(arena[:-1], steps, active, packets)
+
+
 def _check_layer(x, w, b, stride, pad, mode, path, threads=(1, 2), ann_shift=5, v_th=150, int16=None):
     """ANN (relu) and LIF versions of one conv layer in ``mode`` against run_reference (and, when
     ``int16`` is given, whether the kernel used int16 accumulators)."""

@@ -192,6 +192,39 @@ void group_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int32
 void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64_t* starts, const int64_t* stops, int64_t groups,
                 int64_t* out);
 
+// What simulate counts after a run, from the per-neuron nonzero counts of its values laid out in
+// one int32 array (the count arena; tables made once per compiled plan, checked when added):
+//   * each window group: the SNN tiles tiles[i] own the output positions [starts[i], stops[i]) of a
+//     layer (kh x kw kernel, stride, pad) whose input's counts (C, H, W) start at arena[offset]; a
+//     tile's active inputs over the run are the window sums of counts[c0:c1] over its positions;
+//   * each route g carries the neuron runs ptr[g]..ptr[g+1] of (starts, stops) (arena indices) of
+//     value value_of[g]; its packets are the fewer of sparse (one per nonzero value: the runs' count
+//     sum) and dense (dense_per_step[g] per step of its value).
+struct TallyWindows {
+    int64_t offset = 0, c = 1, h = 1, w = 1, c0 = 0, c1 = 1, kh = 1, kw = 1, stride = 1, pad = 0;
+    std::vector<int64_t> starts, stops, tiles;
+};
+
+class Tally {
+public:
+    Tally(int64_t arena_size, int64_t tiles, int64_t routes);
+    void add_windows(const TallyWindows& group);
+    void set_routes(std::vector<int64_t> ptr, std::vector<int64_t> starts, std::vector<int64_t> stops,
+                    std::vector<int64_t> route, std::vector<int64_t> value_of, std::vector<int64_t> dense_per_step,
+                    int64_t values);
+    // active[tile] += its active inputs; packets[route] = its packets (steps: per value, its steps)
+    void run(const int32_t* arena, const int64_t* steps, int64_t* active, int64_t* packets) const;
+    int64_t arena_size() const { return arena_; }
+    int64_t tiles() const { return tiles_; }
+    int64_t routes() const { return routes_; }
+    int64_t values() const { return values_; }
+
+private:
+    int64_t arena_, tiles_, routes_, values_ = 0, positions_ = 0;
+    std::vector<TallyWindows> windows_;
+    std::vector<int64_t> ptr_{0}, starts_, stops_, route_, value_of_, dense_;
+};
+
 // Max pooling, k x k windows with stride k: x (planes, H, W) int8 -> out (planes, H/k, W/k).
 void max_pool(const int8_t* x, int64_t planes, int64_t h, int64_t w, int64_t k, int8_t* out, int path);
 

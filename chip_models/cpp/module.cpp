@@ -518,6 +518,36 @@ NB_MODULE(_kernels, m) {
         "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
         "path"_a, "threads"_a, "helpers"_a, "first_stage"_a = chip::FIRST_AUTO, nb::rv_policy::take_ownership);
 
+    nb::class_<chip::Tally>(m, "Tally",
+                            "a compiled plan's counting after a run: SNN tiles' active inputs and routes' packets "
+                            "from the count arena (kernels.h)")
+        .def(nb::init<int64_t, int64_t, int64_t>(), "arena_size"_a, "tiles"_a, "routes"_a)
+        .def(
+            "add_windows",
+            [](chip::Tally& t, int64_t offset, int64_t c, int64_t h, int64_t w, int64_t c0, int64_t c1, int64_t kh,
+               int64_t kw, int64_t stride, int64_t pad, std::vector<int64_t> starts, std::vector<int64_t> stops,
+               std::vector<int64_t> tiles) {
+                t.add_windows({offset, c, h, w, c0, c1, kh, kw, stride, pad, std::move(starts), std::move(stops),
+                               std::move(tiles)});
+            },
+            "offset"_a, "c"_a, "h"_a, "w"_a, "c0"_a, "c1"_a, "kh"_a, "kw"_a, "stride"_a, "pad"_a, "starts"_a,
+            "stops"_a, "tiles"_a)
+        .def("set_routes", &chip::Tally::set_routes, "ptr"_a, "starts"_a, "stops"_a, "route"_a, "value_of"_a,
+             "dense_per_step"_a, "values"_a)
+        .def(
+            "run",
+            [](const chip::Tally& t, arr<const int32_t, nb::ndim<1>> arena, arr<const int64_t, nb::ndim<1>> steps,
+               arr<int64_t, nb::ndim<1>> active, arr<int64_t, nb::ndim<1>> packets) {
+                require(static_cast<int64_t>(arena.shape(0)) == t.arena_size(), "arena must have arena_size entries");
+                require(static_cast<int64_t>(steps.shape(0)) == t.values(), "steps must have one entry per route value");
+                require(static_cast<int64_t>(active.shape(0)) == t.tiles(), "active must have one entry per tile");
+                require(static_cast<int64_t>(packets.shape(0)) == t.routes(), "packets must have one entry per route");
+                nb::gil_scoped_release release;
+                t.run(arena.data(), steps.data(), active.data(), packets.data());
+            },
+            "arena"_a, "steps"_a, "active"_a, "packets"_a,
+            "active[tile] += its active inputs; packets[route] = its packets (the value routes')");
+
     m.def(
         "window_range_sums",
         [](arr<const int32_t, nb::ndim<3>> count, int c0, int c1, int kh, int kw, int stride, int pad,
