@@ -165,6 +165,16 @@ class RouteTable:
 
 
 @dataclasses.dataclass(frozen=True)
+class ValueKind:
+    """What the network says of a value's 0/1-ness: ``spikes`` (an SNN layer's output), a max pool
+    or flatten whose values are some of ``part_of``'s, and the max pools / flattens of it (``parts``)."""
+
+    spikes: bool
+    part_of: str | None
+    parts: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class CountLayout:
     """Where a run keeps the per-neuron nonzero counts of its values: one int32 array (the count
     arena), value ``v``'s counts (C, H, W) at ``slots[v]`` = (offset, shape). Each value is counted
@@ -194,6 +204,8 @@ class SimPlan:
     chains: dict[str, Chain]  # by first layer
     routes: RouteTable
     counts: CountLayout
+    values: dict[str, ValueKind]
+    sent_values: tuple[str, ...]  # the mapped layers' inputs (SimResult.binary tells which are spikes)
     weights: "_Weights"  # weight slices in each kernel's form, made on first use (per-tile-group kernels)
 
 
@@ -211,8 +223,21 @@ def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # 
     layers = {layer.name: _layer_plan(mapping, layer, options.fused) for layer in mapping.net.layers}
     chains = _chains(mapping, layers, path, options.chain_first_stage) if options.chains and options.fused else {}
     routes = _route_table(mapping)
+    net = mapping.net
     return SimPlan(mapping, options, path, threads, layers, chains, routes, _count_layout(mapping, layers, routes),
-                   _Weights(path))
+                   _value_kinds(net), tuple(dict.fromkeys(lm.source for lm in mapping.layers.values())), _Weights(path))
+
+
+def _value_kinds(net) -> dict[str, ValueKind]:
+    parts: dict[str, list[str]] = {}
+    for l in net.layers:
+        if l.kind in ("maxpool", "flatten"):
+            parts.setdefault(l.source, []).append(l.name)
+    kinds = {name: ValueKind(False, None, tuple(parts.get(name, ()))) for name in net.inputs}
+    for l in net.layers:
+        kinds[l.name] = ValueKind(l.kind in ("conv2d", "linear") and l.mode == "snn",
+                                  l.source if l.kind in ("maxpool", "flatten") else None, tuple(parts.get(l.name, ())))
+    return kinds
 
 
 def _fusable(layer: IntLayer) -> bool:
@@ -478,13 +503,13 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
             run.values[layer.name] = _conv_fused(plan, lp, x, run, layer_threads if pending else threads)
         else:
             run.values[layer.name] = _weighted(plan, lp, x, run.active,
-                                               _is_binary(net, layer.source, run.values, run.binary))
+                                               _is_binary(plan, layer.source, run.values, run.binary))
     for entry in list(pending.values()):
         _finish_chain(plan, entry, run, threads)
     packets = _tally(plan, run, frames)
     outputs = {name: run.values[name] for name in net.outputs}
-    for lm in mapping.layers.values():
-        _is_binary(net, lm.source, run.values, run.binary)
+    for name in plan.sent_values:
+        _is_binary(plan, name, run.values, run.binary)
     return SimResult(outputs, frames, run.active, packets, run.binary, run.values if keep_values else None)
 
 
@@ -530,18 +555,15 @@ def _conv_fused(plan: SimPlan, lp: LayerPlan, x: np.ndarray, run: _Run, threads:
     return result.out
 
 
-def _is_binary(net, name: str, values: dict, cache: dict) -> bool:
+def _is_binary(plan: SimPlan, name: str, values: dict, cache: dict) -> bool:
     """Whether value ``name`` holds only 0/1 (spikes): known for SNN outputs (and max/flatten of
     them), known not to when a max pool / flatten of it is not (their values are some of its
     values), measured once for the rest."""
     if name not in cache:
-        layer = None if name in net.inputs else net.layer(name)
-        if layer is not None and layer.kind in ("conv2d", "linear") and layer.mode == "snn":
+        kind = plan.values[name]
+        if kind.spikes or (kind.part_of is not None and _is_binary(plan, kind.part_of, values, cache)):
             cache[name] = True
-        elif layer is not None and layer.kind in ("maxpool", "flatten") and _is_binary(net, layer.source, values, cache):
-            cache[name] = True
-        elif any(l.source == name and l.kind in ("maxpool", "flatten") and cache.get(l.name) is False
-                 for l in net.layers):  # their outputs are some of this value's values: one is not 0/1
+        elif any(cache.get(p) is False for p in kind.parts):  # some of this value's values are not 0/1
             cache[name] = False
         else:
             cache[name] = bool(values[name].size == 0 or values[name].view(np.uint8).max() <= 1)

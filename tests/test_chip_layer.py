@@ -287,7 +287,7 @@ def test_tally_counts_tiles_and_routes_like_numpy(seed, k, stride, pad):
     per step times the steps; bad tables are refused when added."""
     rng = np.random.default_rng(seed)
     c, h, w, offset = 3, 7, 6, 5
-    arena = rng.integers(0, 2**20, offset + c * h * w + 4).astype(np.int32)
+    arena = rng.integers(0, 2**20 + 1, offset + c * h * w + 4).astype(np.int32)  # (counts <= the steps)
     count = arena[offset : offset + c * h * w].reshape(c, h, w)
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     padded = np.pad(count[1:3].astype(np.int64), ((0, 0), (pad, pad), (pad, pad)))
@@ -299,22 +299,23 @@ def test_tally_counts_tiles_and_routes_like_numpy(seed, k, stride, pad):
     tally = kernels.Tally(len(arena), 6, 3)
     tally.add_windows(offset, c, h, w, 1, 3, k, k, stride, pad, starts, stops, tiles)
     ptr, r_starts, r_stops = [0, 2, 2, 3], [0, 10, 3], [4, 30, len(arena)]
-    routes, value_of, dense = [2, 0, 1], [0, 1, 1], [1000000, 3, 7]
+    routes, value_of, dense = [2, 0, 1], [0, 1, 1], [2**20, 3, 16]
     tally.set_routes(ptr, r_starts, r_stops, routes, value_of, dense, 2)
-    steps = np.array([8, 80], np.int64)
-    active = np.ones(6, np.int64)
-    packets = np.full(3, -1, np.int64)
-    tally.run(arena, steps, active, packets)
-    want_active = np.ones(6, np.int64)
-    for a, b, t in zip(starts, stops, tiles):
-        want_active[t] += per_position[a:b].sum()
-    np.testing.assert_array_equal(active, want_active)
     sums = [arena[0:4].astype(np.int64).sum() + arena[10:30].astype(np.int64).sum(), 0,
             arena[3:].astype(np.int64).sum()]
-    want = np.zeros(3, np.int64)
-    for g, r in enumerate(routes):
-        want[r] = min(sums[g], dense[g] * steps[value_of[g]])
-    np.testing.assert_array_equal(packets, want)
+    for steps in ([2**20, 2**20], [2**40, 2**40]):  # the routes' sums in int32 lanes, and in int64
+        steps = np.array(steps, np.int64)
+        active = np.ones(6, np.int64)
+        packets = np.full(3, -1, np.int64)
+        tally.run(arena, steps, active, packets)
+        want_active = np.ones(6, np.int64)
+        for a, b, t in zip(starts, stops, tiles):
+            want_active[t] += per_position[a:b].sum()
+        np.testing.assert_array_equal(active, want_active)
+        want = np.zeros(3, np.int64)
+        for g, r in enumerate(routes):
+            want[r] = min(sums[g], dense[g] * steps[value_of[g]])
+        np.testing.assert_array_equal(packets, want)
     with pytest.raises(ValueError, match="arena"):
         tally.add_windows(len(arena) - 10, c, h, w, 0, 1, k, k, stride, pad, starts, stops, tiles)
     with pytest.raises(ValueError, match="tile index"):

@@ -200,6 +200,8 @@ void range_sums(const int32_t* count, int64_t n, const int64_t* ptr, const int64
 //   * each route g carries the neuron runs ptr[g]..ptr[g+1] of (starts, stops) (arena indices) of
 //     value value_of[g]; its packets are the fewer of sparse (one per nonzero value: the runs' count
 //     sum) and dense (dense_per_step[g] per step of its value).
+// The counts are nonzero counts, so each is at most its value's steps (the sums rely on it: in int32
+// lanes where the largest route's neurons times the steps stay below 2^31).
 struct TallyWindows {
     int64_t offset = 0, c = 1, h = 1, w = 1, c0 = 0, c1 = 1, kh = 1, kw = 1, stride = 1, pad = 0;
     std::vector<int64_t> starts, stops, tiles;
@@ -220,7 +222,7 @@ public:
     int64_t values() const { return values_; }
 
 private:
-    int64_t arena_, tiles_, routes_, values_ = 0, positions_ = 0;
+    int64_t arena_, tiles_, routes_, values_ = 0, positions_ = 0, max_neurons_ = 0;  // (neurons: of the largest route)
     std::vector<TallyWindows> windows_;
     std::vector<int64_t> ptr_{0}, starts_, stops_, route_, value_of_, dense_;
 };

@@ -2,7 +2,10 @@
 // routes' packets, both from the per-neuron nonzero counts of the run's values laid out in one
 // int32 array (the count arena). One call per run, from tables made once per compiled plan.
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
+
+#include <neurosim/simd.h>
 
 #include "kernels.h"
 
@@ -13,6 +16,25 @@ namespace {
 void require(bool ok, const char* what) {
     if (!ok) throw std::invalid_argument(what);
 }
+
+#if NEUROSIM_X86
+// range_sums where every group's sum fits int32: 16 counts per zmm add into int32 lanes (a run's
+// last < 16 by a masked load), one reduction per group
+__attribute__((target("avx512f"))) void range_sums_i32_avx512(const int32_t* count, const int64_t* ptr,
+                                                               const int64_t* starts, const int64_t* stops,
+                                                               int64_t groups, int64_t* out) {
+    for (int64_t g = 0; g < groups; ++g) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int64_t r = ptr[g]; r < ptr[g + 1]; ++r) {
+            int64_t i = starts[r];
+            for (; i + 16 <= stops[r]; i += 16) acc = _mm512_add_epi32(acc, _mm512_loadu_si512(count + i));
+            const __mmask16 tail = static_cast<__mmask16>((1u << (stops[r] - i)) - 1);
+            acc = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(tail, count + i));
+        }
+        out[g] = _mm512_reduce_add_epi32(acc);
+    }
+}
+#endif
 
 }  // namespace
 
@@ -52,8 +74,15 @@ void Tally::set_routes(std::vector<int64_t> ptr, std::vector<int64_t> starts, st
         require(0 <= value_of[i] && value_of[i] < values, "value index out of range");
         require(dense_per_step[i] >= 0, "dense packets per step must be >= 0");
     }
-    for (size_t r = 0; r < starts.size(); ++r)
-        require(0 <= starts[r] && starts[r] <= stops[r] && stops[r] <= arena_, "runs must lie in the arena");
+    max_neurons_ = 0;
+    for (size_t i = 0; i < g; ++i) {
+        int64_t n = 0;
+        for (int64_t r = ptr[i]; r < ptr[i + 1]; ++r) {
+            require(0 <= starts[r] && starts[r] <= stops[r] && stops[r] <= arena_, "runs must lie in the arena");
+            n += stops[r] - starts[r];
+        }
+        max_neurons_ = std::max(max_neurons_, n);
+    }
     ptr_ = std::move(ptr);
     starts_ = std::move(starts);
     stops_ = std::move(stops);
@@ -74,7 +103,15 @@ void Tally::run(const int32_t* arena, const int64_t* steps, int64_t* active, int
     const int64_t groups = static_cast<int64_t>(route_.size());
     if (!groups) return;
     std::vector<int64_t> sparse(groups);
-    range_sums(arena, arena_, ptr_.data(), starts_.data(), stops_.data(), groups, sparse.data());
+    // a neuron's count is at most its value's steps: a route's sum fits int32 below 2^31 / neurons steps
+    const int64_t max_steps = *std::max_element(steps, steps + values_);
+    const bool int32_sums = max_steps <= std::numeric_limits<int32_t>::max() / std::max<int64_t>(1, max_neurons_);
+#if NEUROSIM_X86
+    if (int32_sums && NEUROSIM_CPU_SUPPORTS("avx512f"))
+        range_sums_i32_avx512(arena, ptr_.data(), starts_.data(), stops_.data(), groups, sparse.data());
+    else
+#endif
+        range_sums(arena, arena_, ptr_.data(), starts_.data(), stops_.data(), groups, sparse.data());
     for (int64_t g = 0; g < groups; ++g)
         packets[route_[g]] = std::min(sparse[g], dense_[g] * steps[value_of_[g]]);
 }
