@@ -541,6 +541,13 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: 
 _MODE_NAMES = ("events", "plane", "lut", "gemm")
 
 
+def wake_threads(workers: int) -> None:
+    """Wake up to ``workers`` threads of the C++ kernel pool (started if needed) so that they spin
+    for about 100 µs, ready for the next threaded call (a sleeping thread takes tens of µs to
+    wake on a virtual machine): call it before preparing a threaded call."""
+    _k.pool_wake(int(workers))
+
+
 def _check_threads(threads: int | None) -> int:
     if type(threads) is int and threads > 0:  # (the common case, checked already)
         return threads

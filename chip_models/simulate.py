@@ -466,8 +466,10 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
     if isinstance(plan, Mapping):
         plan = compile(plan, SimOptions(threads=threads))
     mapping, net = plan.mapping, plan.mapping.net
-    frames = check_inputs(mapping, inputs)
     threads = plan.threads if threads is None else kernels._check_threads(threads)
+    if threads > 1:  # the pool's threads wake up while the run is prepared here
+        kernels.wake_threads(threads - 1)
+    frames = check_inputs(mapping, inputs)
     run = _Run({k: kernels._c(inputs[k], np.int8) for k in net.inputs}, np.zeros(plan.counts.size, np.int32),
                np.zeros(len(mapping.tiles), np.int64), {})
     chains = {} if keep_values else plan.chains

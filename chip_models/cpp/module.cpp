@@ -15,6 +15,7 @@
 
 #include <neurosim/intmath.h>
 #include <neurosim/simd.h>
+#include <neurosim/thread_pool.h>
 
 #include "kernels.h"
 
@@ -496,6 +497,10 @@ NB_MODULE(_kernels, m) {
     nb::class_<chip::ChainJob>(m, "ChainJob", "an SNN chain running beside the caller (snn_chain_start)")
         .def("join", &chip::ChainJob::join, nb::call_guard<nb::gil_scoped_release>(),
              "work on the chain until it is done; 0, or -1 when it declined (snn_chain's result)");
+
+    m.def(
+        "pool_wake", [](int workers) { neurosim::ThreadPool::instance().wake(workers); }, "workers"_a,
+        "wake up to `workers` threads of the kernel pool (they spin ~100 us, ready for the next threaded call)");
 
     m.def(
         "snn_chain_start",

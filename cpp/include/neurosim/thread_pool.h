@@ -90,6 +90,26 @@ public:
         if (job->error) std::rethrow_exception(job->error);
     }
 
+    // Wakes up to `workers` pool threads (starting them if needed) so that they spin, ready for a
+    // job that comes within SPIN_US: the wake-up of a sleeping thread (tens of µs on a virtual
+    // machine) then overlaps the caller's own preparation. Does nothing while a job owns the workers.
+    void wake(int workers) {
+        if (workers < 1 || busy_.exchange(true, std::memory_order_acquire)) return;
+        try {
+            ensure(workers);
+        } catch (...) {
+            busy_.store(false, std::memory_order_release);
+            throw;
+        }
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            current_.reset();  // (no job: the woken workers go back to spinning)
+            generation_.fetch_add(1, std::memory_order_release);
+        }
+        cv_.notify_all();
+        busy_.store(false, std::memory_order_release);
+    }
+
     int workers() {
         std::lock_guard<std::mutex> lk(mu_);
         return static_cast<int>(count_);
