@@ -190,6 +190,7 @@ class CountLayout:
     uncounted: tuple[str, ...]
     steps_per_frame: np.ndarray
     tally: object  # kernels' C++ Tally
+    chain_slots: dict  # by a chain's first layer: its count arrays' (start, stop, shape) in the arena (None: not counted)
 
 
 @dataclasses.dataclass
@@ -224,7 +225,7 @@ def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # 
     chains = _chains(mapping, layers, path, options.chain_first_stage) if options.chains and options.fused else {}
     routes = _route_table(mapping)
     net = mapping.net
-    return SimPlan(mapping, options, path, threads, layers, chains, routes, _count_layout(mapping, layers, routes),
+    return SimPlan(mapping, options, path, threads, layers, chains, routes, _count_layout(mapping, layers, routes, chains),
                    _value_kinds(net), tuple(dict.fromkeys(lm.source for lm in mapping.layers.values())), _Weights(path))
 
 
@@ -347,7 +348,8 @@ def _route_table(mapping: Mapping) -> RouteTable:
     return RouteTable(tuple(by_value), *cat, tuple(partial))
 
 
-def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteTable) -> CountLayout:
+def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteTable,
+                  chains: dict[str, Chain]) -> CountLayout:
     """The :class:`CountLayout` of a plan: slots for the fused conv layers' inputs and outputs and
     for the route values (in the route table's order first, so that its runs index the arena)."""
     net = mapping.net
@@ -373,7 +375,16 @@ def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteT
         tally.set_routes(routes.run_ptr, routes.starts, routes.stops, routes.routes, routes.value_of,
                          routes.dense_per_step, len(routes.values))
     per_frame = np.array([net.inputs[_root_input(net, v)].steps for v in routes.values], np.int64)
-    return CountLayout(offset, slots, frozenset(counts_input), tuple(v for v in routes.values if v not in counted), per_frame, tally)
+
+    def span(value: str) -> tuple:
+        start, shape = slots[value]
+        return start, start + math.prod(shape), shape
+
+    chain_slots = {first: ([span(c.source) if (i == 0 or chain.pools[i]) and c.name in counts_input else None
+                            for i, c in enumerate(chain.convs)], [span(c.name) for c in chain.convs])
+                   for first, chain in chains.items()}
+    return CountLayout(offset, slots, frozenset(counts_input), tuple(v for v in routes.values if v not in counted),
+                       per_frame, tally, chain_slots)
 
 
 def _root_input(net, value: str) -> str:
@@ -508,7 +519,7 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
                                                _is_binary(plan, layer.source, run.values, run.binary))
     for entry in list(pending.values()):
         _finish_chain(plan, entry, run, threads)
-    packets = _tally(plan, run, frames)
+    packets = _tally(plan, run, frames, threads)
     outputs = {name: run.values[name] for name in net.outputs}
     for name in plan.sent_values:
         _is_binary(plan, name, run.values, run.binary)
@@ -517,10 +528,10 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
 
 def _chain_buffers(plan: SimPlan, chain: Chain, run: _Run, steps: int) -> kernels.ChainRun:
     """The chain's output and counts, the counts in the arena where its layers would count them."""
-    counts_input = plan.counts.counts_input
-    ins = [run.slot(plan, c.source) if (i == 0 or chain.pools[i]) and c.name in counts_input else None
-           for i, c in enumerate(chain.convs)]
-    return chain.spec.run_buffers(steps, ins, [run.slot(plan, c.name) for c in chain.convs])
+    arena = run.arena
+    ins, outs = plan.counts.chain_slots[chain.names[0]]
+    return chain.spec.run_buffers(steps, [None if s is None else arena[s[0] : s[1]].reshape(s[2]) for s in ins],
+                                  [arena[s[0] : s[1]].reshape(s[2]) for s in outs])
 
 
 def _finish_chain(plan: SimPlan, entry: _PendingChain, run: _Run, threads: int) -> None:
@@ -706,11 +717,12 @@ def _pool(layer: IntLayer, x: np.ndarray, path: str) -> np.ndarray:
     return kernels.output_stage(out, layer.shift, "none", path=path)
 
 
-def _tally(plan: SimPlan, run: _Run, frames: int) -> np.ndarray:
+def _tally(plan: SimPlan, run: _Run, frames: int, threads: int) -> np.ndarray:
     """Packets per route over the run (the cheaper of dense, payload bytes per packet, and sparse,
     one packet per nonzero value, e.g. per spike, for the measured values), and the fused SNN
     tiles' active inputs added to ``run.active``: one C++ call over the count arena
-    (:class:`CountLayout`), after counting the route values no kernel counted."""
+    (:class:`CountLayout`; the tiles and the routes on two threads where ``threads`` > 1), after
+    counting the route values no kernel counted."""
     layout, table = plan.counts, plan.routes
     for v in layout.uncounted:
         kernels.nonzero_counts(run.values[v], plan.path, out=run.slot(plan, v).reshape(-1))
@@ -718,5 +730,5 @@ def _tally(plan: SimPlan, run: _Run, frames: int) -> np.ndarray:
     net = plan.mapping.net
     for p in table.partial:
         packets[p.route] = p.packets_per_step * net.inputs[_root_input(net, p.value)].steps * frames
-    layout.tally.run(run.arena, layout.steps_per_frame * frames, run.active, packets)
+    layout.tally.run(run.arena, layout.steps_per_frame * frames, run.active, packets, threads)
     return packets

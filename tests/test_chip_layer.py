@@ -303,11 +303,11 @@ def test_tally_counts_tiles_and_routes_like_numpy(seed, k, stride, pad):
     tally.set_routes(ptr, r_starts, r_stops, routes, value_of, dense, 2)
     sums = [arena[0:4].astype(np.int64).sum() + arena[10:30].astype(np.int64).sum(), 0,
             arena[3:].astype(np.int64).sum()]
-    for steps in ([2**20, 2**20], [2**40, 2**40]):  # the routes' sums in int32 lanes, and in int64
+    for steps, threads in (([2**20, 2**20], 1), ([2**20, 2**20], 2), ([2**40, 2**40], 2)):  # int32 / int64 sums
         steps = np.array(steps, np.int64)
         active = np.ones(6, np.int64)
         packets = np.full(3, -1, np.int64)
-        tally.run(arena, steps, active, packets)
+        tally.run(arena, steps, active, packets, threads)
         want_active = np.ones(6, np.int64)
         for a, b, t in zip(starts, stops, tiles):
             want_active[t] += per_position[a:b].sum()

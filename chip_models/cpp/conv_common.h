@@ -201,16 +201,17 @@ struct Work {
         v.assign(n, 0);
         cnt.assign(n, 0);
         spk.resize(n);
-        bias_pm.assign(n, 0);
-        bias_cm.assign(n, 0);
         if (a.out_count) ocnt.assign(n, 0);
         in_size = static_cast<size_t>(a.c * a.h * a.w);
-        if (a.bias) {
-            for (int64_t p = 0; p < a.ho * a.wo; ++p)
-                for (int64_t j = 0; j < a.m; ++j) {
-                    bias_pm[p * a.m + j] = a.bias[j];
-                    bias_cm[j * a.ho * a.wo + p] = a.bias[j];
-                }
+        if (!a.bias) {
+            bias_pm.assign(n, 0);
+            bias_cm.assign(n, 0);
+        } else {
+            const int64_t p_n = a.ho * a.wo;
+            bias_pm.resize(n);
+            bias_cm.resize(n);
+            for (int64_t p = 0; p < p_n; ++p) std::memcpy(&bias_pm[p * a.m], a.bias, a.m * sizeof(int32_t));
+            for (int64_t j = 0; j < a.m; ++j) std::fill_n(&bias_cm[j * p_n], p_n, a.bias[j]);
             for (int64_t j = 0; j < a.m; ++j) small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
             for (int64_t j = 0; j < a.m; ++j) bias_28 &= a.bias[j] >= -(1 << 28) && a.bias[j] <= (1 << 28);
         }

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "conv_common.h"
@@ -242,11 +243,11 @@ struct LutShape {
 // b of p, with (dx, c) = divmod(gb*g + b, C); bits past the kernel row add nothing.
 struct LutTables {
     LutShape ls;
-    std::vector<int16_t> lut;
+    std::unique_ptr<int16_t[]> lut;  // [table][entry][M] (not zero-filled: every entry is written below)
     std::vector<int32_t> offs;
     explicit LutTables(const ConvLayerArgs& a) : ls(a) {
         const int64_t m = a.m, ng = ls.ng, gb = ls.gb, ne_tab = int64_t(1) << gb, cc = a.c;
-        lut.assign(ls.ntab * ne_tab * m, 0);
+        lut.reset(new int16_t[ls.ntab * ne_tab * m]);
         offs.resize(ls.ntab);
         std::vector<int16_t> wbit(gb * m);
         for (int64_t dy = 0; dy < a.kh; ++dy)
@@ -256,11 +257,12 @@ struct LutTables {
                         const int64_t bit = gb * g + b;
                         wbit[b * m + j] = bit < ls.row_bits ? a.weight[((j * cc + bit % cc) * a.kh + dy) * a.kw + bit / cc] : 0;
                     }
-                int16_t* tab = lut.data() + (dy * ng + g) * ne_tab * m;
+                int16_t* tab = lut.get() + (dy * ng + g) * ne_tab * m;
+                std::fill_n(tab, m, int16_t{0});
                 for (int64_t p = 1; p < ne_tab; ++p) {
-                    const int16_t* prev = tab + (p & (p - 1)) * m;
-                    const int16_t* wb = wbit.data() + __builtin_ctzll(p) * m;
-                    int16_t* e = tab + p * m;
+                    const int16_t* __restrict prev = tab + (p & (p - 1)) * m;
+                    const int16_t* __restrict wb = wbit.data() + __builtin_ctzll(p) * m;
+                    int16_t* __restrict e = tab + p * m;
                     for (int64_t j = 0; j < m; ++j) e[j] = static_cast<int16_t>(prev[j] + wb[j]);
                 }
             }
@@ -278,7 +280,7 @@ __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a
     const int64_t gb = ls.gb, ne_tab = int64_t(1) << gb;
     const uint32_t mask = static_cast<uint32_t>(ne_tab - 1);
     const bool byte_aligned = cc % 8 == 0, one_word = ls.row_bits + 7 <= 64;
-    const int16_t* lut = lt.lut.data();
+    const int16_t* lut = lt.lut.get();
 #if NEUROSIM_X86
     if constexpr (Vec) {
         if (byte_aligned && m == 1) return lut_step_m1(lut, img, rb, a.kh, ng, a.ho, a.wo, s * rb, s * cc / 8, acc);

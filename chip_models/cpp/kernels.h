@@ -214,14 +214,17 @@ public:
     void set_routes(std::vector<int64_t> ptr, std::vector<int64_t> starts, std::vector<int64_t> stops,
                     std::vector<int64_t> route, std::vector<int64_t> value_of, std::vector<int64_t> dense_per_step,
                     int64_t values);
-    // active[tile] += its active inputs; packets[route] = its packets (steps: per value, its steps)
-    void run(const int32_t* arena, const int64_t* steps, int64_t* active, int64_t* packets) const;
+    // active[tile] += its active inputs; packets[route] = its packets (steps: per value, its steps);
+    // the tiles and the routes on two threads where threads > 1
+    void run(const int32_t* arena, const int64_t* steps, int64_t* active, int64_t* packets, int threads = 1) const;
     int64_t arena_size() const { return arena_; }
     int64_t tiles() const { return tiles_; }
     int64_t routes() const { return routes_; }
     int64_t values() const { return values_; }
 
 private:
+    void count_windows(const int32_t* arena, int64_t* active) const;
+    void count_routes(const int32_t* arena, const int64_t* steps, int64_t* packets) const;
     int64_t arena_, tiles_, routes_, values_ = 0, positions_ = 0, max_neurons_ = 0;  // (neurons: of the largest route)
     std::vector<TallyWindows> windows_;
     std::vector<int64_t> ptr_{0}, starts_, stops_, route_, value_of_, dense_;

@@ -542,16 +542,18 @@ NB_MODULE(_kernels, m) {
         .def(
             "run",
             [](const chip::Tally& t, arr<const int32_t, nb::ndim<1>> arena, arr<const int64_t, nb::ndim<1>> steps,
-               arr<int64_t, nb::ndim<1>> active, arr<int64_t, nb::ndim<1>> packets) {
+               arr<int64_t, nb::ndim<1>> active, arr<int64_t, nb::ndim<1>> packets, int threads) {
                 require(static_cast<int64_t>(arena.shape(0)) == t.arena_size(), "arena must have arena_size entries");
                 require(static_cast<int64_t>(steps.shape(0)) == t.values(), "steps must have one entry per route value");
                 require(static_cast<int64_t>(active.shape(0)) == t.tiles(), "active must have one entry per tile");
                 require(static_cast<int64_t>(packets.shape(0)) == t.routes(), "packets must have one entry per route");
+                require(threads >= 1, "threads must be >= 1");
                 nb::gil_scoped_release release;
-                t.run(arena.data(), steps.data(), active.data(), packets.data());
+                t.run(arena.data(), steps.data(), active.data(), packets.data(), threads);
             },
-            "arena"_a, "steps"_a, "active"_a, "packets"_a,
-            "active[tile] += its active inputs; packets[route] = its packets (the value routes')");
+            "arena"_a, "steps"_a, "active"_a, "packets"_a, "threads"_a = 1,
+            "active[tile] += its active inputs; packets[route] = its packets (the value routes'; on two threads "
+            "where threads > 1)");
 
     m.def(
         "window_range_sums",

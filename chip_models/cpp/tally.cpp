@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include <neurosim/simd.h>
+#include <neurosim/thread_pool.h>
 
 #include "kernels.h"
 
@@ -92,7 +93,15 @@ void Tally::set_routes(std::vector<int64_t> ptr, std::vector<int64_t> starts, st
     values_ = values;
 }
 
-void Tally::run(const int32_t* arena, const int64_t* steps, int64_t* active, int64_t* packets) const {
+void Tally::run(const int32_t* arena, const int64_t* steps, int64_t* active, int64_t* packets, int threads) const {
+    // two independent parts of about equal cost (reference network: 8 us each), one per thread
+    neurosim::ThreadPool::instance().run(2, threads, [&](int64_t part) {
+        if (part == 0) count_windows(arena, active);
+        else count_routes(arena, steps, packets);
+    });
+}
+
+void Tally::count_windows(const int32_t* arena, int64_t* active) const {
     std::vector<int64_t> pre(positions_ + 1, 0);
     for (const TallyWindows& g : windows_) {
         const int64_t p = ((g.h + 2 * g.pad - g.kh) / g.stride + 1) * ((g.w + 2 * g.pad - g.kw) / g.stride + 1);
@@ -100,6 +109,9 @@ void Tally::run(const int32_t* arena, const int64_t* steps, int64_t* active, int
         for (int64_t i = 0; i < p; ++i) pre[i + 1] += pre[i];
         for (size_t i = 0; i < g.tiles.size(); ++i) active[g.tiles[i]] += pre[g.stops[i]] - pre[g.starts[i]];
     }
+}
+
+void Tally::count_routes(const int32_t* arena, const int64_t* steps, int64_t* packets) const {
     const int64_t groups = static_cast<int64_t>(route_.size());
     if (!groups) return;
     std::vector<int64_t> sparse(groups);
