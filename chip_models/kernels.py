@@ -656,10 +656,14 @@ class ChainSpec:
     out_shape: tuple[int, int, int]
     path_code: int
     first: "_k.FirstStage"
+    tables: "_k.ChainTables | None" = None  # tables made from the weights, kept across runs (keep_tables)
 
     @staticmethod
     def make(in_shape: tuple, calls: list, pools: list, path: str | None = None,
-             first_stage: str = "auto") -> "ChainSpec":
+             first_stage: str = "auto", keep_tables: bool = False) -> "ChainSpec":
+        """Check and convert the stages (ParameterError where they do not chain up); with
+        ``keep_tables`` the tables C++ makes from the weights alone (the lut stages' tables) are
+        made on the first run and kept for the next ones (the calls' weights must not change)."""
         if len(in_shape) != 3 or len(calls) != len(pools) or not calls or pools[0]:
             raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
         c, h, w = (int(v) for v in in_shape)
@@ -677,7 +681,8 @@ class ChainSpec:
             out_shapes.append((c, h, w))
         return ChainSpec(tuple(int(v) for v in in_shape), tuple(cl.weight for cl in calls), tuple(cl.bias for cl in calls),
                          tuple(cl.params for cl in calls), tuple(int(k) for k in pools), calls[-1].lut, tuple(in_shapes),
-                         tuple(out_shapes), (c, h, w), _code(path), _first_stage(first_stage, calls, path))
+                         tuple(out_shapes), (c, h, w), _code(path), _first_stage(first_stage, calls, path),
+                         _k.ChainTables(len(calls)) if keep_tables else None)
 
     def run_buffers(self, steps: int, in_counts: list | None = None, out_counts: list | None = None) -> "ChainRun":
         """A ChainRun to fill for ``steps`` steps: the output, and zeroed counts (or the given
@@ -701,13 +706,15 @@ class ChainSpec:
         """Run on ``x`` (T, C, H, W) int8 with ``threads`` threads (checked) into ``run``
         (default: new buffers); None when the chain declined (see :func:`snn_chain`)."""
         run = run or self.run_buffers(x.shape[0])
-        return None if _k.snn_chain(*self.args(x, run), _check_threads(threads), block_steps, self.first) < 0 else run
+        done = _k.snn_chain(*self.args(x, run), _check_threads(threads), block_steps, self.first, self.tables)
+        return None if done < 0 else run
 
     def start(self, x: np.ndarray, threads: int, helpers: int, run: "ChainRun | None" = None) -> "ChainPending":
         """:meth:`run` as a job that ``helpers`` threads start on at once (see :func:`snn_chain_start`)."""
         run = run or self.run_buffers(x.shape[0])
         args = self.args(x, run)
-        return ChainPending(_k.snn_chain_start(*args, _check_threads(threads), helpers, self.first), args, run)
+        job = _k.snn_chain_start(*args, _check_threads(threads), helpers, self.first, self.tables)
+        return ChainPending(job, (args, self.tables), run)
 
 
 FIRST_STAGES = {"auto": _k.FirstStage.AUTO, "spans": _k.FirstStage.SPANS, "rows": _k.FirstStage.ROWS}

@@ -212,7 +212,9 @@ class SimPlan:
 
 def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # noqa: A001 (the plan's verb)
     """Compile ``mapping`` for :func:`simulate`: the path and threads checked and resolved, tile
-    groups, fused-layer calls, chains and route tables made once (ParameterError for a bad option)."""
+    groups, fused-layer calls, chains and route tables made once (ParameterError for a bad option).
+    The plan keeps copies of the fused layers' weights and the chains' tables made from them:
+    compile again after changing the network's weights."""
     options = options or SimOptions()
     path = kernels.resolve_path(options.path)
     threads = kernels._check_threads(options.threads)
@@ -258,7 +260,8 @@ def _layer_plan(mapping: Mapping, layer: IntLayer, fused: bool) -> LayerPlan:
     plan = None
     if fused and _fusable(layer):
         snn = layer.mode == "snn"
-        call = kernels.LayerCall.make(layer.weight, layer.bias, layer.stride, layer.padding, layer.shift,
+        weight = np.array(layer.weight, np.int8)  # (the plan's own copy)
+        call = kernels.LayerCall.make(weight, layer.bias, layer.stride, layer.padding, layer.shift,
                                       layer.activation or "none", layer.lut, layer.neuron if snn else None)
         plan = FusedLayer(call, groups if snn else ())
     return LayerPlan(layer, lm, groups, plan)
@@ -304,8 +307,9 @@ def _chains(mapping: Mapping, layers: dict[str, LayerPlan], path: str, first_sta
         if len(convs) < 2:
             continue
         calls = [layers[l.name].fused.call for l in convs]
-        spec = kernels.ChainSpec.make(mapping.shapes[first.source], calls, pools, path, first_stage)  # (raises where
-        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(calls), tuple(pools), spec)  # rows cannot run)
+        spec = kernels.ChainSpec.make(mapping.shapes[first.source], calls, pools, path, first_stage,  # (raises where
+                                      keep_tables=True)
+        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(calls), tuple(pools), spec)  # rows can't run)
         taken.update(names)
     return chains
 

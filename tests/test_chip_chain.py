@@ -107,15 +107,21 @@ def _check_chain(x, layers, pools, path, threads=(1, 2, 3), block_steps=0):
     net = IntNetwork("chain", {"x": InputSpec(x.shape[1:], 0, x.shape[0])}, layers, [l.name for l in layers])
     ref = run_reference(net, {"x": x})
     convs = [l for l in layers if l.kind == "conv2d"]
-    for n, first in [(n, f) for n in threads for f in _first_stages(convs[0], path)]:
+    cases = [(n, f, kept) for n in threads for f in _first_stages(convs[0], path) for kept in (False, True)]
+    for n, first, kept in cases:
         with kernels.use_path(path):
-            run = kernels.snn_chain(x, [_call(l) for l in convs], pools, threads=n, block_steps=block_steps,
-                                    first_stage=first)
+            calls = [_call(l) for l in convs]
+            if kept:  # tables kept across runs (simulate's plans): made by the first run, reused by the second
+                spec = kernels.ChainSpec.make(x.shape[1:], calls, pools, first_stage=first, keep_tables=True)
+                spec.run(x, n, block_steps)
+                run = spec.run(x, n, block_steps)
+            else:
+                run = kernels.snn_chain(x, calls, pools, threads=n, block_steps=block_steps, first_stage=first)
         if not all(_int16_exact(l) for l in convs):
             assert run is None  # the chain declines; the layers then run one by one
             return None
         assert run is not None
-        msg = f"threads={n} first_stage={first}"
+        msg = f"threads={n} first_stage={first} kept_tables={kept}"
         np.testing.assert_array_equal(run.out, ref[convs[-1].name], err_msg=msg)
         np.testing.assert_array_equal(run.in_count, np.count_nonzero(x, axis=0), err_msg=msg)
         for i, l in enumerate(convs):
@@ -350,6 +356,26 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
         kernels.snn_chain(x, [_call(b), _call(a)], [0, 0])  # an ANN stage before the last
     with pytest.raises(kernels.ParameterError):
         kernels.snn_chain(x, [_call(a), _call(b)], [2, 0])  # a pool before the first stage
+
+
+def test_kept_chain_tables_are_refused_for_other_weights_or_chains():
+    """ChainTables made for one chain's weights are refused (ValueError) by a run with other
+    weights arrays or another number of stages, never used silently."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((3, 8, 10, 10)) < 0.3).astype(np.int8)
+    a = IntLayer(name="a", kind="conv2d", source="x", mode="snn", weight=rng.integers(-20, 20, (16, 8, 3, 3)).astype(np.int8),
+                 bias=None, shift=0, stride=1, padding=1, neuron=IntLIFParams(v_th=60))
+    b = IntLayer(name="b", kind="conv2d", source="a", mode="snn", weight=rng.integers(-20, 20, (16, 16, 3, 3)).astype(np.int8),
+                 bias=None, shift=0, stride=1, padding=1, neuron=IntLIFParams(v_th=60))
+    spec = kernels.ChainSpec.make(x.shape[1:], [_call(a), _call(b)], [0, 0], keep_tables=True)
+    assert spec.run(x, 1) is not None  # (stage b runs on lut tables: made here)
+    copies = [kernels.LayerCall(c.weight.copy(), c.bias, c.lut, c.params) for c in (_call(a), _call(b))]
+    other = kernels.ChainSpec.make(x.shape[1:], copies, [0, 0])  # the same values in other arrays
+    args = other.args(x, other.run_buffers(x.shape[0]))
+    with pytest.raises(ValueError, match="other weights"):
+        kernels._k.snn_chain(*args, 1, 0, other.first, spec.tables)
+    with pytest.raises(ValueError, match="another chain"):
+        kernels._k.snn_chain(*args, 1, 0, other.first, kernels._k.ChainTables(3))
 
 
 @pytest.mark.skipif("avx512vnni" not in kernels.available_paths(), reason="this CPU has no avx512vnni")

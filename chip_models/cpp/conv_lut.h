@@ -244,7 +244,7 @@ struct LutShape {
 struct LutTables {
     LutShape ls;
     std::unique_ptr<int16_t[]> lut;  // [table][entry][M] (not zero-filled: every entry is written below)
-    std::vector<int32_t> offs;
+    mutable std::vector<int32_t> offs;  // scratch of callers that pass none
     explicit LutTables(const ConvLayerArgs& a) : ls(a) {
         const int64_t m = a.m, ng = ls.ng, gb = ls.gb, ne_tab = int64_t(1) << gb, cc = a.c;
         lut.reset(new int16_t[ls.ntab * ne_tab * m]);
@@ -272,7 +272,7 @@ struct LutTables {
 // One step's accumulators acc (P, M) from the bit image img (ls.hpp rows of ls.row_bytes). offs:
 // scratch for ls.ntab table offsets (lt.offs when not given; concurrent callers pass their own).
 template <bool Vec>
-__attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a, LutTables& lt, const uint8_t* img,
+__attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a, const LutTables& lt, const uint8_t* img,
                                                           int16_t* acc, int32_t* offs = nullptr) {
     const int64_t m = a.m, s = a.stride, cc = a.c;
     const LutShape& ls = lt.ls;
@@ -290,7 +290,7 @@ __attribute__((always_inline)) inline void lut_accumulate(const ConvLayerArgs& a
             return lut_pass_bytes(lut, img, rb, a.kh, ng, m, a.ho, a.wo, s * rb, s * cc / 8, acc);
     }
 #endif
-    int32_t* offs0 = offs ? offs : lt.offs.data();
+    int32_t* offs0 = offs ? offs : lt.offs.data();  // (offs is mutable scratch)
     for (int64_t oy = 0; oy < a.ho; ++oy)
         for (int64_t ox = 0; ox < a.wo; ++ox) {
             const int64_t bit0 = ox * s * cc;

@@ -154,8 +154,9 @@ struct ChainStage {
 // (the caller and threads - 1 started for the call, joined before it returns) stage after stage
 // over blocks of steps (block_steps per block, at most 255; 0: as many as fit about 1 MB of bit
 // images); the same bits for every count and block size.
+class ChainTables;  // (below)
 int snn_chain(const ChainStage* stages, int64_t n, int path, int threads = 1, int64_t block_steps = 0,
-              FirstStage first = FIRST_AUTO);
+              FirstStage first = FIRST_AUTO, ChainTables* tables = nullptr);
 // Whether the rows first stage can run: the CPU has AVX-512 VNNI and VBMI, path is avx512vnni or amx,
 // and the stage has M in {8, 16}, stride <= 4 and kw <= 16.
 bool chain_rows_available(const ChainStage& first, int path);
@@ -165,10 +166,24 @@ bool chain_rows_available(const ChainStage& first, int path);
 // makes the caller a member too until everything is done, joins the threads and returns 0 or -1
 // (snn_chain's result). The arrays behind the stages must stay alive until join() returns (the
 // destructor joins a job that was not joined).
+// What a chain builds from its stages' weights alone (the lut stages' tables, ~20 us per call on
+// the reference network), kept across calls by the caller (chip_models.kernels.ChainSpec: one per
+// compiled chain): built on the first call that needs them (under a lock: calls may overlap),
+// reused after that for stages of the same weights array and shape (else the call throws).
+class ChainTables {
+public:
+    explicit ChainTables(int64_t stages);
+    ~ChainTables();
+    ChainTables(const ChainTables&) = delete;
+    ChainTables& operator=(const ChainTables&) = delete;
+    struct Impl;
+    std::unique_ptr<Impl> impl;
+};
+
 class ChainJob {
 public:
     ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps = 0,
-             FirstStage first = FIRST_AUTO);
+             FirstStage first = FIRST_AUTO, ChainTables* tables = nullptr);
     ~ChainJob();
     ChainJob(const ChainJob&) = delete;
     ChainJob& operator=(const ChainJob&) = delete;

@@ -484,15 +484,21 @@ NB_MODULE(_kernels, m) {
            std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
-           int block_steps, chip::FirstStage first) {
+           int block_steps, chip::FirstStage first, chip::ChainTables* tables) {
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(block_steps >= 0, "block_steps must be >= 0");
             nb::gil_scoped_release release;
-            return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps, first);
+            return chip::snn_chain(st.data(), static_cast<int64_t>(st.size()), path, threads, block_steps, first,
+                                   tables);
         },
         "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
-        "path"_a, "threads"_a = 1, "block_steps"_a = 0, "first_stage"_a = chip::FIRST_AUTO);
+        "path"_a, "threads"_a = 1, "block_steps"_a = 0, "first_stage"_a = chip::FIRST_AUTO,
+        "tables"_a.none() = nullptr);
+
+    nb::class_<chip::ChainTables>(m, "ChainTables",
+                                  "a chain's tables built from its weights alone, kept across calls (kernels.h)")
+        .def(nb::init<int64_t>(), "stages"_a);
 
     nb::class_<chip::ChainJob>(m, "ChainJob", "an SNN chain running beside the caller (snn_chain_start)")
         .def("join", &chip::ChainJob::join, nb::call_guard<nb::gil_scoped_release>(),
@@ -509,19 +515,20 @@ NB_MODULE(_kernels, m) {
            std::optional<I8_1> lut, arr<int8_t, nb::ndim<4>> out,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> in_counts,
            std::vector<std::optional<arr<int32_t, nb::ndim<3>>>> out_counts, chip::Path path, int threads,
-           int helpers, chip::FirstStage first) {
+           int helpers, chip::FirstStage first, chip::ChainTables* tables) {
             // snn_chain as a job: `helpers` threads start on it now, the caller joins with join() (it must
             // keep every array alive until then)
             std::vector<chip::ChainStage> st =
                 chain_stages(x, weights, biases, params, pools, lut, out, in_counts, out_counts, path, threads);
             require(helpers >= 0, "helpers must be >= 0");
             auto job = std::make_unique<chip::ChainJob>(st.data(), static_cast<int64_t>(st.size()), path, threads, 0,
-                                                        first);
+                                                        first, tables);
             job->start(helpers);
             return job.release();
         },
         "x"_a, "weights"_a, "biases"_a, "params"_a, "pools"_a, "lut"_a.none(), "out"_a, "in_counts"_a, "out_counts"_a,
-        "path"_a, "threads"_a, "helpers"_a, "first_stage"_a = chip::FIRST_AUTO, nb::rv_policy::take_ownership);
+        "path"_a, "threads"_a, "helpers"_a, "first_stage"_a = chip::FIRST_AUTO, "tables"_a.none() = nullptr,
+        nb::rv_policy::take_ownership);
 
     nb::class_<chip::Tally>(m, "Tally",
                             "a compiled plan's counting after a run: SNN tiles' active inputs and routes' packets "

@@ -196,7 +196,8 @@ struct Stage {
     std::vector<Band> bands;
     std::vector<std::unique_ptr<SpanPlan>> span;       // stage 0 on spans: one per band
     std::vector<std::unique_ptr<RowsPlan>> rows;       // stage 0 on VNNI rows: one per band (or empty)
-    std::unique_ptr<LutTables> lut;
+    const LutTables* lut = nullptr;                     // (lut_own's, or the caller's ChainTables')
+    std::unique_ptr<LutTables> lut_own;
     std::vector<std::vector<int32_t>> offs;             // lut_accumulate's scratch, one per band
     std::vector<std::unique_ptr<PlaneFewPlan>> few;     // last stage on plane_few: one per band
     std::unique_ptr<BitsVnniPlan> bits;                 // last stage on VNNI from the bit image (M = 1)
@@ -560,10 +561,38 @@ constexpr double ROWS_PER_SPAN_ADD = 5.0;
 // other work: simulate runs the ANN branch meanwhile) takes whatever is ready. The results do not
 // depend on who ran which task or in which order (disjoint outputs, each neuron's steps in
 // order), so they are the same for every thread count and block size.
+struct ChainTables::Impl {
+    std::mutex mu;
+    std::vector<std::unique_ptr<LutTables>> luts;  // by stage, once built
+    std::vector<ConvLayerArgs> made_for;           // the stage each was built for (weights and shape)
+    explicit Impl(int64_t n) : luts(n), made_for(n) {}
+    int64_t stages() const { return static_cast<int64_t>(luts.size()); }
+
+    // stage k's lut tables for stage args a (built on first use)
+    const LutTables* lut(int64_t k, const ConvLayerArgs& a) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!luts[k]) {
+            luts[k] = std::make_unique<LutTables>(a);
+            made_for[k] = a;
+        }
+        const ConvLayerArgs& b = made_for[k];
+        if (b.weight != a.weight || b.m != a.m || b.c != a.c || b.h != a.h || b.w != a.w || b.kh != a.kh ||
+            b.kw != a.kw || b.stride != a.stride || b.pad != a.pad)
+            throw std::invalid_argument("the chain tables were made for other weights or shapes");
+        return luts[k].get();
+    }
+};
+
+ChainTables::ChainTables(int64_t stages) : impl(std::make_unique<Impl>(stages)) {
+    if (stages < 1) throw std::invalid_argument("a chain needs at least one stage");
+}
+ChainTables::~ChainTables() = default;
+
 struct ChainJob::Impl {
     std::vector<std::unique_ptr<Stage>> st;
     int path = 0;
     FirstStage first = FIRST_AUTO;
+    ChainTables* tables = nullptr;  // the caller's tables kept across calls (or none)
     bool rows_ok = false;  // the rows first stage can run (chain_rows_available)
     int64_t n = 0, block = 1, blocks = 0, chunks = 1, total = 0;
     std::atomic<int64_t> ones{0};  // the chain input's ones (counted by the prepare tasks)
@@ -622,7 +651,12 @@ struct ChainJob::Impl {
         } else if (path != SCALAR && last && plane_few_fits(s.a, true)) {
             for (size_t b = 0; b < s.bands.size(); ++b) s.few.push_back(std::make_unique<PlaneFewPlan>(s.a));
         } else {
-            s.lut = std::make_unique<LutTables>(s.a);
+            if (tables) {
+                s.lut = tables->impl->lut(k, s.a);
+            } else {
+                s.lut_own = std::make_unique<LutTables>(s.a);
+                s.lut = s.lut_own.get();
+            }
             s.offs.assign(s.bands.size(), std::vector<int32_t>(s.ls.ntab));
             s.acc.assign(s.a.m * p_out, 0);
         }
@@ -746,7 +780,8 @@ bool chain_rows_available(const ChainStage& first, int path) {
     return (path == AVX512VNNI || path == AMX) && cpu_has_avx512vbmi() && rows_vnni_fits(first.conv);
 }
 
-ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first)
+ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first,
+                   ChainTables* tables)
     : impl(std::make_unique<Impl>()) {
     if (n < 1) throw std::invalid_argument("a chain needs at least one stage");
     for (int64_t i = 0; i < n; ++i) {
@@ -765,6 +800,8 @@ ChainJob::ChainJob(const ChainStage* stages, int64_t n, int path, int threads, i
     const ConvLayerArgs& a0 = stages[0].conv;
     J.path = path;
     J.first = first;
+    J.tables = tables;
+    if (tables && tables->impl->stages() != n) throw std::invalid_argument("the chain tables were made for another chain");
     J.rows_ok = chain_rows_available(stages[0], path);
     if (first == FIRST_ROWS && !J.rows_ok)
         throw std::invalid_argument("the rows first stage needs the avx512vnni or amx path on a CPU with AVX-512 VBMI, "
@@ -837,8 +874,9 @@ ChainJob::~ChainJob() {
     }
 }
 
-int snn_chain(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first) {
-    ChainJob job(stages, n, path, threads, block_steps, first);
+int snn_chain(const ChainStage* stages, int64_t n, int path, int threads, int64_t block_steps, FirstStage first,
+              ChainTables* tables) {
+    ChainJob job(stages, n, path, threads, block_steps, first, tables);
     job.start(std::max(0, threads - 1));
     return job.join();
 }
