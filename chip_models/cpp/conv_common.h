@@ -210,7 +210,9 @@ struct Work {
             const int64_t p_n = a.ho * a.wo;
             bias_pm.resize(n);
             bias_cm.resize(n);
-            for (int64_t p = 0; p < p_n; ++p) std::memcpy(&bias_pm[p * a.m], a.bias, a.m * sizeof(int32_t));
+            std::memcpy(bias_pm.data(), a.bias, a.m * sizeof(int32_t));  // position 0, then doubling copies
+            for (int64_t done = a.m; done < n; done *= 2)
+                std::memcpy(&bias_pm[done], bias_pm.data(), std::min(done, n - done) * sizeof(int32_t));
             for (int64_t j = 0; j < a.m; ++j) std::fill_n(&bias_cm[j * p_n], p_n, a.bias[j]);
             for (int64_t j = 0; j < a.m; ++j) small_bias &= a.bias[j] >= -(1 << 30) && a.bias[j] < (1 << 30);
             for (int64_t j = 0; j < a.m; ++j) bias_28 &= a.bias[j] >= -(1 << 28) && a.bias[j] <= (1 << 28);
