@@ -518,8 +518,8 @@ class LayerCall:
 def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: str | None = None,
               in_count: np.ndarray | None = None, out_count: np.ndarray | None = None) -> LayerRun:
     """:func:`conv_layer` with its fixed arguments prepared by :meth:`LayerCall.make`; the nonzero
-    counts go to ``in_count`` (C, H, W) / ``out_count`` (M, Ho, Wo) int32 where given (zeroed
-    arrays: the counts are added), else to new arrays."""
+    counts go to ``in_count`` (C, H, W) / ``out_count`` (M, Ho, Wo) int32 where given (overwritten:
+    the call clears them first), else to new arrays."""
     x, weight = _c(x, np.int8), call.weight
     stride, padding = call.params.stride, call.params.pad
     if x.ndim != 4 or weight.shape[1] != x.shape[1]:
@@ -530,8 +530,8 @@ def run_layer(x: np.ndarray, call: LayerCall, threads: int | None = None, path: 
         raise ParameterError(f"conv_layer: kernel {kh}x{kw} is larger than the padded input {h}x{w} (padding {padding})")
     ho, wo = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     out = np.empty((t, m, ho, wo), np.int8)
-    in_count = np.zeros((c, h, w), np.int32) if in_count is None else in_count
-    out_count = np.zeros((m, ho, wo), np.int32) if out_count is None else out_count
+    in_count = np.empty((c, h, w), np.int32) if in_count is None else in_count  # (cleared by the call)
+    out_count = np.empty((m, ho, wo), np.int32) if out_count is None else out_count
     # the full path: the gemm mode's dense MAC runs on it (VNNI, AMX); the other bodies are AVX2 / scalar
     used = _k.conv_layer(x, weight, call.bias, call.params, call.lut, out, in_count, out_count, _code(path),
                          _check_threads(threads))
@@ -685,12 +685,13 @@ class ChainSpec:
                          _k.ChainTables(len(calls)) if keep_tables else None)
 
     def run_buffers(self, steps: int, in_counts: list | None = None, out_counts: list | None = None) -> "ChainRun":
-        """A ChainRun to fill for ``steps`` steps: the output, and zeroed counts (or the given
-        ``in_counts`` / ``out_counts`` entries, zeroed int32 arrays of the right shapes, where not None)."""
+        """A ChainRun to fill for ``steps`` steps: the output, and the counts (new arrays, or the
+        given ``in_counts`` / ``out_counts`` entries, int32 arrays of the right shapes, where not
+        None; a run clears them before it counts)."""
         ins = [None if shape is None else (in_counts[i] if in_counts and in_counts[i] is not None
-                                           else np.zeros(shape, np.int32))
+                                           else np.empty(shape, np.int32))  # (cleared by the run)
                for i, shape in enumerate(self.in_count_shapes)]
-        outs = [out_counts[i] if out_counts and out_counts[i] is not None else np.zeros(shape, np.int32)
+        outs = [out_counts[i] if out_counts and out_counts[i] is not None else np.empty(shape, np.int32)
                 for i, shape in enumerate(self.out_count_shapes)]
         pooled = [ins[i] if self.pools[i] else None for i in range(len(ins))]
         return ChainRun(np.empty((steps, *self.out_shape), np.int8), ins[0], outs, pooled, ins)

@@ -485,7 +485,9 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
     if threads > 1:  # the pool's threads wake up while the run is prepared here
         kernels.wake_threads(threads - 1)
     frames = check_inputs(mapping, inputs)
-    run = _Run({k: kernels._c(inputs[k], np.int8) for k in net.inputs}, np.zeros(plan.counts.size, np.int32),
+    # (the arena is not cleared here: every slot has one writer, and each kernel clears its counts
+    # first, off this thread where it runs beside it)
+    run = _Run({k: kernels._c(inputs[k], np.int8) for k in net.inputs}, np.empty(plan.counts.size, np.int32),
                np.zeros(len(mapping.tiles), np.int64), {})
     chains = {} if keep_values else plan.chains
     done: set[str] = set()
@@ -729,7 +731,9 @@ def _tally(plan: SimPlan, run: _Run, frames: int, threads: int) -> np.ndarray:
     counting the route values no kernel counted."""
     layout, table = plan.counts, plan.routes
     for v in layout.uncounted:
-        kernels.nonzero_counts(run.values[v], plan.path, out=run.slot(plan, v).reshape(-1))
+        counts = run.slot(plan, v).reshape(-1)
+        counts[:] = 0
+        kernels.nonzero_counts(run.values[v], plan.path, out=counts)
     packets = np.zeros(len(plan.mapping.routes), np.int64)
     net = plan.mapping.net
     for p in table.partial:

@@ -352,6 +352,7 @@ def test_chain_declines_inputs_that_are_not_spikes_and_bad_stages():
         kernels.snn_chain(x, [_call(a), _call(b)], [0, 0], block_steps=-2)
     empty = kernels.snn_chain(x[:0], [_call(a), _call(b)], [0, 0], threads=2)  # no steps: nothing to do
     assert empty.out.shape == (0, 3, 10, 10) and not empty.in_count.any()
+    assert not any(c.any() for c in empty.out_counts)  # (the run clears its counts: no steps, all zero)
     with pytest.raises(kernels.ParameterError):
         kernels.snn_chain(x, [_call(b), _call(a)], [0, 0])  # an ANN stage before the last
     with pytest.raises(kernels.ParameterError):

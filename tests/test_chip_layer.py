@@ -278,6 +278,22 @@ def test_range_sums_match_numpy(seed, n, groups):
         kernels.range_sums(count, np.array([0, 1], np.int64), np.array([1], np.int64), np.array([0], np.int64))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_run_layer_overwrites_the_count_arrays_it_is_given(threads):
+    """kernels.run_layer's in_count / out_count arguments (simulate's count arena, never cleared
+    in Python) are overwritten: arrays full of garbage end with the same counts as new ones,
+    which equal numpy's nonzero counts."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 4, (5, 3, 9, 9)).astype(np.int8)
+    call = kernels.LayerCall.make(rng.integers(-50, 50, (8, 3, 3, 3)).astype(np.int8), None, 1, 1, 4, "relu")
+    fresh = kernels.run_layer(x, call, threads)
+    in_count, out_count = np.full((3, 9, 9), 77, np.int32), np.full((8, 9, 9), -5, np.int32)
+    run = kernels.run_layer(x, call, threads, None, in_count, out_count)
+    np.testing.assert_array_equal(in_count, np.count_nonzero(x, axis=0))
+    np.testing.assert_array_equal(out_count, np.count_nonzero(fresh.out, axis=0))
+    np.testing.assert_array_equal(run.out, fresh.out)
+
+
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2))
 def test_tally_counts_tiles_and_routes_like_numpy(seed, k, stride, pad):

@@ -752,6 +752,9 @@ int channel_blocks(const ConvLayerArgs& a, int path, int threads, int64_t blocks
 int conv_layer_threads(const ConvLayerArgs& args, int path, int threads) {
     ConvLayerArgs a = args;
     a.mac_path = path;
+    // the counts are the call's own: cleared here, then added to by the steps and blocks
+    if (a.in_count) std::fill_n(a.in_count, a.c * a.h * a.w, 0);
+    if (a.out_count) std::fill_n(a.out_count, a.m * a.ho * a.wo, 0);
     const int64_t blocks = std::min<int64_t>(threads, a.ho);
     if (blocks <= 1) return conv_layer(a, path);
     const Plan pl = path == SCALAR ? plan_scalar(a) : plan_avx2(a);

@@ -127,8 +127,9 @@ struct ConvLayerArgs {
     const int8_t* lut;           // 256 entries for soma 2
     LIFParams lif;               // soma 3
     int8_t* out;                 // (T, M, Ho, Wo)
-    int32_t* in_count;           // (C, H, W): += number of steps each input is nonzero (optional)
-    int32_t* out_count;          // (M, Ho, Wo): += number of steps each output is nonzero (optional)
+    int32_t* in_count;           // (C, H, W): number of steps each input is nonzero (optional; conv_layer adds
+                                 // to it, conv_layer_threads clears it first)
+    int32_t* out_count;          // (M, Ho, Wo): number of steps each output is nonzero (optional; the same)
     int mode;                    // -1 auto, 0 events, 1 plane, 2 lut, 3 gemm (tests force one)
     int mac_path;                // set by conv_layer from its path: the dense MAC of the gemm mode
 };
@@ -137,15 +138,17 @@ struct ConvLayerArgs {
 // MAC (layers with M > 32 or M % 8 != 0) on that path's kernel (VNNI, AMX tiles).
 int conv_layer(const ConvLayerArgs& a, int path);
 // The same split into blocks of output rows on up to `threads` threads of a persistent pool
-// (bit-identical to conv_layer; see conv_layer.cpp). threads <= 1 is conv_layer.
+// (bit-identical to conv_layer; see conv_layer.cpp), the counts cleared first (the callers' arrays
+// need no zeroing). threads <= 1 is conv_layer.
 int conv_layer_threads(const ConvLayerArgs& a, int path, int threads);
 
 // A chain of spiking conv layers in one call, spikes bit-packed between them (see snn_chain.cpp).
 // Stage 0's conv.x is the chain input (T, C, H, W) 0/1 and conv.in_count its counts; stage i >= 1
 // reads stage i-1's spikes, max-pooled k x k first when pool = k > 0 (then conv.in_count, optional,
 // receives the pooled value's counts; conv.x is unused). Every stage's conv.out_count (optional)
-// receives its output counts; only the last stage writes conv.out. Returns 0, or -1 (nothing
-// written) when the input is not 0/1 or a stage's int16 condition fails.
+// receives its output counts (every count array is cleared by the call first); only the last stage
+// writes conv.out. Returns 0, or -1 (no output written, the counts cleared) when the input is not
+// 0/1 or a stage's int16 condition fails.
 struct ChainStage {
     ConvLayerArgs conv;
     int pool;

@@ -620,6 +620,9 @@ struct ChainJob::Impl {
             return;
         }
         Stage& s = *st[k];
+        // the stage's counts are the call's own: cleared here, before any band task adds to them
+        if (s.a.in_count) std::fill_n(s.a.in_count, s.a.c * s.a.h * s.a.w, 0);
+        if (s.a.out_count) std::fill_n(s.a.out_count, s.a.m * s.a.ho * s.a.wo, 0);
         if (!int16_exact(s.a)) {
             ok.store(false, std::memory_order_relaxed);
             return;
