@@ -190,7 +190,7 @@ class CountLayout:
     uncounted: tuple[str, ...]
     steps_per_frame: np.ndarray
     tally: object  # kernels' C++ Tally
-    chain_slots: dict  # by a chain's first layer: its count arrays' (start, stop, shape) in the arena (None: not counted)
+    chain_slots: dict  # by a chain's first layer: its counts' (start, stop, shape) in the arena (None: not counted)
 
 
 @dataclasses.dataclass
@@ -226,12 +226,14 @@ def compile(mapping: Mapping, options: SimOptions | None = None) -> SimPlan:  # 
     layers = {layer.name: _layer_plan(mapping, layer, options.fused) for layer in mapping.net.layers}
     chains = _chains(mapping, layers, path, options.chain_first_stage) if options.chains and options.fused else {}
     routes = _route_table(mapping)
-    net = mapping.net
-    return SimPlan(mapping, options, path, threads, layers, chains, routes, _count_layout(mapping, layers, routes, chains),
-                   _value_kinds(net), tuple(dict.fromkeys(lm.source for lm in mapping.layers.values())), _Weights(path))
+    counts = _count_layout(mapping, layers, routes, chains)
+    sent = tuple(dict.fromkeys(lm.source for lm in mapping.layers.values()))
+    return SimPlan(mapping, options, path, threads, layers, chains, routes, counts, _value_kinds(mapping.net), sent,
+                   _Weights(path))
 
 
 def _value_kinds(net) -> dict[str, ValueKind]:
+    """Every value's :class:`ValueKind` (network inputs and layers)."""
     parts: dict[str, list[str]] = {}
     for l in net.layers:
         if l.kind in ("maxpool", "flatten"):
@@ -307,9 +309,9 @@ def _chains(mapping: Mapping, layers: dict[str, LayerPlan], path: str, first_sta
         if len(convs) < 2:
             continue
         calls = [layers[l.name].fused.call for l in convs]
-        spec = kernels.ChainSpec.make(mapping.shapes[first.source], calls, pools, path, first_stage,  # (raises where
-                                      keep_tables=True)
-        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(calls), tuple(pools), spec)  # rows can't run)
+        # (ChainSpec.make raises where first_stage="rows" cannot run)
+        spec = kernels.ChainSpec.make(mapping.shapes[first.source], calls, pools, path, first_stage, keep_tables=True)
+        chains[first.name] = Chain(tuple(names), tuple(convs), tuple(calls), tuple(pools), spec)
         taken.update(names)
     return chains
 
@@ -369,15 +371,6 @@ def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteT
         if lp.layer.source not in counted:
             counted.add(lp.layer.source)
             counts_input.add(lp.layer.name)
-    tally = kernels.Tally(offset, len(mapping.tiles), len(mapping.routes))
-    for lp in fused:
-        layer = lp.layer
-        (off, shape), (kh, kw) = slots[layer.source], layer.weight.shape[2:]
-        for g in lp.fused.spike_groups:
-            tally.add_windows(off, *shape, *g.k_range, kh, kw, layer.stride, layer.padding, g.starts, g.stops, g.tiles)
-    if len(routes.routes):
-        tally.set_routes(routes.run_ptr, routes.starts, routes.stops, routes.routes, routes.value_of,
-                         routes.dense_per_step, len(routes.values))
     per_frame = np.array([net.inputs[_root_input(net, v)].steps for v in routes.values], np.int64)
 
     def span(value: str) -> tuple:
@@ -388,7 +381,23 @@ def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteT
                             for i, c in enumerate(chain.convs)], [span(c.name) for c in chain.convs])
                    for first, chain in chains.items()}
     return CountLayout(offset, slots, frozenset(counts_input), tuple(v for v in routes.values if v not in counted),
-                       per_frame, tally, chain_slots)
+                       per_frame, _tally_tables(mapping, fused, routes, slots, offset), chain_slots)
+
+
+def _tally_tables(mapping: Mapping, fused: list, routes: RouteTable, slots: dict, size: int) -> "kernels.Tally":
+    """The C++ Tally of a plan: a window group per fused SNN tile group (its input's slot), and
+    the route table (whose runs index the arena: the route values' slots come first)."""
+    tally = kernels.Tally(size, len(mapping.tiles), len(mapping.routes))
+    for lp in fused:
+        layer = lp.layer
+        (offset, shape), (kh, kw) = slots[layer.source], layer.weight.shape[2:]
+        for g in lp.fused.spike_groups:
+            tally.add_windows(offset, *shape, *g.k_range, kh, kw, layer.stride, layer.padding, g.starts, g.stops,
+                              g.tiles)
+    if len(routes.routes):
+        tally.set_routes(routes.run_ptr, routes.starts, routes.stops, routes.routes, routes.value_of,
+                         routes.dense_per_step, len(routes.values))
+    return tally
 
 
 def _root_input(net, value: str) -> str:
