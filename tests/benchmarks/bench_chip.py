@@ -105,6 +105,14 @@ def dense(info: dict) -> dict:
                 out["paths"][f"{path}/{label}"] = {
                     "gmac_per_s": round(rate / 1e9, 2), "gops_per_s": round(2 * rate / 1e9, 2),
                     **{f"fraction_of_{name}": round(rate / p, 3) for name, p in peaks.items()}}
+    # the paths this CPU cannot run, each with the reason (the AMX path is reported beside the
+    # others where it runs, and here where it does not)
+    features = _kernels_features()
+    need = {"avx2": "AVX2", "avxvnni": "AVX-VNNI", "avx512vnni": "AVX-512 VNNI",
+            "amx": "AMX-INT8 tiles (the amx_int8 / amx_tile flags and the kernel's XTILEDATA permission)"}
+    out["paths_not_on_this_cpu"] = {p: f"skipped: this CPU has no {need[p]}" for p in need
+                                    if p not in kernels.available_paths()}
+    out["cpu_features"] = features
     if {"avx512vnni", "avxvnni"} <= set(kernels.available_paths()):
         # the previous AVX-512 VNNI kernel (4 x-rows x 2 w-rows, horizontal sums), in the same run
         from chip_models import _kernels
@@ -120,6 +128,12 @@ def dense(info: dict) -> dict:
                 "gmac_per_s": round(rate / 1e9, 2), "gops_per_s": round(2 * rate / 1e9, 2),
                 **{f"fraction_of_{name}": round(rate / p, 3) for name, p in peaks.items()}}
     return out
+
+
+def _kernels_features() -> dict:
+    from chip_models import _kernels
+
+    return {k: bool(v) for k, v in _kernels.cpu_features().items()}
 
 
 def spikes() -> dict:
