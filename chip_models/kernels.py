@@ -637,6 +637,14 @@ class ChainRun:
     stage_in_counts: list = dataclasses.field(repr=False, default_factory=list)  # (C++'s in_counts: stage 0 and the pooled)
 
 
+def _chain_input(x: np.ndarray) -> np.ndarray:
+    """A chain's input as C-contiguous int8 (T, C, H, W) (ParameterError for another shape)."""
+    x = _c(x, np.int8)
+    if x.ndim != 4:
+        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    return x
+
+
 @dataclasses.dataclass(frozen=True)
 class ChainSpec:
     """A chain's stages checked against inputs of ``in_shape`` (C, H, W) and converted for C++
@@ -698,6 +706,7 @@ class ChainSpec:
 
     def args(self, x: np.ndarray, run: "ChainRun") -> tuple:
         """The C++ arguments of a run on ``x`` (T, C, H, W) int8 that fills ``run``."""
+        x = _chain_input(x)
         if x.shape[1:] != self.in_shape:
             raise ParameterError(f"snn_chain: x {x.shape} does not have the chain's input shape {self.in_shape}")
         return (x, list(self.weights), list(self.biases), list(self.params), list(self.pools), self.lut, run.out,
@@ -771,9 +780,7 @@ def snn_chain(x: np.ndarray, calls: list, pools: list, threads: int | None = Non
     threads = _check_threads(threads)
     if type(block_steps) is not int or block_steps < 0:
         raise ParameterError(f"block_steps must be an integer >= 0, not {block_steps!r}")
-    x = _c(x, np.int8)
-    if x.ndim != 4:
-        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    x = _chain_input(x)
     return ChainSpec.make(x.shape[1:], calls, pools, path, first_stage).run(x, threads, block_steps)
 
 
@@ -801,7 +808,5 @@ def snn_chain_start(x: np.ndarray, calls: list, pools: list, threads: int | None
     helpers = threads - 1 if helpers is None else helpers
     if type(helpers) is not int or helpers < 0:
         raise ParameterError(f"helpers must be an integer >= 0, not {helpers!r}")
-    x = _c(x, np.int8)
-    if x.ndim != 4:
-        raise ParameterError("snn_chain: x must be (T, C, H, W), with one pool size per call and none before the first")
+    x = _chain_input(x)
     return ChainSpec.make(x.shape[1:], calls, pools, path, first_stage).start(x, threads, helpers)
