@@ -180,16 +180,19 @@ class CountLayout:
     arena), value ``v``'s counts (C, H, W) at ``slots[v]`` = (offset, shape). Each value is counted
     once: a fused conv layer counts its output, and its input where it is the first fused conv
     layer that reads it (``counts_input``); a chain counts the same values as its layers would;
-    the route values no kernel counts (``uncounted``) are counted after the run. ``tally`` then
-    turns the arena into the SNN tiles' active inputs and the routes' packets in one C++ call
-    (``steps_per_frame``: the steps per frame of each route value, in the route table's order)."""
+    the route values no kernel counts (``uncounted``) are counted after the run. ``tally_early``
+    (the routes of the values no chain counts, complete before the chains are joined) and
+    ``tally`` (the SNN tiles' active inputs and the other routes) then turn the arena into
+    packets and work, one C++ call each (``steps_per_frame``: the steps per frame of each route
+    value, in the route table's order)."""
 
     size: int
     slots: dict[str, tuple[int, tuple[int, ...]]]
     counts_input: frozenset[str]  # fused conv layers that count their input
     uncounted: tuple[str, ...]
     steps_per_frame: np.ndarray
-    tally: object  # kernels' C++ Tally
+    tally: object  # kernels' C++ Tally: the tiles and the routes of values a chain counts
+    tally_early: object  # the routes of the other values (counted while a chain may still run beside)
     chain_slots: dict  # by a chain's first layer: its counts' (start, stop, shape) in the arena (None: not counted)
 
 
@@ -380,13 +383,19 @@ def _count_layout(mapping: Mapping, layers: dict[str, LayerPlan], routes: RouteT
     chain_slots = {first: ([span(c.source) if (i == 0 or chain.pools[i]) and c.name in counts_input else None
                             for i, c in enumerate(chain.convs)], [span(c.name) for c in chain.convs])
                    for first, chain in chains.items()}
+    chain_counted = {v for first, chain in chains.items() for v in (*chain.names, chain.convs[0].source)
+                     if v != chain.convs[0].source or chain.convs[0].name in counts_input}
+    late = np.array([routes.values[v] in chain_counted for v in routes.value_of], bool)
     return CountLayout(offset, slots, frozenset(counts_input), tuple(v for v in routes.values if v not in counted),
-                       per_frame, _tally_tables(mapping, fused, routes, slots, offset), chain_slots)
+                       per_frame, _tally_tables(mapping, fused, slots, routes, late, offset),
+                       _tally_tables(mapping, [], slots, routes, ~late, offset), chain_slots)
 
 
-def _tally_tables(mapping: Mapping, fused: list, routes: RouteTable, slots: dict, size: int) -> "kernels.Tally":
-    """The C++ Tally of a plan: a window group per fused SNN tile group (its input's slot), and
-    the route table (whose runs index the arena: the route values' slots come first)."""
+def _tally_tables(mapping: Mapping, fused: list, slots: dict, routes: RouteTable, which: np.ndarray,
+                  size: int) -> "kernels.Tally":
+    """A C++ Tally of a plan: a window group per SNN tile group of the fused layers ``fused`` (over
+    its input's slot), and the entries ``which`` (bool per entry) of the route table, whose runs
+    index the arena (the route values' slots come first)."""
     tally = kernels.Tally(size, len(mapping.tiles), len(mapping.routes))
     for lp in fused:
         layer = lp.layer
@@ -394,9 +403,13 @@ def _tally_tables(mapping: Mapping, fused: list, routes: RouteTable, slots: dict
         for g in lp.fused.spike_groups:
             tally.add_windows(offset, *shape, *g.k_range, kh, kw, layer.stride, layer.padding, g.starts, g.stops,
                               g.tiles)
-    if len(routes.routes):
-        tally.set_routes(routes.run_ptr, routes.starts, routes.stops, routes.routes, routes.value_of,
-                         routes.dense_per_step, len(routes.values))
+    picked = np.flatnonzero(which)
+    if len(picked):
+        runs = [np.arange(routes.run_ptr[g], routes.run_ptr[g + 1]) for g in picked]
+        ptr = np.concatenate([[0], np.cumsum([len(r) for r in runs])]).astype(np.int64)
+        idx = np.concatenate(runs).astype(np.int64)
+        tally.set_routes(ptr, routes.starts[idx], routes.stops[idx], routes.routes[picked], routes.value_of[picked],
+                         routes.dense_per_step[picked], len(routes.values))
     return tally
 
 
@@ -532,9 +545,10 @@ def simulate(plan: SimPlan | Mapping, inputs: dict[str, np.ndarray], keep_values
         else:
             run.values[layer.name] = _weighted(plan, lp, x, run.active,
                                                _is_binary(plan, layer.source, run.values, run.binary))
+    packets = _tally_early(plan, run, frames)  # (here, while a chain may still run beside)
     for entry in list(pending.values()):
         _finish_chain(plan, entry, run, threads)
-    packets = _tally(plan, run, frames, threads)
+    plan.counts.tally.run(run.arena, plan.counts.steps_per_frame * frames, run.active, packets, threads)
     outputs = {name: run.values[name] for name in net.outputs}
     for name in plan.sent_values:
         _is_binary(plan, name, run.values, run.binary)
@@ -732,12 +746,12 @@ def _pool(layer: IntLayer, x: np.ndarray, path: str) -> np.ndarray:
     return kernels.output_stage(out, layer.shift, "none", path=path)
 
 
-def _tally(plan: SimPlan, run: _Run, frames: int, threads: int) -> np.ndarray:
+def _tally_early(plan: SimPlan, run: _Run, frames: int) -> np.ndarray:
     """Packets per route over the run (the cheaper of dense, payload bytes per packet, and sparse,
-    one packet per nonzero value, e.g. per spike, for the measured values), and the fused SNN
-    tiles' active inputs added to ``run.active``: one C++ call over the count arena
-    (:class:`CountLayout`; the tiles and the routes on two threads where ``threads`` > 1), after
-    counting the route values no kernel counted."""
+    one packet per nonzero value, e.g. per spike, for the measured values) for the routes of the
+    values no chain counts (the rest, and the fused SNN tiles' active inputs, come from
+    ``plan.counts.tally`` once the chains are joined; :class:`CountLayout`), after counting the
+    route values no kernel counted."""
     layout, table = plan.counts, plan.routes
     for v in layout.uncounted:
         counts = run.slot(plan, v).reshape(-1)
@@ -747,5 +761,5 @@ def _tally(plan: SimPlan, run: _Run, frames: int, threads: int) -> np.ndarray:
     net = plan.mapping.net
     for p in table.partial:
         packets[p.route] = p.packets_per_step * net.inputs[_root_input(net, p.value)].steps * frames
-    layout.tally.run(run.arena, layout.steps_per_frame * frames, run.active, packets, threads)
+    layout.tally_early.run(run.arena, layout.steps_per_frame * frames, run.active, packets, 1)
     return packets

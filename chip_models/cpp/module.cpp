@@ -551,7 +551,8 @@ NB_MODULE(_kernels, m) {
             [](const chip::Tally& t, arr<const int32_t, nb::ndim<1>> arena, arr<const int64_t, nb::ndim<1>> steps,
                arr<int64_t, nb::ndim<1>> active, arr<int64_t, nb::ndim<1>> packets, int threads) {
                 require(static_cast<int64_t>(arena.shape(0)) == t.arena_size(), "arena must have arena_size entries");
-                require(static_cast<int64_t>(steps.shape(0)) == t.values(), "steps must have one entry per route value");
+                require(t.values() == 0 || static_cast<int64_t>(steps.shape(0)) == t.values(),
+                        "steps must have one entry per route value");
                 require(static_cast<int64_t>(active.shape(0)) == t.tiles(), "active must have one entry per tile");
                 require(static_cast<int64_t>(packets.shape(0)) == t.routes(), "packets must have one entry per route");
                 require(threads >= 1, "threads must be >= 1");
