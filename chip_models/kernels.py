@@ -608,11 +608,14 @@ def max_pool(x: np.ndarray, k: int, path: str | None = None) -> np.ndarray:
 
 
 def nonzero_counts(values: np.ndarray, path: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,) (added to
-    ``out``, a zeroed int32 (n,) array, where given)."""
+    """Nonzero count of every value of ``values`` (T, ...) over its T steps → int32 (n,) (into
+    ``out``, an int32 (n,) array that is overwritten, where given, like :func:`run_layer`'s counts)."""
     values = _c(values, np.int8)
     v2 = values.reshape(values.shape[0], -1)
-    out = np.zeros(v2.shape[1], np.int32) if out is None else out
+    if out is None:
+        out = np.zeros(v2.shape[1], np.int32)
+    else:
+        out[:] = 0
     _k.count_nonzero_cols(v2, out, _code(path, vector_only=True))
     return out
 

@@ -754,9 +754,7 @@ def _tally_early(plan: SimPlan, run: _Run, frames: int) -> np.ndarray:
     route values no kernel counted."""
     layout, table = plan.counts, plan.routes
     for v in layout.uncounted:
-        counts = run.slot(plan, v).reshape(-1)
-        counts[:] = 0
-        kernels.nonzero_counts(run.values[v], plan.path, out=counts)
+        kernels.nonzero_counts(run.values[v], plan.path, out=run.slot(plan, v).reshape(-1))
     packets = np.zeros(len(plan.mapping.routes), np.int64)
     net = plan.mapping.net
     for p in table.partial:

@@ -138,6 +138,8 @@ def test_nonzero_counts_per_neuron(path):
     v = np.where(rng.random((37, 3, 11)) < 0.3, rng.integers(-128, 128, (37, 3, 11)), 0).astype(np.int8)
     with kernels.use_path(path):
         np.testing.assert_array_equal(kernels.nonzero_counts(v), np.count_nonzero(v, axis=0).reshape(-1))
+        dirty = np.full(v[0].size, 9, np.int32)  # a given array is overwritten (simulate's count arena)
+        np.testing.assert_array_equal(kernels.nonzero_counts(v, out=dirty), np.count_nonzero(v, axis=0).reshape(-1))
 
 
 @pytest.mark.parametrize("path", VEC_PATHS)
