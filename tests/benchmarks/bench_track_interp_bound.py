@@ -1,0 +1,69 @@
+"""How much a frame tracker could gain from between-frame motion alone: one JSON object.
+
+Usage::
+
+    neurosim eval default --variants ann_only --dataset real30 --split val --baselines none -o e
+    python tests/benchmarks/bench_track_interp_bound.py e real30 [--tracker default:ann_only]
+
+A frame tracker (``ann_only``, the baselines) holds its box over each frame interval (unit) of
+``bins`` SNN steps. Here each unit's boxes are replaced by the straight line from the unit's
+first box to the next unit's first box, b(t) = (1 − t/bins)·b_k + (t/bins)·b_{k+1} for step t of
+unit k: the boxes of a between-frame motion estimate that knew the next frame's box (not causal;
+an upper bound for linear motion). The AUC of the held and the interpolated boxes (OTB protocol,
+``hybrid.metrics``) bounds what an event branch can add to that frame tracker *without* changing
+where the frame tracker is at the frames: a larger gain has to come from holding the target
+where the frames alone lose it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+
+def interpolate_units(boxes: np.ndarray, bins: int) -> np.ndarray:
+    """Boxes (N, 4) with each complete unit of ``bins`` steps that has a next unit replaced by the
+    line from its first box to the next unit's first box (module docstring); the rest unchanged."""
+    out = np.array(boxes, np.float64, copy=True)
+    starts = out[::bins].copy()
+    frac = (np.arange(bins, dtype=np.float64) / bins)[:, None]
+    units = min(len(out) // bins, len(starts) - 1)
+    line = (1 - frac)[None] * starts[:units, None] + frac[None] * starts[1 : units + 1, None]  # (units, bins, 4)
+    out[: units * bins] = line.reshape(-1, 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("eval_dir", help="a `neurosim eval` output folder (results/<tracker>/<sequence>.txt)")
+    ap.add_argument("dataset", help="the dataset folder it scored")
+    ap.add_argument("--tracker", default="default:ann_only")
+    ap.add_argument("--bins", type=int, default=33, help="SNN steps per frame interval")
+    args = ap.parse_args()
+    from hybrid import metrics
+    from hybrid.data import load_track
+
+    results = pathlib.Path(args.eval_dir) / "results" / args.tracker
+    held, line = {}, {}
+    for path in sorted(results.glob("*.txt")):
+        track = load_track(pathlib.Path(args.dataset) / "sequences" / f"{path.stem}.h5")
+        boxes = np.loadtxt(path, delimiter=",", ndmin=2)
+        times = np.concatenate([track.edges(k, args.bins)[1:] for k in range(len(track.frame_t))])[: len(boxes)]
+        gt = track.box_at(times)
+        held[path.stem] = (boxes, gt)
+        line[path.stem] = (interpolate_units(boxes, args.bins), gt)
+    if not held:
+        raise SystemExit(f"no results in {results}: run `neurosim eval` with that tracker first")
+    a, b = metrics.evaluate(held), metrics.evaluate(line)
+    print(json.dumps({
+        "eval_dir": args.eval_dir, "tracker": args.tracker, "sequences": len(held),
+        "auc_held": round(a.auc, 4), "auc_interpolated": round(b.auc, 4), "gain": round(b.auc - a.auc, 4),
+        "per_sequence": {n: [round(a.per_sequence[n]["auc"], 3), round(b.per_sequence[n]["auc"], 3)] for n in held},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
