@@ -69,6 +69,9 @@ def register(name: str, subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sequence)")
         p.add_argument("-o", "--out", help="output folder (default: <first run>/eval)")
         p.add_argument("--max-frames", type=int, help="track only the first N frames of each sequence")
+        p.add_argument("--starts", type=int, default=1, help="runs per sequence: 1 (default) from its first frame "
+                       "(OPE); N (up to 20) also from N-1 later frames spread over it, each scored as a sequence "
+                       "NAME@FRAME (OTB's temporal robustness evaluation, TRE)")
         p.add_argument("--variants", help="also evaluate each run's weights as these variants (comma-separated, "
                        "e.g. ann_only,snn_only,no_tcf,no_attention,full): an ablation without retraining")
         p.add_argument("--baselines", default="static_box,csrt,kcf,mil",
@@ -161,9 +164,10 @@ def end_distributed() -> None:
 
 def _eval(args: argparse.Namespace, ctx: Any) -> dict:
     from hybrid.baselines import parse_baselines
-    from hybrid.evaluate import evaluate, find_runs, split_sequences
+    from hybrid.evaluate import check_starts, evaluate, find_runs, split_sequences
 
     baselines = parse_baselines(args.baselines)
+    check_starts(args.starts)
     split_sequences(args.dataset, args.split)  # dataset checks before anything is written
     runs = find_runs([resolve_run(r) for r in args.runs])
     if args.variants:
@@ -180,7 +184,7 @@ def _eval(args: argparse.Namespace, ctx: Any) -> dict:
 
         load_model(*(run if isinstance(run, tuple) else (run,)), model=model)
     return evaluate(runs, args.dataset, out, args.split, progress=ctx.progress, say=ctx.say, max_frames=args.max_frames,
-                    baselines=baselines, model=model)
+                    baselines=baselines, model=model, starts=args.starts)
 
 
 def model_overrides(args: argparse.Namespace, verb: str) -> dict[str, Any]:

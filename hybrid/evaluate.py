@@ -6,6 +6,11 @@ truth interpolated to that step's time (``hybrid.metrics``: success curve, AUC, 
 curve, P@20; the first box is set to the ground truth). Speed is SNN steps per second of
 tracker wall time (crop + binning + network) on this CPU.
 
+With ``starts`` = N > 1 (OTB's temporal robustness evaluation, TRE) each sequence is also
+tracked from N − 1 later frames spread evenly over it, each start to the sequence's end and
+scored as a sequence of its own (``NAME@K``, K its first frame): a tracker's held-or-lost
+outcome on one clip then counts N times from N situations, not once.
+
 Output folder: ``results/<tracker>/<sequence>.txt`` + ``times/`` (got10k/OTB layout),
 ``scores.json``, ``success.png``, ``precision.png`` (all trackers on one plot each) and
 ``table.md`` (AUC, P@20, steps/s, frames/s). Baseline trackers on the APS frames
@@ -44,6 +49,49 @@ def split_sequences(dataset: str | pathlib.Path, split: str) -> list[tuple[str, 
     return [(n, files[n]) for n in names]
 
 
+MAX_STARTS = 20  # OTB's TRE uses 20 segments
+
+
+def check_starts(starts: int) -> int:
+    """``starts`` if it is 1 .. :data:`MAX_STARTS`, else ParameterError naming the range."""
+    from neurosim.errors import ParameterError
+
+    if not 1 <= starts <= MAX_STARTS:
+        raise ParameterError(f"--starts {starts} must be 1 (OPE) to {MAX_STARTS} (OTB's TRE segments)")
+    return starts
+
+
+def start_frames(track, starts: int) -> list[int]:
+    """The first frames of ``track``'s TRE runs: k_s = ⌊s·F/starts⌋ for s < ``starts``, each moved
+    to the first frame from there with a ground-truth box; runs shorter than 2 frames and
+    repeated starts are dropped (frame 0 is always the first)."""
+    check_starts(starts)
+    count = len(track.frame_t)
+    has_box = np.isfinite(track.box_at(track.frame_t)).all(axis=1)
+    firsts = [0]
+    for s in range(1, starts):
+        later = np.nonzero(has_box[s * count // starts :])[0]
+        if len(later):
+            k = s * count // starts + int(later[0])
+            if k <= count - 2 and k not in firsts:
+                firsts.append(k)
+    return firsts
+
+
+def sub_track(track, first: int):
+    """``track`` from frame ``first`` on, named ``NAME@first`` (itself for 0); the events and boxes
+    are shared (the tracker reads them by time)."""
+    import dataclasses
+
+    if first == 0:
+        return track
+    sub = dataclasses.replace(track, name=f"{track.name}@{first}", frames=track.frames[first:],
+                              frame_t=track.frame_t[first:])
+    if "_event_times" in track.__dict__:
+        sub.__dict__["_event_times"] = track.__dict__["_event_times"]
+    return sub
+
+
 def find_runs(paths: list[str | pathlib.Path]) -> dict[str, pathlib.Path]:
     """Tracker name → run folder: each path is a run or a folder of runs (one per variant)."""
     from hybrid.checkpoint import CONFIG, find_checkpoint
@@ -70,14 +118,15 @@ def _name(run: pathlib.Path) -> str:
 
 def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: str | pathlib.Path, out: str | pathlib.Path, split: str = "test",
              progress: Callable | None = None, say: Callable = print, max_frames: int | None = None,
-             baselines: Sequence[str] = (), model: dict[str, Any] | None = None) -> dict[str, Any]:
+             baselines: Sequence[str] = (), model: dict[str, Any] | None = None, starts: int = 1) -> dict[str, Any]:
     """Track every sequence of ``split`` with every run and baseline; write results, scores and plots into ``out``.
 
     ``runs`` maps a tracker name to a run folder, or to (run folder, variant) to evaluate a run's
     weights as another variant (e.g. the ANN branch of a hybrid alone). ``baselines`` names
     frame trackers of ``hybrid.baselines`` (``static_box``, ``csrt``, ``kcf``, ``mil``) run on the
     APS frames and scored at the SNN step times of the first run (1 kHz without runs).
-    ``model``: ModelConfig overrides applied to every run (``neurosim eval --set model.KEY=V``)."""
+    ``model``: ModelConfig overrides applied to every run (``neurosim eval --set model.KEY=V``).
+    ``starts``: runs per sequence (1: from the first frame only, OPE; N: TRE, module docstring)."""
     from hybrid.baselines import baseline_runner
     from hybrid.checkpoint import load_model
     from hybrid.data import load_track
@@ -88,6 +137,7 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
     if not runs and not baselines:
         raise InputError("nothing to evaluate: give a run (or 'default') and/or --baselines")
     seqs = split_sequences(dataset, split)
+    check_starts(starts)
     out = pathlib.Path(out)
     models = {name: load_model(*run, model=model) if isinstance(run, tuple) else load_model(run, model=model)
               for name, run in runs.items()}
@@ -101,6 +151,7 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
         if tr.boxes_t is None or len(tr.boxes_t) == 0 or not np.isfinite(tr.box_at(tr.frame_t[:1])).all():
             raise InputError(f"{f} has no ground-truth box at its first frame: evaluation needs boxes "
                              "(build the sequence from an annotated source, or leave it out of the split)")
+    tracks = [sub_track(tr, k) for tr in tracks for k in start_frames(tr, starts)]
     scores: dict[str, Any] = {}
     jobs = [(name, tr) for name in runners for tr in tracks]
     it = progress(jobs, desc="eval", total=len(jobs)) if progress else jobs
@@ -122,10 +173,11 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
                         "sequences": len(tracks), "steps": steps}
         say(f"{name:>16s}: AUC {sc.auc:.3f}  P@20 {sc.precision_20:.3f}  {steps / max(secs, 1e-9):,.0f} steps/s")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scores.json").write_text(json.dumps({"dataset": str(dataset), "split": split, "trackers": scores}, indent=1))
+    (out / "scores.json").write_text(json.dumps({"dataset": str(dataset), "split": split, "starts": starts,
+                                                 "trackers": scores}, indent=1))
     plot_curves(scores, out)
     (out / "table.md").write_text(table(scores))
-    return {"out": str(out), "split": split, "sequences": len(tracks),
+    return {"out": str(out), "split": split, "sequences": len(seqs), "runs_per_tracker": len(tracks),
             "trackers": {n: {k: v for k, v in s.items() if not k.endswith("curve") and k != "per_sequence"}
                          for n, s in scores.items()}}
 
