@@ -17,9 +17,7 @@ where the frames alone lose it.
 
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import numpy as np
 
@@ -37,26 +35,13 @@ def interpolate_units(boxes: np.ndarray, bins: int) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("eval_dir", help="a `neurosim eval` output folder (results/<tracker>/<sequence>.txt)")
-    ap.add_argument("dataset", help="the dataset folder it scored")
-    ap.add_argument("--tracker", default="default:ann_only")
-    ap.add_argument("--bins", type=int, default=33, help="SNN steps per frame interval")
-    args = ap.parse_args()
-    from hybrid import metrics
-    from hybrid.data import load_track
+    from bench_track_motion import eval_arguments, eval_boxes
 
-    results = pathlib.Path(args.eval_dir) / "results" / args.tracker
-    held, line = {}, {}
-    for path in sorted(results.glob("*.txt")):
-        track = load_track(pathlib.Path(args.dataset) / "sequences" / f"{path.stem}.h5")
-        boxes = np.loadtxt(path, delimiter=",", ndmin=2)
-        times = np.concatenate([track.edges(k, args.bins)[1:] for k in range(len(track.frame_t))])[: len(boxes)]
-        gt = track.box_at(times)
-        held[path.stem] = (boxes, gt)
-        line[path.stem] = (interpolate_units(boxes, args.bins), gt)
-    if not held:
-        raise SystemExit(f"no results in {results}: run `neurosim eval` with that tracker first")
+    from hybrid import metrics
+
+    args = eval_arguments(__doc__.split("\n")[0], "default:ann_only")
+    held = eval_boxes(args.eval_dir, args.dataset, args.tracker, args.bins)
+    line = {name: (interpolate_units(boxes, args.bins), gt) for name, (boxes, gt) in held.items()}
     a, b = metrics.evaluate(held), metrics.evaluate(line)
     print(json.dumps({
         "eval_dir": args.eval_dir, "tracker": args.tracker, "sequences": len(held),

@@ -47,26 +47,38 @@ def motion_scores(pred: np.ndarray, true: np.ndarray) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def eval_arguments(description: str, tracker: str) -> argparse.Namespace:
+    """The command line of a script that reads a `neurosim eval` folder: eval_dir, dataset, --tracker, --bins."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("eval_dir", help="a `neurosim eval` output folder (results/<tracker>/<sequence>.txt)")
     ap.add_argument("dataset", help="the dataset folder it scored")
-    ap.add_argument("--tracker", default="default:full")
+    ap.add_argument("--tracker", default=tracker)
     ap.add_argument("--bins", type=int, default=33, help="SNN steps per frame interval")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def eval_boxes(eval_dir: str, dataset: str, tracker: str, bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{sequence: (boxes (N, 4), ground truth at their step times (N, 4))} of ``tracker`` in a
+    `neurosim eval` folder; SystemExit naming the folder when it holds no results."""
     from hybrid.data import load_track
 
-    results = pathlib.Path(args.eval_dir) / "results" / args.tracker
-    preds, trues = [], []
+    results = pathlib.Path(eval_dir) / "results" / tracker
+    out = {}
     for path in sorted(results.glob("*.txt")):
-        track = load_track(pathlib.Path(args.dataset) / "sequences" / f"{path.stem}.h5")
+        track = load_track(pathlib.Path(dataset) / "sequences" / f"{path.stem}.h5")
         boxes = np.loadtxt(path, delimiter=",", ndmin=2)
-        times = np.concatenate([track.edges(k, args.bins)[1:] for k in range(len(track.frame_t))])[: len(boxes)]
-        p, g = unit_displacements(boxes, track.box_at(times), args.bins)
-        preds.append(p)
-        trues.append(g)
-    out = motion_scores(np.concatenate(preds), np.concatenate(trues))
-    print(json.dumps({"eval_dir": args.eval_dir, "tracker": args.tracker, "sequences": len(preds), **out}, indent=1))
+        times = np.concatenate([track.edges(k, bins)[1:] for k in range(len(track.frame_t))])[: len(boxes)]
+        out[path.stem] = (boxes, track.box_at(times))
+    if not out:
+        raise SystemExit(f"no results in {results}: run `neurosim eval` with that tracker first")
+    return out
+
+
+def main() -> None:
+    args = eval_arguments(__doc__.split("\n")[0], "default:full")
+    pairs = [unit_displacements(boxes, gt, args.bins) for boxes, gt in eval_boxes(args.eval_dir, args.dataset, args.tracker, args.bins).values()]
+    out = motion_scores(np.concatenate([p for p, _ in pairs]), np.concatenate([g for _, g in pairs]))
+    print(json.dumps({"eval_dir": args.eval_dir, "tracker": args.tracker, "sequences": len(pairs), **out}, indent=1))
 
 
 if __name__ == "__main__":
