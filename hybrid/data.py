@@ -76,6 +76,18 @@ class Track:
         counts = np.bincount(pixel, minlength=2 * plane)
         return counts.reshape(2, self.height, self.width).astype(np.float32)
 
+    def from_frame(self, first: int) -> "Track":
+        """This sequence from frame ``first`` on, named ``NAME@first`` (itself for 0), for a run
+        that starts there (OTB's TRE); events, boxes and the event-time index are shared, since
+        the tracker reads them by time."""
+        if first == 0:
+            return self
+        sub = dataclasses.replace(self, name=f"{self.name}@{first}", frames=self.frames[first:],
+                                  frame_t=self.frame_t[first:])
+        if "_event_times" in self.__dict__:
+            sub.__dict__["_event_times"] = self.__dict__["_event_times"]
+        return sub
+
     def edges(self, k: int, bins: int) -> np.ndarray:
         """Bin edges (T+1,) of frame interval k (the last interval copies the previous length)."""
         ft = self.frame_t

@@ -78,20 +78,6 @@ def start_frames(track, starts: int) -> list[int]:
     return firsts
 
 
-def sub_track(track, first: int):
-    """``track`` from frame ``first`` on, named ``NAME@first`` (itself for 0); the events and boxes
-    are shared (the tracker reads them by time)."""
-    import dataclasses
-
-    if first == 0:
-        return track
-    sub = dataclasses.replace(track, name=f"{track.name}@{first}", frames=track.frames[first:],
-                              frame_t=track.frame_t[first:])
-    if "_event_times" in track.__dict__:
-        sub.__dict__["_event_times"] = track.__dict__["_event_times"]
-    return sub
-
-
 def find_runs(paths: list[str | pathlib.Path]) -> dict[str, pathlib.Path]:
     """Tracker name → run folder: each path is a run or a folder of runs (one per variant)."""
     from hybrid.checkpoint import CONFIG, find_checkpoint
@@ -151,7 +137,7 @@ def evaluate(runs: dict[str, pathlib.Path | tuple[pathlib.Path, str]], dataset: 
         if tr.boxes_t is None or len(tr.boxes_t) == 0 or not np.isfinite(tr.box_at(tr.frame_t[:1])).all():
             raise InputError(f"{f} has no ground-truth box at its first frame: evaluation needs boxes "
                              "(build the sequence from an annotated source, or leave it out of the split)")
-    tracks = [sub_track(tr, k) for tr in tracks for k in start_frames(tr, starts)]
+    tracks = [tr.from_frame(k) for tr in tracks for k in start_frames(tr, starts)]
     scores: dict[str, Any] = {}
     jobs = [(name, tr) for name in runners for tr in tracks]
     it = progress(jobs, desc="eval", total=len(jobs)) if progress else jobs

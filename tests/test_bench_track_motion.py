@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0] + "/benchmarks")
 from bench_track_motion import motion_scores, unit_displacements  # noqa: E402
@@ -28,3 +29,22 @@ def test_a_perfect_tracker_has_gain_one_and_no_error_and_a_holding_one_errs_by_t
     assert held["error_tracker_px"] == held["error_held_px"] == round(float(np.linalg.norm(true, axis=1).mean()), 2)
     half = motion_scores(true / 2, true)
     assert half["kappa"] == 2.0 and half["error_at_gain"]["0.5"] > half["error_tracker_px"] > 0
+
+
+def test_eval_boxes_reads_tre_runs_back_with_the_ground_truth_the_harness_scored(tmp_path):
+    import json
+
+    from bench_track_motion import eval_boxes
+
+    from benchmarks_data.synth import SynthConfig, synth_dataset
+    from hybrid import metrics
+    from hybrid.evaluate import evaluate
+
+    ds = tmp_path / "ds"
+    synth_dataset(ds, n_sequences=2, seed=0, config=SynthConfig(width=96, height=72, n_frames=48))
+    evaluate({}, ds, tmp_path / "eval", split="all", baselines=["static_box"], say=lambda *a: None, starts=3)
+    per = json.loads((tmp_path / "eval" / "scores.json").read_text())["trackers"]["static_box"]["per_sequence"]
+    runs = eval_boxes(str(tmp_path / "eval"), str(ds), "static_box", 33)
+    assert sorted(runs) == sorted(per) and any("@" in name for name in runs)
+    for name, (boxes, gt) in runs.items():
+        assert metrics.evaluate({name: (boxes, gt)}).auc == pytest.approx(per[name]["auc"], abs=1e-9)

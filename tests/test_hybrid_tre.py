@@ -7,7 +7,7 @@ import pytest
 
 from hybrid import metrics
 from hybrid.data import Track
-from hybrid.evaluate import start_frames, sub_track
+from hybrid.evaluate import start_frames
 from neurosim.errors import ParameterError
 
 W, H = 64, 48
@@ -44,11 +44,11 @@ def test_start_counts_outside_1_to_20_are_refused(starts):
 
 def test_a_sub_track_is_the_sequence_from_that_frame_with_the_same_events_and_boxes():
     track = sliding_box(24)
-    sub = sub_track(track, 12)
+    sub = track.from_frame(12)
     assert sub.name == "slide@12" and len(sub.frame_t) == 12 and sub.frame_t[0] == track.frame_t[12]
     assert sub.events is track.events and sub.boxes_xywh is track.boxes_xywh
     np.testing.assert_array_equal(sub.box_at(sub.frame_t[:1])[0], [26, 10, 10, 10])
-    assert sub_track(track, 0) is track
+    assert track.from_frame(0) is track
 
 
 def test_each_start_is_scored_as_its_own_sequence_like_a_sequence_cut_there(tmp_path):

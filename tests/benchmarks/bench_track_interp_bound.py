@@ -5,6 +5,8 @@ Usage::
     neurosim eval default --variants ann_only --dataset real30 --split val --baselines none -o e
     python tests/benchmarks/bench_track_interp_bound.py e real30 [--tracker default:ann_only]
 
+An eval folder of ``--starts N`` runs (``NAME@K``) is read the same way, each run from its frame.
+
 A frame tracker (``ann_only``, the baselines) holds its box over each frame interval (unit) of
 ``bins`` SNN steps. Here each unit's boxes are replaced by the straight line from the unit's
 first box to the next unit's first box, b(t) = (1 − t/bins)·b_k + (t/bins)·b_{k+1} for step t of

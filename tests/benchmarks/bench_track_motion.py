@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 
 import numpy as np
 
@@ -58,19 +59,25 @@ def eval_arguments(description: str, tracker: str) -> argparse.Namespace:
 
 
 def eval_boxes(eval_dir: str, dataset: str, tracker: str, bins: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{sequence: (boxes (N, 4), ground truth at their step times (N, 4))} of ``tracker`` in a
-    `neurosim eval` folder; SystemExit naming the folder when it holds no results."""
+    """{run: (boxes (N, 4), ground truth at their step times (N, 4))} of ``tracker`` in a
+    `neurosim eval` folder; a TRE run ``NAME@K`` (``--starts``) is sequence NAME from frame K.
+    Exits with 2 and a line naming the folder when it holds no results."""
     from hybrid.data import load_track
 
     results = pathlib.Path(eval_dir) / "results" / tracker
-    out = {}
+    tracks, out = {}, {}
     for path in sorted(results.glob("*.txt")):
-        track = load_track(pathlib.Path(dataset) / "sequences" / f"{path.stem}.h5")
+        name, _, first = path.stem.partition("@")
+        if name not in tracks:
+            tracks[name] = load_track(pathlib.Path(dataset) / "sequences" / f"{name}.h5")
+        track = tracks[name].from_frame(int(first or 0))
         boxes = np.loadtxt(path, delimiter=",", ndmin=2)
         times = np.concatenate([track.edges(k, bins)[1:] for k in range(len(track.frame_t))])[: len(boxes)]
         out[path.stem] = (boxes, track.box_at(times))
     if not out:
-        raise SystemExit(f"no results in {results}: run `neurosim eval` with that tracker first")
+        print(f"no results in {results}: run `neurosim eval` with that tracker first, or name it with --tracker",
+              file=sys.stderr)
+        raise SystemExit(2)
     return out
 
 
