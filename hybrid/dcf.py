@@ -59,8 +59,10 @@ both are scaled together so that a cell's event vector has unit mean energy over
 so the filter also learns where the target's events are (a moving target lights up against a
 still background; its leading and trailing edges have opposite polarities) and weighs that cue
 against the frame's gradients online, as it learns the rest. A frame without events (the first
-one) gives zero channels. With ``event_weight = 0`` (the default, and the ANN branch alone) the
-features are the frame's only.
+one) gives zero channels. A search between APS frames (:meth:`DCFTracker.relocate`, on an event
+frame) takes the events from the last APS frame to its time, the same events the event frame
+integrates, so the channels show the target where that frame does. With ``event_weight = 0``
+(the default, and the ANN branch alone) the features are the frame's only.
 
 Dark frames. A region whose mean intensity is below ``min_brightness`` (16 DN: under 4 bits of
 signal, e.g. a DAVIS in a dark room) shows the filter sensor noise, on which it would latch onto
@@ -363,10 +365,14 @@ class DCFTracker:
         self._learn(frame, self.p.learning_rate)
         return self.box
 
-    def relocate(self, frame: np.ndarray) -> float:
+    def relocate(self, frame: np.ndarray, events: np.ndarray | None = None) -> float:
         """Search ``frame`` (H, W) uint8 at the current size only and move the centre to the
         response peak, without learning: the target between two APS frames, on an event frame
-        (``hybrid.event_frames``). Returns the peak value."""
+        (``hybrid.event_frames``). ``events`` (2, H, W): the ON / OFF counts from the last APS
+        frame to this frame's time, the event channels of this search (used with ``event_weight``
+        > 0; None keeps those of the last APS frame). Returns the peak value."""
+        if events is not None:
+            self.events = events
         dx, dy, v = peak(self.response(self._phi(frame, self.centre, self.side)))
         self.centre = self.centre + np.array([dx, dy]) * (self.side / (self.p.region_px / CELL))
         return v

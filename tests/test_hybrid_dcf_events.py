@@ -68,6 +68,26 @@ def test_a_target_only_the_events_show_is_followed_with_event_channels_and_held_
         np.testing.assert_array_equal(box[:2], [x, y])
 
 
+@pytest.mark.parametrize("since_aps", [True, False])
+def test_a_search_between_aps_frames_takes_the_events_since_the_aps_frame(since_aps):
+    """Uniform grey frames, the square only in the events: an event-frame search (relocate) given
+    the events since the APS frame finds the square where they show it, 6 px on; without them it
+    searches with the APS frame's events and stays within a pixel of where the square was then."""
+    h, w, side = 120, 160, 24
+    grey = np.full((h, w), 128, np.uint8)
+    tracker = DCFTracker(DCFParams(event_weight=0.3, scales=1))
+    x, y = 40, 50
+    tracker.init(grey, np.array([x, y, side, side], np.float64), square_counts(h, w, x, y, side))
+    for k in range(1, 4):
+        tracker.update(grey, square_counts(h, w, x + 3 * k, y, side))
+    at_aps = tracker.centre.copy()
+    tracker.relocate(grey, square_counts(h, w, x + 15, y, side) if since_aps else None)
+    if since_aps:
+        np.testing.assert_allclose(tracker.centre - at_aps, [6, 0], atol=1.0)
+    else:
+        np.testing.assert_allclose(tracker.centre, at_aps, atol=1.0)
+
+
 def test_the_first_frame_without_events_learns_zero_event_channels():
     tracker = DCFTracker(DCFParams(event_weight=0.3))
     frame = np.random.default_rng(0).integers(0, 255, (90, 120)).astype(np.uint8)
