@@ -129,6 +129,28 @@ def test_the_full_hybrid_follows_a_fast_target_between_aps_frames_on_event_frame
     np.testing.assert_array_equal(boxes["na_on"], boxes["na_off"])
 
 
+@pytest.mark.parametrize("event_weight", [0.0, 0.3])
+def test_each_event_frame_search_takes_the_events_since_the_aps_frame(event_weight):
+    """hybrid.track.event_frame_boxes: with event channels, the filter's events after the last
+    event frame of an interval are that frame's, the counts from the APS frame to its time (what
+    the event frame integrates); without them the filter keeps none."""
+    from hybrid.track import event_frame_boxes
+
+    track = fast_square()
+    dcf = DCFTracker(DCFParams(event_weight=event_weight))
+    dcf.init(track.frames[0], track.box_at(track.frame_t[:1])[0])
+    k = 1
+    times = np.linspace(track.frame_t[k], track.frame_t[k + 1], 34)[1:].astype(np.int64)
+    _, fresh, counts, until = event_frame_boxes(dcf, track, k, times, np.zeros(4), 8, C)
+    last = int(times[np.flatnonzero(fresh)[-1] - 1])
+    assert until == last and counts.sum() > 0
+    np.testing.assert_array_equal(counts, track.event_counts(int(track.frame_t[k]), last))
+    if event_weight:
+        np.testing.assert_array_equal(dcf.events, counts)
+    else:
+        assert dcf.events is None
+
+
 def test_config_checks():
     pytest.importorskip("torch")
     from hybrid.model import ModelConfig
