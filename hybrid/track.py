@@ -85,10 +85,10 @@ def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.nd
     (image box − ``shift``), and where it is new, (T,) bool: the APS frame's box from step 0 on,
     then each event frame's (``per_interval − 1`` of them, hybrid.event_frames) from its step on.
     ``times`` (T,): the steps' bin ends, µs. Each search's event channels (with ``event_weight``
-    > 0) are the events since the APS frame, as the event frame's. Moves ``dcf`` along (no
-    learning). Also returns the
-    event counts (2, H, W) it integrated, those from the APS frame's time to the last returned
-    time (µs), which the next APS frame's event channels continue instead of counting again."""
+    > 0) are the events since the APS frame, the counts its event frame integrates. Moves ``dcf``
+    along (no learning). Also returns those counts (2, H, W), from the APS frame's time to the
+    last returned time (µs), which the next APS frame's event channels continue instead of
+    counting again."""
     steps = len(times)
     boxes = np.repeat((dcf.box - shift)[None, None], steps, axis=0).astype(np.float32)
     fresh = np.zeros(steps, bool)
@@ -99,8 +99,8 @@ def event_frame_boxes(dcf, track: Track, k: int, times: np.ndarray, shift: np.nd
         t_j = int(times[j - 1])
         counts += track.event_counts(t_prev, t_j)
         t_prev = t_j
-        since_aps = counts.copy() if dcf.p.event_weight > 0 else None
-        dcf.relocate(integrate_events(track.frames[k], counts, contrast), since_aps)
+        event_frame = integrate_events(track.frames[k], counts, contrast)
+        dcf.relocate(event_frame, counts if dcf.p.event_weight > 0 else None)
         boxes[j:, 0] = dcf.box - shift
         fresh[j] = True
     return boxes, fresh, counts, t_prev
