@@ -64,6 +64,16 @@ frame) takes the events from the last APS frame to its time, the same events the
 integrates, so the channels show the target where that frame does. With ``event_weight = 0``
 (the default, and the ANN branch alone) the features are the frame's only.
 
+Re-detection on event blobs (``redetect_ratio`` > 0, with events; a long-term tracker's
+re-detection, its candidates given by the events). The filter's peak value v at an APS frame
+falls when the target is lost (occluded, out of the region, or gone past it): a peak below
+``redetect_ratio`` × the running peak v̄ (v̄ ← (1 − 0.05)·v̄ + 0.05·v over the frames not lost)
+counts as lost. Then the region is also searched, at the current size, around each of the
+``redetect_blobs`` densest target-sized blobs of the interval's events (:func:`event_blobs`: the
+local maxima of the event count per w×h box), where anything that moved is; the best blob takes
+over when its peak reaches ``redetect_accept`` × v̄ (it looks like the target as the filter knows
+it) and beats the detection, else the detection stands. Without events it never re-detects.
+
 Dark frames. A region whose mean intensity is below ``min_brightness`` (16 DN: under 4 bits of
 signal, e.g. a DAVIS in a dark room) shows the filter sensor noise, on which it would latch onto
 static background with a confident peak. Such a frame is neither searched nor learned: the box
@@ -99,6 +109,9 @@ class DCFParams:
     filter_support: float = 1.0  # > 0: the filter is zero outside this × the target box (BACF); 0: unconstrained closed form
     admm_iterations: int = 2  # ADMM steps per frame of the constrained filter
     event_weight: float = 0.0  # w of the two event channels (ON, OFF); 0: frame features only
+    redetect_ratio: float = 0.0  # > 0: an APS peak under this × the running peak also searches the interval's event blobs
+    redetect_blobs: int = 4  # the most event blobs searched then
+    redetect_accept: float = 0.7  # a blob's peak must reach this × the running peak to take over
 
     def check(self) -> "DCFParams":
         """ParameterError naming the first value outside :data:`DCF_RANGES` (or a region not a multiple of 4)."""
@@ -129,7 +142,12 @@ DCF_RANGES: dict[str, tuple[float, float]] = {
     "filter_support": (0.0, 4.0),
     "admm_iterations": (1, 20),
     "event_weight": (0.0, 10.0),
+    "redetect_ratio": (0.0, 1.0),
+    "redetect_blobs": (1, 64),
+    "redetect_accept": (0.0, 2.0),
 }
+
+PEAK_RATE = 0.05  # the running peak's update rate per APS frame
 
 
 def region_side(wh: np.ndarray, context: float) -> float:
@@ -270,6 +288,19 @@ def peak(response: np.ndarray) -> tuple[float, float, float]:
     return float(dx), float(dy), value
 
 
+def event_blobs(counts: np.ndarray, wh: np.ndarray, count: int) -> np.ndarray:
+    """Centres (≤ count, 2) x, y pixels of the densest target-sized blobs of events in ``counts``
+    (2, H, W): the local maxima of the events per w×h box, highest first (none where no events)."""
+    import cv2
+
+    w, h = (max(1, int(round(float(v)))) for v in wh)
+    density = cv2.boxFilter(counts.sum(0), -1, (w, h), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    peaks = (density == cv2.dilate(density, np.ones((h, w), np.uint8))) & (density > 0)
+    ys, xs = np.nonzero(peaks)
+    best = np.argsort(-density[ys, xs], kind="stable")[:count]
+    return np.stack([xs[best] + 0.5, ys[best] + 0.5], 1).astype(np.float64)
+
+
 class DCFTracker:
     """The online target model as a frame tracker (``init`` / ``update`` on grey frames, boxes
     xywh float in pixels), usable alone (``hybrid.baselines``' protocol) or as the ANN branch."""
@@ -288,6 +319,7 @@ class DCFTracker:
         self.last_peak = 0.0
         self.usable = True
         self.events = None  # (2, H, W) event counts of the interval before the current frame
+        self.peak_mean = None  # running mean of the APS frames' peaks where the target was not lost
 
     def _phi(self, frame: np.ndarray, centre: np.ndarray, side: float) -> np.ndarray:
         patch = sample_region(frame, centre, side, self.p.region_px)
@@ -325,7 +357,7 @@ class DCFTracker:
         sigma = self.p.sigma_factor * np.sqrt(self.wh.prod()) * (self.p.region_px / self.side) / CELL
         self.label = gaussian_label_dft(n, max(sigma, 0.25))
         self.mask = support_mask(n, self.p.filter_support * self.wh * (self.p.region_px / self.side) / CELL)
-        self.num = self.model_x = None
+        self.num = self.model_x = self.peak_mean = None
         self._learn(frame, 1.0)
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -359,11 +391,27 @@ class DCFTracker:
         if not self.usable:
             return self.box
         centre, s, v = self.detect(frame)
+        if self.peak_mean is None or v >= self.p.redetect_ratio * self.peak_mean:
+            self.peak_mean = v if self.peak_mean is None else (1 - PEAK_RATE) * self.peak_mean + PEAK_RATE * v
+        elif self.p.redetect_ratio > 0 and events is not None:
+            centre, s, v = self._redetect(frame, events, centre, s, v)
         self.last_peak = v
         scale = 1 + self.p.scale_lr * (s - 1)
         self.centre, self.wh, self.side = centre, self.wh * scale, self.side * scale
         self._learn(frame, self.p.learning_rate)
         return self.box
+
+    def _redetect(self, frame: np.ndarray, events: np.ndarray, centre: np.ndarray, s: float, v: float
+                  ) -> tuple[np.ndarray, float, float]:
+        """(centre, scale, peak) of the best of the detection and a search at the current size
+        around each of the interval's densest event blobs (:func:`event_blobs`)."""
+        cell_px = self.side / (self.p.region_px / CELL)
+        best = max(v, self.p.redetect_accept * self.peak_mean)
+        for blob in event_blobs(events, self.wh, self.p.redetect_blobs):
+            dx, dy, v_blob = peak(self.response(self._phi(frame, blob, self.side)))
+            if v_blob > best:
+                centre, s, v, best = blob + np.array([dx, dy]) * cell_px, 1.0, v_blob, v_blob
+        return centre, s, v
 
     def relocate(self, frame: np.ndarray, events: np.ndarray | None = None) -> float:
         """Search ``frame`` (H, W) uint8 at the current size only and move the centre to the

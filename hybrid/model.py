@@ -92,6 +92,7 @@ class ModelConfig:
     target_reps: str = "off"  # with target_model="dcf": re-score its candidates by "np" positive + negative representatives, "p" positives only (RepMet), "off" (hybrid/target_reps.py)
     target_min_ratio: float = 0.5  # target_reps: response peaks ≥ this × the highest are candidates
     target_events: float = 0.0  # with target_model="dcf", variant full: weight of the event channels (ON, OFF) in the filter's features (0: frames only)
+    target_redetect: float = 0.0  # with target_model="dcf", variant full: an APS peak under this × the running peak also searches the interval's event blobs (hybrid/dcf.py; 0: never)
     event_frames_hz: float = 0.0  # with target_model="dcf", variant full: rate of the frames (APS + event frames, hybrid/event_frames.py) the target model searches (0: APS frames only; the template model ignores it)
     event_contrast: float = 0.25  # C of the event frames: log intensity per event (> 0: this; 0: the sequence's own, hybrid.track.frame_contrast: its simulator's thresholds, capped_contrast for events read from event frames, else fitted online from the APS frames)
     capped_contrast: float = 1.0  # with event_contrast 0: C of events read from event frames (at most one per pixel and frame, so each stands for a change of unknown size)
@@ -163,6 +164,7 @@ MODEL_RANGES: dict[str, tuple[float, float, bool]] = {
     "snn_min_target_px": (0.0, 1024.0, False),
     "target_min_ratio": (0.0, 1.0, True),
     "target_events": (0.0, 10.0, False),
+    "target_redetect": (0.0, 1.0, False),
     "event_frames_hz": (0.0, 100_000.0, False),
     "event_contrast": (0.0, 10.0, False),
     "capped_contrast": (0.0, 10.0, True),

@@ -138,7 +138,8 @@ def make_target_model(cfg, with_events: bool):
     weight ``target_events`` when ``with_events``."""
     from hybrid.dcf import DCFParams, DCFTracker
 
-    params = DCFParams(event_weight=cfg.target_events if with_events else 0.0)
+    params = DCFParams(event_weight=cfg.target_events if with_events else 0.0,
+                       redetect_ratio=cfg.target_redetect if with_events else 0.0)
     if cfg.target_reps == "off":
         return DCFTracker(params)
     from hybrid.target_reps import RepDCFTracker
