@@ -27,49 +27,44 @@ def scene(h: int, w: int, x: int, y: int, side: int, texture: np.ndarray) -> np.
     return frame
 
 
+H, W, SIDE, X, Y, JUMP = 140, 320, 24, 40, 50, 200
+
+
+def box_after_a_jump(ratio: float, same_texture: bool) -> np.ndarray:
+    """The box after a textured square tracked for 5 frames at (X, Y) vanishes and a square, the
+    same (``same_texture``) or another, appears JUMP px right, far outside the search region; the
+    interval's events show one leave and the other arrive."""
+    rng = np.random.default_rng(0)
+    texture, other = (rng.integers(0, 256, (SIDE, SIDE)).astype(np.uint8) for _ in range(2))
+    tracker = DCFTracker(DCFParams(event_weight=0.3, redetect_ratio=ratio, scales=1))
+    no_events = np.zeros((2, H, W), np.float32)
+    tracker.init(scene(H, W, X, Y, SIDE, texture), np.array([X, Y, SIDE, SIDE], np.float64), no_events)
+    for _ in range(5):
+        tracker.update(scene(H, W, X, Y, SIDE, texture), no_events)
+    events = no_events.copy()
+    events[1, Y : Y + SIDE, X : X + SIDE] = 2
+    events[0, Y : Y + SIDE, X + JUMP : X + JUMP + SIDE] = 2
+    return tracker.update(scene(H, W, X + JUMP, Y, SIDE, texture if same_texture else other), events)
+
+
 @pytest.mark.parametrize("ratio", [0.0, 0.5])
 def test_a_target_that_jumps_out_of_the_region_is_found_again_on_its_events(ratio):
-    """A textured square tracked for 5 frames at (40, 50) jumps 200 px right, far outside the
-    search region; the interval's events show it leave and arrive. The peak collapses: with
-    re-detection the tracker is on it again (within 2 px), without it stays where it was."""
-    h, w, side = 140, 320, 24
-    texture = np.random.default_rng(0).integers(0, 256, (side, side)).astype(np.uint8)
-    tracker = DCFTracker(DCFParams(event_weight=0.3, redetect_ratio=ratio, scales=1))
-    x, y = 40, 50
-    no_events = np.zeros((2, h, w), np.float32)
-    tracker.init(scene(h, w, x, y, side, texture), np.array([x, y, side, side], np.float64), no_events)
-    for _ in range(5):
-        tracker.update(scene(h, w, x, y, side, texture), no_events)
-    events = no_events.copy()
-    events[1, y : y + side, x : x + side] = 2  # the target left ...
-    events[0, y : y + side, x + 200 : x + 200 + side] = 2  # ... and arrived here
-    box = tracker.update(scene(h, w, x + 200, y, side, texture), events)
+    """The peak collapses after the jump: with re-detection the tracker is on the target again
+    (within 2 px), without it it stays where the target was."""
+    box = box_after_a_jump(ratio, same_texture=True)
     if ratio > 0:
-        np.testing.assert_allclose(box[:2], [x + 200, y], atol=2.0)
+        np.testing.assert_allclose(box[:2], [X + JUMP, Y], atol=2.0)
     else:
-        assert abs(box[0] - x) < 20
+        assert abs(box[0] - X) < 20
+
+
+def test_a_moving_thing_that_does_not_look_like_the_target_does_not_take_over():
+    """Another texture arrives: its events make it a blob, but its filter peak stays under
+    ``redetect_accept`` × the running peak, so the box stays."""
+    assert abs(box_after_a_jump(0.5, same_texture=False)[0] - X) < 20
 
 
 def test_only_the_full_hybrid_re_detects():
     cfg = ModelConfig(target_model="dcf", target_events=0.3, target_redetect=0.5)
     assert make_target_model(cfg, with_events=True).p.redetect_ratio == 0.5
     assert make_target_model(cfg, with_events=False).p.redetect_ratio == 0.0
-
-
-def test_a_moving_thing_that_does_not_look_like_the_target_does_not_take_over():
-    """The target vanishes and another textured square moves in far away: its events make it a
-    blob, but its filter peak stays under ``redetect_accept`` × the running peak, so the box stays."""
-    h, w, side = 140, 320, 24
-    rng = np.random.default_rng(0)
-    texture, other = (rng.integers(0, 256, (side, side)).astype(np.uint8) for _ in range(2))
-    tracker = DCFTracker(DCFParams(event_weight=0.3, redetect_ratio=0.5, scales=1))
-    x, y = 40, 50
-    no_events = np.zeros((2, h, w), np.float32)
-    tracker.init(scene(h, w, x, y, side, texture), np.array([x, y, side, side], np.float64), no_events)
-    for _ in range(5):
-        tracker.update(scene(h, w, x, y, side, texture), no_events)
-    events = no_events.copy()
-    events[1, y : y + side, x : x + side] = 2
-    events[0, y : y + side, x + 200 : x + 200 + side] = 2
-    box = tracker.update(scene(h, w, x + 200, y, side, other), events)
-    assert abs(box[0] - x) < 20
