@@ -391,15 +391,19 @@ class DCFTracker:
         if not self.usable:
             return self.box
         centre, s, v = self.detect(frame)
-        if self.peak_mean is None or v >= self.p.redetect_ratio * self.peak_mean:
+        if not self._lost(v):
             self.peak_mean = v if self.peak_mean is None else (1 - PEAK_RATE) * self.peak_mean + PEAK_RATE * v
-        elif self.p.redetect_ratio > 0 and events is not None:
+        elif events is not None:
             centre, s, v = self._redetect(frame, events, centre, s, v)
         self.last_peak = v
         scale = 1 + self.p.scale_lr * (s - 1)
         self.centre, self.wh, self.side = centre, self.wh * scale, self.side * scale
         self._learn(frame, self.p.learning_rate)
         return self.box
+
+    def _lost(self, peak_value: float) -> bool:
+        """Whether an APS peak counts as the target lost: under ``redetect_ratio`` × the running peak."""
+        return self.p.redetect_ratio > 0 and self.peak_mean is not None and peak_value < self.p.redetect_ratio * self.peak_mean
 
     def _redetect(self, frame: np.ndarray, events: np.ndarray, centre: np.ndarray, s: float, v: float
                   ) -> tuple[np.ndarray, float, float]:

@@ -135,7 +135,8 @@ def interval_counts(track: Track, k: int, counted: list | None) -> np.ndarray:
 def make_target_model(cfg, with_events: bool):
     """The online target model (``hybrid.dcf``) of a ``target_model = "dcf"`` configuration: the
     filter, or its re-scoring by representatives (``target_reps``), with the event channels at
-    weight ``target_events`` when ``with_events``."""
+    weight ``target_events`` and re-detection on event blobs (``target_redetect``) when
+    ``with_events``."""
     from hybrid.dcf import DCFParams, DCFTracker
 
     params = DCFParams(event_weight=cfg.target_events if with_events else 0.0,

@@ -73,7 +73,8 @@ def test_eval_applies_model_settings_and_refuses_others(tmp_path, capsys):
 
 @pytest.mark.parametrize("setting, named", [("model.alpha_frame=\"x\"", "model.alpha_frame"),
                                             ("model.no_such_key=1", "model.no_such_key"),
-                                            ("model.target_events=-1", "model.target_events")])
+                                            ("model.target_events=-1", "model.target_events"),
+                                            ("model.target_redetect=2", "model.target_redetect")])
 def test_a_bad_model_setting_names_its_full_key(tmp_path, capsys, setting, named):
     ds = _dataset(tmp_path, boxes=True)
     assert main(["eval", "default", "--dataset", str(ds), "--split", "all", "-o", str(tmp_path / "ev"), "--baselines", "none",
